@@ -1,0 +1,1 @@
+"""FastAPI app: thin routers per resource over the store's plain functions; OpenAPI at /docs."""

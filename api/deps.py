@@ -1,0 +1,84 @@
+"""Named dependency types: the request's session and the acting principal with its role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+from sqlmodel import Session
+
+from store.access import Actor, actor_for_key
+from store.db import get_engine
+from store.models import Role
+from store.settings import Settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; the commit happens here, then any after-commit callbacks."""
+    engine = request.app.state.engine if hasattr(request.app.state, "engine") else get_engine()
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        callbacks = session.info.pop("after_commit", [])
+        session.close()
+    for callback in callbacks:
+        callback()
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _app_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(_app_settings)]
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="sliplink API key")
+
+
+def get_actor(request: Request, session: SessionDep, key: str | None = Depends(_api_key)) -> Actor:
+    if not key:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+    if not key:
+        raise Unauthenticated("missing API key (X-API-Key header or Authorization: Bearer)")
+    actor = actor_for_key(session=session, key=key)
+    if actor is None:
+        raise Unauthenticated("invalid or revoked API key")
+    return actor
+
+
+class Unauthenticated(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def require_role(*roles: Role) -> Callable[[Actor], Actor]:
+    """A dependency admitting the given roles (admin is always admitted)."""
+
+    def check(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+        from store.errors import Forbidden
+
+        if not actor.has(*roles):
+            allowed = ", ".join(r.value for r in roles)
+            raise Forbidden(f"this action needs the role {allowed}; your key has {actor.role}")
+        return actor
+
+    return check
+
+
+AnyUser = Annotated[Actor, Depends(get_actor)]
+ShopUser = Annotated[Actor, Depends(require_role(Role.shop, Role.analyst))]
+AnalystUser = Annotated[Actor, Depends(require_role(Role.analyst))]
+MLUser = Annotated[Actor, Depends(require_role(Role.ml, Role.analyst))]
+AdminUser = Annotated[Actor, Depends(require_role(Role.admin))]

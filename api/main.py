@@ -1,0 +1,28 @@
+"""The app factory: routers composed here, engine made once at start-up."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import bets, customers, health, shops, slips
+from store.db import get_engine
+from store.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, pipeline: object | None = None) -> FastAPI:
+    """Build the API.  ``pipeline`` receives slip ids to process after their upload commits
+    (``submit(slip_id)``, ``ping()``); None means slips stay pending for a sweeper."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="sliplink",
+        version="0.1.0",
+        description="Bets, slips, handwriting clusters and risk alerts for betting operators.",
+    )
+    app.state.settings = settings
+    app.state.engine = get_engine(settings.effective_database_url)
+    app.state.pipeline = pipeline
+    errors.install(app)
+    for module in (health, bets, slips, customers, shops):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+
+from api.deps import AnyUser, SessionDep, ShopUser
+from store import bets
+from store.models import BetCreate, BetPage, BetPublic
+
+router = APIRouter(prefix="/bets", tags=["bets"])
+
+
+@router.post("", status_code=201, response_model=BetPublic)
+def create_bet(bet_in: BetCreate, session: SessionDep, actor: ShopUser) -> BetPublic:
+    bet = bets.create_bet(session=session, bet_in=bet_in, actor=actor)
+    return bets.bet_public(session=session, bet=bet)
+
+
+@router.get("", response_model=BetPage)
+def list_bets(
+    session: SessionDep,
+    actor: AnyUser,
+    customer_id: int | None = None,
+    shop_id: int | None = None,
+    min_stake: float | None = Query(None, ge=0, description="unit stake at least"),
+    max_stake: float | None = Query(None, ge=0, description="unit stake at most"),
+    risk_category: str | None = None,
+    selection: str | None = Query(None, min_length=1, max_length=200),
+    sport: str | None = None,
+    placed_from: datetime | None = None,
+    placed_to: datetime | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> BetPage:
+    rows, total = bets.list_bets(
+        session=session, actor=actor, customer_id=customer_id, shop_id=shop_id,
+        min_stake=min_stake, max_stake=max_stake, risk_category=risk_category,
+        selection=selection, sport=sport, placed_from=placed_from, placed_to=placed_to,
+        limit=limit, offset=offset,
+    )  # fmt: skip
+    items = [bets.bet_public(session=session, bet=b) for b in rows]
+    return BetPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{bet_id}", response_model=BetPublic)
+def get_bet(bet_id: int, session: SessionDep, actor: AnyUser) -> BetPublic:
+    bet = bets.get_bet(session=session, bet_id=bet_id, actor=actor)
+    return bets.bet_public(session=session, bet=bet)

@@ -1,0 +1,1 @@
+"""The `sliplink` command line (Typer): one module per command group."""

@@ -1,0 +1,185 @@
+"""The demo: the shipped sample slips go through the real HTTP API on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from store.models import BET_TYPES
+
+SAMPLE_SET = Path(__file__).resolve().parent.parent / "sample_slips" / "set"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _start_server(app, port: int):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on port {port}")
+        time.sleep(0.05)
+    return server, thread
+
+
+def _bet_payload(bet: dict, *, shop_ids: dict, customer_ids: dict) -> dict:  # type: ignore[type-arg]
+    bet_type = str(bet.get("bet_type", "single")).lower().replace(" ", "").replace("_", "")
+    each_way = bool(bet.get("each_way")) or "eachway" in bet_type
+    if bet_type not in BET_TYPES:
+        bet_type = "single" if len(bet.get("legs", [])) <= 1 else "other"
+    return {
+        "shop_id": shop_ids.get(bet.get("shop")),
+        "customer_id": customer_ids.get(bet.get("customer")) if bet.get("customer") else None,
+        "placed_at": bet.get("placed_at"),
+        "currency": bet.get("currency", "GBP"),
+        "stake": bet["unit_stake"],
+        "total_stake": bet.get("total_stake"),
+        "bet_type": bet_type,
+        "each_way": each_way,
+        "legs": bet["legs"],
+    }
+
+
+def run_demo(*, port: int, serve: bool, sample_dir: Path = SAMPLE_SET) -> int:
+    from cli.runtime import build_app
+    from store.access import create_api_key
+    from store.db import session_scope
+    from store.models import Role
+    from store.settings import get_settings
+
+    bets_file = sample_dir / "bets.json"
+    if not bets_file.is_file():
+        _say(f"error: {bets_file} is missing: the sample slips are not installed")
+        return 2
+    base = get_settings()
+    demo_dir = base.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    db_path = demo_dir / "sliplink-demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    os.environ["SLIPLINK_DATABASE_URL"] = f"sqlite:///{db_path}"
+    os.environ.pop("SLIPLINK_BROKER_URL", None)
+    get_settings.cache_clear()
+    settings = get_settings()
+
+    _say(f"demo database: {db_path}")
+    app = build_app(settings)
+    with session_scope() as session:
+        _, admin_key = create_api_key(session=session, name="demo-admin", role=Role.admin)
+
+    listen_port = port if serve else 0
+    if listen_port == 0:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            listen_port = sock.getsockname()[1]
+    server, thread = _start_server(app, listen_port)
+    url = f"http://127.0.0.1:{listen_port}"
+    data = json.loads(bets_file.read_text())
+    started = time.monotonic()
+    with httpx.Client(base_url=url, headers={"X-API-Key": admin_key}, timeout=60) as client:
+        shop_ids, shop_keys = {}, {}
+        for shop in data["shops"]:
+            resp = client.post("/shops", json=shop)
+            resp.raise_for_status()
+            shop_ids[shop["code"]] = resp.json()["id"]
+        with session_scope() as session:
+            for code, shop_id in shop_ids.items():
+                shop_keys[code] = create_api_key(
+                    session=session, name=f"till-{code}", role=Role.shop, shop_id=shop_id
+                )[1]
+        customer_ids = {}
+        for customer in data["customers"]:
+            payload = {k: v for k, v in customer.items() if k != "ref"}
+            payload["external_ref"] = customer["ref"]
+            resp = client.post("/customers", json=payload)
+            resp.raise_for_status()
+            customer_ids[customer["ref"]] = resp.json()["id"]
+        slip_ids = []
+        for i, bet in enumerate(data["bets"], 1):
+            till = {"X-API-Key": shop_keys[bet["shop"]]}
+            payload = _bet_payload(bet, shop_ids=shop_ids, customer_ids=customer_ids)
+            resp = client.post("/bets", json=payload, headers=till)
+            resp.raise_for_status()
+            bet_id = resp.json()["id"]
+            image = sample_dir / bet["image"]
+            with image.open("rb") as fh:
+                resp = client.post(
+                    f"/bets/{bet_id}/slip", files={"slip": (image.name, fh)}, headers=till
+                )
+            resp.raise_for_status()
+            slip_ids.append(resp.json()["id"])
+            if i % 20 == 0:
+                _say(f"  uploaded {i}/{len(data['bets'])} bets with slips")
+        _say(f"uploaded {len(slip_ids)} bets and slips in {time.monotonic() - started:.1f}s")
+        statuses = _wait_for_pipeline(client, slip_ids, has_pipeline=app.state.pipeline is not None)
+        summary = _summary(client, statuses)
+    print(summary, flush=True)
+    if serve:
+        _say(f"\nUI and API on {url}  (API docs: {url}/docs)")
+        _say(f"admin API key: {admin_key}")
+        _say("Ctrl-C to stop")
+        try:
+            while thread.is_alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    server.should_exit = True
+    thread.join(timeout=10)
+    pipeline = app.state.pipeline
+    if pipeline is not None and hasattr(pipeline, "shutdown"):
+        pipeline.shutdown()
+    return 0
+
+
+def _wait_for_pipeline(
+    client: httpx.Client, slip_ids: list[int], *, has_pipeline: bool, timeout: float = 600
+) -> Counter:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = Counter(client.get(f"/slips/{sid}").json()["status"] for sid in slip_ids)
+        done = statuses["ready"] + statuses["failed"]
+        if not has_pipeline or done == len(slip_ids) or time.monotonic() > deadline:
+            return statuses
+        _say(f"  processed {done}/{len(slip_ids)} slips")
+        time.sleep(1.0)
+
+
+def _summary(client: httpx.Client, statuses: Counter) -> str:  # type: ignore[type-arg]
+    lines = ["", "sliplink demo summary", "---------------------"]
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    lines.append(f"slips: {sum(statuses.values())} ({by_status})")
+    bets = client.get("/bets", params={"limit": 1}).json()
+    lines.append(f"bets: {bets['total']}")
+    clusters = client.get("/clusters", params={"limit": 1000})
+    if clusters.status_code == 200:
+        body = clusters.json()
+        items = body["items"] if isinstance(body, dict) else body
+        multi = [c for c in items if c.get("size", 0) >= 2]
+        linked = [c for c in items if len(c.get("customers", [])) >= 2]
+        lines.append(f"clusters: {len(multi)} with 2+ slips")
+        lines.append(f"linked customers: {len(linked)} clusters hold 2+ customer accounts")
+    alerts = client.get("/alerts", params={"limit": 1000})
+    if alerts.status_code == 200:
+        body = alerts.json()
+        items = body["items"] if isinstance(body, dict) else body
+        by_rule = Counter(a.get("rule_id", "?") for a in items)
+        lines.append(f"alerts: {len(items)}")
+        for rule, count in sorted(by_rule.items()):
+            lines.append(f"  {rule}: {count}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Persistence shared by api and workers: settings, engines, sessions, tables, blobs, audit."""

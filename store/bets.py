@@ -1,0 +1,170 @@
+"""Bets and their legs: create, read, filter."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from store import audit
+from store.access import Actor
+from store.errors import Forbidden, Invalid, NotFound
+from store.models import (
+    BET_LINES,
+    Bet,
+    BetCreate,
+    BetPublic,
+    Customer,
+    CustomerStatus,
+    Leg,
+    LegPublic,
+    Role,
+    Shop,
+    Slip,
+    as_utc,
+    selection_key,
+    utcnow,
+)
+
+
+def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
+    shop_id = bet_in.shop_id
+    if actor.role == Role.shop:
+        if shop_id is None:
+            shop_id = actor.shop_id
+        elif shop_id != actor.shop_id:
+            raise Forbidden("a shop key can only record bets for its own shop")
+    if shop_id is not None and session.get(Shop, shop_id) is None:
+        raise NotFound(f"shop_id: shop {shop_id} not found")
+    if bet_in.customer_id is not None:
+        customer = session.get(Customer, bet_in.customer_id)
+        if customer is None:
+            raise NotFound(f"customer_id: customer {bet_in.customer_id} not found")
+        if customer.status == CustomerStatus.closed:
+            raise Invalid(f"customer_id: customer {bet_in.customer_id} is closed")
+    lines = BET_LINES.get(bet_in.bet_type, 1) * (2 if bet_in.each_way else 1)
+    total = bet_in.total_stake if bet_in.total_stake is not None else bet_in.stake * lines
+    first = bet_in.legs[0]
+    bet = Bet(
+        shop_id=shop_id,
+        customer_id=bet_in.customer_id,
+        placed_at=as_utc(bet_in.placed_at) if bet_in.placed_at else utcnow(),
+        currency=bet_in.currency,
+        stake=round(bet_in.stake, 2),
+        total_stake=round(total, 2),
+        bet_type=bet_in.bet_type,
+        each_way=bet_in.each_way,
+        odds=bet_in.odds if bet_in.odds is not None else _combined_odds(bet_in),
+        description=bet_in.description,
+        sport=first.sport,
+    )
+    bet.potential_return = _potential_return(bet_in, bet.odds)
+    session.add(bet)
+    session.flush()
+    for position, leg_in in enumerate(bet_in.legs):
+        leg = Leg.model_validate(
+            leg_in,
+            update={
+                "bet_id": bet.id,
+                "position": position,
+                "selection_key": selection_key(leg_in.selection),
+                "event_start": as_utc(leg_in.event_start) if leg_in.event_start else None,
+            },
+        )
+        session.add(leg)
+    session.flush()
+    audit.record(
+        session, actor=actor.name, action="bet.create", entity="bet", entity_id=bet.id,
+        after={"stake": bet.stake, "total_stake": bet.total_stake, "shop_id": shop_id,
+               "customer_id": bet.customer_id},
+    )  # fmt: skip
+    return bet
+
+
+def _combined_odds(bet_in: BetCreate) -> float | None:
+    """Odds of a single or straight multiple; None for any leg at SP or a full-cover bet."""
+    if bet_in.bet_type not in ("single", "double", "treble", "accumulator"):
+        return None
+    prices = [leg.odds for leg in bet_in.legs]
+    if any(p is None for p in prices):
+        return None
+    return float(math.prod(p for p in prices if p is not None))
+
+
+def _potential_return(bet_in: BetCreate, odds: float | None) -> float | None:
+    if odds is None or bet_in.each_way:
+        return None
+    return round(bet_in.stake * odds, 2)
+
+
+def get_bet(*, session: Session, bet_id: int, actor: Actor) -> Bet:
+    bet = session.get(Bet, bet_id)
+    if bet is None or (actor.role == Role.shop and bet.shop_id != actor.shop_id):
+        # a shop must not learn that another shop's bet exists
+        raise NotFound(f"bet {bet_id} not found")
+    return bet
+
+
+def bet_public(*, session: Session, bet: Bet) -> BetPublic:
+    legs = session.exec(select(Leg).where(Leg.bet_id == bet.id).order_by(col(Leg.position))).all()
+    slip_id = session.exec(select(Slip.id).where(Slip.bet_id == bet.id)).first()
+    return BetPublic.model_validate(
+        bet,
+        update={
+            "anonymous": bet.customer_id is None,
+            "legs": [LegPublic.model_validate(leg) for leg in legs],
+            "slip_id": slip_id,
+        },
+    )
+
+
+def list_bets(
+    *,
+    session: Session,
+    actor: Actor,
+    customer_id: int | None = None,
+    shop_id: int | None = None,
+    min_stake: float | None = None,
+    max_stake: float | None = None,
+    risk_category: str | None = None,
+    selection: str | None = None,
+    sport: str | None = None,
+    placed_from: datetime | None = None,
+    placed_to: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Bet], int]:
+    """The staff feed's five filters (customer, unit stake range, risk category, selection,
+    sport) plus shop and time range; newest first."""
+    query = select(Bet)
+    if actor.role == Role.shop:
+        query = query.where(Bet.shop_id == actor.shop_id)
+    if customer_id is not None:
+        query = query.where(Bet.customer_id == customer_id)
+    if shop_id is not None:
+        query = query.where(Bet.shop_id == shop_id)
+    if min_stake is not None:
+        query = query.where(Bet.stake >= min_stake)
+    if max_stake is not None:
+        query = query.where(Bet.stake <= max_stake)
+    if risk_category is not None:
+        query = query.join(Customer, col(Customer.id) == col(Bet.customer_id)).where(
+            Customer.risk_category == risk_category
+        )
+    if sport is not None:
+        query = query.where(func.lower(Bet.sport) == sport.lower())
+    if selection is not None:
+        key = selection_key(selection)
+        legs = select(Leg.bet_id).where(col(Leg.selection_key).contains(key))
+        query = query.where(col(Bet.id).in_(legs))
+    if placed_from is not None:
+        query = query.where(Bet.placed_at >= as_utc(placed_from))
+    if placed_to is not None:
+        query = query.where(Bet.placed_at < as_utc(placed_to))
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(Bet.placed_at).desc(), col(Bet.id).desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total)
