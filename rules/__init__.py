@@ -1,0 +1,1 @@
+"""Threshold rules engine: versioned YAML rules, kinds, alerts and back-testing."""
