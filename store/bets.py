@@ -63,6 +63,7 @@ def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
     bet.potential_return = _potential_return(bet_in, bet.odds)
     session.add(bet)
     session.flush()
+    legs = []
     for position, leg_in in enumerate(bet_in.legs):
         leg = Leg.model_validate(
             leg_in,
@@ -74,7 +75,9 @@ def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
             },
         )
         session.add(leg)
+        legs.append(leg)
     session.flush()
+    session.info.setdefault("new_bet_legs", {})[bet.id] = legs
     audit.record(
         session, actor=actor.name, action="bet.create", entity="bet", entity_id=bet.id,
         after={"stake": bet.stake, "total_stake": bet.total_stake, "shop_id": shop_id,
@@ -108,8 +111,14 @@ def get_bet(*, session: Session, bet_id: int, actor: Actor) -> Bet:
 
 
 def bet_public(*, session: Session, bet: Bet) -> BetPublic:
-    legs = session.exec(select(Leg).where(Leg.bet_id == bet.id).order_by(col(Leg.position))).all()
-    slip_id = session.exec(select(Slip.id).where(Slip.bet_id == bet.id)).first()
+    fresh = session.info.get("new_bet_legs", {}).get(bet.id)
+    if fresh is not None:  # just created in this session: legs known, no slip yet
+        legs, slip_id = fresh, None
+    else:
+        legs = session.exec(
+            select(Leg).where(Leg.bet_id == bet.id).order_by(col(Leg.position))
+        ).all()
+        slip_id = session.exec(select(Slip.id).where(Slip.bet_id == bet.id)).first()
     return BetPublic.model_validate(
         bet,
         update={
