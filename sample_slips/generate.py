@@ -87,21 +87,13 @@ def _stamp_lines(p: SlipPlan) -> list[str]:
     ]
 
 
-def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw one planned slip.
-
-    Returns
-    -------
-    image, hand_mask, print_mask : ndarray, uint8, shape (rows, cols)
-        The greyscale scan (JPEG artefacts included), and 255-where-ink masks of the
-        handwriting and the printed ink (template, stamp, barcode), pixel-aligned with it.
-    """
+def _render(p: SlipPlan, *, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 31337, p.index])
     tmpl, lay = design(p.template)
     hand = _draw_hand(p, lay, rng)
     ink = float(np.clip(lay.ink + rng.normal(0, 0.04), 0.4, 1.0))
     print_cov = tmpl.copy()
-    print_dark = (tmpl.astype(np.float32) * ink).astype(np.uint8)
+    print_dark = cv2.convertScaleAbs(tmpl, alpha=ink)
     if p.stamp:
         st = stamp(_stamp_lines(p), p.bet_id, rng)
         angle = 90.0 if rng.random() < 0.12 else float(rng.normal(0, 3.0))
@@ -110,8 +102,7 @@ def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
         x = int(rng.uniform(lay.width * 0.15, max(lay.width * 0.15 + 1, lay.width - sw * 0.7)))
         y = int(rng.uniform(lay.height * 0.2, max(lay.height * 0.2 + 1, lay.height - sh * 0.6)))
         paste_max(print_cov, st, x, y)
-        dark = (st.astype(np.float32) * rng.uniform(0.7, 0.95)).astype(np.uint8)
-        paste_max(print_dark, dark, x, y)
+        paste_max(print_dark, cv2.convertScaleAbs(st, alpha=rng.uniform(0.7, 0.95)), x, y)
     hand_ink = float(np.clip(p.writer.ink + rng.normal(0, 0.04), 0.35, 1.0))
     image, hmask, pmask = scan(
         hand=hand, hand_ink=hand_ink, print_cov=print_cov, print_dark=print_dark, rng=rng
@@ -120,12 +111,30 @@ def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV always encodes a uint8 greyscale image
         raise RuntimeError("JPEG encoding failed")
-    image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return buf.tobytes(), hmask, pmask
+
+
+def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one planned slip (as :func:`generate` does, without writing files).
+
+    Returns
+    -------
+    image, hand_mask, print_mask : ndarray, uint8, shape (rows, cols)
+        The greyscale scan (JPEG artefacts included), and 255-where-ink masks of the
+        handwriting and the printed ink (template, stamp, barcode), pixel-aligned with it.
+    """
+    buf, hmask, pmask = _render(p, seed=seed)
+    image = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE)
     return image, hmask, pmask
 
 
-def _save_png(path: Path, arr: np.ndarray, level: int = 6) -> None:
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, level])
+def _save_png(path: Path, arr: np.ndarray, *, rle: bool = False) -> None:
+    # Masks are long runs of 0/255: run-length strategy is as small as zlib level 9 and
+    # 10x faster (measured 10 ms vs 107 ms per mask).
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1 if rle else 6]
+    if rle:
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buf = cv2.imencode(".png", arr, params)
     if not ok:  # pragma: no cover
         raise RuntimeError(f"PNG encoding failed for {path}")
     path.write_bytes(buf.tobytes())
@@ -133,13 +142,13 @@ def _save_png(path: Path, arr: np.ndarray, level: int = 6) -> None:
 
 def _work(args: tuple[SlipPlan, int, str, bool]) -> str:
     p, seed, out, masks = args
-    image, hmask, pmask = render_slip(p, seed=seed)
+    buf, hmask, pmask = _render(p, seed=seed)
     out_dir = Path(out)
-    _save_png(out_dir / p.image, image)
+    (out_dir / p.image).write_bytes(buf)
     if masks:
         stem = Path(p.image).stem
-        _save_png(out_dir / "masks" / f"{stem}.png", hmask, 9)
-        _save_png(out_dir / "masks" / f"{stem}_print.png", pmask, 9)
+        _save_png(out_dir / "masks" / f"{stem}.png", hmask, rle=True)
+        _save_png(out_dir / "masks" / f"{stem}_print.png", pmask, rle=True)
     return p.image
 
 
@@ -165,7 +174,7 @@ def generate(
 ) -> Path:
     """Generate a labelled set of slips.
 
-    Writes ``slip_00001.png`` ..., ``labels.csv`` (image, writer, customer, shop,
+    Writes ``slip_00001.jpg`` ... (greyscale JPEG), ``labels.csv`` (image, writer, customer, shop,
     template, font, split), ``bets.json`` (shops, customers, bets, scenarios),
     ``writers.json`` and, with ``masks``, ``masks/<stem>.png`` (handwriting) and
     ``masks/<stem>_print.png`` (printed ink). The same arguments give the same bytes,

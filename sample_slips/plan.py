@@ -99,6 +99,7 @@ TYPE_WORDS = {
 }
 FIRST_DAY = date(2026, 11, 2)  # November: UK local time == UTC, so race times are UTC
 N_DAYS = 19
+IMAGE_EXT = ".jpg"  # scanners deliver JPEG; a noisy PNG scan is 4-6x larger
 AML_THRESHOLD_GBP = 2000.0
 REFERRAL_LIMIT_GBP = 500.0
 
@@ -456,7 +457,7 @@ def make_plan(*, writers: int, slips_per_writer: int, seed: int, split: str) -> 
         base_day = FIRST_DAY + timedelta(days=int(srng.integers(0, N_DAYS - 3)))
         for k in range(slips_per_writer):
             index += 1
-            image = f"slip_{index:05d}.png"
+            image = f"slip_{index:05d}{IMAGE_EXT}"
             images.append(image)
             bet_type, each_way, unit, legs = _random_bet(srng, w)
             day = FIRST_DAY + timedelta(days=int(srng.integers(0, N_DAYS)))
