@@ -1,0 +1,1 @@
+"""Bookmaking arithmetic: settlement of singles, each-way and multiples; pure functions, no I/O."""
