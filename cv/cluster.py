@@ -1,0 +1,1043 @@
+"""Writer clustering of slip embeddings: batch, incremental, stable ids, customer links.
+
+Batch clustering never forms an n×n matrix.  It builds a k-nearest-neighbour graph from an
+ANN index (:class:`cv.index.VectorIndex`), keeps the *mutual* kNN edges whose cosine
+similarity clears a calibrated threshold (mutual neighbours resist the hub chaining of plain
+kNN graphs; Maier, Hein & von Luxburg 2009), takes connected components, and then attaches
+left-over slips to a cluster when the slip-to-cluster evidence clears the same threshold.
+
+Slip-to-cluster evidence (CV-NOTES "Evidence across slips") is the mean of a slip's top-m
+similarities to a cluster's members.  Members that are *not* among the slip's k neighbours
+are counted at the k-th neighbour's similarity, an upper bound on what they could score, so
+one lucky match to a large cluster is discounted while agreement with several members is not.
+
+Human decisions are constraints: a must-link is an edge that is merged first, a cannot-link
+forbids a merge.  Components holding a cannot-link pair are re-built by Kruskal's algorithm
+over their edges in decreasing similarity with the merge check (constrained single linkage;
+Wagstaff et al. 2001), which cuts the weakest edges first.
+
+Everything here is pure: numpy arrays and mappings in, arrays, dicts and dataclasses out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from cv.index import VectorIndex, normalise_rows
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Assignment",
+    "Attribution",
+    "ClusterCustomers",
+    "ClusterEvent",
+    "assign_incremental",
+    "calibrate_threshold",
+    "cluster_embeddings",
+    "confidence_from_evidence",
+    "knn_graph",
+    "link_customers",
+    "membership_confidence",
+    "stable_relabel",
+]
+
+#: Fallback cosine threshold when the embedding model carries no calibrated one.  Measured
+#: on the synthetic benchmark embeddings (bench/cluster_scale.py), where it gives pairwise
+#: precision >= 0.98; real models should carry their own (``threshold_``).
+DEFAULT_THRESHOLD = 0.6
+#: Width of the logistic that turns evidence - threshold into a 0..1 confidence.
+DEFAULT_TEMPERATURE = 0.05
+# Weight given to must-link edges: above any cosine similarity, so they merge first.
+_MUST_WEIGHT = 2.0
+
+
+# -- kNN graph --------------------------------------------------------------------------------
+def knn_graph(
+    X: ArrayLike,
+    *,
+    k: int,
+    index: VectorIndex | None = None,
+    exact_below: int = 200_000,
+    hnsw_m: int = 16,
+    batch_size: int = 65_536,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """k nearest neighbours of every row, the row itself excluded.
+
+    Parameters
+    ----------
+    X : (n, d) array_like
+        Embeddings; cosine similarity is used (rows are normalised).
+    k : int
+        Neighbours per row.
+    index : VectorIndex, optional
+        An index already holding the rows of ``X`` under ids ``0 .. n-1``.  Built here when
+        omitted: exact below ``exact_below`` rows, HNSW with ``hnsw_m`` links above.
+    batch_size : int
+        Queries per search call, bounding the temporary memory.
+
+    Returns
+    -------
+    neighbours : (n, k) int64
+        Row indices, best first; ``-1`` where fewer than ``k`` other rows exist.
+    similarities : (n, k) float32
+        Cosine similarities; ``-inf`` where the neighbour is ``-1``.
+    """
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = int(k)
+    x = normalise_rows(X, name="X")
+    n = x.shape[0]
+    if index is None:
+        index = VectorIndex(
+            x.shape[1], exact_below=exact_below, hnsw_m=hnsw_m, ef_search=max(64, 2 * k)
+        )
+        index.add(np.arange(n, dtype=np.int64), x)
+    elif len(index) != n:
+        raise ValueError(f"index must hold the {n} rows of X under ids 0..n-1, has {len(index)}")
+    nbr = np.full((n, k), -1, dtype=np.int64)
+    sim = np.full((n, k), -np.inf, dtype=np.float32)
+    for start in range(0, n, int(batch_size)):
+        stop = min(n, start + int(batch_size))
+        s, ids = index.search(x[start:stop], k + 1)
+        rows = np.arange(start, stop)[:, None]
+        # drop the row itself wherever it appears (ties may put it after a duplicate);
+        # when it is missing the extra (k+1)-th neighbour is dropped instead
+        not_self = ids != rows
+        order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
+        nbr[start:stop] = np.take_along_axis(ids, order, axis=1)
+        sim[start:stop] = np.take_along_axis(s, order, axis=1)
+    sim[nbr < 0] = -np.inf
+    return nbr, sim
+
+
+# -- evidence ---------------------------------------------------------------------------------
+def confidence_from_evidence(
+    evidence: ArrayLike, *, threshold: float, temperature: float = DEFAULT_TEMPERATURE
+) -> NDArray[np.float64]:
+    """Logistic map of evidence to 0..1: 0.5 at the threshold, steeper for small temperature."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    e = np.asarray(evidence, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-(e - float(threshold)) / float(temperature)))
+
+
+def _group_evidence(
+    rows: NDArray[np.int64],
+    labels: NDArray[np.int64],
+    scores: NDArray[np.float32],
+    kth: NDArray[np.float32],
+    available: NDArray[np.int64] | None,
+    *,
+    top_m: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Slip-to-cluster evidence for every (query row, cluster) pair among the neighbours.
+
+    Parameters
+    ----------
+    rows, labels, scores : (e,) arrays
+        One entry per (query, neighbour) with the neighbour's cluster label (>= 0 only).
+    kth : (q,) float
+        Each query's k-th neighbour similarity (indexed by ``rows``).
+    available : (e,) int or None
+        Members of the neighbour's cluster that could be neighbours of the query (cluster
+        size, minus the query itself when it is a member).  ``None``: only those seen count.
+    top_m : int
+        Members averaged.
+
+    Returns
+    -------
+    (g,) query rows, (g,) labels, (g,) evidence -- one entry per distinct (row, label).
+    """
+    if rows.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float64)
+    order = np.lexsort((-scores, labels, rows))
+    r, lab, s = rows[order], labels[order], scores[order].astype(np.float64)
+    avail = available[order] if available is not None else None
+    new_group = np.ones(r.size, dtype=bool)
+    new_group[1:] = (r[1:] != r[:-1]) | (lab[1:] != lab[:-1])
+    starts = np.flatnonzero(new_group)
+    group_id = np.cumsum(new_group) - 1
+    rank = np.arange(r.size) - starts[group_id]
+    keep = rank < top_m
+    sums = np.bincount(group_id[keep], weights=s[keep], minlength=starts.size)
+    seen = np.bincount(group_id[keep], minlength=starts.size)
+    g_rows, g_labels = r[starts], lab[starts]
+    if avail is None:
+        want = seen
+    else:
+        want = np.maximum(np.minimum(avail[starts], top_m), seen)
+    # members not among the k neighbours score at most the k-th neighbour's similarity
+    fill = np.nan_to_num(kth[g_rows].astype(np.float64), neginf=-1.0)
+    evidence = (sums + (want - seen) * fill) / np.maximum(want, 1)
+    return g_rows, g_labels, evidence
+
+
+def _best_per_row(
+    g_rows: NDArray[np.int64], g_labels: NDArray[np.int64], evidence: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """The cluster with the highest evidence for each row (ties: lowest label)."""
+    if g_rows.size == 0:
+        return g_rows, g_labels, evidence
+    order = np.lexsort((g_labels, -evidence, g_rows))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = g_rows[order][1:] != g_rows[order][:-1]
+    pick = order[first]
+    return g_rows[pick], g_labels[pick], evidence[pick]
+
+
+# -- batch clustering -------------------------------------------------------------------------
+def _pairs(pairs: Iterable[tuple[int, int]], *, n: int, name: str) -> NDArray[np.int64]:
+    arr = np.asarray(list(pairs), dtype=np.int64).reshape(-1, 2)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"{name} holds a row index outside 0..{n - 1}")
+    if arr.size and (arr[:, 0] == arr[:, 1]).any() and name == "cannot_link":
+        raise ValueError("cannot_link pairs a row with itself")
+    return arr
+
+
+def _mutual_edges(
+    nbr: NDArray[np.int64], sim: NDArray[np.float32], *, threshold: float, mutual: bool
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+    """Undirected (i < j) edges above the threshold; mutual kNN only when ``mutual``."""
+    n, k = nbr.shape
+    src = np.repeat(np.arange(n, dtype=np.int64), k)
+    dst = nbr.reshape(-1)
+    w = sim.reshape(-1)
+    ok = (dst >= 0) & (w >= threshold)
+    src, dst, w = src[ok], dst[ok], w[ok]
+    if mutual:
+        # (i, j) is mutual when j lists i too; compare int64 pair keys (n < 3e9 here)
+        all_keys = np.repeat(np.arange(n, dtype=np.int64), k) * n + nbr.reshape(-1)
+        all_keys = np.sort(all_keys[nbr.reshape(-1) >= 0])
+        rev = dst * n + src
+        pos = np.searchsorted(all_keys, rev)
+        pos[pos >= all_keys.size] = 0
+        both = all_keys[pos] == rev if all_keys.size else np.zeros(rev.size, bool)
+        src, dst, w = src[both], dst[both], w[both]
+    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+    key = lo * n + hi
+    _, first = np.unique(key, return_index=True)
+    return lo[first], hi[first], w[first]
+
+
+class _UnionFind:
+    """Union-find with per-root cannot-link sets (constrained single linkage)."""
+
+    def __init__(self, nodes: Iterable[int], cannot: Iterable[tuple[int, int]]) -> None:
+        self.parent = {v: v for v in nodes}
+        self.size = dict.fromkeys(self.parent, 1)
+        self.forbid: dict[int, set[int]] = defaultdict(set)
+        for a, b in cannot:
+            self.forbid[a].add(b)
+            self.forbid[b].add(a)
+
+    def find(self, v: int) -> int:
+        root = v
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[v] != root:
+            self.parent[v], v = root, self.parent[v]
+        return root
+
+    def union(self, a: int, b: int) -> bool:
+        """Merge the sets of a and b unless a cannot-link forbids it; True when merged."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        # forbid sets hold roots of sets that may not join; refresh them lazily
+        fa = {self.find(x) for x in self.forbid.get(ra, ())}
+        if rb in fa:
+            return False
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        merged = fa | {self.find(x) for x in self.forbid.pop(rb, ())}
+        if merged:
+            self.forbid[ra] = merged
+        return True
+
+
+def _split_conflicts(
+    comp: NDArray[np.int64],
+    edges: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]],
+    cannot: NDArray[np.int64],
+) -> NDArray[np.int64]:
+    """Re-build components that hold a cannot-link pair by constrained Kruskal."""
+    if cannot.size == 0:
+        return comp
+    bad = np.unique(comp[cannot[:, 0]][comp[cannot[:, 0]] == comp[cannot[:, 1]]])
+    if bad.size == 0:
+        return comp
+    lo, hi, w = edges
+    in_bad = np.isin(comp[lo], bad)
+    lo, hi, w = lo[in_bad], hi[in_bad], w[in_bad]
+    nodes = np.flatnonzero(np.isin(comp, bad))
+    sel = np.isin(comp[cannot[:, 0]], bad)
+    uf = _UnionFind(nodes.tolist(), [tuple(p) for p in cannot[sel].tolist()])
+    order = np.argsort(-w, kind="stable")
+    for a, b, weight in zip(lo[order].tolist(), hi[order].tolist(), w[order].tolist(), strict=True):
+        if not uf.union(a, b) and weight >= _MUST_WEIGHT:
+            raise ValueError(
+                f"must_link and cannot_link conflict: must-links join rows {a} and {b} "
+                "across a cannot-link"
+            )
+    out = comp.copy()
+    next_label = int(comp.max()) + 1
+    roots: dict[int, int] = {}
+    for v in nodes.tolist():
+        r = uf.find(v)
+        if r not in roots:
+            roots[r] = next_label
+            next_label += 1
+        out[v] = roots[r]
+    return out
+
+
+def cluster_embeddings(
+    X: ArrayLike,
+    *,
+    threshold: float,
+    k: int = 10,
+    must_link: Iterable[tuple[int, int]] = (),
+    cannot_link: Iterable[tuple[int, int]] = (),
+    min_cluster_size: int = 2,
+    linkage: str = "average",
+    mutual: bool = True,
+    attach: bool = False,
+    top_m: int = 3,
+    neighbours: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
+    index: VectorIndex | None = None,
+) -> NDArray[np.int64]:
+    """Cluster slips by writer.
+
+    Parameters
+    ----------
+    X : (n, d) array_like
+        Embeddings (cosine similarity).
+    threshold : float
+        Calibrated cosine similarity an edge (and the slip-to-cluster evidence) must reach.
+    k : int
+        Neighbours per slip in the kNN graph.
+    must_link, cannot_link : iterable of (int, int)
+        Row-index pairs confirmed / rejected by a human.  Must-links are always honoured
+        (a must-linked group is kept even below ``min_cluster_size``); cannot-link pairs never
+        share a cluster.  Contradictory constraints raise ``ValueError``.
+    min_cluster_size : int
+        Smaller groups are left on their own (label -1).
+    mutual : bool
+        Keep only mutual kNN edges when forming components (default), else every kNN edge.
+    attach : bool
+        Attach slips left on their own to the cluster whose evidence clears ``threshold``.
+    top_m : int
+        Members averaged in the slip-to-cluster evidence.
+    neighbours : ((n, k) int64, (n, k) float32), optional
+        A precomputed :func:`knn_graph` result (lets a threshold sweep reuse one graph).
+    index : VectorIndex, optional
+        Passed to :func:`knn_graph`.
+
+    Returns
+    -------
+    labels : (n,) int64
+        Cluster labels 0..C-1 numbered by each cluster's first row, ``-1`` = on its own.
+    """
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+    if int(min_cluster_size) < 1:
+        raise ValueError(f"min_cluster_size must be >= 1, got {min_cluster_size}")
+    if int(top_m) < 1:
+        raise ValueError(f"top_m must be >= 1, got {top_m}")
+    x = np.asarray(X)
+    if x.ndim != 2:
+        raise ValueError(f"X must be 2-D (slips, dim), got shape {x.shape}")
+    n = x.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    must = _pairs(must_link, n=n, name="must_link")
+    cannot = _pairs(cannot_link, n=n, name="cannot_link")
+    if neighbours is None:
+        nbr, sim = knn_graph(x, k=k, index=index)
+    else:
+        nbr, sim = (np.asarray(a) for a in neighbours)
+        if nbr.shape != sim.shape or nbr.ndim != 2 or nbr.shape[0] != n:
+            raise ValueError(f"neighbours must be two (n={n}, k) arrays, got {nbr.shape}")
+
+    if linkage == "average":
+        comp = _must_components(n, must, cannot)
+        comp = _average_linkage(
+            comp, normalise_rows(x, name="X"), nbr, threshold=float(threshold), cannot=cannot
+        )
+    else:
+        lo, hi, w = _mutual_edges(nbr, sim, threshold=float(threshold), mutual=mutual)
+        w = w.astype(np.float64)
+        if must.size:
+            lo = np.concatenate([lo, must.min(axis=1)])
+            hi = np.concatenate([hi, must.max(axis=1)])
+            w = np.concatenate([w, np.full(len(must), _MUST_WEIGHT)])
+        graph = coo_matrix((np.ones(lo.size, dtype=np.int8), (lo, hi)), shape=(n, n))
+        _, comp = connected_components(graph, directed=False)
+        comp = _split_conflicts(comp.astype(np.int64), (lo, hi, w), cannot)
+
+    sizes = np.bincount(comp)
+    protected = np.zeros(sizes.size, dtype=bool)
+    if must.size:
+        protected[comp[must[:, 0]]] = True
+    is_cluster = (sizes >= int(min_cluster_size)) | protected
+    labels = np.where(is_cluster[comp], comp, -1)
+    if attach:
+        labels = _attach(labels, nbr, sim, cannot, threshold=float(threshold), top_m=int(top_m))
+    return _renumber(labels)
+
+
+def _must_components(n: int, must: NDArray[np.int64], cannot: NDArray[np.int64]) -> NDArray:
+    """(n,) component of each row under the must-links alone; ValueError on a conflict."""
+    if must.size == 0:
+        return np.arange(n, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(must), dtype=np.int8), (must[:, 0], must[:, 1])), (n, n))
+    _, comp = connected_components(graph, directed=False)
+    if cannot.size:
+        clash = comp[cannot[:, 0]] == comp[cannot[:, 1]]
+        if clash.any():
+            a, b = cannot[np.flatnonzero(clash)[0]].tolist()
+            raise ValueError(
+                f"must_link and cannot_link conflict: must-links join rows {a} and {b} "
+                "across a cannot-link"
+            )
+    return comp.astype(np.int64)
+
+
+def _rowwise_dot(S: NDArray[np.float32], a: NDArray, b: NDArray, chunk: int = 200_000) -> NDArray:
+    out = np.empty(a.size, dtype=np.float64)
+    for i in range(0, a.size, chunk):
+        out[i : i + chunk] = np.einsum("ij,ij->i", S[a[i : i + chunk]], S[b[i : i + chunk]])
+    return out
+
+
+def _average_linkage(
+    comp: NDArray[np.int64],
+    x: NDArray[np.float32],
+    nbr: NDArray[np.int64],
+    *,
+    threshold: float,
+    cannot: NDArray[np.int64],
+    max_rounds: int = 1000,
+    max_refresh: int = 2,
+) -> NDArray[np.int64]:
+    """Average-linkage agglomeration (UPGMA) restricted to cluster pairs joined by kNN edges.
+
+    The average cosine similarity between two clusters is the dot product of their member
+    sums over the product of their sizes, so it costs O(d) per pair and no pair matrix is
+    formed.  Each round merges every reciprocal-nearest-neighbour pair whose average clears
+    the threshold; average linkage is reducible, so merging all reciprocal pairs at once gives
+    the same tree as merging one at a time (the nearest-neighbour-chain argument, Murtagh 1983).
+    Pairs holding a cannot-link are never candidates.
+    """
+    n, d = x.shape
+    label = comp.copy()
+    sizes = np.bincount(label, minlength=n).astype(np.float64)
+    onehot = coo_matrix((np.ones(n, dtype=np.float32), (label, np.arange(n))), shape=(n, n))
+    S = np.asarray(onehot.tocsr() @ x, dtype=np.float32)  # (n, d) member sums per cluster id
+    del onehot
+    k = nbr.shape[1]
+    src = np.repeat(label, k)
+    dst = nbr.reshape(-1)
+    ok = dst >= 0
+    a, b = src[ok], label[dst[ok]]
+    del src, dst, ok
+    a, b, _ = _unique_pairs(a, b, n)
+    val = _rowwise_dot(S, a, b) / (sizes[a] * sizes[b])
+    forbid = (cannot[:, 0], cannot[:, 1]) if cannot.size else None
+    for outer in range(max_refresh + 1):
+        label, a, b, val, merged = _rnn_rounds(
+            label, S, sizes, a, b, val, threshold=threshold, forbid=forbid, max_rounds=max_rounds
+        )
+        if outer == max_refresh or (outer > 0 and not merged):
+            break
+        # Parts of one writer whose slips are never among each other's k nearest (e.g. one
+        # writer on two printed forms) share no kNN edge; their aggregated descriptors do
+        # meet, so add the kNN pairs of cluster centroids as candidates and go on.
+        roots = np.flatnonzero(sizes >= 2)
+        if roots.size < 2:
+            break
+        cent_nbr, _ = knn_graph(S[roots], k=min(k, roots.size - 1))
+        ca = np.repeat(roots, cent_nbr.shape[1])
+        cb = np.where(cent_nbr >= 0, roots[np.maximum(cent_nbr, 0)], -1).reshape(-1)
+        ca, cb = ca[cb >= 0], cb[cb >= 0]
+        ca, cb, _ = _unique_pairs(ca, cb, n)
+        fresh = ~np.isin(ca * n + cb, a * n + b)
+        ca, cb = ca[fresh], cb[fresh]
+        cv_ = _rowwise_dot(S, ca, cb) / (sizes[ca] * sizes[cb])
+        if not (cv_ >= threshold).any():
+            break
+        a, b, val = np.concatenate([a, ca]), np.concatenate([b, cb]), np.concatenate([val, cv_])
+    return label
+
+
+def _rnn_rounds(
+    label: NDArray[np.int64],
+    S: NDArray[np.float32],
+    sizes: NDArray[np.float64],
+    a: NDArray[np.int64],
+    b: NDArray[np.int64],
+    val: NDArray[np.float64],
+    *,
+    threshold: float,
+    forbid: tuple[NDArray[np.int64], NDArray[np.int64]] | None,
+    max_rounds: int,
+) -> tuple[NDArray, NDArray, NDArray, NDArray, int]:
+    """Merge reciprocal best pairs above the threshold until none is left (S, sizes in place)."""
+    n = label.size
+    merged = 0
+    for _ in range(max_rounds):
+        usable = val >= threshold
+        if forbid is not None:
+            fa, fb, _ = _unique_pairs(label[forbid[0]], label[forbid[1]], n)
+            usable &= ~np.isin(a * n + b, fa * n + fb)
+        if not usable.any():
+            break
+        ua, ub, uv = a[usable], b[usable], val[usable]
+        # best partner of every cluster over both directions (ties: lower id)
+        qa, qb, qv = np.concatenate([ua, ub]), np.concatenate([ub, ua]), np.concatenate([uv, uv])
+        order = np.lexsort((qb, -qv, qa))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = qa[order][1:] != qa[order][:-1]
+        best = np.full(n, -1, dtype=np.int64)
+        best[qa[order][first]] = qb[order][first]
+        cand = np.flatnonzero(best >= 0)
+        partner = best[cand]
+        rnn = (best[partner] == cand) & (cand < partner)
+        keep, gone = cand[rnn], partner[rnn]
+        if keep.size == 0:
+            break
+        merged += keep.size
+        S[keep] += S[gone]
+        sizes[keep] += sizes[gone]
+        sizes[gone] = 0
+        remap = np.arange(n, dtype=np.int64)
+        remap[gone] = keep
+        label = remap[label]
+        a, b = remap[a], remap[b]
+        # only pairs touching a merged cluster change their average
+        changed = np.zeros(n, dtype=bool)
+        changed[keep] = True
+        stale = changed[a] | changed[b]
+        sa, sb, _ = _unique_pairs(a[stale], b[stale], n)
+        sv = _rowwise_dot(S, sa, sb) / (sizes[sa] * sizes[sb])
+        a = np.concatenate([a[~stale], sa])
+        b = np.concatenate([b[~stale], sb])
+        val = np.concatenate([val[~stale], sv])
+    return label, a, b, val, merged
+
+
+def _unique_pairs(a: NDArray, b: NDArray, n: int) -> tuple[NDArray, NDArray, NDArray]:
+    """Unordered distinct pairs with a != b, as (lo, hi, first-occurrence index)."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    diff = lo != hi
+    idx = np.flatnonzero(diff)
+    key = lo[idx] * n + hi[idx]
+    _, first = np.unique(key, return_index=True)
+    pick = idx[first]
+    return lo[pick], hi[pick], pick
+
+
+def _attach(
+    labels: NDArray[np.int64],
+    nbr: NDArray[np.int64],
+    sim: NDArray[np.float32],
+    cannot: NDArray[np.int64],
+    *,
+    threshold: float,
+    top_m: int,
+) -> NDArray[np.int64]:
+    """One pass: each slip on its own joins the cluster whose evidence clears the threshold.
+
+    Uses the pre-pass labels only, so attached slips never chain further slips in.
+    """
+    lone = np.flatnonzero(labels < 0)
+    if lone.size == 0 or not (labels >= 0).any():
+        return labels
+    k = nbr.shape[1]
+    nb = nbr[lone]
+    nb_lab = np.where(nb >= 0, labels[np.maximum(nb, 0)], -1)
+    ok = nb_lab >= 0
+    rows = np.repeat(np.arange(lone.size), k)[ok.reshape(-1)]
+    sizes = np.bincount(labels[labels >= 0])
+    g_rows, g_lab, ev = _group_evidence(
+        rows,
+        nb_lab[ok],
+        sim[lone][ok],
+        sim[lone, k - 1],
+        sizes[nb_lab[ok]],
+        top_m=top_m,
+    )
+    b_rows, b_lab, b_ev = _best_per_row(g_rows, g_lab, ev)
+    join = b_ev >= threshold
+    out = labels.copy()
+    out[lone[b_rows[join]]] = b_lab[join]
+    if cannot.size:
+        # undo attachments that put a cannot-link pair together (the weaker one leaves)
+        strength = np.full(labels.size, np.inf)
+        strength[lone[b_rows[join]]] = b_ev[join]
+        for a, b in cannot.tolist():
+            if out[a] >= 0 and out[a] == out[b]:
+                out[a if strength[a] <= strength[b] else b] = -1
+    return out
+
+
+def _renumber(labels: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Labels 0..C-1 in order of each cluster's first row; -1 stays -1."""
+    out = np.full(labels.shape, -1, dtype=np.int64)
+    ok = labels >= 0
+    if ok.any():
+        uniq, first, inverse = np.unique(labels[ok], return_index=True, return_inverse=True)
+        rank = np.empty(uniq.size, dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+        out[ok] = rank[inverse]
+    return out
+
+
+def membership_confidence(
+    X: ArrayLike | None,
+    labels: ArrayLike,
+    *,
+    threshold: float,
+    k: int = 10,
+    top_m: int = 3,
+    temperature: float = DEFAULT_TEMPERATURE,
+    neighbours: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
+) -> NDArray[np.float32]:
+    """Confidence 0..1 that each slip belongs to its cluster.
+
+    The slip-to-cluster evidence against its own cluster's other members (mean of the top-m
+    similarities, unseen members counted at the k-th neighbour's similarity) through the
+    logistic :func:`confidence_from_evidence`: 0.5 at the threshold.
+
+    Parameters
+    ----------
+    X : (n, d) array_like or None
+        Embeddings; may be None when ``neighbours`` is given.
+    labels : (n,) int array_like
+        Cluster labels, -1 = on its own (confidence 0).
+    neighbours : ((n, k) int64, (n, k) float32), optional
+        A precomputed :func:`knn_graph` result.
+
+    Returns
+    -------
+    (n,) float32
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    if lab.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {lab.shape}")
+    if neighbours is None:
+        if X is None:
+            raise ValueError("X must be given when neighbours is None")
+        nbr, sim = knn_graph(X, k=k)
+    else:
+        nbr, sim = neighbours
+    n, kk = nbr.shape
+    if n != lab.size:
+        raise ValueError(f"labels has {lab.size} entries but there are {n} slips")
+    out = np.zeros(n, dtype=np.float32)
+    members = np.flatnonzero(lab >= 0)
+    if members.size == 0:
+        return out
+    nb = nbr[members]
+    own = lab[members]
+    same = (nb >= 0) & (lab[np.maximum(nb, 0)] == own[:, None])
+    rows = np.repeat(np.arange(members.size), kk)[same.reshape(-1)]
+    sizes = np.bincount(own)
+    kth = sim[members, kk - 1]
+    g_rows, _, ev = _group_evidence(
+        rows, own[rows], sim[members][same], kth, sizes[own[rows]] - 1, top_m=top_m
+    )
+    # a member with no same-cluster neighbour (e.g. held in by a must-link) scores at most
+    # the k-th neighbour's similarity
+    evidence = np.nan_to_num(kth.astype(np.float64), neginf=-1.0)
+    evidence[g_rows] = ev
+    out[members] = confidence_from_evidence(evidence, threshold=threshold, temperature=temperature)
+    return out
+
+
+# -- calibration ------------------------------------------------------------------------------
+def calibrate_threshold(
+    X: ArrayLike,
+    writers: ArrayLike,
+    *,
+    target_precision: float = 0.98,
+    k: int = 10,
+    thresholds: ArrayLike | None = None,
+    neighbours: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
+    **cluster_options: object,
+) -> dict[str, object]:
+    """The operating point: the threshold with the best pairwise recall at the target precision.
+
+    Runs :func:`cluster_embeddings` over a grid of thresholds on one kNN graph of labelled
+    (held-out) slips and scores each clustering against the true writers with
+    :func:`cv.metrics.clustering_scores`.
+
+    Parameters
+    ----------
+    X : (n, d) array_like
+    writers : (n,) array_like
+        True writer of each slip.
+    target_precision : float
+        Pairwise precision the operating point must reach.
+    thresholds : (t,) array_like, optional
+        Grid; default 0.30 .. 0.95 in steps of 0.01.
+
+    Returns
+    -------
+    dict with ``threshold`` (None when no grid point reaches the target), the scores there
+    (``pairwise_precision``, ``pairwise_recall``, ``pairwise_f1``, ``ari``, ``bcubed_f1``...),
+    ``best_f1_threshold`` and ``curve``: a list of {threshold, precision, recall, f1, ari}.
+    """
+    from cv.metrics import clustering_scores
+
+    w = np.asarray(writers)
+    if neighbours is None:
+        neighbours = knn_graph(X, k=k)
+    if w.shape != (neighbours[0].shape[0],):
+        raise ValueError(f"writers must have one entry per row of X, got shape {w.shape}")
+    grid = np.round(np.arange(0.30, 0.951, 0.01), 4) if thresholds is None else thresholds
+    curve, full = [], []
+    for t in np.asarray(grid, dtype=np.float64).tolist():
+        labels = cluster_embeddings(X, threshold=t, neighbours=neighbours, **cluster_options)  # type: ignore[arg-type]
+        sc = clustering_scores(w, labels)
+        full.append((t, sc))
+        curve.append(
+            {
+                "threshold": t,
+                "precision": sc["pairwise_precision"],
+                "recall": sc["pairwise_recall"],
+                "f1": sc["pairwise_f1"],
+                "ari": sc["ari"],
+            }
+        )
+    ok = [(sc["pairwise_recall"], -t, t, sc) for t, sc in full]
+    ok = [o for o in ok if o[3]["pairwise_precision"] >= target_precision]
+    best_f1 = max(full, key=lambda p: p[1]["pairwise_f1"])
+    result: dict[str, object] = {
+        "target_precision": target_precision,
+        "best_f1_threshold": best_f1[0],
+        "best_f1": best_f1[1]["pairwise_f1"],
+        "curve": curve,
+    }
+    if not ok:
+        result["threshold"] = None
+        return result
+    _, _, t_best, sc_best = max(ok, key=lambda o: (o[0], o[1]))
+    result["threshold"] = t_best
+    result.update(sc_best)
+    return result
+
+
+# -- incremental assignment -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Assignment:
+    """Outcome of assigning one new slip.
+
+    ``cluster_id`` is the existing cluster to join, or None.  When None and
+    ``joined_slip_ids`` is not empty, the slip and those unclustered neighbours start a new
+    cluster; when both are empty the slip stays on its own.  ``confidence`` is the logistic of
+    the best evidence (>= 0.5 exactly when it cleared the threshold); ``evidence`` the raw
+    slip-to-cluster (or slip-to-slip) similarity it came from.
+    """
+
+    cluster_id: int | None
+    confidence: float
+    evidence: float
+    neighbours: list[tuple[int, float]] = field(default_factory=list)
+    joined_slip_ids: list[int] = field(default_factory=list)
+
+    @property
+    def starts_cluster(self) -> bool:
+        """True when the slip should found a new cluster with ``joined_slip_ids``."""
+        return self.cluster_id is None and bool(self.joined_slip_ids)
+
+
+def assign_incremental(
+    vector: ArrayLike,
+    *,
+    index: VectorIndex,
+    slip_cluster: Mapping[int, int],
+    threshold: float,
+    k: int = 10,
+    cannot_link_clusters: Iterable[int] = frozenset(),
+    slip_id: int | None = None,
+    cluster_sizes: Mapping[int, int] | None = None,
+    top_m: int = 3,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> Assignment:
+    """Decide which cluster a new slip joins, from its neighbours in the index.
+
+    Parameters
+    ----------
+    vector : (d,) array_like
+        The new slip's embedding.
+    index : VectorIndex
+        Indexed slips (the new slip may already be in it; pass ``slip_id`` to skip itself).
+    slip_cluster : mapping slip id -> cluster id
+        Current clusters; absent or -1 = unclustered.
+    threshold : float
+        Calibrated cosine threshold, the same one batch clustering uses.
+    k : int
+        Neighbours looked at.
+    cannot_link_clusters : iterable of int
+        Clusters this slip may not join (a human rejected the link).
+    cluster_sizes : mapping cluster id -> member count, optional
+        When given, members of a cluster missing from the k neighbours count at the k-th
+        neighbour's similarity (see module notes); without it only members seen count.
+    top_m : int
+        Members averaged in the slip-to-cluster evidence.
+
+    Returns
+    -------
+    Assignment
+    """
+    v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    extra = 1 if slip_id is not None else 0
+    scores, ids = index.search(v, int(k) + extra)
+    pairs = [
+        (int(i), float(s))
+        for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+        if i >= 0 and i != slip_id
+    ][: int(k)]
+    if not pairs:
+        return Assignment(None, 0.0, -1.0, [], [])
+    banned = set(cannot_link_clusters)
+    complete = len(pairs) < int(k)  # the index holds no more slips: every member was seen
+    kth = np.array([pairs[-1][1]], dtype=np.float32)
+    labs = np.array([slip_cluster.get(i, -1) for i, _ in pairs], dtype=np.int64)
+    sc = np.array([s for _, s in pairs], dtype=np.float32)
+    ok = (labs >= 0) & ~np.isin(labs, list(banned))
+    avail = None
+    if cluster_sizes is not None and not complete:
+        avail = np.array([cluster_sizes.get(int(c), 1) for c in labs[ok]], dtype=np.int64)
+    g_rows, g_lab, ev = _group_evidence(
+        np.zeros(int(ok.sum()), dtype=np.int64), labs[ok], sc[ok], kth, avail, top_m=int(top_m)
+    )
+    best_cluster, best_ev = None, -1.0
+    if ev.size:
+        j = int(np.lexsort((g_lab, -ev))[0])
+        best_cluster, best_ev = int(g_lab[j]), float(ev[j])
+    if best_cluster is not None and best_ev >= threshold:
+        conf = float(
+            confidence_from_evidence(best_ev, threshold=threshold, temperature=temperature)
+        )
+        return Assignment(best_cluster, conf, best_ev, pairs, [])
+    joined = [i for (i, s), c in zip(pairs, labs.tolist(), strict=True) if c < 0 and s >= threshold]
+    if joined:
+        pair_ev = max(s for (i, s) in pairs if i in set(joined))
+        conf = float(
+            confidence_from_evidence(pair_ev, threshold=threshold, temperature=temperature)
+        )
+        return Assignment(None, conf, pair_ev, pairs, joined)
+    top = max(
+        best_ev,
+        max((s for (_, s), c in zip(pairs, labs.tolist(), strict=True) if c < 0), default=-1.0),
+    )
+    conf = float(confidence_from_evidence(top, threshold=threshold, temperature=temperature))
+    return Assignment(None, conf, top, pairs, [])
+
+
+# -- stable ids -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClusterEvent:
+    """A change to one stable cluster id between two clusterings.
+
+    kind : ``created`` (new id; ``related`` lists the old clusters it took
+    slips from, empty for a brand-new cluster), ``grown`` (kept its id and
+    gained slips that were unclustered or new), ``shrunk`` (kept its id, lost slips to no
+    cluster), ``merged`` (kept its id and absorbed ``related`` ids), ``split`` (kept its id,
+    the ``related`` new ids took part of its slips), ``dissolved`` (id gone, its slips left on
+    their own or removed), ``absorbed`` (id gone into ``related[0]``).
+    """
+
+    kind: str
+    cluster_id: int
+    related: tuple[int, ...] = ()
+    slip_ids: tuple[int, ...] = ()
+
+
+def stable_relabel(
+    old: Mapping[int, int], new_labels: Mapping[int, int], *, next_id: int
+) -> tuple[dict[int, int], list[ClusterEvent]]:
+    """Carry stable cluster ids from an old clustering to a new batch clustering.
+
+    Old and new clusters are matched greedily by overlap (number of shared slips, largest
+    first; ties by lower old id, then lower new label).  A matched new cluster keeps the old
+    id, so an unchanged partition keeps every id; in a merge the new cluster keeps the id of
+    the old cluster contributing most slips; in a split the new part holding most of the old
+    cluster's slips keeps the id.  Unmatched new clusters get fresh ids from ``next_id`` in
+    order of their smallest slip id.
+
+    Parameters
+    ----------
+    old : mapping slip id -> stable cluster id
+        Previous assignment (-1 or absent = unclustered).
+    new_labels : mapping slip id -> batch label
+        New clustering of the current slips (-1 = on its own).  Slips absent here are gone.
+    next_id : int
+        First unused stable id.
+
+    Returns
+    -------
+    mapping : dict slip id -> stable cluster id, for every slip of ``new_labels`` (-1 kept)
+    events : list of ClusterEvent, ordered by cluster id then kind
+    """
+    old_members: dict[int, set[int]] = defaultdict(set)
+    for s, c in old.items():
+        if c is not None and c >= 0:
+            old_members[int(c)].add(int(s))
+    new_members: dict[int, set[int]] = defaultdict(set)
+    for s, c in new_labels.items():
+        if c is not None and c >= 0:
+            new_members[int(c)].add(int(s))
+    overlap: Counter[tuple[int, int]] = Counter()
+    for lab, members in new_members.items():
+        for s in members:
+            c = old.get(s, -1)
+            if c is not None and c >= 0:
+                overlap[(int(c), lab)] += 1
+    match_new: dict[int, int] = {}
+    match_old: dict[int, int] = {}
+    for (o, lab), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1])):
+        if o not in match_old and lab not in match_new:
+            match_old[o], match_new[lab] = lab, o
+    fresh = int(next_id)
+    stable_of: dict[int, int] = {}
+    for lab in sorted(new_members, key=lambda c: min(new_members[c])):
+        if lab in match_new:
+            stable_of[lab] = match_new[lab]
+        else:
+            stable_of[lab] = fresh
+            fresh += 1
+    mapping = {
+        int(s): (stable_of[int(c)] if c is not None and c >= 0 else -1)
+        for s, c in new_labels.items()
+    }
+
+    events: list[ClusterEvent] = []
+    for lab, sid in stable_of.items():
+        members = new_members[lab]
+        sources = sorted({o for (o, lb) in overlap if lb == lab})
+        if lab not in match_new:
+            # related: the old clusters it took slips from (a split part when not empty)
+            events.append(ClusterEvent("created", sid, tuple(sources), tuple(sorted(members))))
+            continue
+        prev = old_members[sid]
+        absorbed = tuple(o for o in sources if o != sid and o not in match_old)
+        if absorbed:
+            events.append(ClusterEvent("merged", sid, absorbed, tuple(sorted(members - prev))))
+        gained = {s for s in members - prev if old.get(s, -1) in (-1, None)}
+        if gained:
+            events.append(ClusterEvent("grown", sid, (), tuple(sorted(gained))))
+        split_into = tuple(
+            sorted(
+                stable_of[lb]
+                for (o, lb) in overlap
+                if o == sid and lb != lab and stable_of[lb] != sid
+            )
+        )
+        if split_into:
+            events.append(ClusterEvent("split", sid, split_into))
+        lost = {s for s in prev - members if mapping.get(s, -1) == -1}
+        if lost:
+            events.append(ClusterEvent("shrunk", sid, (), tuple(sorted(lost))))
+    for o in sorted(old_members):
+        if o in match_old:
+            continue
+        takers = Counter(stable_of[lb] for (oo, lb) in overlap.elements() if oo == o)
+        if takers:
+            main = min(takers, key=lambda c: (-takers[c], c))
+            events.append(ClusterEvent("absorbed", o, (main,), tuple(sorted(old_members[o]))))
+        else:
+            events.append(ClusterEvent("dissolved", o, (), tuple(sorted(old_members[o]))))
+    events.sort(key=lambda e: (e.cluster_id, e.kind))
+    return mapping, events
+
+
+# -- customers --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attribution:
+    """An anonymous slip attributed to a customer, with confidence 0..1."""
+
+    slip_id: int
+    customer_id: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ClusterCustomers:
+    """Customers behind one cluster.
+
+    customers : customer id -> number of the cluster's slips known to be theirs
+    attributed : anonymous slips of the cluster attributed to its leading customer
+    candidate_link : True when the cluster holds known slips of two or more customers
+    confidence : mean membership confidence of the cluster's slips (1.0 when not supplied)
+    """
+
+    cluster_id: int
+    slip_ids: tuple[int, ...]
+    customers: dict[int, int]
+    attributed: list[Attribution]
+    candidate_link: bool
+    confidence: float
+
+
+def link_customers(
+    slip_cluster: Mapping[int, int],
+    slip_customer: Mapping[int, int | None],
+    *,
+    confidence: Mapping[int, float] | None = None,
+) -> dict[int, ClusterCustomers]:
+    """For each cluster: its customers, the anonymous slips attributed to them, link flags.
+
+    An anonymous slip (customer None or absent) in a cluster with known slips is attributed
+    to the customer owning most of them (ties: lowest customer id).  Its confidence is its
+    membership confidence times that customer's share of the cluster's known slips, so a
+    cluster split between two accounts attributes with at most 0.5.
+
+    Parameters
+    ----------
+    slip_cluster : mapping slip id -> cluster id (-1 = none; such slips are skipped)
+    slip_customer : mapping slip id -> customer id or None (anonymous)
+    confidence : mapping slip id -> membership confidence 0..1, optional (default 1.0)
+
+    Returns
+    -------
+    dict cluster id -> ClusterCustomers
+    """
+    members: dict[int, list[int]] = defaultdict(list)
+    for s, c in slip_cluster.items():
+        if c is not None and c >= 0:
+            members[int(c)].append(int(s))
+    out: dict[int, ClusterCustomers] = {}
+    for cid in sorted(members):
+        slips = sorted(members[cid])
+        known = Counter(int(cu) for s in slips if (cu := slip_customer.get(s)) is not None)
+        conf = {s: float(confidence.get(s, 0.0)) if confidence is not None else 1.0 for s in slips}
+        attributed: list[Attribution] = []
+        if known:
+            lead = min(known, key=lambda cu: (-known[cu], cu))
+            share = known[lead] / sum(known.values())
+            for s in slips:
+                if slip_customer.get(s) is None:
+                    attributed.append(Attribution(s, lead, round(conf[s] * share, 6)))
+        out[cid] = ClusterCustomers(
+            cluster_id=cid,
+            slip_ids=tuple(slips),
+            customers=dict(sorted(known.items())),
+            attributed=attributed,
+            candidate_link=len(known) >= 2,
+            confidence=float(np.mean([conf[s] for s in slips])),
+        )
+    return out
