@@ -1,0 +1,207 @@
+"""``sliplink cluster DIR --out FILE``: embed every image in a folder and cluster by writer.
+
+Contract (CONTRACTS.md): FILE is CSV with header ``image,cluster``; ``image`` is the file name
+relative to DIR, sorted by name; ``cluster`` an integer, ``-1`` for a slip on its own or an
+unreadable image (reported on stderr).  Exit 0; a bad argument exits 2 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+__all__ = ["cluster_command", "model_threshold", "register"]
+
+
+class CliError(Exception):
+    """A bad argument or input: one line on stderr, exit code 2."""
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise CliError(f"{folder}: not a directory")
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.name,
+    )
+
+
+def model_threshold(model: object) -> float | None:
+    """The model's calibrated cosine threshold (``threshold_`` or metadata ``threshold``).
+
+    None when the model carries none, or only the placeholder 1.0 / a non-finite value that
+    cv.embed stores when calibration found no operating point.
+    """
+    value = getattr(model, "threshold_", None)
+    if value is None:
+        meta = getattr(model, "metadata", None) or getattr(model, "metadata_", None)
+        if isinstance(meta, dict):
+            value = meta.get("threshold")
+    try:
+        t = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return t if math.isfinite(t) and -1.0 <= t < 1.0 else None
+
+
+def _progress(label: str):
+    start = time.perf_counter()
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - last[0] > 0.5:
+            last[0] = now
+            rate = done / max(now - start, 1e-9)
+            end = "\n" if done == total else ""
+            print(f"\r{label}: {done}/{total} ({rate:.1f}/s)", end=end, file=sys.stderr, flush=True)
+
+    return report
+
+
+def _load_templates(folder: Path | None):
+    if folder is None:
+        return None
+    from cv.preprocess import load_image
+
+    images = []
+    for p in _images(folder):
+        try:
+            images.append(load_image(p.read_bytes()))
+        except (OSError, ValueError) as exc:
+            print(f"{p}: skipped template ({exc})", file=sys.stderr)
+    if not images:
+        raise CliError(f"{folder}: no readable template images")
+    return images
+
+
+def _write_csv(out: Path, rows: list[tuple[str, int]]) -> None:
+    """Write atomically so a failed run never leaves half a file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image", "cluster"])
+            writer.writerows(rows)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cluster_command(
+    directory: Path,
+    *,
+    out: Path,
+    model_path: Path | None = None,
+    jobs: int = 1,
+    threshold: float | None = None,
+    templates_dir: Path | None = None,
+    k: int = 10,
+) -> dict[str, object]:
+    """Embed and cluster the images of ``directory``; write ``out``; return a summary dict."""
+    from cv.cluster import DEFAULT_THRESHOLD, cluster_embeddings
+
+    if jobs < 1:
+        raise CliError(f"--jobs must be >= 1, got {jobs}")
+    if k < 1:
+        raise CliError(f"--k must be >= 1, got {k}")
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise CliError(f"--threshold must be a cosine similarity in [-1, 1], got {threshold}")
+    if model_path is not None and not model_path.is_file():
+        raise CliError(f"{model_path}: model file not found")
+    paths = _images(directory)
+    templates = _load_templates(templates_dir)
+
+    from cv.embed import EmbeddingModel, embed_files, load_default_model
+
+    try:
+        model = EmbeddingModel.load(model_path) if model_path else load_default_model()
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{model_path or 'default model'}: {exc}") from None
+    if threshold is None:
+        threshold = model_threshold(model)
+        source = "model"
+        if threshold is None:
+            threshold, source = DEFAULT_THRESHOLD, "default"
+    else:
+        source = "--threshold"
+
+    labels = np.full(len(paths), -1, dtype=np.int64)
+    if paths:
+        x, errors = embed_files(
+            paths, model=model, jobs=jobs, templates=templates, progress=_progress("embedding")
+        )
+        for err in errors:
+            if err is not None:
+                print(f"skipped {err}", file=sys.stderr)
+        ok = np.array([e is None for e in errors], dtype=bool)
+        if ok.sum() >= 2:
+            labels[ok] = cluster_embeddings(x[ok], threshold=float(threshold), k=k)
+    _write_csv(out, [(p.name, int(c)) for p, c in zip(paths, labels.tolist(), strict=True)])
+    n_clusters = int(labels.max()) + 1 if labels.size else 0
+    summary = {
+        "images": len(paths),
+        "clusters": n_clusters,
+        "unclustered": int((labels < 0).sum()),
+        "threshold": float(threshold),
+        "threshold_source": source,
+    }
+    print(
+        f"wrote {out}: {summary['images']} images, {n_clusters} clusters, "
+        f"{summary['unclustered']} on their own (threshold {threshold:.3f} from {source})",
+        file=sys.stderr,
+    )
+    return summary
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``cluster`` command to ``app``."""
+
+    @app.command("cluster")
+    def cluster(
+        directory: Annotated[Path, typer.Argument(help="Folder of slip images (not recursive).")],
+        out: Annotated[Path, typer.Option("--out", help="CSV to write: image,cluster.")],
+        model: Annotated[
+            Path | None, typer.Option("--model", help="Model file (default: shipped).")
+        ] = None,
+        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        threshold: Annotated[
+            float | None,
+            typer.Option(
+                "--threshold",
+                help="Cosine threshold for average-linkage merges (default: the model's "
+                "calibrated one, else cv.cluster.DEFAULT_THRESHOLD).",
+            ),
+        ] = None,
+        templates: Annotated[
+            Path | None, typer.Option("--templates", help="Blank slip designs.")
+        ] = None,
+        k: Annotated[int, typer.Option("--k", help="Neighbours per slip in the kNN graph.")] = 10,
+    ) -> None:
+        """Cluster the slips of a folder by writer (-1 = on its own)."""
+        try:
+            cluster_command(
+                directory,
+                out=out,
+                model_path=model,
+                jobs=jobs,
+                threshold=threshold,
+                templates_dir=templates,
+                k=k,
+            )
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(code=2) from None
