@@ -1,0 +1,368 @@
+"""Shared queries of the betting-pattern kinds (rules 6-16): pivots, windows, evidence.
+
+Skipped by `rules.kinds.discover` (leading underscore). Everything here reads; nothing writes.
+
+A *pivot* is what a finding is about: the customer when the bet names one, otherwise the
+handwriting cluster of the bet's slip. A customer pivot's bets are the customer's own bets plus
+those whose slips sit in a cluster holding one of the customer's slips; a cluster pivot's bets
+are those whose slips sit in the cluster. The pivot is expressed as a SQL condition on ``bets``
+(`pivot_clause`) so that window totals are aggregated by the database, on the indexed
+``customer_id`` / ``placed_at`` columns, instead of loading rows.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_
+from sqlmodel import Session, col, select
+
+from rules import context
+from rules.types import Rule, Trigger
+from store.clustering import ClusterMember
+from store.models import Bet, BetStatus, Customer, Slip, as_utc
+
+# Settled with a result that moved money; void bets are refunded and count neither as stakes
+# nor as losses.
+SETTLED = (BetStatus.won, BetStatus.lost, BetStatus.placed)
+NOT_VOID = col(Bet.status) != BetStatus.void
+
+_CACHE_KEY = "rules.patterns.cache"
+
+
+# ---------------------------------------------------------------- small helpers
+def params_of(rule: Rule, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The kind's defaults overridden by the rule's params (the loader merges too; a `Rule`
+    built by hand may carry only some keys)."""
+    return {**defaults, **dict(rule.params)}
+
+
+def window_of(rule: Rule, default: timedelta) -> timedelta:
+    return rule.window if rule.window is not None else default
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they are UTC."""
+    return as_utc(value)
+
+
+def day_start(value: datetime) -> datetime:
+    v = utc(value)
+    return datetime(v.year, v.month, v.day, tzinfo=UTC)
+
+
+def money(value: Any) -> float:
+    return round(float(value or 0.0), 2)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def begin(session: Session, trigger: Trigger) -> None:
+    """Start evaluating ``trigger``: look-ups cached for an earlier trigger are dropped, those
+    of this trigger are shared by every kind that evaluates it."""
+    state = session.info.get(_CACHE_KEY)
+    if state is None or state[0] != trigger:
+        session.info[_CACHE_KEY] = (trigger, {})
+
+
+def _cache(session: Session) -> dict[Any, Any]:
+    state = session.info.get(_CACHE_KEY)
+    return state[1] if state is not None else {}
+
+
+# ---------------------------------------------------------------- pivots
+def _cluster_bet_ids(session: Session, cluster_ids: Sequence[int]) -> Any:
+    """SELECT of the bet ids whose slips are members of ``cluster_ids`` (active model)."""
+    return (
+        select(Slip.bet_id)
+        .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+        .where(
+            col(ClusterMember.cluster_id).in_(list(cluster_ids)),
+            ClusterMember.model_version == context.model_version(session),
+        )
+    )
+
+
+def linked_clusters(session: Session, customer_id: int) -> list[int]:
+    """Active clusters holding at least one of the customer's own slips (cached for the trigger
+    being evaluated, see `begin`: every kind evaluating it asks)."""
+    key = ("linked", customer_id)
+    cache = _cache(session)
+    if key not in cache:
+        cache[key] = sorted(context.linked_clusters(session=session, customer_id=customer_id))
+    return list(cache[key])
+
+
+def pivot_clause(session: Session, pivot_kind: str, pivot_id: int) -> ColumnElement[bool]:
+    """SQL condition on ``bets`` selecting the pivot's bets (as `rules.context.bets_of_pivot`)."""
+    if pivot_kind == "customer":
+        own = col(Bet.customer_id) == pivot_id
+        clusters = linked_clusters(session, pivot_id)
+        if not clusters:
+            return own
+        return or_(own, col(Bet.id).in_(_cluster_bet_ids(session, clusters)))
+    if pivot_kind == "cluster":
+        return col(Bet.id).in_(_cluster_bet_ids(session, [pivot_id]))
+    raise ValueError(f"pivot_kind: expected 'customer' or 'cluster', got {pivot_kind!r}")
+
+
+def pivot_of_bet(session: Session, bet: Bet) -> tuple[str, int] | None:
+    """The customer when known, otherwise the handwriting cluster of the bet's slip."""
+    if bet.customer_id is not None:
+        return "customer", bet.customer_id
+    return context.pivot_of_bet(session=session, bet_id=bet.id)  # type: ignore[arg-type]
+
+
+def trigger_bet(session: Session, trigger: Trigger) -> Bet | None:
+    """The bet behind a trigger: ``bet_id``, or the bet of ``slip_id``."""
+    if trigger.bet_id is not None:
+        return session.get(Bet, trigger.bet_id)
+    if trigger.slip_id is not None:
+        slip = session.get(Slip, trigger.slip_id)
+        return session.get(Bet, slip.bet_id) if slip is not None else None
+    return None
+
+
+def event_pivot(session: Session, trigger: Trigger) -> tuple[str, int, datetime, Bet | None] | None:
+    """(pivot kind, pivot id, anchor time, bet) of an event trigger.
+
+    The anchor is the bet's placement time (so a back-test over history sees the windows the
+    bet saw), else the trigger time.
+    """
+    bet = trigger_bet(session, trigger)
+    if bet is not None:
+        pivot = pivot_of_bet(session, bet)
+        if pivot is None:
+            return None
+        return pivot[0], pivot[1], utc(bet.placed_at), bet
+    if trigger.customer_id is not None:
+        return "customer", trigger.customer_id, utc(trigger.at), None
+    if trigger.cluster_id is not None:
+        return "cluster", trigger.cluster_id, utc(trigger.at), None
+    return None
+
+
+def schedule_pivots(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    where: Iterable[ColumnElement[bool]] = (),
+    having: ColumnElement[bool] | None = None,
+) -> list[tuple[str, int]]:
+    """Pivots worth evaluating in a scheduled screening of ``[since, until]``.
+
+    Customers are pre-filtered in SQL by ``having`` over their own bets (exact for customers
+    without handwriting links); customers linked to a cluster and clusters holding anonymous
+    bets in the window are always returned, because their totals include linked bets.
+    """
+    conds = [col(Bet.placed_at) >= since, col(Bet.placed_at) <= until, *where]
+    query = select(Bet.customer_id).where(col(Bet.customer_id).is_not(None), *conds)
+    query = query.group_by(Bet.customer_id)
+    if having is not None:
+        query = query.having(having)
+    pivots: set[tuple[str, int]] = {("customer", int(c)) for c in session.exec(query).all()}
+    version = context.model_version(session)
+    rows = session.exec(
+        select(ClusterMember.cluster_id, Bet.customer_id)
+        .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
+        .join(Bet, col(Bet.id) == col(Slip.bet_id))
+        .where(
+            col(ClusterMember.cluster_id).is_not(None),
+            ClusterMember.model_version == version,
+            *conds,
+        )
+        .distinct()
+    ).all()
+    clusters = sorted({int(c) for c, _ in rows})
+    pivots.update(("cluster", int(c)) for c, customer_id in rows if customer_id is None)
+    if clusters:
+        # a customer linked to an active cluster: its total includes the cluster's bets
+        linked = session.exec(
+            select(Bet.customer_id)
+            .join(Slip, col(Slip.bet_id) == col(Bet.id))
+            .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+            .where(
+                col(ClusterMember.cluster_id).in_(clusters),
+                ClusterMember.model_version == version,
+                col(Bet.customer_id).is_not(None),
+            )
+            .distinct()
+        ).all()
+        pivots.update(("customer", int(c)) for c in linked)
+    return sorted(pivots)
+
+
+def pivots_to_evaluate(
+    session: Session,
+    trigger: Trigger,
+    *,
+    since: datetime,
+    until: datetime,
+    where: Iterable[ColumnElement[bool]] = (),
+    having: ColumnElement[bool] | None = None,
+) -> list[tuple[str, int, datetime, Bet | None]]:
+    """Event triggers: the one pivot of the trigger. Schedule triggers: one pivot named by the
+    trigger (``customer_id`` / ``cluster_id``), else every candidate of `schedule_pivots`."""
+    if trigger.kind != "schedule" or trigger.bet_id is not None:
+        found = event_pivot(session, trigger)
+        return [found] if found is not None else []
+    at = utc(trigger.at)
+    if trigger.customer_id is not None:
+        return [("customer", trigger.customer_id, at, None)]
+    if trigger.cluster_id is not None:
+        return [("cluster", trigger.cluster_id, at, None)]
+    return [
+        (kind, pid, at, None)
+        for kind, pid in schedule_pivots(
+            session, since=since, until=until, where=where, having=having
+        )  # fmt: skip
+    ]
+
+
+def customer_risk_category(session: Session, customer_id: int) -> str | None:
+    customer = session.get(Customer, customer_id)
+    return customer.risk_category if customer is not None else None
+
+
+# ---------------------------------------------------------------- evidence
+def evidence_of(
+    session: Session,
+    bet_ids: Sequence[int],
+    *,
+    pivot_kind: str | None = None,
+    pivot_id: int | None = None,
+    cap: int = 200,
+) -> tuple[dict[str, list[int]], float | None]:
+    """Evidence ids around ``bet_ids`` (kept in the given order, at most ``cap`` bets) and the
+    link confidence: the lowest membership confidence of the handwriting links the finding
+    rests on (bets of a cluster pivot; a customer pivot's bets that are not the customer's
+    own), None when it rests on no link."""
+    ids = list(dict.fromkeys(int(b) for b in bet_ids))[: max(cap, 0)]
+    if not ids:
+        return {"bets": []}, None
+    rows = session.exec(
+        select(Bet.id, Bet.customer_id, Bet.shop_id, Slip.id)
+        .join(Slip, col(Slip.bet_id) == col(Bet.id), isouter=True)
+        .where(col(Bet.id).in_(ids))
+    ).all()
+    customers = sorted({int(c) for _, c, _, _ in rows if c is not None})
+    shops = sorted({int(s) for _, _, s, _ in rows if s is not None})
+    slip_of = {int(b): int(s) for b, _, _, s in rows if s is not None}
+    customer_of = {int(b): c for b, c, _, _ in rows}
+    evidence: dict[str, list[int]] = {"bets": ids, "customers": customers, "shops": shops}
+    if slip_of:
+        evidence["slips"] = [slip_of[b] for b in ids if b in slip_of]
+    confidence: float | None = None
+    if slip_of:
+        members = session.exec(
+            select(ClusterMember.slip_id, ClusterMember.cluster_id, ClusterMember.confidence).where(
+                col(ClusterMember.slip_id).in_(list(slip_of.values())),
+                ClusterMember.model_version == context.model_version(session),
+                col(ClusterMember.cluster_id).is_not(None),
+            )
+        ).all()
+        by_slip = {int(s): (int(c), float(conf)) for s, c, conf in members}
+        clusters = sorted({c for c, _ in by_slip.values()})
+        if clusters:
+            evidence["clusters"] = clusters
+        linked = []
+        for bet_id, slip_id in slip_of.items():
+            if slip_id not in by_slip:
+                continue
+            if pivot_kind == "cluster" and len(ids) > 1:
+                linked.append(by_slip[slip_id][1])
+            elif pivot_kind == "customer" and customer_of.get(bet_id) != pivot_id:
+                linked.append(by_slip[slip_id][1])
+        if linked:
+            confidence = min(linked)
+    return evidence, confidence
+
+
+def ratio(value: float, threshold: float) -> float:
+    """``value / threshold``; a threshold of 0 disables the criterion (ratio 0)."""
+    return float(value) / float(threshold) if threshold > 0 else 0.0
+
+
+def crossed(parts: Iterable[tuple[str, bool]]) -> str:
+    """'stakes and net loss' style text naming the criteria that crossed their threshold."""
+    names = [name for name, hit in parts if hit]
+    return " and ".join(names) if names else "none"
+
+
+def pivot_sums(
+    session: Session,
+    pivot_kind: str,
+    pivot_id: int,
+    *,
+    since: datetime,
+    until: datetime,
+    fx_to_gbp: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Staked (non-void bets) and net loss (settled bets) in GBP of the pivot's bets placed in
+    ``(since, until]``, aggregated in SQL per currency.
+
+    ``fx_to_gbp`` maps a currency code to its GBP rate; an unlisted currency counts at par
+    (GBP shops are the norm; a missing rate must not hide a bet).
+    """
+    settled = col(Bet.status).in_(SETTLED)
+    rows = session.exec(
+        select(
+            Bet.currency,
+            func.sum(Bet.total_stake).filter(NOT_VOID),
+            func.sum(Bet.total_stake).filter(settled),
+            func.sum(func.coalesce(Bet.returns, 0)).filter(settled),
+            func.count(Bet.id).filter(NOT_VOID),
+        )
+        .where(
+            pivot_clause(session, pivot_kind, pivot_id),
+            col(Bet.placed_at) > since,
+            col(Bet.placed_at) <= until,
+        )
+        .group_by(Bet.currency)
+    ).all()
+    rates = {str(k).upper(): float(v) for k, v in (fx_to_gbp or {}).items()}
+    staked = settled_staked = returns = 0.0
+    bets = 0
+    for currency, st, sst, ret, n in rows:
+        rate = rates.get(str(currency).upper(), 1.0)
+        staked += float(st or 0.0) * rate
+        settled_staked += float(sst or 0.0) * rate
+        returns += float(ret or 0.0) * rate
+        bets += int(n or 0)
+    return {
+        "staked": money(staked),
+        "settled_staked": money(settled_staked),
+        "returns": money(returns),
+        "net_loss": money(settled_staked - returns),
+        "bets": bets,
+    }
+
+
+def pivot_bet_ids(
+    session: Session,
+    pivot_kind: str,
+    pivot_id: int,
+    *,
+    since: datetime,
+    until: datetime,
+    limit: int = 200,
+) -> list[int]:
+    """The pivot's non-void bets placed in ``(since, until]``, newest first, at most ``limit``."""
+    rows = session.exec(
+        select(Bet.id)
+        .where(
+            pivot_clause(session, pivot_kind, pivot_id),
+            col(Bet.placed_at) > since,
+            col(Bet.placed_at) <= until,
+            NOT_VOID,
+        )
+        .order_by(col(Bet.placed_at).desc(), col(Bet.id).desc())
+        .limit(limit)
+    ).all()
+    return [int(r) for r in rows]
