@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     recluster_window_days: int = Field(30, gt=0)
     in_process_workers: int = Field(2, ge=1)
 
+    # pre-acceptance check: house limits before a customer's stake factor
+    check_max_stake: float = Field(500.0, gt=0)
+    check_max_potential_win: float = Field(25_000.0, gt=0)
+    check_max_open_stake: float = Field(2_000.0, gt=0)
+    check_max_selection_liability: float = Field(10_000.0, gt=0)
+
     model_path: Path | None = Field(None, description="embedding model file; default = shipped")
 
     @field_validator("environment")

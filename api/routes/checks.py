@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from api.deps import SessionDep, SettingsDep, ShopUser
+from store.checks import CheckLimits, check_bet
+from store.errors import Invalid, TooLarge
+from store.models import BetCreate
+
+router = APIRouter(tags=["checks"])
+
+_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/BetCreate"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["bet"],
+                    "properties": {
+                        "bet": {"type": "string", "description": "the bet as JSON"},
+                        "slip": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post("/checks", openapi_extra=_DOC)
+async def pre_acceptance_check(
+    request: Request, session: SessionDep, settings: SettingsDep, actor: ShopUser
+) -> dict[str, object]:
+    """Accept, refer or reject a bet about to be taken, with the maximum acceptable stake and
+    the reasons.  With a slip image (multipart ``slip``) the writer's cluster is identified
+    and the linked accounts' factors and exclusions apply."""
+    image_bytes = None
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=5) as form:
+            raw = form.get("bet")
+            upload = form.get("slip")
+            if isinstance(upload, UploadFile):
+                image_bytes = await upload.read(settings.max_upload_bytes + 1)
+    else:
+        raw = (await request.body()).decode("utf-8", "replace")
+    if not isinstance(raw, str) or not raw:
+        raise Invalid("bet: the bet is required (JSON body, or multipart field 'bet')")
+    if image_bytes is not None and len(image_bytes) > settings.max_upload_bytes:
+        raise TooLarge(f"slip: file is over the limit of {settings.max_upload_bytes} bytes")
+    try:
+        bet_in = BetCreate.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"bet: malformed JSON ({exc.msg} at position {exc.pos})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "bet"
+        raise Invalid(f"bet.{where}: {first['msg']}") from None
+    linked, cluster_id, confidence = [], None, None
+    pipeline = getattr(request.app.state, "pipeline", None)
+    if image_bytes is not None and pipeline is not None and hasattr(pipeline, "identify"):
+        found = await run_in_threadpool(pipeline.identify, image_bytes)
+        if found is not None:
+            cluster_id, confidence, linked = found
+    limits = CheckLimits(
+        max_stake=settings.check_max_stake,
+        max_potential_win=settings.check_max_potential_win,
+        max_open_stake=settings.check_max_open_stake,
+        max_selection_liability=settings.check_max_selection_liability,
+    )
+    result = await run_in_threadpool(
+        check_bet,
+        session=session,
+        bet_in=bet_in,
+        limits=limits,
+        linked_customer_ids=linked,
+        cluster_id=cluster_id,
+        link_confidence=confidence,
+    )
+    return asdict(result) | {"slip_checked": image_bytes is not None}

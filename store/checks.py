@@ -1,0 +1,162 @@
+"""The counter's pre-acceptance check: accept, refer or reject a bet before it is taken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from store.exposure import selection_liability
+from store.models import (
+    BET_LINES,
+    Bet,
+    BetCreate,
+    BetStatus,
+    Customer,
+    CustomerStatus,
+    Leg,
+    selection_key,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """House limits before a customer's stake factor is applied (configurable in Settings)."""
+
+    max_stake: float = 500.0
+    max_potential_win: float = 25_000.0
+    max_open_stake: float = 2_000.0
+    max_selection_liability: float = 10_000.0
+    repeat_bets: int = 3
+    repeat_window: timedelta = timedelta(minutes=10)
+
+
+@dataclass
+class CheckResult:
+    decision: str  # accept | refer | reject
+    max_stake: float
+    reasons: list[str] = field(default_factory=list)
+    customer_ids: list[int] = field(default_factory=list)
+    cluster_id: int | None = None
+    link_confidence: float | None = None
+    stake_factor: float = 1.0
+
+    def refer(self, reason: str) -> None:
+        self.reasons.append(reason)
+        if self.decision == "accept":
+            self.decision = "refer"
+
+    def reject(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.decision = "reject"
+
+
+def check_bet(
+    *,
+    session: Session,
+    bet_in: BetCreate,
+    limits: CheckLimits,
+    linked_customer_ids: list[int] | None = None,
+    cluster_id: int | None = None,
+    link_confidence: float | None = None,
+) -> CheckResult:
+    """Decide on a bet about to be taken.
+
+    ``linked_customer_ids`` are the accounts whose handwriting matches the slip (when a slip
+    was given): the strictest factor and any exclusion among them applies, as if the bet were
+    theirs, so writing a slip under another name does not get around a limit.
+    """
+    customer_ids = [c for c in [bet_in.customer_id, *(linked_customer_ids or [])] if c]
+    customers = [c for c in (session.get(Customer, i) for i in dict.fromkeys(customer_ids)) if c]
+    factor = min([c.stake_factor for c in customers], default=1.0)
+    result = CheckResult(
+        decision="accept",
+        max_stake=round(limits.max_stake * factor, 2),
+        customer_ids=[c.id for c in customers if c.id is not None],
+        cluster_id=cluster_id,
+        link_confidence=link_confidence,
+        stake_factor=factor,
+    )
+    lines = BET_LINES.get(bet_in.bet_type, 1) * (2 if bet_in.each_way else 1)
+    total = bet_in.total_stake or bet_in.stake * lines
+    for c in customers:
+        linked = c.id != bet_in.customer_id
+        who = f"customer {c.external_ref}" + (" (handwriting match)" if linked else "")
+        if c.status == CustomerStatus.self_excluded:
+            result.reject(f"{who} is self-excluded")
+        elif c.status == CustomerStatus.closed:
+            result.reject(f"{who} has a closed account")
+        for leg in bet_in.legs:
+            if leg.sport in c.restricted_sports:
+                result.reject(f"{who} is restricted from {leg.sport}")
+        if "SP" in c.restricted_price_types and any(leg.odds is None for leg in bet_in.legs):
+            result.reject(f"{who} is restricted from starting-price bets")
+        if "early" in c.restricted_price_types and any(leg.odds for leg in bet_in.legs):
+            result.refer(f"{who} is restricted from early prices")
+    if bet_in.stake > result.max_stake:
+        result.refer(
+            f"unit stake {bet_in.stake:.2f} is over the maximum {result.max_stake:.2f}"
+            + (f" (stake factor {factor:g})" if factor != 1.0 else "")
+        )
+    odds = [leg.odds for leg in bet_in.legs]
+    if all(o is not None for o in odds):
+        win = bet_in.stake * _product(odds) - bet_in.stake  # type: ignore[arg-type]
+        max_win = limits.max_potential_win * factor
+        if win > max_win:
+            result.refer(f"potential win {win:.2f} is over the maximum {max_win:.2f}")
+            result.max_stake = min(
+                result.max_stake, round(max_win / max(_product(odds) - 1, 1e-9), 2)
+            )  # type: ignore[arg-type]
+    if result.customer_ids:
+        open_stake = float(
+            session.exec(
+                select(func.coalesce(func.sum(Bet.total_stake), 0)).where(
+                    Bet.customer_id.in_(result.customer_ids),  # type: ignore[union-attr]
+                    Bet.status == BetStatus.open,
+                )
+            ).one()
+        )
+        if open_stake + total > limits.max_open_stake * factor:
+            result.refer(
+                f"open stakes {open_stake:.2f} + {total:.2f} would pass the limit "
+                f"{limits.max_open_stake * factor:.2f}"
+            )
+        since = utcnow() - limits.repeat_window
+        for leg in bet_in.legs:
+            key = selection_key(leg.selection)
+            recent = session.exec(
+                select(func.count())
+                .select_from(Bet)
+                .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
+                .where(
+                    Bet.customer_id.in_(result.customer_ids),  # type: ignore[union-attr]
+                    Bet.placed_at >= since,
+                    Leg.selection_key == key,
+                )
+            ).one()
+            if recent >= limits.repeat_bets:
+                minutes = int(limits.repeat_window.total_seconds() // 60)
+                result.refer(f"{recent} bets on {leg.selection} in the last {minutes} minutes")
+    for leg in bet_in.legs:
+        if leg.odds is None:
+            continue
+        current = selection_liability(session=session, selection_key=selection_key(leg.selection))
+        added = bet_in.stake * leg.odds - total
+        if current + added > limits.max_selection_liability:
+            result.refer(
+                f"liability on {leg.selection} would reach {current + added:.2f}, over "
+                f"{limits.max_selection_liability:.2f}"
+            )
+    if result.decision == "reject":
+        result.max_stake = 0.0
+    return result
+
+
+def _product(values: list[float]) -> float:
+    out = 1.0
+    for v in values:
+        out *= v
+    return out

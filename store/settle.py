@@ -1,0 +1,197 @@
+"""Settling bets from results, and re-settling when a result changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from betting.settlement import LegResult, LegSettlement, Outcome, settle
+from store import audit
+from store.access import Actor
+from store.errors import Invalid, NotFound
+from store.models import Bet, BetStatus, Leg, selection_key, utcnow
+from store.trading import Event, EventStatus, SelectionResult
+
+_STATUS = {
+    Outcome.won: BetStatus.won,
+    Outcome.placed: BetStatus.placed,
+    Outcome.lost: BetStatus.lost,
+    Outcome.void: BetStatus.void,
+}
+
+
+def record_results(
+    *, session: Session, event_id: int, results: list[dict], actor: Actor
+) -> tuple[list[SelectionResult], list[Bet]]:
+    """Store (or correct) an event's results, then settle or re-settle every affected bet.
+
+    Each result: ``selection``, ``result`` (won/placed/lost/void), optional ``dead_heat``,
+    ``rule4``, ``starting_price``.  Runners not listed count as lost once results exist.
+    """
+    event = session.get(Event, event_id)
+    if event is None:
+        raise NotFound(f"event {event_id} not found")
+    stored = []
+    for i, item in enumerate(results):
+        try:
+            outcome = LegResult(item["result"])
+        except (KeyError, ValueError):
+            raise Invalid(f"results[{i}].result must be won, placed, lost or void") from None
+        key = selection_key(item["selection"])
+        row = session.exec(
+            select(SelectionResult).where(
+                SelectionResult.event_id == event_id, SelectionResult.selection_key == key
+            )
+        ).first()
+        before = (
+            None
+            if row is None
+            else {"result": row.result, "dead_heat": row.dead_heat, "rule4": row.rule4}
+        )
+        if row is None:
+            row = SelectionResult(
+                event_id=event_id, selection=item["selection"], selection_key=key, result=outcome
+            )
+        row.result = outcome
+        row.dead_heat = float(item.get("dead_heat", 1.0))
+        row.rule4 = float(item.get("rule4", 0.0))
+        row.starting_price = item.get("starting_price")
+        row.updated_at = utcnow()
+        session.add(row)
+        stored.append(row)
+        audit.record(
+            session,
+            actor=actor.name,
+            action="result.record",
+            entity="event",
+            entity_id=event_id,
+            before=before,
+            after={"selection": item["selection"], "result": outcome.value},
+        )
+    event.status = EventStatus.result
+    session.add(event)
+    session.flush()
+    return stored, settle_event_bets(session=session, event=event)
+
+
+def _event_legs(session: Session, event: Event) -> list[Leg]:
+    day = event.start_time.date()
+    legs = session.exec(select(Leg).where(func.lower(Leg.event) == event.name.lower())).all()
+    return [leg for leg in legs if leg.event_start is None or leg.event_start.date() == day]
+
+
+def settle_event_bets(*, session: Session, event: Event) -> list[Bet]:
+    """Settle (or re-settle) the bets with a leg in ``event`` whose legs all have results."""
+    bet_ids = sorted({leg.bet_id for leg in _event_legs(session, event)})
+    changed = []
+    for bet_id in bet_ids:
+        bet = session.get(Bet, bet_id)
+        if bet is not None and settle_bet(session=session, bet=bet):
+            changed.append(bet)
+    return changed
+
+
+def _leg_result(session: Session, leg: Leg) -> tuple[SelectionResult, Event] | None:
+    events = session.exec(select(Event).where(func.lower(Event.name) == leg.event.lower())).all()
+    for event in events:
+        if leg.event_start is not None and event.start_time.date() != leg.event_start.date():
+            continue
+        if event.status != EventStatus.result and event.status != EventStatus.abandoned:
+            continue
+        row = session.exec(
+            select(SelectionResult).where(
+                SelectionResult.event_id == event.id,
+                SelectionResult.selection_key == leg.selection_key,
+            )
+        ).first()
+        if row is None:
+            # an abandoned event voids every leg; otherwise an unlisted runner lost
+            verdict = "void" if event.status == EventStatus.abandoned else "lost"
+            row = SelectionResult(
+                event_id=event.id,
+                selection=leg.selection,  # type: ignore[arg-type]
+                selection_key=leg.selection_key,
+                result=verdict,
+            )
+        return row, event
+    return None
+
+
+def settle_bet(*, session: Session, bet: Bet) -> bool:
+    """Settle one bet when every leg has a result.  Returns True when status or returns
+    changed (first settlement or re-settlement after a corrected result)."""
+    legs = session.exec(select(Leg).where(Leg.bet_id == bet.id).order_by(col(Leg.position))).all()
+    outcomes = []
+    for leg in legs:
+        found = _leg_result(session, leg)
+        if found is None:
+            return False
+        result, event = found
+        odds = leg.odds or result.starting_price
+        if odds is None and result.result not in ("lost", "void"):
+            return False  # an SP bet waits for its starting price
+        outcomes.append(
+            LegSettlement(
+                result=LegResult(result.result),
+                odds=odds or 1.0,
+                place_fraction=event.place_fraction,
+                dead_heat=result.dead_heat,
+                rule4=result.rule4,
+            )
+        )
+    try:
+        settled = settle(
+            bet_type=bet.bet_type, unit_stake=bet.stake, each_way=bet.each_way, legs=outcomes
+        )
+    except ValueError:
+        return False  # a bet type that needs a trader (forecasts, odd leg counts)
+    status = _STATUS[settled.outcome]
+    if bet.status == status and bet.returns == settled.returns:
+        return False
+    before = {"status": bet.status, "returns": bet.returns}
+    resettle = bet.status != BetStatus.open
+    bet.status, bet.returns, bet.settled_at = status, settled.returns, utcnow()
+    session.add(bet)
+    audit.record(
+        session,
+        actor="system",
+        action="bet.resettle" if resettle else "bet.settle",
+        entity="bet",
+        entity_id=bet.id,
+        before=before,
+        after={"status": status, "returns": settled.returns},
+    )
+    return True
+
+
+def profit_and_loss(
+    *, session: Session, by: str, start: datetime, end: datetime
+) -> list[dict[str, object]]:
+    """Operator P&L of settled bets (stakes taken minus returns paid) by customer, shop or day."""
+    keys = {"customer": Bet.customer_id, "shop": Bet.shop_id, "day": func.date(Bet.placed_at)}
+    if by not in keys:
+        raise Invalid("by must be customer, shop or day")
+    key = keys[by]
+    rows = session.exec(
+        select(key, func.count(), func.sum(Bet.total_stake), func.sum(Bet.returns))
+        .where(Bet.placed_at >= start, Bet.placed_at < end, Bet.status != BetStatus.open)
+        .group_by(key)
+        .order_by(key)
+    ).all()
+    out = []
+    for k, n, stakes, returns in rows:
+        stakes, returns = float(stakes or 0), float(returns or 0)
+        label = str(k) if by == "day" else k
+        profit = round(stakes - returns, 2)
+        out.append(
+            {
+                by: label,
+                "bets": n,
+                "stakes": round(stakes, 2),
+                "returns": round(returns, 2),
+                "profit": profit,
+            }
+        )
+    return out
