@@ -1,0 +1,474 @@
+"""Offline commands on image folders: ``similar``, ``eval`` and ``train`` (see CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+__all__ = ["register", "list_images", "read_labels"]
+
+
+class CliError(Exception):
+    """A bad argument or input: printed as one line on stderr, exit code 2."""
+
+
+def _fail(message: str) -> None:
+    raise CliError(message)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (not recursive), sorted by name."""
+    if not folder.is_dir():
+        _fail(f"{folder}: not a directory")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_labels(path: Path) -> list[dict[str, str]]:
+    """Rows of a labels CSV that has at least the columns ``image`` and ``writer``."""
+    if not path.is_file():
+        _fail(f"{path}: labels file not found")
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            if "image" not in fields or "writer" not in fields:
+                _fail(f"{path}: labels need the columns image,writer (found {','.join(fields)})")
+            return [dict(r) for r in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        _fail(f"{path}: unreadable labels CSV ({exc})")
+    return []
+
+
+class _Progress:
+    """A single self-overwriting progress line on stderr."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - self.last > 0.5:
+            self.last = now
+            rate = done / max(now - self.start, 1e-9)
+            end = "\n" if done == total else ""
+            print(
+                f"\r{self.label}: {done}/{total} ({rate:.1f}/s)",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _load_model(model_path: Path | None):
+    from cv.embed import EmbeddingModel, load_default_model
+
+    try:
+        return EmbeddingModel.load(model_path) if model_path else load_default_model()
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _load_templates(folder: Path | None):
+    if folder is None:
+        return None
+    from cv.preprocess import load_image
+
+    images = []
+    for p in list_images(folder):
+        try:
+            images.append(load_image(p.read_bytes()))
+        except (OSError, ValueError) as exc:
+            print(f"{p}: skipped template ({exc})", file=sys.stderr)
+    if not images:
+        _fail(f"{folder}: no readable template images")
+    return images
+
+
+def _embed(
+    paths: list[Path], *, model, jobs: int, templates
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Embeddings of all paths, a mask of the readable ones, and the wall time."""
+    from cv.embed import embed_files
+
+    start = time.perf_counter()
+    x, errors = embed_files(
+        paths, model=model, jobs=jobs, templates=templates, progress=_Progress("embedding")
+    )
+    elapsed = time.perf_counter() - start
+    for err in errors:
+        if err is not None:
+            print(f"skipped {err}", file=sys.stderr)
+    ok = np.array([e is None for e in errors], dtype=bool)
+    return x, ok, elapsed
+
+
+def _check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        _fail(f"--jobs must be >= 1, got {jobs}")
+
+
+# ------------------------------------------------------------------------------ similar
+
+
+def similar_command(
+    directory: Path,
+    *,
+    top: int,
+    out: Path,
+    model_path: Path | None,
+    templates_dir: Path | None,
+    jobs: int,
+) -> None:
+    if top < 1:
+        _fail(f"--top must be >= 1, got {top}")
+    _check_jobs(jobs)
+    paths = list_images(directory)
+    model = _load_model(model_path)
+    templates = _load_templates(templates_dir)
+    x, ok, _ = _embed(paths, model=model, jobs=jobs, templates=templates)
+    idx = np.flatnonzero(ok)
+    sim = x[idx] @ x[idx].T
+    np.fill_diagonal(sim, -np.inf)
+    k = min(top, max(len(idx) - 1, 0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "neighbour", "rank", "score"])
+        for qi in range(len(idx)):
+            order = np.argsort(-sim[qi], kind="stable")[:k]
+            for rank, ni in enumerate(order, start=1):
+                writer.writerow(
+                    [paths[idx[qi]].name, paths[idx[ni]].name, rank, f"{float(sim[qi, ni]):.6f}"]
+                )
+    print(f"wrote {out} ({len(idx)} images, top {k})", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ eval
+
+
+def _components(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Fallback clustering: connected components of the graph of pairs >= threshold."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    _, labels = connected_components(csr_matrix(sim >= threshold), directed=False)
+    sizes = np.bincount(labels)
+    return np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
+
+
+def _cluster(x: np.ndarray, threshold: float) -> tuple[np.ndarray, str]:
+    try:
+        from cv.cluster import cluster_embeddings
+    except ImportError:
+        return _components(x, threshold), "threshold + connected components (cv.cluster missing)"
+    return np.asarray(cluster_embeddings(x, threshold=threshold)), "cv.cluster.cluster_embeddings"
+
+
+def evaluate_embeddings(
+    x: np.ndarray,
+    writers: np.ndarray,
+    *,
+    templates: np.ndarray | None = None,
+    threshold: float | None = None,
+) -> dict:
+    """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
+
+    ``threshold`` is the clustering threshold; None uses the operating threshold at
+    pairwise precision >= 0.98 measured on these pairs (an oracle, reported as such).
+    """
+    from cv import metrics
+
+    sim = x @ x.T
+    result: dict = {"n": int(len(writers)), "writers": int(len(set(writers.tolist())))}
+    result.update({k: v for k, v in metrics.retrieval_scores(sim, writers).items()})
+    if templates is not None:
+        t = metrics.top1_attribute_rate(sim, templates)
+        result["template_rate"], result["template_chance"] = t["rate"], t["chance"]
+    iu = np.triu_indices(len(writers), k=1)
+    op = metrics.precision_threshold(
+        sim[iu], writers[iu[0]] == writers[iu[1]], target_precision=0.98
+    )
+    result["threshold_p98"] = op["threshold"]
+    result["recall_at_p98"] = op["recall"]
+    thr = threshold if threshold is not None else op["threshold"]
+    if not np.isfinite(thr):
+        thr = 1.0
+    labels, how = _cluster(x, float(thr))
+    result["cluster_threshold"] = float(thr)
+    result["cluster_method"] = how
+    result.update(metrics.clustering_scores(writers, labels))
+    return result
+
+
+def eval_command(
+    directory: Path,
+    *,
+    labels_path: Path,
+    json_out: Path | None,
+    model_path: Path | None,
+    templates_dir: Path | None,
+    jobs: int,
+    threshold: float | None,
+) -> dict:
+    _check_jobs(jobs)
+    on_disk = {p.name: p for p in list_images(directory)}
+    rows = read_labels(labels_path)
+    missing = [r["image"] for r in rows if r["image"] not in on_disk]
+    for name in missing:
+        print(f"skipped {name}: listed in labels but not an image in {directory}", file=sys.stderr)
+    rows = [r for r in rows if r["image"] in on_disk]
+    if len(rows) < 2:
+        _fail(f"{labels_path}: fewer than 2 labelled images found in {directory}")
+    model = _load_model(model_path)
+    templates = _load_templates(templates_dir)
+    paths = [on_disk[r["image"]] for r in rows]
+    x, ok, elapsed = _embed(paths, model=model, jobs=jobs, templates=templates)
+    rows = [r for r, good in zip(rows, ok, strict=True) if good]
+    x = x[ok]
+    writers = np.array([r["writer"] for r in rows])
+    tmpl = (
+        np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
+    )
+    if threshold is None:
+        threshold = getattr(model, "threshold_", None)
+    result = evaluate_embeddings(x, writers, templates=tmpl, threshold=threshold)
+    result["model"] = model.version
+    result["skipped"] = int((~ok).sum()) + len(missing)
+    result["seconds"] = elapsed
+    result["slips_per_second"] = len(paths) / max(elapsed, 1e-9)
+    result["jobs"] = jobs
+    r = result
+    lines = [
+        f"model            {r['model']}",
+        f"images           {r['n']} ({r['writers']} writers, {r['skipped']} skipped)",
+        f"retrieval        mAP {r['map']:.3f}  top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}",
+    ]
+    if tmpl is not None:
+        lines.append(
+            f"template share   top-1 shares the template {r['template_rate']:.3f} "
+            f"(chance {r['template_chance']:.3f})"
+        )
+    lines += [
+        f"operating point  threshold {r['threshold_p98']:.4f} for pairwise precision >= 0.98, "
+        f"recall {r['recall_at_p98']:.3f}",
+        f"clustering       {r['cluster_method']}, threshold {r['cluster_threshold']:.4f}",
+        f"                 ARI {r['ari']:.3f}  pairwise P {r['pairwise_precision']:.3f} "
+        f"R {r['pairwise_recall']:.3f} F1 {r['pairwise_f1']:.3f}  B-cubed F1 {r['bcubed_f1']:.3f}",
+        f"throughput       {r['slips_per_second']:.1f} slips/s with {jobs} job(s)",
+    ]
+    print("\n".join(lines))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return result
+
+
+# ------------------------------------------------------------------------------ train
+
+
+def _labelled_paths(
+    directory: Path, labels_path: Path, *, split: str | None
+) -> tuple[list[Path], list[str]]:
+    on_disk = {p.name: p for p in list_images(directory)}
+    paths, writers = [], []
+    for r in read_labels(labels_path):
+        if split is not None and "split" in r and r["split"] != split:
+            continue
+        if r["image"] not in on_disk:
+            print(f"skipped {r['image']}: not an image in {directory}", file=sys.stderr)
+            continue
+        paths.append(on_disk[r["image"]])
+        writers.append(f"{directory.name}:{r['writer']}")
+    return paths, writers
+
+
+def train_command(
+    directories: list[Path],
+    *,
+    labels_paths: list[Path],
+    unipen_fit: list[Path],
+    out: Path,
+    split: str | None,
+    jobs: int,
+    params: dict,
+) -> None:
+    from cv.embed import EmbeddingModel, extract_files
+    from sample_slips.splits import unipen_split
+
+    _check_jobs(jobs)
+    if len(directories) != len(labels_paths):
+        _fail("give one --labels per DIR (same order)")
+    paths: list[Path] = []
+    writers: list[str] = []
+    for d, lab in zip(directories, labels_paths, strict=True):
+        p, w = _labelled_paths(d, lab, split=split)
+        paths += p
+        writers += w
+    for folder in unipen_fit:
+        lab = folder / "labels.csv"
+        rows = read_labels(lab)
+        fit, _ = unipen_split({r["writer"] for r in rows})
+        img_dir = folder / "images" if (folder / "images").is_dir() else folder
+        on_disk = {p.name: p for p in list_images(img_dir)}
+        for r in rows:
+            if r["writer"] in fit and r["image"] in on_disk:
+                paths.append(on_disk[r["image"]])
+                writers.append(f"unipen:{r['writer']}")
+    if len(set(writers)) < 2:
+        _fail("training needs labelled images of at least 2 writers")
+    try:
+        model = EmbeddingModel(**params)
+        model._validate()
+    except (TypeError, ValueError) as exc:
+        _fail(str(exc))
+    print(f"training on {len(paths)} images of {len(set(writers))} writers", file=sys.stderr)
+    raws, errors = extract_files(paths, model=model, jobs=jobs, progress=_Progress("features"))
+    for err in errors:
+        if err is not None:
+            print(f"skipped {err}", file=sys.stderr)
+    keep = [i for i, e in enumerate(errors) if e is None]
+    model.fit_raw([raws[i] for i in keep], [writers[i] for i in keep])
+    model.save(out)
+    print(f"wrote {out}: {model.version} (dim {model.dim})", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ typer
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(code=2) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``similar``, ``eval`` and ``train`` commands to ``app``."""
+
+    @app.command("similar")
+    def similar(
+        directory: Annotated[Path, typer.Argument(help="Folder of slip images (not recursive).")],
+        out: Annotated[
+            Path, typer.Option("--out", help="CSV to write: query,neighbour,rank,score.")
+        ],
+        top: Annotated[int, typer.Option("--top", help="Neighbours per query.")] = 5,
+        model: Annotated[
+            Path | None, typer.Option("--model", help="Model file (default: shipped).")
+        ] = None,
+        templates: Annotated[
+            Path | None, typer.Option("--templates", help="Blank slip designs.")
+        ] = None,
+        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+    ) -> None:
+        """For every image, its K most similar other images by handwriting."""
+        _run(
+            similar_command,
+            directory,
+            top=top,
+            out=out,
+            model_path=model,
+            templates_dir=templates,
+            jobs=jobs,
+        )
+
+    @app.command("eval")
+    def evaluate(
+        directory: Annotated[Path, typer.Argument(help="Folder of labelled images.")],
+        labels: Annotated[Path, typer.Option("--labels", help="CSV with image,writer[,template].")],
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="Also write the figures as JSON.")
+        ] = None,
+        model: Annotated[
+            Path | None, typer.Option("--model", help="Model file (default: shipped).")
+        ] = None,
+        templates: Annotated[
+            Path | None, typer.Option("--templates", help="Blank slip designs.")
+        ] = None,
+        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        threshold: Annotated[
+            float | None,
+            typer.Option("--threshold", help="Clustering threshold (default: the model's own)."),
+        ] = None,
+    ) -> None:
+        """Retrieval, clustering and template-share figures on labelled images."""
+        _run(
+            eval_command,
+            directory,
+            labels_path=labels,
+            json_out=json_out,
+            model_path=model,
+            templates_dir=templates,
+            jobs=jobs,
+            threshold=threshold,
+        )
+
+    @app.command("train")
+    def train(
+        out: Annotated[Path, typer.Option("--out", help="Model file to write (.npz).")],
+        directories: Annotated[
+            list[Path] | None, typer.Argument(help="Folders of labelled training images.")
+        ] = None,
+        labels: Annotated[
+            list[Path] | None, typer.Option("--labels", help="labels.csv per DIR, same order.")
+        ] = None,
+        split: Annotated[
+            str | None,
+            typer.Option("--split", help="Keep only rows whose split column equals this."),
+        ] = "fit",
+        unipen_fit: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--unipen-fit", help="A UNIPEN folder: add its fit-half writers (unipen_split)."
+            ),
+        ] = None,
+        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        families: Annotated[
+            str, typer.Option("--families", help="Comma-separated feature families.")
+        ] = "hinge,lbp,vlad",
+        n_components: Annotated[
+            int, typer.Option("--n-components", help="Embedding dimension.")
+        ] = 256,
+        whiten: Annotated[float, typer.Option("--whiten", help="PCA whitening power, 0-1.")] = 0.5,
+        shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.5,
+        vlad_clusters: Annotated[
+            int, typer.Option("--vlad-clusters", help="VLAD vocabulary size.")
+        ] = 128,
+        stroke_width: Annotated[
+            float, typer.Option("--stroke-width", help="Normalised stroke width.")
+        ] = 4.0,
+        seed: Annotated[int, typer.Option("--seed", help="random_state of the model.")] = 0,
+    ) -> None:
+        """Fit the embedding model on labelled slips and save it."""
+        params = dict(
+            families=tuple(f.strip() for f in families.split(",") if f.strip()),
+            n_components=n_components,
+            whiten=whiten,
+            shrinkage=shrinkage,
+            vlad_clusters=vlad_clusters,
+            stroke_width=stroke_width,
+            random_state=seed,
+        )
+        _run(
+            train_command,
+            directories or [],
+            labels_paths=labels or [],
+            unipen_fit=unipen_fit or [],
+            out=out,
+            split=split if split else None,
+            jobs=jobs,
+            params=params,
+        )
