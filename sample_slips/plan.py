@@ -185,6 +185,8 @@ class SlipPlan:
             "written_text": [i["text"] for i in self.items if "text" in i],
             "ticked": [i["field"] for i in self.items if "mark" in i],
             "crossed_out": [i["crossed"] for i in self.items if "crossed" in i],
+            # Where each mark went: {"field": box name, "text" or "mark", "crossed"?}.
+            "writing": [dict(i) for i in self.items],
             "bet_id": self.bet_id,
             "template": self.template,
         }
