@@ -1,0 +1,267 @@
+"""Read-only queries the kinds share: pivots, the bets behind a pivot, handwriting links.
+
+The pivot of a bet is its customer when known, otherwise the handwriting cluster of its slip.
+A customer pivot's bets are the customer's own bets plus every bet whose slip sits in a
+cluster linked to the customer (a cluster holding at least one of the customer's slips).
+All clustering reads use the active model version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from store.clustering import (
+    ClusterMember,
+    ClusterStatus,
+    WriterCluster,
+    active_model_version,
+)
+from store.models import Bet, Customer, Shop, Slip, as_utc
+
+
+@dataclass(frozen=True)
+class BetRow:
+    """The fields of a bet the kinds compare, with its slip and cluster membership."""
+
+    bet_id: int
+    placed_at: datetime
+    shop_id: int | None
+    customer_id: int | None
+    stake: float  # total stake, in the bet's currency
+    currency: str
+    sport: str
+    returns: float | None
+    settled_at: datetime | None
+    slip_id: int | None
+    cluster_id: int | None
+    confidence: float | None  # of the slip's cluster membership
+
+
+def model_version(session: Session) -> str:
+    """The active model version, cached on the session for the length of one evaluation."""
+    cached = session.info.get("rules_model_version")
+    if cached is None:
+        cached = session.info["rules_model_version"] = active_model_version(session=session)
+    return str(cached)
+
+
+def slip_of_bet(*, session: Session, bet_id: int) -> int | None:
+    return session.exec(select(Slip.id).where(Slip.bet_id == bet_id)).first()
+
+
+def membership(*, session: Session, slip_id: int) -> tuple[int, float] | None:
+    """(cluster id, confidence) of a slip in an active cluster, None when on its own."""
+    row = session.exec(
+        select(ClusterMember.cluster_id, ClusterMember.confidence).where(
+            ClusterMember.slip_id == slip_id,
+            ClusterMember.model_version == model_version(session),
+            col(ClusterMember.cluster_id).is_not(None),
+        )
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), float(row[1])
+
+
+def pivot_of_bet(*, session: Session, bet_id: int) -> tuple[str, int] | None:
+    """``("customer", id)`` when the bet names a customer, else ``("cluster", id)`` of its
+    slip, else None (an anonymous bet whose slip is not clustered yet)."""
+    bet = session.get(Bet, bet_id)
+    if bet is None:
+        return None
+    if bet.customer_id is not None:
+        return "customer", bet.customer_id
+    slip_id = slip_of_bet(session=session, bet_id=bet_id)
+    found = membership(session=session, slip_id=slip_id) if slip_id is not None else None
+    return ("cluster", found[0]) if found else None
+
+
+def linked_clusters(*, session: Session, customer_id: int) -> dict[int, float]:
+    """Active clusters holding a slip of the customer -> the strongest such membership
+    confidence (how firmly the customer's own handwriting anchors the cluster)."""
+    rows = session.exec(
+        select(ClusterMember.cluster_id, ClusterMember.confidence)
+        .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
+        .join(Bet, col(Bet.id) == col(Slip.bet_id))
+        .join(WriterCluster, col(WriterCluster.id) == col(ClusterMember.cluster_id))
+        .where(
+            Bet.customer_id == customer_id,
+            ClusterMember.model_version == model_version(session),
+            WriterCluster.status == ClusterStatus.active,
+        )
+    ).all()
+    out: dict[int, float] = {}
+    for cid, conf in rows:
+        if cid is not None:
+            out[int(cid)] = max(out.get(int(cid), 0.0), float(conf))
+    return out
+
+
+def cluster_rows(
+    *,
+    session: Session,
+    cluster_ids: Iterable[int],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    settled: bool = False,
+) -> list[BetRow]:
+    """Bets whose slips sit in the given clusters, placed (``settled=True``: settled) in
+    ``[since, until]``."""
+    ids = sorted(set(cluster_ids))
+    if not ids:
+        return []
+    query = (
+        select(Bet, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
+        .join(Slip, col(Slip.bet_id) == col(Bet.id))
+        .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+        .where(
+            col(ClusterMember.cluster_id).in_(ids),
+            ClusterMember.model_version == model_version(session),
+        )
+    )
+    query = _between(query, since, until, settled=settled)
+    return [_row(b, s, c, conf) for b, s, c, conf in session.exec(query).all()]
+
+
+def customer_rows(
+    *,
+    session: Session,
+    customer_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[BetRow]:
+    """The customer's own bets (with their slips and clusters when there are any)."""
+    query = (
+        select(Bet, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
+        .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
+        .outerjoin(
+            ClusterMember,
+            (col(ClusterMember.slip_id) == col(Slip.id))
+            & (col(ClusterMember.model_version) == model_version(session)),
+        )
+        .where(Bet.customer_id == customer_id)
+    )
+    rows = session.exec(_between(query, since, until)).all()
+    return [_row(b, s, c, conf if c is not None else None) for b, s, c, conf in rows]
+
+
+def bet_rows_of_pivot(
+    *,
+    session: Session,
+    pivot_kind: str,
+    pivot_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[BetRow]:
+    """`bets_of_pivot` as `BetRow` s (one per bet), oldest first."""
+    if pivot_kind == "cluster":
+        rows = cluster_rows(session=session, cluster_ids=[pivot_id], since=since, until=until)
+    elif pivot_kind == "customer":
+        own = customer_rows(session=session, customer_id=pivot_id, since=since, until=until)
+        clusters = linked_clusters(session=session, customer_id=pivot_id)
+        linked = cluster_rows(session=session, cluster_ids=clusters, since=since, until=until)
+        rows = own + linked
+    else:
+        raise ValueError(f"pivot_kind: expected customer or cluster, got {pivot_kind!r}")
+    unique = {r.bet_id: r for r in rows}
+    return sorted(unique.values(), key=lambda r: (r.placed_at, r.bet_id))
+
+
+def bets_of_pivot(
+    *,
+    session: Session,
+    pivot_kind: str,
+    pivot_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Bet]:
+    """The bets behind a pivot placed in ``[since, until]``, oldest first."""
+    ids = [
+        r.bet_id
+        for r in bet_rows_of_pivot(
+            session=session, pivot_kind=pivot_kind, pivot_id=pivot_id, since=since, until=until
+        )
+    ]
+    if not ids:
+        return []
+    bets = {b.id: b for b in session.exec(select(Bet).where(col(Bet.id).in_(ids))).all()}
+    return [bets[i] for i in ids]
+
+
+def bet_row(*, session: Session, bet_id: int) -> BetRow | None:
+    bet = session.get(Bet, bet_id)
+    if bet is None:
+        return None
+    slip_id = slip_of_bet(session=session, bet_id=bet_id)
+    found = membership(session=session, slip_id=slip_id) if slip_id is not None else None
+    return _row(bet, slip_id, *(found or (None, None)))
+
+
+def customer(*, session: Session, customer_id: int) -> Customer | None:
+    return session.get(Customer, customer_id)
+
+
+def shop_matches(
+    *, session: Session, shop_ids: Iterable[int], scope_kind: str, value: str | None
+) -> bool:
+    """Whether any of the shops is in the scope (``region`` name or ``shop`` code)."""
+    if scope_kind == "all":
+        return True
+    ids = sorted(set(shop_ids))
+    if not ids:
+        return False
+    shops = session.exec(select(Shop).where(col(Shop.id).in_(ids))).all()
+    if scope_kind == "region":
+        return any(s.region == value for s in shops)
+    return any(s.code == value for s in shops)
+
+
+def evidence(rows: Iterable[BetRow], **extra: Iterable[int]) -> dict[str, list[int]]:
+    """The evidence dict of a finding from its bets (plus extra ids per key)."""
+    rows = list(rows)
+    out = {
+        "bets": sorted({r.bet_id for r in rows}),
+        "slips": sorted({r.slip_id for r in rows if r.slip_id is not None}),
+        "clusters": sorted({r.cluster_id for r in rows if r.cluster_id is not None}),
+        "customers": sorted({r.customer_id for r in rows if r.customer_id is not None}),
+        "shops": sorted({r.shop_id for r in rows if r.shop_id is not None}),
+    }
+    for key, ids in extra.items():
+        out[key] = sorted(set(out.get(key, [])) | set(ids))
+    return out
+
+
+def to_gbp(amount: float, currency: str, fx_to_gbp: dict[str, float]) -> float:
+    """Convert with the rule's configured rates; an unknown currency counts at par (logged in
+    the figures by the caller) rather than silently dropping a bet."""
+    return float(amount) * float(fx_to_gbp.get(currency.upper(), 1.0))
+
+
+def _between(query, since: datetime | None, until: datetime | None, *, settled: bool = False):  # type: ignore[no-untyped-def]
+    column = col(Bet.settled_at) if settled else col(Bet.placed_at)
+    if since is not None:
+        query = query.where(column >= as_utc(since))
+    if until is not None:
+        query = query.where(column <= as_utc(until))
+    return query
+
+
+def _row(bet: Bet, slip_id: int | None, cluster_id: int | None, conf: float | None) -> BetRow:
+    return BetRow(
+        bet_id=int(bet.id),  # type: ignore[arg-type]
+        placed_at=as_utc(bet.placed_at),
+        shop_id=bet.shop_id,
+        customer_id=bet.customer_id,
+        stake=float(bet.total_stake),
+        currency=bet.currency,
+        sport=bet.sport,
+        returns=None if bet.returns is None else float(bet.returns),
+        settled_at=as_utc(bet.settled_at) if bet.settled_at else None,
+        slip_id=None if slip_id is None else int(slip_id),
+        cluster_id=None if cluster_id is None else int(cluster_id),
+        confidence=None if conf is None else float(conf),
+    )
