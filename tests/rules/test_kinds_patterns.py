@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 
 from rules.kinds import REGISTRY
@@ -142,3 +143,216 @@ def test_high_spend_net_loss_and_exemption(session: Session) -> None:
     assert found[0].figures["net_loss_gbp"] == 5_000.0
     assert found[0].figures["crossed"] == "net loss"
     assert found[0].figures["staked_gbp"] == 2_500.0  # only the bet 40 days ago is in 30 days
+
+
+def cluster_of(session: Session, bets: list[Bet], *, confidence: list[float]) -> int:
+    """Put the bets' slips (made here) into one active handwriting cluster of model v1."""
+    from store.clustering import ClusterMember, ModelActivation, WriterCluster
+    from store.models import Slip
+
+    if session.exec(select(ModelActivation)).first() is None:
+        session.add(ModelActivation(version="v1", path=None))
+    cluster = WriterCluster(model_version="v1", size=len(bets))
+    session.add(cluster)
+    session.flush()
+    for b, conf in zip(bets, confidence, strict=True):
+        slip = Slip(bet_id=b.id, sha256=f"{b.id:064x}", width=10, height=10, original_type="png")
+        session.add(slip)
+        session.flush()
+        session.add(ClusterMember(slip_id=slip.id, model_version="v1", cluster_id=cluster.id,
+                                  confidence=conf))  # fmt: skip
+    session.commit()
+    assert cluster.id is not None
+    return cluster.id
+
+
+# ---------------------------------------------------------------- rule 8: stake spike
+def test_stake_spike_grades_the_ratio_to_the_median(session: Session) -> None:
+    rule = shipped("stake_spike")
+    c = make_customer(session)
+    for i in range(10):  # median 10: stakes 6..14
+        bet(session, customer=c.id, at=T0 - timedelta(days=80 - i), stake=6.0 + i * 8 / 9)
+    bet(session, customer=c.id, at=T0 - timedelta(days=91), stake=1.0)  # outside 90 days
+    spike = bet(session, customer=c.id, at=T0, stake=100.0)
+    [f] = run(session, rule, placed(spike))
+    assert f.figures["median_stake_gbp"] == 10.0
+    assert f.figures["prior_bets"] == 10
+    assert f.value == pytest.approx(10.0)
+    assert severity(rule, f.value) == "high"
+    assert f.evidence["bets"][0] == spike.id and len(f.evidence["bets"]) == 11
+    assert "GBP 100.00 is 10.0x the median stake GBP 10.00 of 10 bets" in reason(rule, f)
+
+    near = bet(session, customer=c.id, at=T0 + timedelta(minutes=1), stake=54.99)
+    # 11 prior bets now (the spike is one of them): median 10.44 -> 5.27x is still a spike
+    [g] = run(session, rule, placed(near))
+    assert severity(rule, g.value) == "medium"
+
+
+def test_stake_spike_quiet_below_ratio_or_with_few_prior_bets(session: Session) -> None:
+    rule = shipped("stake_spike")
+    c, d = make_customer(session), make_customer(session)
+    for i in range(10):
+        bet(session, customer=c.id, at=T0 - timedelta(days=i + 1), stake=10.0)
+    for i in range(9):
+        bet(session, customer=d.id, at=T0 - timedelta(days=i + 1), stake=10.0)
+    assert run(session, rule, placed(bet(session, customer=c.id, at=T0, stake=49.99))) == []
+    assert run(session, rule, placed(bet(session, customer=d.id, at=T0, stake=500.0))) == []
+
+
+# ---------------------------------------------------------------- rule 9: spend velocity
+def test_spend_velocity_medium_and_high(session: Session) -> None:
+    rule = shipped("spend_velocity")
+    c = make_customer(session)
+    for d in (13, 9, 5):
+        bet(session, customer=c.id, at=T0 - timedelta(days=d), stake=2_500.0)
+    bet(session, customer=c.id, at=T0 - timedelta(days=14, minutes=1), stake=9_000.0)  # outside
+    last = bet(session, customer=c.id, at=T0, stake=2_499.99)
+    assert run(session, rule, placed(last)) == []  # GBP 9,999.99: near miss
+    more = bet(session, customer=c.id, at=T0 + timedelta(hours=1), stake=0.01)
+    [f] = run(session, rule, placed(more))
+    assert f.value == 10_000.0 and f.figures["bets"] == 5
+    assert severity(rule, f.value) == "medium"
+    assert "GBP 10,000.00 staked over 5 bets in 14 days" in reason(rule, f)
+    big = bet(session, customer=c.id, at=T0 + timedelta(hours=2), stake=10_000.0)
+    [g] = run(session, rule, placed(big))
+    assert severity(rule, g.value) == "high" and g.value == 20_000.0
+    [s] = run(session, rule, schedule(T0 + timedelta(hours=3)))
+    assert (s.pivot_kind, s.pivot_id, s.value) == ("customer", c.id, 20_000.0)
+
+
+def test_spend_velocity_counts_handwriting_linked_anonymous_bets(session: Session) -> None:
+    rule = shipped("spend_velocity")
+    c = make_customer(session)
+    own = bet(session, customer=c.id, at=T0 - timedelta(days=2), stake=4_000.0)
+    anon = [bet(session, at=T0 - timedelta(days=d), stake=3_000.0) for d in (1, 0)]
+    cid = cluster_of(session, [own, *anon], confidence=[0.97, 0.91, 0.88])
+    # anchored at the customer's own bet, 2 days ago: only GBP 4,000 so far
+    assert run(session, rule, placed(own)) == []
+    found = run(session, rule, schedule(T0 + timedelta(minutes=1)))
+    by_pivot = {(x.pivot_kind, x.pivot_id): x for x in found}
+    # the customer's total includes the linked anonymous slips; the cluster pivot (the pivot
+    # of the anonymous bets) holds the same three slips
+    assert set(by_pivot) == {("customer", c.id), ("cluster", cid)}
+    assert by_pivot[("cluster", cid)].value == 10_000.0
+    f = by_pivot[("customer", c.id)]
+    assert f.value == 10_000.0
+    assert f.link_confidence == 0.88
+    assert f.evidence["clusters"] == [cid]
+    assert sorted(f.evidence["bets"]) == sorted([own.id, *(a.id for a in anon)])
+
+
+# ---------------------------------------------------------------- rule 10: session intensity
+def test_session_intensity_bet_count(session: Session) -> None:
+    rule = shipped("session_intensity")
+    c = make_customer(session)
+    # 39 bets in the 4 hours up to T0 (the first exactly 4 h before T0 is outside: (start, end])
+    bet(session, customer=c.id, at=T0 - timedelta(hours=4), stake=1.0)
+    bets = [bet(session, customer=c.id, at=T0 - timedelta(minutes=6 * i), stake=1.0)
+            for i in range(39)]  # fmt: skip
+    assert run(session, rule, placed(bets[0])) == []
+    fortieth = bet(session, customer=c.id, at=T0 + timedelta(minutes=1), stake=1.0)
+    [f] = run(session, rule, placed(fortieth))
+    assert f.figures["session_bets"] == 40 and f.figures["crossed"] == "bet count"
+    assert f.value == 1.0 and severity(rule, f.value) == "medium"
+    assert len(f.evidence["bets"]) == 40 and fortieth.id in f.evidence["bets"]
+
+
+def test_session_intensity_session_loss_on_settlement(session: Session) -> None:
+    rule = shipped("session_intensity")
+    c, d = make_customer(session), make_customer(session)
+    # the first bet settles last: the session still ends at the later bet and counts both
+    first = bet(session, customer=c.id, at=T0, stake=1_000.0, status="lost",
+                settled_at=T0 + timedelta(hours=2))  # fmt: skip
+    bet(session, customer=c.id, at=T0 + timedelta(hours=1), stake=1_000.0, status="lost")
+    [f] = run(session, rule, settled(first))
+    assert f.figures["session_loss_gbp"] == 2_000.0 and f.figures["crossed"] == "session loss"
+    assert f.window_end == T0 + timedelta(hours=1)
+    near = bet(session, customer=d.id, at=T0, stake=1_000.0, status="lost")
+    bet(session, customer=d.id, at=T0 + timedelta(hours=1), stake=999.99, status="lost")
+    assert run(session, rule, settled(near)) == []
+
+
+# ---------------------------------------------------------------- rule 11: chasing losses
+def _losses_then(session: Session, c: int, start: datetime, stake: float) -> Bet:
+    for i in range(3):
+        bet(session, customer=c, at=start + timedelta(minutes=15 * i), stake=10.0,
+            status="lost")  # fmt: skip
+    return bet(session, customer=c, at=start + timedelta(minutes=45), stake=stake,
+               status="won", returns=stake * 2)  # fmt: skip
+
+
+def test_chasing_losses_twice_in_a_day(session: Session) -> None:
+    rule = shipped("chasing_losses")
+    c = make_customer(session)
+    first = _losses_then(session, c.id, T0 - timedelta(hours=6), 20.0)
+    second = _losses_then(session, c.id, T0 - timedelta(hours=2), 25.0)
+    [f] = run(session, rule, placed(second))
+    assert f.value == 2.0 and severity(rule, f.value) == "medium"
+    assert f.figures["chase_bets"] == f"{first.id}, {second.id}"
+    assert f.figures["first_chase_mean_loss_stake_gbp"] == 10.0
+    assert f.figures["largest_multiple"] == 2.5
+    assert len(f.evidence["bets"]) == 8
+    assert "2 times in 24 hours" in reason(rule, f)
+
+
+def test_chasing_losses_near_misses(session: Session) -> None:
+    rule = shipped("chasing_losses")
+    c, d = make_customer(session), make_customer(session)
+    _losses_then(session, c.id, T0 - timedelta(hours=6), 20.0)
+    low = _losses_then(session, c.id, T0 - timedelta(hours=2), 19.99)  # 1.999x: not a chase
+    assert run(session, rule, placed(low)) == []
+    # two losses only before the second raise
+    _losses_then(session, d.id, T0 - timedelta(hours=6), 20.0)
+    bet(session, customer=d.id, at=T0 - timedelta(hours=2), stake=10.0, status="lost")
+    bet(session, customer=d.id, at=T0 - timedelta(hours=1, minutes=45), stake=10.0,
+        status="lost")  # fmt: skip
+    raise_ = bet(session, customer=d.id, at=T0 - timedelta(hours=1, minutes=30), stake=40.0)
+    assert run(session, rule, placed(raise_)) == []
+
+
+# ---------------------------------------------------------------- rule 12: multi-shop
+def test_multi_shop_customer_in_three_shops_a_day(session: Session) -> None:
+    rule = shipped("multi_shop")
+    shops = [make_shop(session) for _ in range(3)]
+    c, d = make_customer(session), make_customer(session)
+    b = [bet(session, customer=c.id, shop=s.id, at=T0 - timedelta(hours=h), stake=5.0)
+         for s, h in zip(shops, (23, 10, 0), strict=True)]  # fmt: skip
+    [f] = run(session, rule, placed(b[-1]))
+    assert f.figures["shops_day"] == 3 and f.figures["shops_week"] == 3
+    assert f.figures["crossed"] == "shops in a day"
+    assert f.evidence["shops"] == sorted(s.id for s in shops)
+    assert f.evidence["bets"] == [x.id for x in b]
+    # near miss: the first shop visit exactly 24 hours before
+    n = [bet(session, customer=d.id, shop=s.id, at=T0 - timedelta(hours=h), stake=5.0)
+         for s, h in zip(shops, (24, 10, 0), strict=True)]  # fmt: skip
+    assert run(session, rule, placed(n[-1])) == []
+
+
+def test_multi_shop_anonymous_writer_across_five_shops_in_a_week(session: Session) -> None:
+    rule = shipped("multi_shop")
+    shops = [make_shop(session) for _ in range(5)]
+    anon = [bet(session, shop=s.id, at=T0 - timedelta(days=d), stake=50.0)
+            for s, d in zip(shops, (6, 5, 3, 2, 0), strict=True)]  # fmt: skip
+    cid = cluster_of(session, anon[:4], confidence=[0.95, 0.93, 0.9, 0.96])
+    # four shops while the fifth slip is not clustered yet: quiet (and the fifth has no pivot)
+    assert run(session, rule, placed(anon[3])) == []
+    assert run(session, rule, placed(anon[4])) == []
+    cluster_of_existing(session, anon[4], cid, 0.92)
+    [f] = run(session, rule, Trigger(kind="slip_clustered", at=T0, bet_id=anon[4].id,
+                                      cluster_id=cid))  # fmt: skip
+    assert (f.pivot_kind, f.pivot_id) == ("cluster", cid)
+    assert f.figures["shops_week"] == 5 and f.figures["crossed"] == "shops in a week"
+    assert f.link_confidence == 0.9
+    assert f.evidence["clusters"] == [cid] and len(f.evidence["slips"]) == 5
+
+
+def cluster_of_existing(session: Session, b: Bet, cluster_id: int, confidence: float) -> None:
+    from store.clustering import ClusterMember
+    from store.models import Slip
+
+    slip = Slip(bet_id=b.id, sha256=f"{b.id:064x}", width=10, height=10, original_type="png")
+    session.add(slip)
+    session.flush()
+    session.add(ClusterMember(slip_id=slip.id, model_version="v1", cluster_id=cluster_id,
+                              confidence=confidence))  # fmt: skip
+    session.commit()

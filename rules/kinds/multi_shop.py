@@ -1,0 +1,104 @@
+"""Rule 12: one punter (customer or handwriting cluster) betting in many shops.
+
+Spreading bets over shops keeps each shop's view below its thresholds (structuring, a money
+laundering typology in UK Gambling Commission enforcement cases) and hides a pattern of play.
+Defaults: 3 or more distinct shops within 24 hours, or 5 or more within 7 days, both windows
+ending at the triggering bet. ``value`` is the larger of shops-in-a-day / 3 and
+shops-in-a-week / 5.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from rules.kinds import _pattern_common as pc
+from rules.types import Finding, Rule, Trigger
+from store.models import Bet
+
+DEFAULTS = MappingProxyType(
+    {
+        "day_hours": 24,
+        "min_shops_day": 3,
+        "week_days": 7,
+        "min_shops_week": 5,
+    }
+)
+
+
+class MultiShop:
+    name = "multi_shop"
+    defaults = DEFAULTS
+    triggers = frozenset({"bet_placed", "slip_clustered"})
+
+    def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
+        pc.begin(session, trigger)
+        p = pc.params_of(rule, DEFAULTS)
+        found = pc.event_pivot(session, trigger)
+        if found is None:
+            return []
+        kind, pid, anchor, _bet = found
+        day = timedelta(hours=float(p["day_hours"]))
+        week = timedelta(days=float(p["week_days"]))
+        day_shops = self._shops(session, kind, pid, anchor - day, anchor)
+        week_shops = self._shops(session, kind, pid, anchor - week, anchor)
+        day_ratio = pc.ratio(len(day_shops), int(p["min_shops_day"]))
+        week_ratio = pc.ratio(len(week_shops), int(p["min_shops_week"]))
+        value = max(day_ratio, week_ratio)
+        if value < 1.0:
+            return []
+        shops = day_shops if day_ratio >= 1.0 and day_ratio >= week_ratio else week_shops
+        # one bet per shop: the first one placed there in the window
+        ids = [bet_id for _, bet_id in sorted(shops.values())]
+        evidence, confidence = pc.evidence_of(session, ids, pivot_kind=kind, pivot_id=pid,
+                                              cap=len(ids))  # fmt: skip
+        start = anchor - (day if shops is day_shops else week)
+        return [
+            Finding(
+                pivot_kind=kind,
+                pivot_id=pid,
+                value=round(value, 4),
+                figures={
+                    "shops_day": len(day_shops),
+                    "min_shops_day": int(p["min_shops_day"]),
+                    "day_hours": p["day_hours"],
+                    "shops_week": len(week_shops),
+                    "min_shops_week": int(p["min_shops_week"]),
+                    "week_days": p["week_days"],
+                    "crossed": pc.crossed(
+                        [
+                            ("shops in a day", day_ratio >= 1.0),
+                            ("shops in a week", week_ratio >= 1.0),
+                        ]
+                    ),
+                },
+                evidence=evidence,
+                window_start=start,
+                window_end=anchor,
+                link_confidence=confidence,
+            )
+        ]
+
+    @staticmethod
+    def _shops(
+        session: Session, kind: str, pid: int, since: datetime, until: datetime
+    ) -> dict[int, tuple[datetime, int]]:
+        """Shop id -> (first placement, its bet id) of the pivot's non-void bets in the window."""
+        rows = session.exec(
+            select(Bet.shop_id, func.min(Bet.placed_at), func.min(Bet.id))
+            .where(
+                pc.pivot_clause(session, kind, pid),
+                col(Bet.placed_at) > since,
+                col(Bet.placed_at) <= until,
+                col(Bet.shop_id).is_not(None),
+                pc.NOT_VOID,
+            )
+            .group_by(Bet.shop_id)
+        ).all()
+        return {int(s): (pc.utc(t), int(b)) for s, t, b in rows}
+
+
+KIND = MultiShop()
