@@ -4,6 +4,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+import store.clustering  # noqa: F401 - the pipeline's tables
+import store.alerts  # noqa: F401 - alerts, cases, observations, webhooks
 import store.models  # noqa: F401 - registers the tables on SQLModel.metadata
 
 config = context.config
