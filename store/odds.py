@@ -1,0 +1,103 @@
+"""The odds feed: price snapshots per selection and bookmaker, and the price movements
+that matter to a trader (sharp drops across bookmakers, bets taken before a collapse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import median
+
+from sqlmodel import Session, col, select
+
+from store.models import Bet, BetStatus, Leg, as_utc, selection_key, utcnow
+from store.trading import PriceSnapshot
+
+
+def record_prices(*, session: Session, snapshots: list[dict]) -> int:  # type: ignore[type-arg]
+    """Store a batch of snapshots: ``selection``, ``bookmaker``, ``odds``, optional ``event``
+    and ``at`` (default now)."""
+    for snap in snapshots:
+        at = snap.get("at")
+        session.add(
+            PriceSnapshot(
+                selection=snap["selection"],
+                selection_key=selection_key(snap["selection"]),
+                event=snap.get("event") or "",
+                bookmaker=snap["bookmaker"],
+                odds=float(snap["odds"]),
+                at=as_utc(at) if isinstance(at, datetime) else utcnow(),
+            )
+        )
+    session.flush()
+    return len(snapshots)
+
+
+@dataclass(frozen=True)
+class PriceDrop:
+    selection_key: str
+    bookmakers: int
+    median_drop: float  # fraction, 0.4 = the price fell 40%
+    from_odds: float
+    to_odds: float
+
+
+def price_drop(
+    *, session: Session, selection: str, since: datetime, until: datetime
+) -> PriceDrop | None:
+    """How far a selection's price fell across bookmakers between ``since`` and ``until``:
+    per bookmaker first vs last price in the window, then the median over bookmakers."""
+    key = selection_key(selection)
+    rows = session.exec(
+        select(PriceSnapshot)
+        .where(
+            PriceSnapshot.selection_key == key, PriceSnapshot.at >= since, PriceSnapshot.at <= until
+        )
+        .order_by(col(PriceSnapshot.at), col(PriceSnapshot.id))
+    ).all()
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for row in rows:
+        first.setdefault(row.bookmaker, row.odds)
+        last[row.bookmaker] = row.odds
+    drops = [
+        # a drop in implied terms on the winnings part: 11.0 -> 6.0 is (10 - 5) / 10 = 50%
+        (first[b] - last[b]) / (first[b] - 1.0)
+        for b in first
+        if first[b] > 1.0
+    ]
+    if not drops:
+        return None
+    return PriceDrop(
+        selection_key=key,
+        bookmakers=len(drops),
+        median_drop=float(median(drops)),
+        from_odds=float(median(first.values())),
+        to_odds=float(median(last.values())),
+    )
+
+
+def steamer_bets(
+    *,
+    session: Session,
+    selection: str,
+    current_odds: float,
+    min_ratio: float = 1.5,
+    window: timedelta = timedelta(hours=24),
+    now: datetime,
+) -> list[Bet]:
+    """Open bets on a selection taken at a price at least ``min_ratio`` times the price now:
+    someone knew before the market did."""
+    key = selection_key(selection)
+    return list(
+        session.exec(
+            select(Bet)
+            .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
+            .where(
+                Leg.selection_key == key,
+                Leg.odds >= current_odds * min_ratio,  # type: ignore[operator]
+                Bet.placed_at >= now - window,
+                Bet.status == BetStatus.open,
+            )
+            .order_by(col(Bet.placed_at))
+        ).all()
+    )
