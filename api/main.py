@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import bets, customers, health, shops, slips
+from api.routes import bets, clusters, customers, health, metrics, shops, slips
 from store.db import get_engine
 from store.settings import Settings, get_settings
 
@@ -24,5 +24,7 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
     app.state.pipeline = pipeline
     errors.install(app)
     for module in (health, bets, slips, customers, shops):
+        app.include_router(module.router)
+    for module in (clusters, metrics):  # the pipeline's routes
         app.include_router(module.router)
     return app

@@ -9,15 +9,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from cv.imageio import ImageError, decode_greyscale, encode_png
-from store import audit
+from store import audit, clustering
 from store.access import Actor
 from store.bets import get_bet
 from store.errors import Conflict, Invalid, NotFound, TooLarge, UnsupportedImage
 from store.models import Role, Slip, SlipImage, SlipPublic, SlipStatus, utcnow
-
-# Called with the slip id after a slip (re)enters pending: the pipeline's hooks register here
-# to drop stale derived data (embeddings, memberships) inside the same transaction.
-on_slip_reset: list[Callable[[Session, int], None]] = []
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
@@ -81,8 +77,8 @@ def store_slip(
             image.png = png
             session.add(image)
         session.add(current)
-        for hook in on_slip_reset:
-            hook(session, current.id)  # type: ignore[arg-type]
+        # the old image's embeddings and memberships describe another image: drop them
+        clustering.reset_slip(session, current.id)  # type: ignore[arg-type]
         audit.record(session, actor=actor.name, action="slip.replace", entity="slip",
                      entity_id=current.id, before=before,
                      after={"sha256": digest, "width": cols, "height": rows})  # fmt: skip
@@ -130,13 +126,7 @@ def slip_png(*, session: Session, slip_id: int) -> bytes:
     return image.png
 
 
-# Extra fields for GET /slips/{id}: the pipeline registers a provider that adds features and
-# cluster state without the API knowing the pipeline's tables.
-slip_details: list[Callable[[Session, Slip], dict[str, object]]] = []
-
-
 def slip_public(*, session: Session, slip: Slip, duplicate: bool = False) -> SlipPublic:
     extra: dict[str, object] = {"duplicate": duplicate}
-    for provider in slip_details:
-        extra.update(provider(session, slip))
+    extra.update(clustering.slip_features(session=session, slip_id=slip.id))  # type: ignore[arg-type]
     return SlipPublic.model_validate(slip, update=extra)

@@ -2,18 +2,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from api.deps import AnyUser, SessionDep, ShopUser
-from store import bets
-from store.models import BetCreate, BetPage, BetPublic
+from store import bets, slips
+from store.models import BetCreate, BetPage, BetPublic, utcnow
 
 router = APIRouter(prefix="/bets", tags=["bets"])
 
 
 @router.post("", status_code=201, response_model=BetPublic)
-def create_bet(bet_in: BetCreate, session: SessionDep, actor: ShopUser) -> BetPublic:
+def create_bet(
+    bet_in: BetCreate, request: Request, session: SessionDep, actor: ShopUser
+) -> BetPublic:
     bet = bets.create_bet(session=session, bet_in=bet_in, actor=actor)
+    pipeline = getattr(request.app.state, "pipeline", None)
+    if pipeline is not None and hasattr(pipeline, "submit_rules"):
+        trigger = {"kind": "bet_placed", "at": utcnow().isoformat(), "bet_id": bet.id,
+                   "customer_id": bet.customer_id}  # fmt: skip
+        slips.after_commit(session, lambda: pipeline.submit_rules(trigger))
     return bets.bet_public(session=session, bet=bet)
 
 

@@ -1,0 +1,1 @@
+"""The slip pipeline: extract -> assign -> rules, as Celery tasks or in process (same code)."""

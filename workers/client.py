@@ -1,0 +1,88 @@
+"""The API side of the Celery pipeline: publish task messages by name, never block uploads.
+
+If the broker is down when a slip is uploaded, the upload still succeeds (the error is
+logged, the slip stays pending) and the sweeper enqueues it once the broker is back.  After a
+failed publish, publishing is skipped for a few seconds so a broker outage does not slow
+every upload down by a connection timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from store.settings import Settings
+from workers.app import QUEUES, make_celery
+from workers.config import PipelineConfig
+
+log = logging.getLogger("sliplink.pipeline")
+
+_BACKOFF_S = 5.0
+
+
+class CeleryPipeline:
+    def __init__(self, settings: Settings, *, config: PipelineConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or PipelineConfig.from_env()
+        self.app = make_celery(settings.broker_url, config=self.config)
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def _send(self, name: str, args: list[Any]) -> bool:
+        if time.monotonic() < self._down_until:
+            log.warning("broker recently down: %s%s left for the sweeper", name, args)
+            return False
+        try:
+            with self._lock:
+                self.app.send_task(name, args=args, retry=False)
+            return True
+        except Exception as exc:  # noqa: BLE001 - any publish failure: the sweeper catches up
+            self._down_until = time.monotonic() + _BACKOFF_S
+            log.error(
+                "could not enqueue %s%s (%s: %s); the sweeper will",
+                name,
+                args,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+
+    def submit(self, slip_id: int) -> bool:
+        return self._send("sliplink.extract", [slip_id, None])
+
+    def submit_rules(self, trigger: dict[str, Any]) -> bool:
+        return self._send("sliplink.rules", [trigger])
+
+    def send(self, name: str, *args: Any) -> bool:
+        return self._send(name, list(args))
+
+    def ping(self) -> str:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+            return f"error: {type(exc).__name__}"
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting per queue (Redis: list length; AMQP: passive declare)."""
+        out: dict[str, int] = {}
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+                channel = conn.default_channel
+                for q in QUEUES:
+                    name = self.config.queue(q)
+                    client = getattr(channel, "client", None)
+                    if client is not None and hasattr(client, "llen"):
+                        out[q] = int(client.llen(name))
+                    else:
+                        out[q] = int(channel.queue_declare(name, passive=True).message_count)
+        except Exception as exc:  # noqa: BLE001 - metrics must not fail the scrape
+            log.warning("queue depth unavailable: %s", exc)
+        return out
+
+    def shutdown(self) -> None:
+        self.app.close()

@@ -1,0 +1,54 @@
+"""Pipeline tunables, read from the environment (``SLIPLINK_`` prefix) once per process.
+
+They live apart from ``store.settings.Settings`` because only the workers and their tests use
+them; every default suits production.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(f"SLIPLINK_{name}")
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    # prefix of the Celery queue names, so several deployments (or test runs) share a broker
+    queue_prefix: str = ""
+    # a slip left pending this long without being picked up is re-enqueued by the sweeper
+    pending_grace_s: float = 60.0
+    # a slip in "processing" longer than this is taken to be lost (worker killed)
+    lease_s: float = 300.0
+    # how often the sweeper runs (beat / the in-process scheduler)
+    sweep_every_s: float = 30.0
+    # a slip claimed this many times without finishing is failed: it kills workers
+    max_attempts: int = 5
+    # flow monitor: alert when the oldest unprocessed slip is older than this
+    lag_alert_s: float = 300.0
+    # flow monitor: alert when no slip arrived for this long inside opening hours
+    silence_alert_s: float = 1800.0
+    opening_hours: tuple[int, int] = (9, 22)
+    # retries of transient errors (database / broker connection lost)
+    max_retries: int = 10
+
+    @classmethod
+    def from_env(cls) -> PipelineConfig:
+        hours = os.environ.get("SLIPLINK_OPENING_HOURS", "9-22").split("-")
+        return cls(
+            queue_prefix=os.environ.get("SLIPLINK_QUEUE_PREFIX", ""),
+            pending_grace_s=_float("PENDING_GRACE_SECONDS", cls.pending_grace_s),
+            lease_s=_float("LEASE_SECONDS", cls.lease_s),
+            sweep_every_s=_float("SWEEP_SECONDS", cls.sweep_every_s),
+            max_attempts=int(_float("MAX_ATTEMPTS", cls.max_attempts)),
+            lag_alert_s=_float("LAG_ALERT_SECONDS", cls.lag_alert_s),
+            silence_alert_s=_float("SILENCE_ALERT_SECONDS", cls.silence_alert_s),
+            opening_hours=(int(hours[0]), int(hours[1])),
+            max_retries=int(_float("MAX_RETRIES", cls.max_retries)),
+        )
+
+    def queue(self, name: str) -> str:
+        return f"{self.queue_prefix}{name}"

@@ -1,0 +1,24 @@
+"""Process-local task metrics (Prometheus): step durations observed where the steps run.
+
+In the embedded default that is the API process, so ``/metrics`` shows them; Celery worker
+processes keep their own copy (the database-derived latency gauges on ``/metrics`` cover
+the distributed case).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+STEP_SECONDS = Histogram(
+    "sliplink_task_duration_seconds",
+    "Duration of pipeline steps in this process",
+    ["step"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+
+
+def observe(step: str, seconds: float) -> None:
+    STEP_SECONDS.labels(step=step).observe(seconds)

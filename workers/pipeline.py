@@ -1,0 +1,1020 @@
+"""The slip pipeline, top to bottom.
+
+One slip goes through two stages, each an ordered list of named steps with one signature
+``step(job) -> None``.  A step either returns (go on), raises :class:`Stopped` (an expected
+end: duplicate, unreadable, already done; the slip's state says why) or raises anything else
+(a failure: transient errors are retried by the caller, others mark the slip failed with the
+reason).  The runner commits after every step, so the CPU-heavy embedding runs outside any
+transaction and a step's writes are durable before the next one starts.
+
+    EXTRACT_STEPS   claim -> load_image -> load_model -> embed -> store_features
+    ASSIGN_STEPS    load_embedding -> assign_cluster
+
+Extraction scales out (any number of processes and machines).  Assignment is serialised:
+one ``assign`` queue consumed by one worker process with concurrency 1 *and* a PostgreSQL
+advisory lock (plus a thread lock in process), so two assigners never race on clusters.
+After assignment, rules run for what changed (``rules.engine.run_event_rules``).
+
+Everything is keyed by (slip id, model version) with unique constraints, so running any
+stage twice is harmless: no duplicate embedding, membership or alert.  Processing state
+lives in ``slips.status/attempts/error``; the :func:`sweep` finds slips whose task was lost.
+
+:func:`pipeline_for` returns the Celery client when a broker is configured, otherwise the
+in-process pipeline (a thread pool running these same functions).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, text
+from sqlmodel import Session, col, delete, select
+
+from store import audit, clustering
+from store.clustering import (
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    Embedding,
+    EventKind,
+    WriterCluster,
+)
+from store.db import get_engine
+from store.models import AuditEntry, Bet, Slip, SlipImage, SlipStatus, as_utc, utcnow
+from store.settings import Settings
+from workers import model as models
+from workers.config import PipelineConfig
+from workers.metrics import observe
+
+log = logging.getLogger("sliplink.pipeline")
+
+
+# ---------------------------------------------------------------- outcomes and errors
+class Stopped(Exception):  # noqa: N818 - an outcome, not an error
+    """An expected end of a stage (duplicate, unreadable, already done), not a failure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.DisconnectionError,
+        ConnectionError,
+        TimeoutError,
+    ]
+    try:
+        import redis.exceptions
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency of the Celery setup
+        pass
+    try:
+        import kombu.exceptions
+
+        errors.append(kombu.exceptions.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+#: Errors worth retrying with backoff: the database or the broker went away for a while.
+TRANSIENT: tuple[type[BaseException], ...] = _transient_errors()
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT)
+
+
+def backoff(retries: int, *, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog, 2015): 0..min(cap, 2^n)."""
+    return random.uniform(0, min(cap, base * 2**retries))  # noqa: S311 - not cryptographic
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``done`` or ``stopped`` (with the step and the reason) for one stage of one slip."""
+
+    status: str
+    step: str = ""
+    reason: str = ""
+    triggers: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def extracted(self) -> bool:
+        """The slip has its embedding: assignment may follow."""
+        return self.status == "done" or self.reason == "already extracted"
+
+
+@dataclass
+class SlipJob:
+    """What the steps of one stage share."""
+
+    session: Session
+    settings: Settings
+    config: PipelineConfig
+    slip_id: int
+    model_version: str = ""
+    sha256: str = ""
+    image: NDArray[np.uint8] | None = None
+    model: Any = None
+    features: models.Features | None = None
+    embedding: Embedding | None = None
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+
+
+Step = Callable[[SlipJob], None]
+
+
+# ---------------------------------------------------------------- extract steps
+def claim(job: SlipJob) -> None:
+    """Lock the slip, stop when there is nothing to do, count the attempt, start the lease."""
+    s = job.session
+    if not job.model_version:
+        job.model_version = models.ensure_active_model(session=s, settings=job.settings)
+    slip = s.exec(select(Slip).where(Slip.id == job.slip_id).with_for_update()).first()
+    if slip is None:
+        raise Stopped("slip gone")
+    if clustering.get_embedding(session=s, slip_id=job.slip_id, model_version=job.model_version):
+        if slip.status != SlipStatus.ready:
+            slip.status, slip.error, slip.updated_at = SlipStatus.ready, None, utcnow()
+            s.add(slip)
+        raise Stopped("already extracted")
+    if slip.status == SlipStatus.failed:
+        raise Stopped(f"failed earlier: {slip.error}")
+    slip.attempts += 1
+    if slip.attempts > job.config.max_attempts:
+        slip.status, slip.updated_at = SlipStatus.failed, utcnow()
+        slip.error = f"gave up after {job.config.max_attempts} attempts (worker lost each time)"
+        s.add(slip)
+        raise Stopped("gave up")
+    job.sha256 = slip.sha256
+    slip.status, slip.updated_at = SlipStatus.processing, utcnow()
+    s.add(slip)
+
+
+def load_image(job: SlipJob) -> None:
+    """The stored greyscale PNG as a (rows, cols) uint8 array."""
+    from cv.imageio import ImageError, decode_greyscale
+
+    image = job.session.get(SlipImage, job.slip_id)
+    if image is None:
+        _fail(job, "unreadable: no stored image")
+    try:
+        job.image, _ = decode_greyscale(image.png)  # type: ignore[union-attr]
+    except ImageError as exc:
+        _fail(job, f"unreadable: {exc}")
+
+
+def load_model(job: SlipJob) -> None:
+    job.model = models.model_for(job.model_version, session=job.session, settings=job.settings)
+
+
+def embed(job: SlipJob) -> None:
+    """Preprocess and embed with the active model (``cv.embed``); no transaction is open."""
+    assert job.image is not None
+    job.features = models.extract(job.model, job.image)
+
+
+def store_features(job: SlipJob) -> None:
+    """Store the embedding (insert-or-ignore) and mark the slip ready, unless it changed."""
+    s = job.session
+    slip = s.exec(select(Slip).where(Slip.id == job.slip_id).with_for_update()).first()
+    if slip is None:
+        raise Stopped("slip gone")
+    if slip.sha256 != job.sha256:
+        raise Stopped("slip image replaced while processing")  # the new upload has its task
+    assert job.features is not None
+    f = job.features
+    job.embedding, _ = clustering.store_embedding(
+        session=s,
+        slip_id=job.slip_id,
+        model_version=job.model_version,
+        vector=f.vector,
+        usable=f.usable,
+        quality=f.quality,
+    )
+    slip.status, slip.error, slip.updated_at = SlipStatus.ready, None, utcnow()
+    s.add(slip)
+
+
+EXTRACT_STEPS: tuple[tuple[str, Step], ...] = (
+    ("claim", claim),
+    ("load_image", load_image),
+    ("load_model", load_model),
+    ("embed", embed),
+    ("store_features", store_features),
+)
+
+
+# ---------------------------------------------------------------- assign steps
+def load_embedding(job: SlipJob) -> None:
+    s = job.session
+    if not job.model_version:
+        job.model_version = models.ensure_active_model(session=s, settings=job.settings)
+    job.embedding = clustering.get_embedding(
+        session=s, slip_id=job.slip_id, model_version=job.model_version
+    )
+    if job.embedding is None:
+        raise Stopped("not extracted")
+    if clustering.get_membership(session=s, slip_id=job.slip_id, model_version=job.model_version):
+        raise Stopped("already assigned")
+
+
+def assign_cluster(job: SlipJob) -> None:
+    """Join the nearest cluster, start one with unclustered neighbours, or stay alone
+    (``cv.cluster.assign_incremental``), under the assignment lock."""
+    assert job.embedding is not None
+    with assignment_lock(job.session):
+        # the lock is ours: whatever another assigner committed is now visible
+        if clustering.get_membership(
+            session=job.session, slip_id=job.slip_id, model_version=job.model_version
+        ):
+            raise Stopped("already assigned")
+        assigner = _assigner(job.model_version)
+        try:
+            cluster_id = assigner.assign(job)
+        except BaseException:
+            assigner.invalidate()  # the transaction may roll back: rebuild from the DB
+            raise
+    if cluster_id is not None:
+        job.triggers.append(_slip_trigger(job.session, job.slip_id, cluster_id))
+
+
+ASSIGN_STEPS: tuple[tuple[str, Step], ...] = (
+    ("load_embedding", load_embedding),
+    ("assign_cluster", assign_cluster),
+)
+
+
+def _slip_trigger(session: Session, slip_id: int, cluster_id: int) -> dict[str, Any]:
+    bet = session.exec(
+        select(Bet).join(Slip, col(Slip.bet_id) == col(Bet.id)).where(Slip.id == slip_id)
+    ).first()
+    return {
+        "kind": "slip_clustered",
+        "at": utcnow().isoformat(),
+        "slip_id": slip_id,
+        "cluster_id": cluster_id,
+        "bet_id": bet.id if bet else None,
+        "customer_id": bet.customer_id if bet else None,
+    }
+
+
+def _fail(job: SlipJob, reason: str) -> None:
+    fail_slip(session=job.session, slip_id=job.slip_id, reason=reason)
+    raise Stopped(reason)
+
+
+def fail_slip(*, session: Session, slip_id: int, reason: str) -> None:
+    slip = session.get(Slip, slip_id)
+    if slip is not None:
+        slip.status, slip.error, slip.updated_at = SlipStatus.failed, reason[:1000], utcnow()
+        session.add(slip)
+
+
+# ---------------------------------------------------------------- the runner
+def run_steps(steps: Iterable[tuple[str, Step]], job: SlipJob) -> Outcome:
+    """Run steps in order, committing after each; Stopped ends the stage early."""
+    for name, step in steps:
+        started = time.perf_counter()
+        try:
+            step(job)
+        except Stopped as stop:
+            job.session.commit()
+            return Outcome("stopped", name, stop.reason, tuple(job.triggers))
+        finally:
+            observe(name, time.perf_counter() - started)
+        job.session.commit()
+    return Outcome("done", triggers=tuple(job.triggers))
+
+
+def _run_stage(
+    steps: Iterable[tuple[str, Step]], slip_id: int, model_version: str | None, settings: Settings
+) -> Outcome:
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine, expire_on_commit=False) as session:
+        job = SlipJob(
+            session=session,
+            settings=settings,
+            config=PipelineConfig.from_env(),
+            slip_id=slip_id,
+            model_version=model_version or "",
+        )
+        try:
+            outcome = run_steps(steps, job)
+        except BaseException:
+            session.rollback()
+            raise
+    log.info("slip %s %s: %s %s", slip_id, outcome.status, outcome.step, outcome.reason)
+    return outcome
+
+
+def extract_stage(slip_id: int, model_version: str | None, settings: Settings) -> Outcome:
+    return _run_stage(EXTRACT_STEPS, slip_id, model_version, settings)
+
+
+def assign_stage(slip_id: int, model_version: str | None, settings: Settings) -> Outcome:
+    return _run_stage(ASSIGN_STEPS, slip_id, model_version, settings)
+
+
+def mark_failed(slip_id: int, reason: str, settings: Settings) -> None:
+    """A non-transient error: the slip is failed with its reason (a task wrapper calls it)."""
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine) as session:
+        fail_slip(session=session, slip_id=slip_id, reason=reason)
+        session.commit()
+    log.warning("slip %s failed: %s", slip_id, reason)
+
+
+def rules_stage(trigger: dict[str, Any], settings: Settings) -> int:
+    """Event-driven rules for what changed; returns the number of alerts raised.  Skipped
+    (0) when the rules engine is not installed."""
+    try:
+        from rules.engine import run_event_rules
+        from rules.types import Trigger
+    except ImportError:
+        return 0
+    engine = get_engine(settings.effective_database_url)
+    started = time.perf_counter()
+    with Session(engine, expire_on_commit=False) as session:
+        alerts = run_event_rules(session=session, trigger=Trigger.from_json(trigger))
+        session.commit()
+    observe("rules", time.perf_counter() - started)
+    return len(alerts or [])
+
+
+# ---------------------------------------------------------------- assignment state
+_assign_thread_lock = threading.RLock()
+_ADVISORY_KEY = 0x511F_11A7  # "sliplink" assignment lock
+
+
+@contextmanager
+def assignment_lock(session: Session):  # type: ignore[no-untyped-def]
+    """Serialise cluster writers: a thread lock in process, and across processes and machines
+    a PostgreSQL transaction-level advisory lock (released at commit) or, on SQLite, the
+    database write lock taken up front."""
+    with _assign_thread_lock:
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+        elif dialect == "sqlite":
+            session.execute(text("UPDATE model_activations SET id = id WHERE 0 = 1"))
+        yield
+
+
+class Assigner:
+    """The in-memory vector index and slip -> cluster map of one model version.
+
+    Built from the database at first use and kept current: before each assignment it reads
+    embeddings and memberships newer than the last ids it saw (memberships are replaced, not
+    updated, when a slip changes cluster), and rebuilds fully after a re-clustering run.
+    """
+
+    def __init__(self, model_version: str) -> None:
+        self.model_version = model_version
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self.index: Any = None
+        self.slip_cluster: dict[int, int] = {}
+        self.sizes: Counter[int] = Counter()
+        self.last_embedding = 0
+        self.last_member = 0
+        self.epoch: int | None = None
+
+    def _epoch(self, session: Session) -> int:
+        last = session.exec(
+            select(func.max(ClusterEvent.id)).where(ClusterEvent.kind == EventKind.recluster)
+        ).first()
+        return int(last or 0)
+
+    def refresh(self, session: Session, *, dim: int) -> None:
+        from cv.index import VectorIndex
+
+        epoch = self._epoch(session)
+        if epoch != self.epoch or self.index is None or self.index.dim != dim:
+            self.invalidate()
+            self.index, self.epoch = VectorIndex(dim), epoch
+        rows = session.exec(
+            select(Embedding.id, Embedding.slip_id, Embedding.vector)
+            .where(
+                Embedding.model_version == self.model_version,
+                col(Embedding.id) > self.last_embedding,
+                Embedding.usable == True,  # noqa: E712 - SQL expression
+            )
+            .order_by(col(Embedding.id))
+        ).all()
+        if rows:
+            ids = np.array([r[1] for r in rows], dtype=np.int64)
+            vectors = np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows])
+            self.index.add(ids, vectors)
+            self.last_embedding = int(rows[-1][0])
+        members = session.exec(
+            select(ClusterMember.id, ClusterMember.slip_id, ClusterMember.cluster_id)
+            .where(
+                ClusterMember.model_version == self.model_version,
+                col(ClusterMember.id) > self.last_member,
+            )
+            .order_by(col(ClusterMember.id))
+        ).all()
+        for mid, slip_id, cluster_id in members:
+            self._set(int(slip_id), cluster_id)
+            self.last_member = int(mid)
+
+    def _set(self, slip_id: int, cluster_id: int | None) -> None:
+        before = self.slip_cluster.pop(slip_id, None)
+        if before is not None:
+            self.sizes[before] -= 1
+        if cluster_id is not None:
+            self.slip_cluster[slip_id] = int(cluster_id)
+            self.sizes[int(cluster_id)] += 1
+
+    def assign(self, job: SlipJob) -> int | None:
+        """Decide and write the membership of ``job.slip_id``; returns its cluster id."""
+        from cv.cluster import assign_incremental
+
+        s, emb = job.session, job.embedding
+        assert emb is not None
+        if not emb.usable:
+            self._member(s, job.slip_id, None, 0.0)
+            return None
+        vector = emb.array()
+        self.refresh(s, dim=emb.dim)
+        model = job.model or models.model_for(job.model_version, session=s, settings=job.settings)
+        must, cannot = clustering.link_constraints(session=s, slip_ids=None)
+        mine = job.slip_id
+
+        def partners(pairs: list[tuple[int, int]]) -> set[int]:
+            return {b if a == mine else a for a, b in pairs if mine in (a, b)}
+
+        banned = {self.slip_cluster[p] for p in partners(cannot) if p in self.slip_cluster}
+        confirmed = [self.slip_cluster[p] for p in partners(must) if p in self.slip_cluster]
+        if confirmed and confirmed[0] not in banned:
+            # a human confirmed this slip with a clustered one: that decides it
+            return self._join(s, mine, confirmed[0], 1.0, vector)
+        a = assign_incremental(
+            vector,
+            index=self.index,
+            slip_cluster=self.slip_cluster,
+            threshold=models.threshold(model),
+            k=10,
+            cannot_link_clusters=banned,
+            slip_id=mine,
+            cluster_sizes=self.sizes,
+        )
+        if a.cluster_id is not None:
+            return self._join(s, mine, a.cluster_id, a.confidence, vector)
+        if a.starts_cluster:
+            return self._start(s, mine, a.joined_slip_ids, a.confidence, vector)
+        self.index.add(np.array([mine], dtype=np.int64), vector[None, :])
+        self._member(s, mine, None, float(a.confidence))
+        return None
+
+    def _member(self, s: Session, slip_id: int, cluster_id: int | None, conf: float) -> None:
+        row = ClusterMember(
+            slip_id=slip_id,
+            model_version=self.model_version,
+            cluster_id=cluster_id,
+            confidence=float(np.clip(conf, 0.0, 1.0)),
+        )
+        s.add(row)
+        s.flush()
+        self._set(slip_id, cluster_id)
+        self.last_member = max(self.last_member, int(row.id))  # type: ignore[arg-type]
+
+    def _join(self, s: Session, slip_id: int, cluster_id: int, conf: float, vector: NDArray) -> int:
+        cluster = s.get(WriterCluster, cluster_id)
+        assert cluster is not None
+        cluster.size += 1
+        cluster.updated_at = utcnow()
+        s.add(cluster)
+        self._member(s, slip_id, cluster_id, conf)
+        s.add(
+            ClusterEvent(
+                cluster_id=cluster_id,
+                kind=EventKind.grown,
+                detail={"slip_ids": [slip_id], "confidence": round(conf, 4)},
+            )
+        )
+        self.index.add(np.array([slip_id], dtype=np.int64), vector[None, :])
+        return cluster_id
+
+    def _start(
+        self, s: Session, slip_id: int, joined: list[int], conf: float, vector: NDArray
+    ) -> int:
+        cluster = WriterCluster(model_version=self.model_version, size=1 + len(joined))
+        s.add(cluster)
+        s.flush()
+        cid = int(cluster.id)  # type: ignore[arg-type]
+        # the neighbours were on their own: their rows are replaced (new ids, see class doc)
+        s.exec(
+            delete(ClusterMember).where(  # type: ignore[call-overload]
+                col(ClusterMember.slip_id).in_(joined),
+                ClusterMember.model_version == self.model_version,
+            )
+        )
+        for other in sorted(joined):
+            self._member(s, other, cid, conf)
+        self._member(s, slip_id, cid, conf)
+        s.add(
+            ClusterEvent(
+                cluster_id=cid,
+                kind=EventKind.created,
+                detail={"slip_ids": sorted([slip_id, *joined]), "confidence": round(conf, 4)},
+            )
+        )
+        self.index.add(np.array([slip_id], dtype=np.int64), vector[None, :])
+        return cid
+
+
+_assigners: dict[str, Assigner] = {}
+
+
+def _assigner(model_version: str) -> Assigner:
+    with _assign_thread_lock:
+        if model_version not in _assigners:
+            _assigners[model_version] = Assigner(model_version)
+        return _assigners[model_version]
+
+
+# ---------------------------------------------------------------- scheduled work
+_FRESH = 1 << 40  # stable_relabel's fresh ids start here; real ids come from the database
+
+
+def recluster(*, settings: Settings, now: datetime | None = None, k: int = 10) -> dict[str, int]:
+    """Full re-clustering of the window (``recluster_window_days``) with stable ids.
+
+    Confirmed links are must-links and rejected ones cannot-links (``cv.cluster``), so no
+    human decision is overridden; ids are carried over by ``stable_relabel``; every change is
+    written to the cluster history.  Runs under the assignment lock.
+    """
+    from cv.cluster import cluster_embeddings, membership_confidence, stable_relabel
+
+    now = now or utcnow()
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine, expire_on_commit=False) as s, assignment_lock(s):
+        version = models.ensure_active_model(session=s, settings=settings)
+        model = models.model_for(version, session=s, settings=settings)
+        since = now - timedelta(days=settings.recluster_window_days)
+        rows = s.exec(
+            select(Embedding.slip_id, Embedding.vector)
+            .join(Slip, col(Slip.id) == col(Embedding.slip_id))
+            .where(
+                Embedding.model_version == version,
+                Embedding.usable == True,  # noqa: E712
+                col(Slip.uploaded_at) >= since,
+            )
+            .order_by(col(Embedding.slip_id))
+        ).all()
+        stats = {"slips": len(rows), "created": 0, "changed": 0, "events": 0}
+        if len(rows) < 2:
+            s.commit()
+            return stats
+        ids = [int(r[0]) for r in rows]
+        X = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
+        pos = {sid: i for i, sid in enumerate(ids)}
+        must, cannot = clustering.link_constraints(session=s, slip_ids=set(ids))
+        thr = models.threshold(model)
+        labels = cluster_embeddings(
+            X,
+            threshold=thr,
+            k=min(k, len(ids) - 1),
+            must_link=[(pos[a], pos[b]) for a, b in must],
+            cannot_link=[(pos[a], pos[b]) for a, b in cannot],
+        )
+        conf = membership_confidence(X, labels, threshold=thr, k=min(k, len(ids) - 1))
+        members = {
+            m.slip_id: m
+            for m in s.exec(
+                select(ClusterMember).where(
+                    ClusterMember.model_version == version, col(ClusterMember.slip_id).in_(ids)
+                )
+            ).all()
+        }
+        old = {
+            sid: (m.cluster_id if m.cluster_id is not None else -1) for sid, m in members.items()
+        }
+        mapping, events = stable_relabel(
+            old, {sid: int(labels[pos[sid]]) for sid in ids}, next_id=_FRESH
+        )
+        real: dict[int, int] = {}
+        for fresh in sorted({c for c in mapping.values() if c >= _FRESH}):
+            cluster = WriterCluster(model_version=version)
+            s.add(cluster)
+            s.flush()
+            real[fresh] = int(cluster.id)  # type: ignore[arg-type]
+            stats["created"] += 1
+        touched: set[int] = set()
+        for sid in ids:
+            target = mapping[sid]
+            target = None if target < 0 else real.get(target, target)
+            m = members.get(sid)
+            c = float(conf[pos[sid]]) if target is not None else 0.0
+            if m is not None and m.cluster_id == target:
+                m.confidence = c
+                s.add(m)
+                continue
+            if m is not None:
+                touched.add(m.cluster_id) if m.cluster_id is not None else None
+                s.delete(m)
+                s.flush()
+            s.add(
+                ClusterMember(slip_id=sid, model_version=version, cluster_id=target, confidence=c)
+            )
+            if target is not None:
+                touched.add(target)
+            stats["changed"] += 1
+        s.flush()
+        for cid in touched:
+            _resize(s, cid)
+        absorbed = {e.cluster_id for e in events if e.kind == "absorbed"}
+        for e in events:
+            cid = real.get(e.cluster_id, e.cluster_id)
+            related = [real.get(r, r) for r in e.related]
+            kind = {"absorbed": "merged"}.get(e.kind, e.kind)
+            detail = {"related": related, "slip_ids": list(e.slip_ids), "by": "recluster"}
+            if e.kind == "absorbed":
+                detail["into"] = related[0] if related else None
+            s.add(ClusterEvent(cluster_id=cid, kind=EventKind(kind), detail=detail))
+            stats["events"] += 1
+        for cid in absorbed:
+            cluster = s.get(WriterCluster, cid)
+            if cluster is not None and cluster.size == 0:
+                cluster.status = ClusterStatus.merged
+                s.add(cluster)
+        s.add(
+            ClusterEvent(
+                cluster_id=None,
+                kind=EventKind.recluster,
+                detail=stats
+                | {"model_version": version, "must_links": len(must), "cannot_links": len(cannot)},
+            )
+        )
+        s.commit()
+    log.info("re-clustered: %s", stats)
+    return stats
+
+
+def _resize(s: Session, cluster_id: int) -> None:
+    cluster = s.get(WriterCluster, cluster_id)
+    if cluster is None:
+        return
+    size = s.exec(
+        select(func.count())
+        .select_from(ClusterMember)
+        .where(ClusterMember.cluster_id == cluster_id)
+    ).one()
+    cluster.size, cluster.updated_at = int(size), utcnow()
+    if cluster.size == 0 and cluster.status == ClusterStatus.active:
+        cluster.status = ClusterStatus.dissolved
+    elif cluster.size > 0:
+        cluster.status = ClusterStatus.active
+    s.add(cluster)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    extract: list[int]
+    assign: list[tuple[int, str]]
+
+
+def sweep(*, settings: Settings, config: PipelineConfig | None = None) -> SweepResult:
+    """Slips whose task was lost: pending too long, processing past the lease, ready without
+    an embedding of the active model (re-embedding) or without a membership."""
+    config = config or PipelineConfig.from_env()
+    now = utcnow()
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine) as s:
+        version = clustering.active_model_version(session=s)
+        pending = s.exec(
+            select(Slip.id).where(
+                Slip.status == SlipStatus.pending,
+                col(Slip.updated_at) < now - timedelta(seconds=config.pending_grace_s),
+            )
+        ).all()
+        lost = s.exec(
+            select(Slip.id).where(
+                Slip.status == SlipStatus.processing,
+                col(Slip.updated_at) < now - timedelta(seconds=config.lease_s),
+            )
+        ).all()
+        stale: list[int] = []
+        unassigned: list[int] = []
+        if version:
+            embedded = select(Embedding.slip_id).where(Embedding.model_version == version)
+            stale = list(
+                s.exec(
+                    select(Slip.id).where(
+                        Slip.status == SlipStatus.ready, col(Slip.id).not_in(embedded)
+                    )
+                ).all()
+            )
+            assigned = select(ClusterMember.slip_id).where(ClusterMember.model_version == version)
+            unassigned = list(
+                s.exec(
+                    select(Embedding.slip_id).where(
+                        Embedding.model_version == version,
+                        col(Embedding.created_at) < now - timedelta(seconds=config.pending_grace_s),
+                        col(Embedding.slip_id).not_in(assigned),
+                    )
+                ).all()
+            )
+    extract = sorted({int(i) for i in [*pending, *lost, *stale]})
+    return SweepResult(extract, [(int(i), version) for i in sorted(unassigned)])
+
+
+def purge_retention(*, settings: Settings, now: datetime | None = None) -> int:
+    """Drop slip images and their embeddings/memberships older than ``retention_days``
+    (bets stay: they are business records).  Returns the number of slips purged."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=settings.retention_days)
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine) as s:
+        old = list(s.exec(select(Slip.id).where(col(Slip.uploaded_at) < cutoff)).all())
+        for start in range(0, len(old), 500):
+            chunk = old[start : start + 500]
+            for sid in chunk:
+                clustering.reset_slip(s, sid)
+            s.exec(delete(SlipImage).where(col(SlipImage.slip_id).in_(chunk)))  # type: ignore[call-overload]
+        if old:
+            audit.record(
+                s,
+                actor="system",
+                action="retention.purge",
+                entity="slip",
+                after={"slips": len(old), "before": cutoff.isoformat()},
+            )
+        s.commit()
+    return len(old)
+
+
+def run_screening(*, settings: Settings) -> int:
+    """Daily screening rules (``schedule`` trigger) through the rules engine, if installed."""
+    return rules_stage({"kind": "schedule", "at": utcnow().isoformat()}, settings)
+
+
+def flow_status(*, session: Session, now: datetime | None = None) -> dict[str, float | None]:
+    """Lag of processing behind uploads: age of the oldest unprocessed slip, seconds since
+    the last upload, counts by status."""
+    now = now or utcnow()
+    oldest = session.exec(
+        select(func.min(Slip.uploaded_at)).where(
+            col(Slip.status).in_([SlipStatus.pending, SlipStatus.processing])
+        )
+    ).first()
+    last = session.exec(select(func.max(Slip.uploaded_at))).first()
+    return {
+        "oldest_pending_age_s": (now - as_utc(oldest)).total_seconds() if oldest else 0.0,
+        "since_last_upload_s": (now - as_utc(last)).total_seconds() if last else None,
+    }
+
+
+def monitor_flow(
+    *, settings: Settings, config: PipelineConfig | None = None, now: datetime | None = None
+) -> list[str]:
+    """Raise a system alert when processing lags behind uploads beyond the threshold, or the
+    slip flow stops inside opening hours.  Returns the problems found.
+
+    The alert goes to ``rules.engine.raise_system_alert`` when the rules engine provides it,
+    otherwise to the audit log as ``system.flow_alert`` (at most one per problem per hour).
+    """
+    config = config or PipelineConfig.from_env()
+    now = now or utcnow()
+    engine = get_engine(settings.effective_database_url)
+    problems: list[str] = []
+    with Session(engine) as s:
+        st = flow_status(session=s, now=now)
+        lag = st["oldest_pending_age_s"] or 0.0
+        if lag > config.lag_alert_s:
+            problems.append(
+                f"processing lags uploads by {lag:.0f}s (limit {config.lag_alert_s:.0f}s)"
+            )
+        since = st["since_last_upload_s"]
+        open_, close = config.opening_hours
+        if since is not None and open_ <= now.hour < close and since > config.silence_alert_s:
+            problems.append(f"no slip uploaded for {since:.0f}s in opening hours")
+        for problem in problems:
+            _system_alert(
+                s, problem, figures={"lag_s": lag, "since_last_upload_s": since or 0.0}, now=now
+            )
+        s.commit()
+    return problems
+
+
+def _system_alert(s: Session, problem: str, *, figures: dict[str, float], now: datetime) -> None:
+    try:
+        from rules.engine import raise_system_alert  # type: ignore[attr-defined]
+    except ImportError:
+        raise_system_alert = None
+    if raise_system_alert is not None:
+        raise_system_alert(session=s, kind="pipeline_flow", reason=problem, figures=figures)
+        return
+    key = problem.split(" by ")[0].split(" for ")[0]
+    recent = s.exec(
+        select(AuditEntry).where(
+            AuditEntry.action == "system.flow_alert",
+            col(AuditEntry.at) > now - timedelta(hours=1),
+            AuditEntry.entity_id == key[:64],
+        )
+    ).first()
+    if recent is None:
+        audit.record(
+            s,
+            actor="system",
+            action="system.flow_alert",
+            entity="pipeline",
+            entity_id=key[:64],
+            after={"problem": problem, **figures},
+        )
+    log.warning("flow monitor: %s", problem)
+
+
+# ---------------------------------------------------------------- the in-process pipeline
+class InProcessPipeline:
+    """The embedded default: the same stages on a thread pool, no broker.
+
+    Extraction runs on ``settings.in_process_workers`` threads; assignment and rules on one
+    thread each (ordered, like the ``assign`` queue); a sweeper thread re-submits lost work
+    and runs the scheduled jobs.  Transient errors are retried with backoff.
+    """
+
+    def __init__(
+        self, settings: Settings, *, config: PipelineConfig | None = None, scheduler: bool = True
+    ) -> None:
+        self.settings = settings
+        self.config = config or PipelineConfig.from_env()
+        self._extract = ThreadPoolExecutor(settings.in_process_workers, "sliplink-extract")
+        self._assign = ThreadPoolExecutor(1, "sliplink-assign")
+        self._rules = ThreadPoolExecutor(1, "sliplink-rules")
+        self._inflight: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+        if scheduler:
+            self._scheduler = threading.Thread(
+                target=self._schedule, name="sliplink-sweeper", daemon=True
+            )
+            self._scheduler.start()
+
+    # -- the pipeline interface
+    def submit(self, slip_id: int, model_version: str | None = None) -> None:
+        self._go(self._extract, "extract", self._do_extract, slip_id, model_version, 0)
+
+    def submit_assign(self, slip_id: int, model_version: str | None = None) -> None:
+        self._go(self._assign, "assign", self._do_assign, slip_id, model_version, 0)
+
+    def submit_rules(self, trigger: dict[str, Any]) -> None:
+        self._go(self._rules, "rules", self._do_rules, trigger, 0)
+
+    def ping(self) -> str:
+        return "ok" if not self._stop.is_set() else "error: stopped"
+
+    def queue_depths(self) -> dict[str, int]:
+        with self._count_lock:
+            return {q: int(self._inflight[q]) for q in ("extract", "assign", "rules")}
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(self.queue_depths().values()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for pool in (self._extract, self._assign, self._rules):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- internals
+    def _go(
+        self, pool: ThreadPoolExecutor, queue: str, fn: Callable[..., None], *args: Any
+    ) -> None:
+        if self._stop.is_set():
+            return
+        with self._count_lock:
+            self._inflight[queue] += 1
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - logged; the sweeper retries what is left
+                log.exception("in-process %s task failed", queue)
+            finally:
+                with self._count_lock:
+                    self._inflight[queue] -= 1
+
+        try:
+            pool.submit(run)
+        except RuntimeError:  # shut down
+            with self._count_lock:
+                self._inflight[queue] -= 1
+
+    def _retry_later(self, queue: str, fn: Callable[..., None], *args: Any, retries: int) -> None:
+        if retries >= self.config.max_retries:
+            log.error(
+                "giving up %s%s after %d retries; the sweeper will retry", queue, args, retries
+            )
+            return
+        pool = {"extract": self._extract, "assign": self._assign, "rules": self._rules}[queue]
+        with self._count_lock:
+            self._inflight[queue] += 1
+
+        def later() -> None:
+            with self._count_lock:
+                self._inflight[queue] -= 1
+            self._go(pool, queue, fn, *args[:-1], retries + 1)
+
+        timer = threading.Timer(backoff(retries), later)
+        timer.daemon = True
+        timer.start()
+
+    def _do_extract(self, slip_id: int, version: str | None, retries: int) -> None:
+        try:
+            outcome = extract_stage(slip_id, version, self.settings)
+        except TRANSIENT as exc:
+            log.warning("slip %s: transient %s, retrying", slip_id, type(exc).__name__)
+            self._retry_later(
+                "extract", self._do_extract, slip_id, version, retries, retries=retries
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - any other error fails the slip with its reason
+            mark_failed(slip_id, f"{type(exc).__name__}: {exc}", self.settings)
+            return
+        if outcome.extracted:
+            self.submit_assign(slip_id, version)
+
+    def _do_assign(self, slip_id: int, version: str | None, retries: int) -> None:
+        try:
+            outcome = assign_stage(slip_id, version, self.settings)
+        except TRANSIENT:
+            self._retry_later("assign", self._do_assign, slip_id, version, retries, retries=retries)
+            return
+        for trigger in outcome.triggers:
+            self.submit_rules(trigger)
+
+    def _do_rules(self, trigger: dict[str, Any], retries: int) -> None:
+        try:
+            rules_stage(trigger, self.settings)
+        except TRANSIENT:
+            self._retry_later("rules", self._do_rules, trigger, retries, retries=retries)
+
+    def sweep_now(self) -> SweepResult:
+        result = sweep(settings=self.settings, config=self.config)
+        for sid in result.extract:
+            self.submit(sid)
+        for sid, version in result.assign:
+            self.submit_assign(sid, version)
+        return result
+
+    def _schedule(self) -> None:
+        """Sweeper at start and every ``sweep_every_s``; the flow monitor every minute; the
+        daily jobs (re-cluster, screening, retention) once a day."""
+        last: dict[str, float] = {}
+        periods = {"sweep": self.config.sweep_every_s, "flow": 60.0, "daily": 86_400.0}
+        jobs: dict[str, Callable[[], object]] = {
+            "sweep": self.sweep_now,
+            "flow": lambda: monitor_flow(settings=self.settings, config=self.config),
+            "daily": self._daily,
+        }
+        last["daily"] = time.monotonic()  # first daily run a day after start
+        while not self._stop.is_set():
+            for name, period in periods.items():
+                if time.monotonic() - last.get(name, -1e18) >= period:
+                    last[name] = time.monotonic()
+                    try:
+                        jobs[name]()
+                    except Exception:  # noqa: BLE001 - a scheduled job must not kill the loop
+                        log.exception("scheduled job %s failed", name)
+            self._stop.wait(1.0)
+
+    def _daily(self) -> None:
+        self._go(self._assign, "assign", lambda: recluster(settings=self.settings))
+        self._go(self._rules, "rules", lambda: run_screening(settings=self.settings))
+        purge_retention(settings=self.settings)
+
+
+def pipeline_for(settings: Settings, **kwargs: Any) -> Any:
+    """The pipeline for these settings: the Celery client with a broker, else in process."""
+    if settings.embedded:
+        return InProcessPipeline(settings, **kwargs)
+    from workers.client import CeleryPipeline
+
+    return CeleryPipeline(settings, **kwargs)
