@@ -53,6 +53,7 @@ def postgres_database() -> Iterator[str]:
 def _truncate_all(url: str) -> None:
     from sqlmodel import SQLModel
 
+    import store.alerts  # noqa: F401 - alerts, cases, observations, webhooks
     import store.models  # noqa: F401
 
     tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
