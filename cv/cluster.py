@@ -64,7 +64,7 @@ def knn_graph(
     *,
     k: int,
     index: VectorIndex | None = None,
-    exact_below: int = 200_000,
+    exact_below: int = 20_000,
     hnsw_m: int = 16,
     batch_size: int = 65_536,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
