@@ -50,11 +50,41 @@ def get_actor(request: Request, session: SessionDep, key: str | None = Depends(_
         if auth.lower().startswith("bearer "):
             key = auth[7:].strip()
     if not key:
+        actor = _session_actor(request, session)
+        if actor is not None:
+            return actor
         raise Unauthenticated("missing API key (X-API-Key header or Authorization: Bearer)")
     actor = actor_for_key(session=session, key=key)
     if actor is None:
         raise Unauthenticated("invalid or revoked API key")
     return actor
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _session_actor(request: Request, session: Session) -> Actor | None:
+    """The web UI's path: a signed session cookie; state changes also need its CSRF token.
+
+    API-key requests never reach here, so scripts need no CSRF token."""
+    from store import users
+
+    cookie = request.cookies.get(users.SESSION_COOKIE)
+    if not cookie:
+        return None
+    user_session = users.read_session(
+        cookie, session=session, secret=request.app.state.settings.secret_key
+    )
+    if user_session is None:
+        return None
+    if request.method not in _SAFE_METHODS and not users.csrf_ok(
+        user_session, request.headers.get("x-csrf-token")
+    ):
+        from store.errors import Forbidden
+
+        raise Forbidden("CSRF token missing or wrong: send the X-CSRF-Token header")
+    request.state.user_session = user_session
+    return user_session.actor
 
 
 class Unauthenticated(Exception):
