@@ -6,7 +6,7 @@ Commission LCCP SR 3.5.3: operators must take all reasonable steps to refuse ser
 self-excluded customer; paper slips at the counter are where a changed name slips through).
 The link confidence rides on the finding, so the engine sends a possible match (below its
 floor, default 0.9) one level down to link verification; below ``min_confidence`` nothing.
-Value: the number of bets tied to the customer in the window.
+Value: the number of bets tied to the customer in the window (since the exclusion).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from rules import context
 from rules.kinds._links import customers_of_cluster, link_confidence, trigger_cluster, window_of
 from rules.types import Finding, Rule, Trigger
-from store.models import Bet, Customer, CustomerStatus
+from store.models import Bet, Customer, CustomerStatus, as_utc
 
 
 class SelfExcluded:
@@ -61,6 +61,9 @@ class SelfExcluded:
         self, session: Session, rule: Rule, customer: Customer, cluster_ids: list[int], since, until
     ) -> Finding | None:  # type: ignore[no-untyped-def]
         cid = int(customer.id)  # type: ignore[arg-type]
+        # only bets since the exclusion took effect count: the status change is the record's
+        # latest update at the earliest (the register's start date is not on the customer)
+        since = max(since, as_utc(customer.updated_at))
         own = context.customer_rows(session=session, customer_id=cid, since=since, until=until)
         anchors = context.linked_clusters(session=session, customer_id=cid)
         linked = []

@@ -1,0 +1,258 @@
+"""Handwriting-link kinds (rules 1-5) and the staff observation (17): each shipped rule fires
+on a crafted positive and stays quiet on a near miss, through `run_event_rules` /
+`run_screening`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from rules.engine import apply_observation, run_event_rules, run_screening
+from rules.types import Trigger
+from store.access import SYSTEM
+from store.alerts import Alert, ObservationCreate, create_observation
+from tests.factories import make_customer, make_shop
+from tests.rules.scenario import T0, activate, bet, cluster, days, excluded_since, hours, join
+
+
+def alerts_of(alerts: list[Alert], rule_id: str) -> list[Alert]:
+    return [a for a in alerts if a.rule_id == rule_id]
+
+
+def clustered(session: Session, b, cluster_id: int) -> list[Alert]:  # type: ignore[no-untyped-def]
+    from tests.rules.scenario import _slip_of
+
+    s = _slip_of(session, b)
+    trigger = Trigger(kind="slip_clustered", at=b.placed_at, bet_id=b.id, slip_id=s.id,
+                      cluster_id=cluster_id)  # fmt: skip
+    out = run_event_rules(session=session, trigger=trigger, now=b.placed_at)
+    session.commit()
+    return out
+
+
+# ---------------------------------------------------------------- 1. self-excluded
+def _excluded_scenario(session: Session, conf: float):  # type: ignore[no-untyped-def]
+    activate(session)
+    shop = make_shop(session)
+    c = make_customer(session)
+    own = bet(session, at=T0 - days(40), stake=10, customer=c.id, shop=shop.id)
+    k = cluster(session, [(own, 0.97)])
+    excluded_since(session, c, T0 - days(20))
+    anon = bet(session, at=T0, stake=25, shop=shop.id)
+    join(session, k, anon, conf)
+    return c, k, anon
+
+
+def test_self_excluded_linked_slip_is_critical(session):
+    c, k, anon = _excluded_scenario(session, 0.95)
+    [alert] = alerts_of(clustered(session, anon, k), "self_excluded_betting")
+    assert (alert.severity, alert.inbox) == (4, "compliance")
+    assert (alert.pivot_kind, alert.pivot_id) == ("customer", c.id)
+    assert alert.link_confidence == 0.95
+    assert alert.figures["linked_bets"] == 1 and alert.figures["own_account_bets"] == 0
+    assert alert.evidence["bets"] == [anon.id] and alert.evidence["clusters"] == [k]
+    assert c.external_ref in alert.reason and alert.rule_version >= 1
+
+
+def test_self_excluded_possible_match_goes_to_link_verification(session):
+    c, k, anon = _excluded_scenario(session, 0.8)
+    [alert] = alerts_of(clustered(session, anon, k), "self_excluded_betting")
+    assert (alert.severity, alert.base_severity, alert.inbox) == (3, 4, "link_verification")
+    assert "0.80 is below 0.90" in alert.reason
+
+
+def test_self_excluded_near_miss_is_quiet(session):
+    c, k, anon = _excluded_scenario(session, 0.65)  # below min_confidence 0.7
+    assert alerts_of(clustered(session, anon, k), "self_excluded_betting") == []
+    # bets before the exclusion took effect are no breach
+    old = bet(session, at=T0 - days(25), stake=5, shop=None)
+    join(session, k, old, 0.99)
+    assert alerts_of(clustered(session, old, k), "self_excluded_betting") == []
+
+
+def test_self_excluded_own_account_bet_and_screening(session):
+    activate(session)
+    c = make_customer(session)
+    excluded_since(session, c, T0 - days(1))
+    b = bet(session, at=T0, stake=5, customer=c.id)
+    trigger = Trigger(kind="bet_placed", at=T0, bet_id=b.id, customer_id=c.id)
+    [alert] = alerts_of(run_event_rules(session=session, trigger=trigger, now=T0),
+                        "self_excluded_betting")  # fmt: skip
+    assert alert.severity == 4 and alert.link_confidence is None
+    session.commit()
+    again = alerts_of(run_screening(session=session, now=T0 + hours(1)), "self_excluded_betting")
+    assert [a.id for a in again] == [alert.id]  # the daily run adds to the open alert
+
+
+# ---------------------------------------------------------------- 2. linked accounts
+def test_linked_accounts_one_cluster_two_accounts(session):
+    activate(session)
+    a, b_ = make_customer(session), make_customer(session)
+    x = bet(session, at=T0 - days(2), stake=10, customer=a.id)
+    k = cluster(session, [(x, 0.96)])
+    y = bet(session, at=T0, stake=10, customer=b_.id)
+    join(session, k, y, 0.93)
+    [alert] = alerts_of(clustered(session, y, k), "linked_accounts")
+    assert (alert.pivot_kind, alert.pivot_id, alert.value) == ("cluster", k, 2.0)
+    assert alert.severity == 2 and alert.inbox == "compliance"
+    assert alert.evidence["customers"] == sorted([a.id, b_.id])
+    assert alert.link_confidence == 0.93
+
+
+def test_linked_accounts_near_miss_one_account(session):
+    activate(session)
+    a = make_customer(session)
+    x = bet(session, at=T0 - days(2), stake=10, customer=a.id)
+    k = cluster(session, [(x, 0.96)])
+    y = bet(session, at=T0, stake=10)  # anonymous: still one account
+    join(session, k, y, 0.95)
+    assert alerts_of(clustered(session, y, k), "linked_accounts") == []
+    assert alerts_of(run_screening(session=session, now=T0), "linked_accounts") == []
+
+
+def test_linked_accounts_one_account_two_clusters_by_screening(session):
+    activate(session)
+    a = make_customer(session)
+    k1 = cluster(session, [(bet(session, at=T0 - days(3), stake=5, customer=a.id), 0.95)])
+    k2 = cluster(session, [(bet(session, at=T0 - days(1), stake=5, customer=a.id), 0.92)])
+    [alert] = alerts_of(run_screening(session=session, now=T0), "linked_accounts")
+    assert (alert.pivot_kind, alert.pivot_id) == ("customer", a.id)
+    assert alert.evidence["clusters"] == sorted([k1, k2]) and alert.value == 2.0
+
+
+# ---------------------------------------------------------------- 3. stake factor evasion
+def _factored(session: Session, stake: float, conf: float = 0.95):  # type: ignore[no-untyped-def]
+    activate(session)
+    c = make_customer(session, stake_factor=0.1)  # limit 0.1 x 500 = 50 GBP
+    own = bet(session, at=T0 - days(5), stake=5, customer=c.id)
+    k = cluster(session, [(own, 0.97)])
+    anon = bet(session, at=T0, stake=stake)
+    join(session, k, anon, conf)
+    return c, k, anon
+
+
+def test_stake_factor_evasion_fires_over_the_limit(session):
+    c, k, anon = _factored(session, stake=200.0)
+    [alert] = alerts_of(clustered(session, anon, k), "stake_factor_evasion")
+    assert alert.value == 4.0 and alert.severity == 3 and alert.inbox == "trading"
+    assert alert.figures["limit_gbp"] == 50.0 and alert.figures["max_stake_gbp"] == 200.0
+    assert (alert.pivot_kind, alert.pivot_id) == ("customer", c.id)
+
+
+def test_stake_factor_evasion_near_miss_at_the_limit(session):
+    c, k, anon = _factored(session, stake=50.0)
+    assert alerts_of(clustered(session, anon, k), "stake_factor_evasion") == []
+
+
+# ---------------------------------------------------------------- 4. unidentified over threshold
+def test_unidentified_over_threshold_summed_across_shops(session):
+    activate(session)
+    s1, s2 = make_shop(session), make_shop(session)
+    first = bet(session, at=T0 - hours(20), stake=900, shop=s1.id)
+    k = cluster(session, [(first, 0.95)])
+    second = bet(session, at=T0, stake=850, shop=s2.id)
+    join(session, k, second, 0.92)
+    [alert] = alerts_of(clustered(session, second, k), "unidentified_over_threshold")
+    assert alert.figures["stakes_gbp"] == 1750.0 and alert.figures["shops"] == 2
+    assert alert.value == round(1750 / 1700, 4) and alert.severity == 3
+    assert alert.link_confidence == 0.92 and alert.evidence["shops"] == sorted([s1.id, s2.id])
+
+
+def test_unidentified_over_threshold_near_miss(session):
+    activate(session)
+    first = bet(session, at=T0 - hours(25), stake=900)  # outside the 24 h window
+    k = cluster(session, [(first, 0.95)])
+    second = bet(session, at=T0, stake=850)
+    join(session, k, second, 0.95)
+    assert alerts_of(clustered(session, second, k), "unidentified_over_threshold") == []
+    assert alerts_of(run_screening(session=session, now=T0), "unidentified_over_threshold") == []
+
+
+def test_unidentified_winnings_by_screening(session):
+    from store.models import BetStatus
+
+    activate(session)
+    b = bet(session, at=T0 - hours(30), stake=100)
+    b.status, b.returns, b.settled_at = BetStatus.won, 2000.0, T0 - hours(2)
+    session.add(b)
+    session.commit()
+    k = cluster(session, [(b, 0.9)])
+    [alert] = alerts_of(run_screening(session=session, now=T0), "unidentified_over_threshold")
+    assert alert.figures["winnings_gbp"] == 2000.0 and alert.pivot_id == k
+    assert alert.link_confidence is None  # one slip rests on no link
+
+
+# ---------------------------------------------------------------- 5. structuring
+def test_structuring_three_near_threshold_bets(session):
+    activate(session)
+    c = make_customer(session)
+    bets = [bet(session, at=T0 - hours(h), stake=1200, customer=c.id) for h in (60, 30, 0)]
+    trigger = Trigger(kind="bet_placed", at=T0, bet_id=bets[-1].id, customer_id=c.id)
+    [alert] = alerts_of(run_event_rules(session=session, trigger=trigger, now=T0), "structuring")
+    assert alert.figures["near_threshold_bets"] == 3 and alert.value == 1.0
+    assert alert.evidence["bets"] == sorted(b.id for b in bets)
+
+
+def test_structuring_split_across_shops(session):
+    activate(session)
+    s1, s2 = make_shop(session), make_shop(session)
+    c = make_customer(session)
+    bet(session, at=T0 - hours(5), stake=900, customer=c.id, shop=s1.id)
+    last = bet(session, at=T0, stake=900, customer=c.id, shop=s2.id)
+    trigger = Trigger(kind="bet_placed", at=T0, bet_id=last.id, customer_id=c.id)
+    [alert] = alerts_of(run_event_rules(session=session, trigger=trigger, now=T0), "structuring")
+    assert alert.figures["day_shops"] == 2 and alert.figures["day_total_gbp"] == 1800.0
+
+
+def test_structuring_near_miss(session):
+    activate(session)
+    c = make_customer(session)
+    shop = make_shop(session)
+    # two near-threshold bets only, and a day's total over the threshold in one shop
+    bet(session, at=T0 - hours(70), stake=1200, customer=c.id, shop=shop.id)
+    last = bet(session, at=T0, stake=1000, customer=c.id, shop=shop.id)
+    bet(session, at=T0 - hours(80), stake=1200, customer=c.id, shop=shop.id)  # outside 72 h
+    trigger = Trigger(kind="bet_placed", at=T0, bet_id=last.id, customer_id=c.id)
+    assert alerts_of(run_event_rules(session=session, trigger=trigger, now=T0), "structuring") == []
+    assert alerts_of(run_screening(session=session, now=T0), "structuring") == []
+
+
+# ---------------------------------------------------------------- 17. staff observation
+def test_staff_observation_raises_new_and_open_alerts(session):
+    activate(session)
+    c = make_customer(session)
+    shop = make_shop(session)
+    create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
+        kind="distress", customer_id=c.id, shop_id=shop.id, at=T0 - days(3)))  # fmt: skip
+    session.commit()
+    bets = [bet(session, at=T0 - hours(h), stake=1200, customer=c.id) for h in (50, 20, 0)]
+    trigger = Trigger(kind="bet_placed", at=T0, bet_id=bets[-1].id, customer_id=c.id)
+    [alert] = alerts_of(run_event_rules(session=session, trigger=trigger, now=T0), "structuring")
+    assert (alert.base_severity, alert.severity) == (3, 4)
+    assert "staff observed distress" in alert.figures["staff_observation"]
+    session.commit()
+    # a second concern later does not raise the same alert again
+    obs = create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
+        kind="borrowing", customer_id=c.id, at=T0 + hours(1)))  # fmt: skip
+    assert apply_observation(session=session, observation=obs, now=T0 + hours(1)) == []
+
+
+def test_staff_observation_after_the_alert_and_near_misses(session):
+    activate(session)
+    s1, s2 = make_shop(session), make_shop(session)
+    c = make_customer(session)
+    other = make_customer(session)
+    bet(session, at=T0 - hours(5), stake=900, customer=c.id, shop=s1.id)
+    last = bet(session, at=T0, stake=900, customer=c.id, shop=s2.id)
+    trigger = Trigger(kind="bet_placed", at=T0, bet_id=last.id, customer_id=c.id)
+    [alert] = alerts_of(run_event_rules(session=session, trigger=trigger, now=T0), "structuring")
+    assert alert.severity == 3
+    session.commit()
+    # near misses: a kind the rule does not count, and a concern about someone else
+    for kind, who in (("other", c.id), ("distress", other.id)):
+        obs = create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
+            kind=kind, customer_id=who, at=T0 + hours(1)))  # fmt: skip
+        assert apply_observation(session=session, observation=obs, now=T0 + hours(1)) == []
+    obs = create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
+        kind="agitation", bet_id=last.id, at=T0 + hours(2)))  # fmt: skip
+    [raised] = apply_observation(session=session, observation=obs, now=T0 + hours(2))
+    assert raised.id == alert.id and raised.severity == 4
