@@ -51,15 +51,22 @@ def postgres_database() -> Iterator[str]:
 
 
 def _truncate_all(url: str) -> None:
-    from sqlmodel import SQLModel
-
-    import store.alerts  # noqa: F401 - alerts, cases, observations, webhooks
-    import store.models  # noqa: F401
-
-    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    """Empty every table the migrations made (all but Alembic's own)."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        names = (
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if names:
+            tables = ", ".join(f'"{name}"' for name in names)
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
 
