@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import bets, clusters, customers, health, metrics, shops, slips
+from api.routes import bets, clusters, customers, feed, health, metrics, shops, slips, ui
 from store.db import get_engine
 from store.settings import Settings, get_settings
 
@@ -26,5 +26,8 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
     for module in (health, bets, slips, customers, shops):
         app.include_router(module.router)
     for module in (clusters, metrics):  # the pipeline's routes
+        app.include_router(module.router)
+    ui.install(app)  # web UI: static files, security headers, HTML error pages
+    for module in (ui, feed):  # the web UI's pages and live feed
         app.include_router(module.router)
     return app

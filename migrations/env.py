@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 import store.clustering  # noqa: F401 - the pipeline's tables
 import store.alerts  # noqa: F401 - alerts, cases, observations, webhooks
 import store.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import store.users  # noqa: F401 - web UI users
 
 config = context.config
 target_metadata = SQLModel.metadata
