@@ -1,20 +1,24 @@
 """Writer clustering of slip embeddings: batch, incremental, stable ids, customer links.
 
 Batch clustering never forms an n×n matrix.  It builds a k-nearest-neighbour graph from an
-ANN index (:class:`cv.index.VectorIndex`), keeps the *mutual* kNN edges whose cosine
-similarity clears a calibrated threshold (mutual neighbours resist the hub chaining of plain
-kNN graphs; Maier, Hein & von Luxburg 2009), takes connected components, and then attaches
-left-over slips to a cluster when the slip-to-cluster evidence clears the same threshold.
+ANN index (:class:`cv.index.VectorIndex`) and runs average-linkage agglomeration (UPGMA)
+restricted to cluster pairs that the graph joins.  The average cosine between two clusters
+is ``sum_A · sum_B / (|A| |B|)``, so slip-to-cluster and cluster-to-cluster evidence use
+every member (CV-NOTES "Evidence across slips": averaging many noisy slip pairs is far more
+reliable than the single best pair that single linkage / connected components trusts).
+Merges stop at the calibrated threshold; clusters whose slips never meet in the kNN graph
+(one writer on two printed forms) are paired through a kNN search over cluster centroids.
+On the synthetic benchmark this lifted pairwise recall at precision >= 0.98 from 0.48
+(thresholded kNN graph + connected components) to 0.99.  The older graph method stays
+available as ``linkage="single"`` (mutual kNN edges, Maier, Hein & von Luxburg 2009).
 
-Slip-to-cluster evidence (CV-NOTES "Evidence across slips") is the mean of a slip's top-m
-similarities to a cluster's members.  Members that are *not* among the slip's k neighbours
-are counted at the k-th neighbour's similarity, an upper bound on what they could score, so
-one lucky match to a large cluster is discounted while agreement with several members is not.
+Incremental assignment uses slip-to-cluster evidence over the slip's k neighbours: the mean
+of its top-m similarities to a cluster's members, members not among the k neighbours counted
+at the k-th neighbour's similarity (an upper bound on what they could score), so one lucky
+match to a large cluster is discounted while agreement with several members is not.
 
-Human decisions are constraints: a must-link is an edge that is merged first, a cannot-link
-forbids a merge.  Components holding a cannot-link pair are re-built by Kruskal's algorithm
-over their edges in decreasing similarity with the merge check (constrained single linkage;
-Wagstaff et al. 2001), which cuts the weakest edges first.
+Human decisions are constraints: must-linked slips start in one cluster, and a merge that
+would put a cannot-link pair together is never a candidate (Wagstaff et al. 2001).
 
 Everything here is pure: numpy arrays and mappings in, arrays, dicts and dataclasses out.
 """
@@ -48,10 +52,10 @@ __all__ = [
     "stable_relabel",
 ]
 
-#: Fallback cosine threshold when the embedding model carries no calibrated one.  Measured
-#: on the synthetic benchmark embeddings (bench/cluster_scale.py), where it gives pairwise
-#: precision >= 0.98; real models should carry their own (``threshold_``).
-DEFAULT_THRESHOLD = 0.6
+#: Fallback cosine threshold when the embedding model carries no calibrated one.  The
+#: synthetic benchmark (bench/cluster_scale.py) calibrates to 0.48 at pairwise precision
+#: >= 0.98 (best F1 at 0.50); real models should carry their own (``threshold_``).
+DEFAULT_THRESHOLD = 0.5
 #: Width of the logistic that turns evidence - threshold into a 0..1 confidence.
 DEFAULT_TEMPERATURE = 0.05
 # Weight given to must-link edges: above any cosine similarity, so they merge first.
@@ -324,7 +328,8 @@ def cluster_embeddings(
     X : (n, d) array_like
         Embeddings (cosine similarity).
     threshold : float
-        Calibrated cosine similarity an edge (and the slip-to-cluster evidence) must reach.
+        Calibrated cosine similarity: the average similarity two clusters need to merge
+        (``linkage="average"``), or an edge needs (``"single"``).
     k : int
         Neighbours per slip in the kNN graph.
     must_link, cannot_link : iterable of (int, int)
@@ -333,10 +338,14 @@ def cluster_embeddings(
         share a cluster.  Contradictory constraints raise ``ValueError``.
     min_cluster_size : int
         Smaller groups are left on their own (label -1).
+    linkage : {"average", "single"}
+        Average-linkage agglomeration on the kNN graph (default), or connected components of
+        the thresholded kNN graph (constrained single linkage).
     mutual : bool
-        Keep only mutual kNN edges when forming components (default), else every kNN edge.
+        ``"single"`` only: keep only mutual kNN edges, else every kNN edge.
     attach : bool
-        Attach slips left on their own to the cluster whose evidence clears ``threshold``.
+        Afterwards attach slips left on their own to the cluster whose top-m evidence clears
+        ``threshold`` (one pass, so attached slips never chain others in).
     top_m : int
         Members averaged in the slip-to-cluster evidence.
     neighbours : ((n, k) int64, (n, k) float32), optional
@@ -355,6 +364,8 @@ def cluster_embeddings(
         raise ValueError(f"min_cluster_size must be >= 1, got {min_cluster_size}")
     if int(top_m) < 1:
         raise ValueError(f"top_m must be >= 1, got {top_m}")
+    if linkage not in ("average", "single"):
+        raise ValueError(f"linkage must be 'average' or 'single', got {linkage!r}")
     x = np.asarray(X)
     if x.ndim != 2:
         raise ValueError(f"X must be 2-D (slips, dim), got shape {x.shape}")
@@ -366,7 +377,8 @@ def cluster_embeddings(
     if neighbours is None:
         nbr, sim = knn_graph(x, k=k, index=index)
     else:
-        nbr, sim = (np.asarray(a) for a in neighbours)
+        nbr = np.asarray(neighbours[0], dtype=np.int64)
+        sim = np.asarray(neighbours[1], dtype=np.float32)
         if nbr.shape != sim.shape or nbr.ndim != 2 or nbr.shape[0] != n:
             raise ValueError(f"neighbours must be two (n={n}, k) arrays, got {nbr.shape}")
 
@@ -376,8 +388,8 @@ def cluster_embeddings(
             comp, normalise_rows(x, name="X"), nbr, threshold=float(threshold), cannot=cannot
         )
     else:
-        lo, hi, w = _mutual_edges(nbr, sim, threshold=float(threshold), mutual=mutual)
-        w = w.astype(np.float64)
+        lo, hi, w32 = _mutual_edges(nbr, sim, threshold=float(threshold), mutual=mutual)
+        w = w32.astype(np.float64)
         if must.size:
             lo = np.concatenate([lo, must.min(axis=1)])
             hi = np.concatenate([hi, must.max(axis=1)])

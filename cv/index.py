@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -94,7 +95,8 @@ class VectorIndex:
         self.hnsw_m = int(hnsw_m)
         self.ef_construction = int(ef_construction)
         self.ef_search = int(ef_search)
-        self._index = self._new_index(hnsw=self.exact_below == 0)
+        # Any: the faiss stubs do not know IndexHNSWFlat's attributes
+        self._index: Any = self._new_index(hnsw=self.exact_below == 0)
         self._row_ids = np.empty(0, dtype=np.int64)  # faiss row -> external id
         self._alive = np.empty(0, dtype=bool)  # faiss row -> not tombstoned
         self._row_of: dict[int, int] = {}  # external id -> faiss row (alive rows only)
