@@ -68,6 +68,7 @@ def begin(session: Session, trigger: Trigger) -> None:
     state = session.info.get(_CACHE_KEY)
     if state is None or state[0] != trigger:
         session.info[_CACHE_KEY] = (trigger, {})
+        session.info.pop("rules_model_version", None)  # rules.context's per-evaluation cache
 
 
 def _cache(session: Session) -> dict[Any, Any]:

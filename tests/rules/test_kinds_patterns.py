@@ -61,6 +61,9 @@ def bet(
 def run(session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
     kind = REGISTRY[rule.kind]
     assert trigger.kind in kind.triggers
+    # a new evaluation, as the engine starts one: no look-ups cached from the last
+    session.info.pop("rules_model_version", None)
+    session.info.pop("rules.patterns.cache", None)
     return kind.evaluate(session=session, rule=rule, trigger=trigger)
 
 
@@ -356,3 +359,264 @@ def cluster_of_existing(session: Session, b: Bet, cluster_id: int, confidence: f
     session.add(ClusterMember(slip_id=slip.id, model_version="v1", cluster_id=cluster_id,
                               confidence=confidence))  # fmt: skip
     session.commit()
+
+
+# ---------------------------------------------------------------- rule 7: low-risk washing
+def _match_leg(selection: str, odds: float) -> list[dict[str, Any]]:
+    return [{"sport": "Football", "event": "Arsenal v Chelsea", "market": "Match Result",
+             "selection": selection, "odds": odds}]  # fmt: skip
+
+
+def test_low_risk_washing_both_sides_of_a_market(session: Session) -> None:
+    rule = shipped("low_risk_washing")
+    c = make_customer(session)
+    home = bet(session, customer=c.id, at=T0 - timedelta(hours=2), stake=1_000.0,
+               legs=_match_leg("Arsenal", 2.0), status="won", returns=2_000.0)  # fmt: skip
+    away = bet(session, customer=c.id, at=T0 - timedelta(hours=1), stake=1_000.0,
+               legs=_match_leg("Chelsea", 2.0), status="lost")  # fmt: skip
+    [f] = run(session, rule, settled(away))
+    assert f.value == 2_000.0 and severity(rule, f.value) == "medium"
+    assert f.figures["crossed"] == "both sides of a market covered"
+    assert f.figures["covered_share"] == 1.0 and f.figures["loss_rate"] == 0.0
+    assert f.figures["median_odds"] == 2.0
+    assert f.evidence["bets"] == [home.id, away.id]
+    assert "100% of stakes on both sides" in reason(rule, f)
+    [s] = run(session, rule, schedule(T0))
+    assert (s.pivot_kind, s.pivot_id) == ("customer", c.id)
+
+
+def test_low_risk_washing_short_prices_at_the_loss_boundary(session: Session) -> None:
+    rule = shipped("low_risk_washing")
+    at3, under = make_customer(session), make_customer(session)
+    last: dict[int, Bet] = {}
+    for c, placed_returns in ((at3, 140.0), (under, 141.0)):
+        for i in range(3):
+            bet(session, customer=c.id, at=T0 - timedelta(days=i + 1), stake=500.0, odds=1.2,
+                status="won")  # fmt: skip
+        # an each-way place return: total returns 1,940 (exactly 3% lost) or 1,941
+        last[c.id] = bet(session, customer=c.id, at=T0, stake=500.0, odds=1.25,
+                         status="placed", returns=placed_returns)  # fmt: skip
+    assert run(session, rule, settled(last[at3.id])) == []
+    [f] = run(session, rule, settled(last[under.id]))
+    assert f.figures["crossed"] == "short prices"
+    assert f.figures["median_odds"] == 1.2
+    assert f.figures["loss_rate"] == pytest.approx(0.0295)
+    assert f.figures["net_loss_gbp"] == 59.0
+
+
+def test_low_risk_washing_quiet_below_the_stake_threshold(session: Session) -> None:
+    rule = shipped("low_risk_washing")
+    c = make_customer(session)
+    bet(session, customer=c.id, at=T0 - timedelta(hours=2), stake=1_000.0,
+        legs=_match_leg("Arsenal", 2.0), status="won", returns=2_000.0)  # fmt: skip
+    away = bet(session, customer=c.id, at=T0 - timedelta(hours=1), stake=999.99,
+               legs=_match_leg("Chelsea", 2.0), status="lost")  # fmt: skip
+    assert run(session, rule, settled(away)) == []
+
+
+# ---------------------------------------------------------------- rule 13: run on a selection
+def _kempton(selection: str = "Lucky Star", odds: float = 6.0) -> list[dict[str, Any]]:
+    return [{"sport": "Horse Racing", "event": "2.30 Kempton", "selection": selection,
+             "odds": odds}]  # fmt: skip
+
+
+def test_selection_run_burst_of_punters_counts_clusters(session: Session) -> None:
+    rule = shipped("selection_run")
+    shop = make_shop(session)
+    customers = [make_customer(session) for _ in range(3)]
+    bets = [
+        bet(
+            session,
+            customer=c.id,
+            shop=shop.id,
+            at=T0 - timedelta(minutes=m),
+            stake=20.0,
+            legs=_kempton(),
+        )  # fmt: skip
+        for c, m in zip(customers, (25, 15, 5), strict=True)
+    ]
+    # the same horse in another race is another selection
+    bet(session, customer=make_customer(session).id, shop=shop.id, at=T0, stake=20.0,
+        legs=[{"sport": "Horse Racing", "event": "4.10 Kempton", "selection": "LUCKY  star",
+               "odds": 3.0}])  # fmt: skip
+    anon = bet(session, shop=shop.id, at=T0, stake=20.0, legs=_kempton("lucky star"))
+    # three customers and an anonymous slip not yet clustered: not four punters
+    assert run(session, rule, placed(anon)) == []
+    other = bet(session, shop=shop.id, at=T0 - timedelta(days=1), stake=5.0)
+    cid = cluster_of(session, [anon, other], confidence=[0.9, 0.9])
+    [f] = run(session, rule, Trigger(kind="bet_placed", at=T0, bet_id=anon.id))
+    assert (f.pivot_kind, f.pivot_id) == ("selection", min_leg_id(session, bets[0]))
+    assert f.figures["burst_pivots"] == 4 and f.figures["crossed"] == "punters in minutes"
+    assert f.figures["burst_shops"] == 1 and f.figures["shop_share_bets"] == 4
+    assert f.value == 1.0 and severity(rule, f.value) == "medium"
+    assert f.evidence["bets"] == [*(b.id for b in bets), anon.id]
+    assert f.evidence["clusters"] == [cid]
+    assert "Run on lucky star (2.30 Kempton): punters in minutes" in reason(rule, f)
+
+
+def test_selection_run_near_miss_outside_the_burst_window(session: Session) -> None:
+    rule = shipped("selection_run")
+    shop = make_shop(session)
+    bets = [
+        bet(
+            session,
+            customer=make_customer(session).id,
+            shop=shop.id,
+            at=T0 - timedelta(minutes=m),
+            stake=20.0,
+            legs=_kempton(),
+        )  # fmt: skip
+        for m in (31, 15, 5, 0)
+    ]
+    assert run(session, rule, placed(bets[-1])) == []
+
+
+def test_selection_run_share_of_the_shops_last_bets(session: Session) -> None:
+    rule = shipped("selection_run")
+    shop, elsewhere = make_shop(session), make_shop(session)
+    c = make_customer(session)
+    t = T0 - timedelta(hours=3)
+    for i in range(14):  # other selections in the same shop
+        bet(session, shop=shop.id, at=t + timedelta(minutes=i), stake=2.0,
+            legs=_kempton(f"Horse {i}"))  # fmt: skip
+    bet(session, shop=elsewhere.id, at=T0, stake=2.0, legs=_kempton())  # another shop
+    on = [
+        bet(
+            session,
+            customer=c.id,
+            shop=shop.id,
+            at=t + timedelta(minutes=20 + 30 * i),
+            stake=10.0,
+            legs=_kempton(),
+        )  # fmt: skip
+        for i in range(5)
+    ]
+    assert run(session, rule, placed(on[-1])) == []  # 5 of the last 19: near miss
+    sixth = bet(session, customer=c.id, shop=shop.id, at=T0, stake=10.0, legs=_kempton())
+    [f] = run(session, rule, placed(sixth))
+    assert f.figures["shop_share_bets"] == 6 and f.figures["crossed"] == "shop share"
+    assert f.figures["all_share_bets"] == 7 and f.figures["burst_pivots"] == 1
+    assert sorted(f.evidence["bets"]) == sorted(b.id for b in [*on, sixth])
+
+
+def min_leg_id(session: Session, b: Bet) -> int:
+    from store.models import Leg
+
+    return min(x.id for x in session.exec(select(Leg).where(Leg.bet_id == b.id)).all())
+
+
+# ---------------------------------------------------------------- rule 14: linked multiples
+def _treble(prices: tuple[float | None, ...] = (6.0, 8.0, 5.0)) -> list[dict[str, Any]]:
+    names = ("Long Shot", "Dark Horse", "Outsider")
+    return [{"sport": "Horse Racing", "event": f"{h}.00 Newbury", "selection": n, "odds": o}
+            for h, n, o in zip((1, 2, 3), names, prices, strict=True)]  # fmt: skip
+
+
+def test_linked_outsider_multiples_two_tickets_one_day(session: Session) -> None:
+    rule = shipped("linked_outsider_multiples")
+    s1, s2 = make_shop(session), make_shop(session)
+    c1, c2 = make_customer(session), make_customer(session)
+    first = bet(session, customer=c1.id, shop=s1.id, at=T0 - timedelta(hours=20), stake=10.0,
+                legs=_treble(), bet_type="treble")  # fmt: skip
+    assert run(session, rule, placed(first)) == []  # one ticket so far
+    # same selections, legs in another order, at slightly different prices, as a trixie
+    legs = list(reversed(_treble((6.5, 8.0, 5.5))))
+    second = bet(session, customer=c2.id, shop=s2.id, at=T0, stake=5.0, legs=legs,
+                 bet_type="trixie")  # fmt: skip
+    [f] = run(session, rule, placed(second))
+    assert (f.pivot_kind, f.pivot_id) == ("bet", first.id)
+    assert f.value == 2.0 and severity(rule, f.value) == "medium"
+    assert f.figures["selections"] == 3 and f.figures["shortest_odds"] == 5.5
+    assert f.figures["total_stake_gbp"] == 30.0  # 10 + a 4-line trixie at 5
+    assert f.evidence["bets"] == [first.id, second.id]
+    assert f.evidence["customers"] == [c1.id, c2.id] and f.evidence["shops"] == [s1.id, s2.id]
+    assert "Dark Horse, Long Shot, Outsider" in reason(rule, f)
+
+
+def test_linked_outsider_multiples_near_misses(session: Session) -> None:
+    rule = shipped("linked_outsider_multiples")
+    bet(session, at=T0 - timedelta(hours=1), stake=10.0, legs=_treble(), bet_type="treble")
+    short = bet(session, at=T0, stake=10.0, legs=_treble((6.0, 8.0, 4.99)), bet_type="treble")
+    assert run(session, rule, placed(short)) == []  # one leg under 5.0
+    sp = bet(session, at=T0, stake=10.0, legs=_treble((6.0, 8.0, None)), bet_type="treble")
+    assert run(session, rule, placed(sp)) == []  # a leg at SP
+    old = bet(session, at=T0 + timedelta(hours=23, minutes=1), stake=10.0, legs=_treble(),
+              bet_type="treble")  # fmt: skip
+    # 24h01 after the first ticket; the two near misses do not count as tickets
+    assert run(session, rule, placed(old)) == []
+
+
+# ---------------------------------------------------------------- rule 15: liability / max win
+def test_liability_limit_on_a_selection(session: Session) -> None:
+    rule = shipped("liability_limit")
+    a = bet(session, at=T0 - timedelta(hours=1), stake=2_500.0, odds=11.0,
+            legs=_kempton("Big Fav", 11.0))  # fmt: skip
+    bet(session, at=T0 - timedelta(hours=2), stake=9_000.0, odds=11.0, status="lost",
+        legs=_kempton("Big Fav", 11.0))  # settled: no longer a liability  # fmt: skip
+    near = bet(session, at=T0, stake=2_499.99, legs=_kempton("Big Fav", 11.0), odds=11.0)
+    assert run(session, rule, placed(near)) == []  # 25,000 + 24,999.90 - stakes = 49,999.90
+    b = bet(session, at=T0 + timedelta(minutes=1), stake=0.01, legs=_kempton("Big Fav", 11.0),
+            odds=11.0)  # fmt: skip
+    [f] = run(session, rule, placed(b))
+    assert f.pivot_kind == "selection" and f.pivot_id == min_leg_id(session, a)
+    assert f.figures["liability_gbp"] == 50_000.0 and f.figures["open_bets"] == 3
+    assert f.value == 1.0 and severity(rule, f.value) == "high"
+    assert f.evidence["bets"][0] == b.id and set(f.evidence["bets"]) == {a.id, near.id, b.id}
+    assert "open liability GBP 50,000.00 against a limit of GBP 50,000" in reason(rule, f)
+
+
+def test_liability_limit_maximum_win(session: Session) -> None:
+    rule = shipped("liability_limit", max_liability_gbp=1_000_000.0)
+    c = make_customer(session)
+    near = bet(session, customer=c.id, at=T0, stake=24_999.99, odds=10.0,
+               legs=_kempton("Rank Outsider", 10.0))  # fmt: skip
+    assert run(session, rule, placed(near)) == []
+    big = bet(session, customer=c.id, at=T0, stake=25_000.0, odds=10.0,
+              legs=_kempton("Other Runner", 10.0))  # fmt: skip
+    [f] = run(session, rule, placed(big))
+    assert (f.pivot_kind, f.pivot_id) == ("customer", c.id)
+    assert f.figures["potential_return_gbp"] == 250_000.0 and f.figures["check"] == (
+        "potential payout"
+    )
+    assert severity(rule, f.value) == "high" and f.evidence["bets"] == [big.id]
+
+
+# ---------------------------------------------------------------- rule 16: price beating
+def _singles_vs_sp(session: Session, c: int, n: int, beating: int) -> tuple[Bet, dict[str, float]]:
+    """``n`` settled singles: ``beating`` taken at 2.10 against SP 2.00, the rest at SP."""
+    from store.models import Leg
+
+    sps: dict[str, float] = {}
+    last = None
+    for i in range(n):
+        price = 2.1 if i < beating else 2.0
+        last = bet(session, customer=c, at=T0 - timedelta(days=n - i), stake=10.0, odds=price,
+                   legs=_kempton(f"Runner {i}", price), status="lost")  # fmt: skip
+        leg = session.exec(select(Leg).where(Leg.bet_id == last.id)).one()
+        sps[str(leg.id)] = 2.0
+    assert last is not None
+    return last, sps
+
+
+def test_price_beating_fires_over_thirty_bets(session: Session) -> None:
+    c = make_customer(session)
+    last, sps = _singles_vs_sp(session, c.id, 30, 18)
+    rule = shipped("price_beating", starting_prices=sps)
+    [f] = run(session, rule, settled(last))
+    assert f.figures["bets_compared"] == 30 and f.figures["beat_share"] == 0.6
+    assert f.value == pytest.approx(0.03) and severity(rule, f.value) == "medium"
+    assert len(f.evidence["bets"]) == 18
+    assert "average 3.0% above SP" in reason(rule, f)
+    [s] = run(session, rule, schedule(T0))
+    assert (s.pivot_kind, s.pivot_id) == ("customer", c.id)
+    # without starting prices the rule has nothing to compare and stays quiet
+    assert run(session, shipped("price_beating"), settled(last)) == []
+
+
+def test_price_beating_near_misses(session: Session) -> None:
+    c, d = make_customer(session), make_customer(session)
+    last_c, sps_c = _singles_vs_sp(session, c.id, 30, 17)  # 56.7% beat SP
+    last_d, sps_d = _singles_vs_sp(session, d.id, 29, 29)  # 29 bets only
+    rule = shipped("price_beating", starting_prices=sps_c | sps_d)
+    assert run(session, rule, settled(last_c)) == []
+    assert run(session, rule, settled(last_d)) == []
