@@ -47,10 +47,9 @@ from store.alerts import (
     StaffObservation,
     active_snooze,
     add_event,
-    deliver_alert,
+    deliver_after_commit,
 )
 from store.models import as_utc, utcnow
-from store.slips import after_commit
 
 __all__ = [
     "BacktestResult",
@@ -69,7 +68,6 @@ LINK_INBOX = "link_verification"
 
 _cache_lock = threading.Lock()
 _loaded: dict[tuple[str, ...], tuple[tuple[tuple[str, float, int], ...], list[Rule]]] = {}
-_versions: dict[tuple[str, str, str], int] = {}
 
 
 # ---------------------------------------------------------------- rules and versions
@@ -102,17 +100,24 @@ def loaded_rules(paths: list[str] | None = None) -> list[Rule]:
 
 
 def sync_versions(*, session: Session, rules: list[Rule]) -> list[Rule]:
-    """Number each rule from ``rule_versions``: the same content keeps its version, a
-    changed content gets the next one (inserted here, inside the caller's transaction)."""
-    url = str(session.get_bind().url)
+    """Number each rule from ``rule_versions``: the content of its latest version keeps that
+    number, any other content gets the next one (inserted here, inside the caller's
+    transaction).  One query for all rules."""
+    latest: dict[str, tuple[int, str]] = {}
+    for rule_id, version, digest in session.exec(
+        select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.content_hash)
+    ).all():
+        if rule_id not in latest or version > latest[rule_id][0]:
+            latest[rule_id] = (version, digest)
     out = []
     for rule in rules:
         digest = content_hash(rule)
-        key = (url, rule.id, digest)
-        version = _versions.get(key)
-        if version is None:
+        found = latest.get(rule.id)
+        if found is not None and found[1] == digest:
+            version = found[0]
+        else:
             version = _version_for(session, rule, digest)
-            _versions[key] = version
+            latest[rule.id] = (version, digest)
         out.append(replace(rule, version=version))
     return out
 
@@ -502,23 +507,7 @@ def _jsonable_figures(figures: dict[str, Any]) -> dict[str, Any]:
 
 def _maybe_send(session: Session, alert: Alert, settings: EngineSettings) -> None:
     """Queue webhook delivery for after the commit (never for suppressed alerts)."""
-    if alert.suppressed or alert.severity < settings.webhook_min_severity:
-        return
-    engine = session.get_bind()
-    alert_id = alert.id
-
-    def send() -> None:
-        def work() -> None:
-            try:
-                with Session(engine) as s:
-                    deliver_alert(session=s, alert_id=alert_id)  # type: ignore[arg-type]
-                    s.commit()
-            except Exception:  # noqa: BLE001 - delivery failures are logged, never raised
-                log.exception("webhook delivery for alert %s failed", alert_id)
-
-        threading.Thread(target=work, name=f"webhook-{alert_id}", daemon=True).start()
-
-    after_commit(session, send)
+    deliver_after_commit(session, alert, min_severity=int(settings.webhook_min_severity))
 
 
 # ---------------------------------------------------------------- staff observations

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -491,6 +492,7 @@ def escalate_alert(*, session: Session, alert_id: int, actor: Actor, note: str |
         before={"severity": before},
         after={"severity": alert.severity, "note": note},
     )
+    deliver_after_commit(session, alert)
     notify(
         session,
         actor=actor.name,
@@ -848,6 +850,30 @@ def deliver_alert(
                 time.sleep(backoff * 2 ** (attempt - 1))
     session.flush()
     return deliveries
+
+
+def deliver_after_commit(session: Session, alert: Alert, *, min_severity: int = 3) -> None:
+    """Send the alert to the webhooks once the transaction commits, in a background thread
+    (retries sleep; the request or task must not wait).  Suppressed alerts are never sent."""
+    if alert.suppressed or alert.severity < min_severity:
+        return
+    from store.slips import after_commit
+
+    engine = session.get_bind()
+    alert_id = int(alert.id)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            with Session(engine) as s:
+                deliver_alert(session=s, alert_id=alert_id)
+                s.commit()
+        except Exception:  # noqa: BLE001 - a failed delivery is logged, never raised
+            log.exception("webhook delivery for alert %s failed", alert_id)
+
+    after_commit(
+        session,
+        lambda: threading.Thread(target=work, name=f"webhook-{alert_id}", daemon=True).start(),
+    )
 
 
 def _post(
