@@ -27,6 +27,11 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
         app.include_router(module.router)
     for module in (clusters, metrics):  # the pipeline's routes
         app.include_router(module.router)
+    from api.routes import alerts, notifications  # alerts, cases, rules, feed, webhooks
+
+    for module in (alerts, notifications):
+        for router in module.ROUTERS:
+            app.include_router(router)
     ui.install(app)  # web UI: static files, security headers, HTML error pages
     for module in (ui, feed):  # the web UI's pages and live feed
         app.include_router(module.router)

@@ -32,10 +32,17 @@ def bet(
     shop: int | None = None,
     **extra: Any,
 ) -> Bet:
-    legs = [{"sport": extra.pop("sport", "Horse Racing"), "event": "3.15 Ascot",
-             "selection": "Golden Arrow", "odds": 3.0}]  # fmt: skip
-    return make_bet(session, stake=stake, customer_id=customer, shop_id=shop, placed_at=at,
-                    legs=legs, **extra)  # fmt: skip
+    legs = [
+        {
+            "sport": extra.pop("sport", "Horse Racing"),
+            "event": "3.15 Ascot",
+            "selection": "Golden Arrow",
+            "odds": 3.0,
+        }
+    ]
+    return make_bet(
+        session, stake=stake, customer_id=customer, shop_id=shop, placed_at=at, legs=legs, **extra
+    )
 
 
 def slip(session: Session, b: Bet) -> Slip:
@@ -54,16 +61,28 @@ def cluster(session: Session, members: list[tuple[Bet, float]]) -> int:
     session.flush()
     for b, conf in members:
         s = _slip_of(session, b)
-        session.add(ClusterMember(slip_id=s.id, model_version=MODEL, cluster_id=c.id,  # type: ignore[arg-type]
-                                  confidence=conf))  # fmt: skip
+        session.add(
+            ClusterMember(
+                slip_id=s.id,
+                model_version=MODEL,
+                cluster_id=c.id,  # type: ignore[arg-type]
+                confidence=conf,
+            )
+        )
     session.commit()
     return int(c.id)  # type: ignore[arg-type]
 
 
 def join(session: Session, cluster_id: int, b: Bet, conf: float) -> Slip:
     s = _slip_of(session, b)
-    session.add(ClusterMember(slip_id=s.id, model_version=MODEL, cluster_id=cluster_id,  # type: ignore[arg-type]
-                              confidence=conf))  # fmt: skip
+    session.add(
+        ClusterMember(
+            slip_id=s.id,
+            model_version=MODEL,
+            cluster_id=cluster_id,  # type: ignore[arg-type]
+            confidence=conf,
+        )
+    )
     session.commit()
     return s
 

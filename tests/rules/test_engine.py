@@ -33,8 +33,11 @@ def shipped(rule_id: str):  # type: ignore[no-untyped-def]
 
 
 def structuring_alerts(session, trigger, now):  # type: ignore[no-untyped-def]
-    out = [a for a in run_event_rules(session=session, trigger=trigger, now=now)
-           if a.rule_id == "structuring"]  # fmt: skip
+    out = [
+        a
+        for a in run_event_rules(session=session, trigger=trigger, now=now)
+        if a.rule_id == "structuring"
+    ]
     session.commit()
     return out
 
@@ -48,8 +51,11 @@ def test_bands_and_decisions():
     settings = EngineSettings(link_confidence_floor=0.9)
     f = Finding("cluster", 1, 1.5, {"x": 1}, {}, link_confidence=0.95)
     d = decide(rule, f, settings=settings)
-    assert d is not None and (d.severity, d.inbox, d.reason) == (Severity.medium, "compliance",
-                                                                 "m 1.5")  # fmt: skip
+    assert d is not None and (d.severity, d.inbox, d.reason) == (
+        Severity.medium,
+        "compliance",
+        "m 1.5",
+    )
     f.link_confidence = 0.5
     d = decide(rule, f, settings=settings)
     assert d is not None and (d.severity, d.inbox) == (Severity.low, "link_verification")
@@ -84,8 +90,12 @@ def test_one_open_alert_per_rule_pivot_window(session):
     assert again.id == first.id and again.hits == 2 and b3.id in again.evidence["bets"]
     actions = session.exec(select(AlertEvent.action).where(AlertEvent.alert_id == first.id)).all()
     assert list(actions) == ["raised", "evidence"]
-    assert session.exec(select(func.count()).select_from(Alert)
-                        .where(Alert.rule_id == "structuring")).one() == 1  # fmt: skip
+    assert (
+        session.exec(
+            select(func.count()).select_from(Alert).where(Alert.rule_id == "structuring")
+        ).one()
+        == 1
+    )
     audit = session.exec(select(AuditEntry).where(AuditEntry.action == "alert.raise")).all()
     assert [a.entity_id for a in audit] == [str(first.id)]
     # after the window has passed, a new alert opens
@@ -106,18 +116,25 @@ def test_severity_rises_when_a_higher_band_is_crossed(session):
     second = bet(session, at=T0 - hours(2), stake=800)
     join(session, k, second, 0.95)
     trig = Trigger(kind="slip_clustered", at=T0 - hours(2), bet_id=second.id, cluster_id=k)
-    [a] = [x for x in run_event_rules(session=session, trigger=trig, now=trig.at)
-           if x.rule_id == "unidentified_over_threshold"]  # fmt: skip
+    [a] = [
+        x
+        for x in run_event_rules(session=session, trigger=trig, now=trig.at)
+        if x.rule_id == "unidentified_over_threshold"
+    ]
     assert a.severity == 3
     session.commit()
     third = bet(session, at=T0, stake=3300)  # 5,100 GBP = 3 x 1,700
     join(session, k, third, 0.95)
     trig = Trigger(kind="slip_clustered", at=T0, bet_id=third.id, cluster_id=k)
-    [b] = [x for x in run_event_rules(session=session, trigger=trig, now=T0)
-           if x.rule_id == "unidentified_over_threshold"]  # fmt: skip
+    [b] = [
+        x
+        for x in run_event_rules(session=session, trigger=trig, now=T0)
+        if x.rule_id == "unidentified_over_threshold"
+    ]
     assert b.id == a.id and b.severity == 4 and b.value == 3.0
-    events = session.exec(select(AlertEvent).where(AlertEvent.alert_id == a.id,
-                                                   AlertEvent.action == "severity")).all()  # fmt: skip
+    events = session.exec(
+        select(AlertEvent).where(AlertEvent.alert_id == a.id, AlertEvent.action == "severity")
+    ).all()
     assert [(e.detail["from"], e.detail["to"]) for e in events] == [(3, 4)]
 
 
@@ -127,8 +144,15 @@ def test_snooze_suppresses_but_counts(session):
     s1, s2 = make_shop(session), make_shop(session)
     bet(session, at=T0 - hours(5), stake=900, customer=c.id, shop=s1.id)
     b2 = bet(session, at=T0, stake=900, customer=c.id, shop=s2.id)
-    snooze(session=session, rule_id="structuring", pivot_kind="customer", pivot_id=c.id,
-           until=T0 + days(3650), actor=SYSTEM, reason="known trader")  # fmt: skip
+    snooze(
+        session=session,
+        rule_id="structuring",
+        pivot_kind="customer",
+        pivot_id=c.id,
+        until=T0 + days(3650),
+        actor=SYSTEM,
+        reason="known trader",
+    )
     session.commit()
     [a] = structuring_alerts(
         session, Trigger(kind="bet_placed", at=T0, bet_id=b2.id, customer_id=c.id), T0

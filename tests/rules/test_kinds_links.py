@@ -22,8 +22,9 @@ def clustered(session: Session, b, cluster_id: int) -> list[Alert]:  # type: ign
     from tests.rules.scenario import _slip_of
 
     s = _slip_of(session, b)
-    trigger = Trigger(kind="slip_clustered", at=b.placed_at, bet_id=b.id, slip_id=s.id,
-                      cluster_id=cluster_id)  # fmt: skip
+    trigger = Trigger(
+        kind="slip_clustered", at=b.placed_at, bet_id=b.id, slip_id=s.id, cluster_id=cluster_id
+    )
     out = run_event_rules(session=session, trigger=trigger, now=b.placed_at)
     session.commit()
     return out
@@ -75,8 +76,9 @@ def test_self_excluded_own_account_bet_and_screening(session):
     excluded_since(session, c, T0 - days(1))
     b = bet(session, at=T0, stake=5, customer=c.id)
     trigger = Trigger(kind="bet_placed", at=T0, bet_id=b.id, customer_id=c.id)
-    [alert] = alerts_of(run_event_rules(session=session, trigger=trigger, now=T0),
-                        "self_excluded_betting")  # fmt: skip
+    [alert] = alerts_of(
+        run_event_rules(session=session, trigger=trigger, now=T0), "self_excluded_betting"
+    )
     assert alert.severity == 4 and alert.link_confidence is None
     session.commit()
     again = alerts_of(run_screening(session=session, now=T0 + hours(1)), "self_excluded_betting")
@@ -221,8 +223,13 @@ def test_staff_observation_raises_new_and_open_alerts(session):
     activate(session)
     c = make_customer(session)
     shop = make_shop(session)
-    create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
-        kind="distress", customer_id=c.id, shop_id=shop.id, at=T0 - days(3)))  # fmt: skip
+    create_observation(
+        session=session,
+        actor=SYSTEM,
+        obs_in=ObservationCreate(
+            kind="distress", customer_id=c.id, shop_id=shop.id, at=T0 - days(3)
+        ),
+    )
     session.commit()
     bets = [bet(session, at=T0 - hours(h), stake=1200, customer=c.id) for h in (50, 20, 0)]
     trigger = Trigger(kind="bet_placed", at=T0, bet_id=bets[-1].id, customer_id=c.id)
@@ -231,8 +238,11 @@ def test_staff_observation_raises_new_and_open_alerts(session):
     assert "staff observed distress" in alert.figures["staff_observation"]
     session.commit()
     # a second concern later does not raise the same alert again
-    obs = create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
-        kind="borrowing", customer_id=c.id, at=T0 + hours(1)))  # fmt: skip
+    obs = create_observation(
+        session=session,
+        actor=SYSTEM,
+        obs_in=ObservationCreate(kind="borrowing", customer_id=c.id, at=T0 + hours(1)),
+    )
     assert apply_observation(session=session, observation=obs, now=T0 + hours(1)) == []
 
 
@@ -249,10 +259,16 @@ def test_staff_observation_after_the_alert_and_near_misses(session):
     session.commit()
     # near misses: a kind the rule does not count, and a concern about someone else
     for kind, who in (("other", c.id), ("distress", other.id)):
-        obs = create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
-            kind=kind, customer_id=who, at=T0 + hours(1)))  # fmt: skip
+        obs = create_observation(
+            session=session,
+            actor=SYSTEM,
+            obs_in=ObservationCreate(kind=kind, customer_id=who, at=T0 + hours(1)),
+        )
         assert apply_observation(session=session, observation=obs, now=T0 + hours(1)) == []
-    obs = create_observation(session=session, actor=SYSTEM, obs_in=ObservationCreate(
-        kind="agitation", bet_id=last.id, at=T0 + hours(2)))  # fmt: skip
+    obs = create_observation(
+        session=session,
+        actor=SYSTEM,
+        obs_in=ObservationCreate(kind="agitation", bet_id=last.id, at=T0 + hours(2)),
+    )
     [raised] = apply_observation(session=session, observation=obs, now=T0 + hours(2))
     assert raised.id == alert.id and raised.severity == 4

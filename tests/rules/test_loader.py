@@ -39,8 +39,14 @@ def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
 
 def test_shipped_rules_load_with_params_merged():
     rules = {r.id: r for r in load_rules([])}
-    for rid in ("self_excluded_betting", "linked_accounts", "stake_factor_evasion",
-                "unidentified_over_threshold", "structuring", "staff_observation"):  # fmt: skip
+    for rid in (
+        "self_excluded_betting",
+        "linked_accounts",
+        "stake_factor_evasion",
+        "unidentified_over_threshold",
+        "structuring",
+        "staff_observation",
+    ):
         assert rid in rules and rules[rid].enabled
     assert rules["unidentified_over_threshold"].params["threshold_gbp"] == 1700.0
     assert rules["self_excluded_betting"].bands[0].severity == Severity.critical
@@ -117,5 +123,4 @@ def test_durations_and_content_hash(tmp_path):
             parse_duration(bad)
     [rule] = load_file(write(tmp_path, GOOD))
     assert content_hash(rule) == content_hash(replace(rule, version=7, source="elsewhere"))
-    assert content_hash(rule) != content_hash(replace(rule, params={**rule.params,
-                                                                    "min_shops": 3}))  # fmt: skip
+    assert content_hash(rule) != content_hash(replace(rule, params={**rule.params, "min_shops": 3}))
