@@ -80,6 +80,7 @@ def run_demo(*, port: int, serve: bool, sample_dir: Path = SAMPLE_SET) -> int:
     app = build_app(settings)
     with session_scope() as session:
         _, admin_key = create_api_key(session=session, name="demo-admin", role=Role.admin)
+        ui_password = _demo_user(session)
 
     listen_port = port if serve else 0
     if listen_port == 0:
@@ -133,6 +134,7 @@ def run_demo(*, port: int, serve: bool, sample_dir: Path = SAMPLE_SET) -> int:
     if serve:
         _say(f"\nUI and API on {url}  (API docs: {url}/docs)")
         _say(f"admin API key: {admin_key}")
+        _say(f"web UI: {url}/login  user: admin  password: {ui_password}")
         _say("Ctrl-C to stop")
         try:
             while thread.is_alive():
@@ -145,6 +147,20 @@ def run_demo(*, port: int, serve: bool, sample_dir: Path = SAMPLE_SET) -> int:
     if pipeline is not None and hasattr(pipeline, "shutdown"):
         pipeline.shutdown()
     return 0
+
+
+def _demo_user(session) -> str:  # type: ignore[no-untyped-def]
+    """The demo's web UI login: user ``admin`` with a fresh random password (printed)."""
+    import secrets
+
+    from store.access import SYSTEM
+    from store.models import Role
+    from store.users import create_user
+
+    password = secrets.token_urlsafe(9)
+    create_user(session=session, username="admin", password=password, role=Role.admin,
+                display_name="Demo admin", actor=SYSTEM)  # fmt: skip
+    return password
 
 
 def _wait_for_pipeline(
