@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from api.deps import Unauthenticated
 from store.errors import DomainError
@@ -25,6 +26,15 @@ def install(app: FastAPI) -> None:
     async def _unauth(_request: Request, exc: Unauthenticated) -> JSONResponse:
         return JSONResponse(
             {"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+        # ids and amounts the database cannot hold (e.g. 2**70) are bad input, not a bug
+        return JSONResponse(
+            {"detail": "a number in the request is out of range for the database"},
+            status_code=422,
         )
 
     @app.exception_handler(Exception)
