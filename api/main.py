@@ -5,7 +5,24 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import bets, clusters, customers, feed, health, metrics, shops, slips, ui
+from api.routes import (
+    bets,
+    checks,
+    clusters,
+    customers,
+    events,
+    exclusions,
+    exposure,
+    factoring,
+    feed,
+    health,
+    metrics,
+    odds,
+    reports,
+    shops,
+    slips,
+    ui,
+)
 from store.db import get_engine
 from store.settings import Settings, get_settings
 
@@ -24,6 +41,8 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
     app.state.pipeline = pipeline
     errors.install(app)
     for module in (health, bets, slips, customers, shops):
+        app.include_router(module.router)
+    for module in (events, exposure, factoring, checks, odds, exclusions, reports):  # bet lifecycle
         app.include_router(module.router)
     for module in (clusters, metrics):  # the pipeline's routes
         app.include_router(module.router)

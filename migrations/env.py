@@ -4,9 +4,10 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import store.clustering  # noqa: F401 - the pipeline's tables
 import store.alerts  # noqa: F401 - alerts, cases, observations, webhooks
+import store.clustering  # noqa: F401 - the pipeline's tables
 import store.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import store.trading  # noqa: F401 - events, results, factoring, prices, exclusions
 import store.users  # noqa: F401 - web UI users
 
 config = context.config
