@@ -27,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import SessionDep
+from api.deps import AnyUser, SessionDep
 from store import customers as customer_store
 from store import users
 from store.access import Actor
@@ -581,12 +581,12 @@ def _boxes_for(sha256: str, png: bytes) -> tuple[tuple[int, int, int, int], ...]
 
 
 @router.get("/ui/slips/{slip_id}/boxes")
-def slip_boxes(slip_id: int, session: SessionDep, user_session: UISession) -> JSONResponse:
+def slip_boxes(slip_id: int, session: SessionDep, actor: AnyUser) -> JSONResponse:
     """Handwriting regions of a stored slip as (row0, col0, row1, col1), computed on request
     by ``cv.preprocess.handwriting_boxes`` and cached per image digest."""
     from store import slips as slip_store
 
-    slip = slip_store.get_slip(session=session, slip_id=slip_id, actor=user_session.actor)
+    slip = slip_store.get_slip(session=session, slip_id=slip_id, actor=actor)
     png = slip_store.slip_png(session=session, slip_id=slip_id)
     try:
         boxes = _boxes_for(slip.sha256, png)
