@@ -13,6 +13,7 @@ own process so its peak RSS (``resource.getrusage``) is its own.  Prints one JSO
 size, then one line on how time grows per 10x.
 
     PYTHONPATH=. .venv/bin/python bench/cluster_scale.py --max-n 1000000
+    PYTHONPATH=. .venv/bin/python bench/cluster_scale.py --labelled ../shared/data/unipen-dev
 """
 
 from __future__ import annotations
@@ -123,7 +124,15 @@ def calibrate(*, dim: int, k: int, seed: int, n: int = 20_000) -> dict[str, obje
 
 
 def run_one(
-    n: int, *, dim: int, k: int, threshold: float, seed: int, hnsw_m: int, queries: int
+    n: int,
+    *,
+    dim: int,
+    k: int,
+    threshold: float,
+    seed: int,
+    kind: str,
+    hnsw_m: int,
+    queries: int,
 ) -> dict[str, object]:
     """Cluster n synthetic slips and time each stage; optionally time incremental assignment."""
     t0 = time.perf_counter()
@@ -131,7 +140,8 @@ def run_one(
     gen_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    index = VectorIndex(dim, hnsw_m=hnsw_m, ef_search=max(64, 2 * k))
+    # one index serves the batch kNN graph and then the timed incremental assignments
+    index = VectorIndex(dim, kind=kind, nprobe=8, hnsw_m=hnsw_m, ef_search=max(64, 2 * k))
     index.add(np.arange(n, dtype=np.int64), X)
     build_s = time.perf_counter() - t0
 
@@ -170,7 +180,7 @@ def run_one(
         "k": k,
         "threshold": threshold,
         "writers": int(writers.max()) + 1,
-        "index_exact": index.is_exact,
+        "index": "exact" if index.is_exact else kind,
         "generate_s": round(gen_s, 2),
         "build_s": round(build_s, 2),
         "knn_s": round(knn_s, 2),
@@ -206,17 +216,98 @@ def run_one(
     return out
 
 
+def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, object]:
+    """Figures on a labelled image folder (labels.csv image,writer), split by writer.
+
+    An :class:`cv.embed.EmbeddingModel` is fitted on half the writers (SHA-256 parity of the
+    writer name, shifted by ``seed``) and the other half is embedded, calibrated and
+    clustered: the operating point at pairwise precision >= 0.98 and the recall there, plus
+    the scores at the model's own pair threshold and at the best-F1 threshold (an oracle).
+    """
+    import csv
+    import hashlib
+
+    from cv.embed import EmbeddingModel, extract_files
+    from cv.metrics import precision_threshold
+
+    with (folder / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    paths = [
+        folder / r["image"] if (folder / r["image"]).is_file() else folder / "images" / r["image"]
+        for r in rows
+    ]
+    writers = np.array([r["writer"] for r in rows])
+    fold = np.array(
+        [(int(hashlib.sha256(w.encode()).hexdigest(), 16) + seed) % 2 for w in writers.tolist()]
+    )
+    model = EmbeddingModel(random_state=seed)
+    t0 = time.perf_counter()
+    raws, errors = extract_files(paths, model=model, jobs=jobs)
+    extract_s = time.perf_counter() - t0
+    ok = np.array([e is None for e in errors])
+    fit = ok & (fold == 0)
+    held = ok & (fold == 1)
+    model.fit_raw([raws[i] for i in np.flatnonzero(fit)], writers[fit].tolist())
+    X = model.transform_raw([raws[i] for i in np.flatnonzero(held)])
+    w = writers[held]
+    kk = min(k, len(w) - 1)
+    nb = knn_graph(X, k=kk)
+    cal = calibrate_threshold(X, w, target_precision=0.98, k=kk, neighbours=nb)
+    cal.pop("curve")
+    sim = X @ X.T
+    iu = np.triu_indices(len(w), k=1)
+    pair_op = precision_threshold(sim[iu], w[iu[0]] == w[iu[1]], target_precision=0.98)
+    at_model = clustering_scores(
+        w, cluster_embeddings(X, threshold=float(model.threshold_), k=kk, neighbours=nb)
+    )
+    at_best = clustering_scores(
+        w, cluster_embeddings(X, threshold=float(cal["best_f1_threshold"]), k=kk, neighbours=nb)
+    )
+    counts = np.unique(w, return_counts=True)[1]
+    return {
+        "folder": str(folder),
+        "fit_writers": int(len(set(writers[fit].tolist()))),
+        "heldout_writers": int(len(set(w.tolist()))),
+        "heldout_slips": int(len(w)),
+        "slips_per_writer": [int(counts.min()), float(round(counts.mean(), 2)), int(counts.max())],
+        "unreadable": int((~ok).sum()),
+        "extract_s": round(extract_s, 1),
+        "pair_threshold_p98": pair_op["threshold"],
+        "pair_recall_p98": round(pair_op["recall"], 4),
+        "calibrated": {key: (round(v, 4) if isinstance(v, float) else v) for key, v in cal.items()},
+        "at_model_threshold": {"threshold": float(model.threshold_)}
+        | {key: round(v, 4) for key, v in at_model.items()},
+        "at_best_f1_threshold_oracle": {"threshold": cal["best_f1_threshold"]}
+        | {key: round(v, 4) for key, v in at_best.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-n", type=float, default=1e6, help="largest size (default 1e6)")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hnsw-m", type=int, default=32)
+    ap.add_argument("--index", choices=["ivf", "hnsw"], default="ivf", help="approximate index")
+    ap.add_argument("--hnsw-m", type=int, default=16)
     ap.add_argument("--queries", type=int, default=2000, help="incremental assignments timed")
     ap.add_argument("--threshold", type=float, default=None, help="skip calibration")
     ap.add_argument("--single", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--labelled",
+        type=Path,
+        action="append",
+        default=None,
+        help="instead: figures on a labelled image folder (repeatable), split by writer",
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="processes for feature extraction")
     args = ap.parse_args(argv)
+
+    if args.labelled:
+        for folder in args.labelled:
+            res = labelled_eval(folder, jobs=args.jobs, k=args.k, seed=args.seed)
+            print(json.dumps(res), flush=True)
+        return 0
 
     if args.single is not None:
         res = run_one(
@@ -225,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             k=args.k,
             threshold=args.threshold,
             seed=args.seed,
+            kind=args.index,
             hnsw_m=args.hnsw_m,
             queries=args.queries,
         )
@@ -246,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         cmd = [sys.executable, __file__, "--single", str(n), "--threshold", str(threshold)]
         cmd += ["--dim", str(args.dim), "--k", str(args.k), "--seed", str(args.seed)]
-        cmd += ["--hnsw-m", str(args.hnsw_m)]
+        cmd += ["--hnsw-m", str(args.hnsw_m), "--index", args.index]
         cmd += ["--queries", str(args.queries if n == sizes[-1] else 0)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

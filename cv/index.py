@@ -1,13 +1,17 @@
 """Cosine-similarity vector index over slip embeddings, keyed by int64 slip ids.
 
-Exact search (faiss ``IndexFlatIP``) while the index is small, an HNSW graph
-(Malkov & Yashunin 2018, faiss ``IndexHNSWFlat``) once it holds ``exact_below`` rows or more.
+Exact search (faiss ``IndexFlatIP``) while the index is small; once it holds ``exact_below``
+rows or more, an approximate index: an HNSW graph (Malkov & Yashunin 2018, faiss
+``IndexHNSWFlat``; the default, no training, good for a live index that grows one slip at a
+time) or an inverted file (faiss ``IndexIVFFlat``, k-means coarse quantiser trained on the
+rows at the switch; builds in seconds, the choice for batch kNN graphs over 10^6 rows).
 Rows are L2-normalised on the way in, so inner product = cosine similarity.
 
-HNSW cannot delete points, so removal and replacement use tombstones: the faiss index keeps
-the row, a boolean mask hides it from results, and the index is rebuilt from its own stored
-vectors when more than a quarter of its rows are dead.  Searches over-fetch by the number of
-dead rows they may meet (bounded by that quarter) and retry wider when a query comes back short.
+Approximate indexes cannot cheaply delete, so removal and replacement use tombstones: the
+faiss index keeps the row, a boolean mask hides it from results, and the index is rebuilt
+from its own stored vectors when more than a quarter of its rows are dead.  Searches
+over-fetch by the number of dead rows they may meet (bounded by that quarter) and retry
+wider when a query comes back short.
 """
 
 from __future__ import annotations
@@ -64,10 +68,16 @@ class VectorIndex:
         HNSW (once, it never switches back) when it reaches this size.  Single-query flat search
         on this 2-core machine measured ~0.3 ms at 10k rows but 16-48 ms at 50k-100k, too slow
         for the 10 ms assignment budget, hence 20k.
+    kind : {"hnsw", "ivf"}
+        The approximate index used from ``exact_below`` rows on.
     hnsw_m : int
-        HNSW links per node.  32 keeps recall@10 above 0.95 on 1M clustered vectors.
+        HNSW links per node.
     ef_construction, ef_search : int
         HNSW beam widths for building and searching.
+    nlist : int, optional
+        IVF lists; default about 4·sqrt(n) at the switch.
+    nprobe : int
+        IVF lists scanned per query.
 
     Notes
     -----
@@ -83,11 +93,20 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_construction: int = 40,
         ef_search: int = 64,
+        kind: str = "hnsw",
+        nlist: int | None = None,
+        nprobe: int = 16,
     ) -> None:
         if int(dim) < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if int(exact_below) < 0:
             raise ValueError(f"exact_below must be >= 0, got {exact_below}")
+        if kind not in ("hnsw", "ivf"):
+            raise ValueError(f"kind must be 'hnsw' or 'ivf', got {kind!r}")
+        if nlist is not None and int(nlist) < 1:
+            raise ValueError(f"nlist must be >= 1, got {nlist}")
+        if int(nprobe) < 1:
+            raise ValueError(f"nprobe must be >= 1, got {nprobe}")
         if int(hnsw_m) < 2:
             raise ValueError(f"hnsw_m must be >= 2, got {hnsw_m}")
         self.dim = int(dim)
@@ -95,25 +114,50 @@ class VectorIndex:
         self.hnsw_m = int(hnsw_m)
         self.ef_construction = int(ef_construction)
         self.ef_search = int(ef_search)
-        # Any: the faiss stubs do not know IndexHNSWFlat's attributes
-        self._index: Any = self._new_index(hnsw=self.exact_below == 0)
+        self.kind = kind
+        self.nlist = None if nlist is None else int(nlist)
+        self.nprobe = int(nprobe)
+        # Any: the faiss stubs do not know IndexHNSWFlat's attributes.  An IVF index needs
+        # training rows, so it starts flat and switches at the first add.
+        start_approx = self.exact_below == 0 and kind == "hnsw"
+        self._index: Any = self._new_index(approx=start_approx)
         self._row_ids = np.empty(0, dtype=np.int64)  # faiss row -> external id
         self._alive = np.empty(0, dtype=bool)  # faiss row -> not tombstoned
         self._row_of: dict[int, int] = {}  # external id -> faiss row (alive rows only)
 
     # -- construction ---------------------------------------------------------------------
-    def _new_index(self, *, hnsw: bool) -> faiss.Index:
-        if not hnsw:
+    def _new_index(self, *, approx: bool, train: NDArray[np.float32] | None = None) -> Any:
+        if not approx:
             return faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self.ef_construction
-        index.hnsw.efSearch = self.ef_search
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+            return index
+        assert train is not None and len(train) > 0
+        n = len(train)
+        # ~4 sqrt(n) lists, each with >= 39 training rows (faiss's k-means minimum)
+        nlist = self.nlist or int(np.clip(4 * np.sqrt(n), 1, 65_536))
+        nlist = max(1, min(nlist, n // 39 or 1))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True
+        quantizer.this.disown()
+        rng = np.random.default_rng(0)
+        # 40 rows per list and 10 k-means iterations: training on 1M rows x 4000 lists with
+        # faiss's defaults (256 rows, 25 iterations) would take minutes on 2 cores
+        m = 40 * nlist
+        sample = train if n <= m else train[np.sort(rng.choice(n, m, replace=False))]
+        index.cp.niter = 10
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index.nprobe = self.nprobe
+        index.make_direct_map()  # lets reconstruct() read rows back for rebuilds
         return index
 
     @property
     def is_exact(self) -> bool:
         """True while searches are brute force (exact)."""
-        return not isinstance(self._index, faiss.IndexHNSWFlat)
+        return isinstance(self._index, faiss.IndexFlat)
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -155,7 +199,7 @@ class VectorIndex:
         self._tombstone(id_arr)
         start = self._index.ntotal
         if self.is_exact and len(self) + id_arr.size >= self.exact_below:
-            self._rebuild(hnsw=True, extra_ids=id_arr, extra_vectors=x)
+            self._rebuild(approx=True, extra_ids=id_arr, extra_vectors=x)
             return
         self._index.add(x)
         self._row_ids = np.concatenate([self._row_ids, id_arr])
@@ -177,16 +221,20 @@ class VectorIndex:
     def _maybe_compact(self) -> None:
         total = self._index.ntotal
         if total and (total - len(self)) > _MAX_DEAD_FRACTION * total:
-            self._rebuild(hnsw=not self.is_exact)
+            self._rebuild(approx=not self.is_exact)
+
+    def _storage(self) -> Any:
+        if isinstance(self._index, faiss.IndexHNSWFlat):
+            return faiss.downcast_index(self._index.storage)
+        return self._index
 
     def _stored_vectors(self) -> NDArray[np.float32]:
-        storage = self._index if self.is_exact else faiss.downcast_index(self._index.storage)
-        return storage.reconstruct_n(0, self._index.ntotal)
+        return self._storage().reconstruct_n(0, self._index.ntotal)
 
     def _rebuild(
         self,
         *,
-        hnsw: bool,
+        approx: bool,
         extra_ids: NDArray[np.int64] | None = None,
         extra_vectors: NDArray[np.float32] | None = None,
     ) -> None:
@@ -195,7 +243,7 @@ class VectorIndex:
         if extra_ids is not None and extra_vectors is not None:
             vecs = np.concatenate([vecs, extra_vectors])
             ids = np.concatenate([ids, extra_ids])
-        self._index = self._new_index(hnsw=hnsw)
+        self._index = self._new_index(approx=approx, train=vecs)
         if len(ids):
             self._index.add(np.ascontiguousarray(vecs, dtype=np.float32))
         self._row_ids = ids.astype(np.int64, copy=True)
@@ -258,7 +306,7 @@ class VectorIndex:
         return out_s, out_i
 
     def _raw_search(self, q: NDArray[np.float32], k: int) -> tuple[NDArray, NDArray]:
-        if not self.is_exact:
+        if isinstance(self._index, faiss.IndexHNSWFlat):
             self._index.hnsw.efSearch = max(self.ef_search, k)
         if q.shape[0] > _SMALL_BATCH:
             scores, rows = self._index.search(q, k)
@@ -278,7 +326,7 @@ class VectorIndex:
         """(m, dim) float32 stored (normalised) vectors of ``ids``; KeyError for a missing id."""
         id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         rows = np.array([self._row_of[i] for i in id_arr.tolist()], dtype=np.int64)
-        storage = self._index if self.is_exact else faiss.downcast_index(self._index.storage)
+        storage = self._storage()
         if rows.size == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.stack([storage.reconstruct(int(r)) for r in rows]).astype(np.float32)
@@ -290,7 +338,8 @@ class VectorIndex:
         blob = faiss.serialize_index(self._index)
         params = np.array(
             [_FORMAT_VERSION, self.dim, self.exact_below, self.hnsw_m]
-            + [self.ef_construction, self.ef_search],
+            + [self.ef_construction, self.ef_search, int(self.kind == "ivf")]
+            + [self.nlist or 0, self.nprobe],
             dtype=np.int64,
         )
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -315,6 +364,9 @@ class VectorIndex:
                 hnsw_m=params[3],
                 ef_construction=params[4],
                 ef_search=params[5],
+                kind="ivf" if params[6] else "hnsw",
+                nlist=params[7] or None,
+                nprobe=params[8],
             )
             out._index = faiss.deserialize_index(data["faiss"])
             out._row_ids = data["row_ids"].astype(np.int64)

@@ -51,11 +51,11 @@ def test_remove_hides_rows_and_ignores_unknown_ids():
     assert (ids[0, :48] >= 0).all() and (ids[0, 48:] == -1).all()
 
 
-@pytest.mark.parametrize("exact_below", [0, 100])
-def test_hnsw_index_finds_neighbours_and_survives_removal(exact_below):
+@pytest.mark.parametrize(("kind", "exact_below"), [("hnsw", 0), ("hnsw", 100), ("ivf", 100)])
+def test_approximate_index_finds_neighbours_and_survives_removal(kind, exact_below):
     rng = np.random.default_rng(1)
     x = _unit(rng, 400, 16)
-    index = VectorIndex(16, exact_below=exact_below)
+    index = VectorIndex(16, exact_below=exact_below, kind=kind, nprobe=64)
     index.add(np.arange(200) + 1000, x[:200])
     index.add(np.arange(200, 400) + 1000, x[200:])
     assert not index.is_exact  # crossed exact_below
@@ -67,15 +67,16 @@ def test_hnsw_index_finds_neighbours_and_survives_removal(exact_below):
     assert (ids >= 1150).all()
 
 
-def test_save_and_load_round_trip(tmp_path):
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_save_and_load_round_trip(tmp_path, kind):
     rng = np.random.default_rng(2)
-    x = _unit(rng, 30, 4)
-    index = VectorIndex(4)
-    index.add(np.arange(30), x)
+    x = _unit(rng, 120, 4)
+    index = VectorIndex(4, exact_below=50, kind=kind)
+    index.add(np.arange(120), x)
     index.remove([7])
     index.save(tmp_path / "ix.npz")
     back = VectorIndex.load(tmp_path / "ix.npz")
-    assert len(back) == 29 and 7 not in back
+    assert len(back) == 119 and 7 not in back and back.is_exact == index.is_exact
     np.testing.assert_array_equal(back.search(x, 3)[1], index.search(x, 3)[1])
 
 
@@ -89,3 +90,5 @@ def test_bad_arguments_name_the_parameter():
         index.search([[1, 0, 0]], 0)
     with pytest.raises(ValueError, match="dim"):
         VectorIndex(0)
+    with pytest.raises(ValueError, match="kind"):
+        VectorIndex(3, kind="lsh")
