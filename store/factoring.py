@@ -28,6 +28,7 @@ def set_factoring(
     stake_factor: float | None = None,
     restricted_sports: list[str] | None = None,
     restricted_price_types: list[str] | None = None,
+    inherit_linked_factor: bool | None = None,
 ) -> Customer:
     """Change a customer's factoring; every change is kept with who and why."""
     customer = session.get(Customer, customer_id)
@@ -52,6 +53,8 @@ def set_factoring(
         customer.restricted_sports = sorted(set(restricted_sports))
     if restricted_price_types is not None:
         customer.restricted_price_types = sorted(set(restricted_price_types))
+    if inherit_linked_factor is not None:
+        customer.inherit_linked_factor = inherit_linked_factor
     after = _factoring(customer)
     if after == before:
         return customer
@@ -79,6 +82,7 @@ def _factoring(c: Customer) -> dict[str, object]:
         "stake_factor": c.stake_factor,
         "restricted_sports": list(c.restricted_sports or []),
         "restricted_price_types": list(c.restricted_price_types or []),
+        "inherit_linked_factor": c.inherit_linked_factor,
     }
 
 
@@ -92,16 +96,25 @@ def factoring_history(*, session: Session, customer_id: int) -> list[FactorChang
     )
 
 
-def effective_factor(
-    *, session: Session, customer: Customer, linked_ids: list[int], override: bool = False
-) -> tuple[float, list[int]]:
+def linked_customer_ids(*, session: Session, customer_id: int) -> list[int]:
+    """Other accounts whose known slips share a handwriting cluster with this customer's."""
+    from store.clustering import cluster_customers, clusters_of_customer
+
+    linked: set[int] = set()
+    for cluster_id in clusters_of_customer(session=session, customer_id=customer_id):
+        linked.update(cluster_customers(session=session, cluster_id=cluster_id))
+    linked.discard(customer_id)
+    return sorted(linked)
+
+
+def effective_factor(*, session: Session, customer: Customer) -> tuple[float, list[int]]:
     """The strictest factor among the customer and the accounts linked to it by handwriting,
-    unless an analyst has overridden the inheritance.  Returns the factor and who set it."""
-    if override or not linked_ids:
-        return customer.stake_factor, [customer.id]  # type: ignore[list-item]
-    linked = [c for c in (session.get(Customer, i) for i in linked_ids) if c is not None]
-    strictest = min([customer, *linked], key=lambda c: c.stake_factor)
-    return strictest.stake_factor, [strictest.id]  # type: ignore[list-item]
+    unless an analyst has turned inheritance off.  Returns the factor and the linked ids."""
+    linked = linked_customer_ids(session=session, customer_id=customer.id)  # type: ignore[arg-type]
+    if not customer.inherit_linked_factor or not linked:
+        return customer.stake_factor, linked
+    others = [c for c in (session.get(Customer, i) for i in linked) if c is not None]
+    return min([customer.stake_factor, *(c.stake_factor for c in others)]), linked
 
 
 def export_csv(*, session: Session) -> str:

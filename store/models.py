@@ -114,6 +114,11 @@ class CustomerBase(SQLModel):
     stake_factor: float = Field(default=1.0, gt=0, le=100)
     restricted_sports: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     restricted_price_types: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # a customer linked by handwriting takes the strictest factor of its linked accounts,
+    # unless an analyst turns this off
+    inherit_linked_factor: bool = Field(
+        default=True, sa_column_kwargs={"server_default": sa.true()}
+    )
 
 
 class CustomerCreate(CustomerBase):
@@ -127,6 +132,7 @@ class CustomerUpdate(SQLModel):
     stake_factor: float | None = Field(default=None, gt=0, le=100)
     restricted_sports: list[str] | None = None
     restricted_price_types: list[str] | None = None
+    inherit_linked_factor: bool | None = None
 
     _finite = field_validator("stake_factor")(classmethod(lambda cls, v: _finite(v)))
 

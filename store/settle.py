@@ -11,7 +11,7 @@ from betting.settlement import LegResult, LegSettlement, Outcome, settle
 from store import audit
 from store.access import Actor
 from store.errors import Invalid, NotFound
-from store.models import Bet, BetStatus, Leg, selection_key, utcnow
+from store.models import Bet, BetStatus, Leg, Slip, selection_key, utcnow
 from store.trading import Event, EventStatus, SelectionResult
 
 _STATUS = {
@@ -169,14 +169,28 @@ def settle_bet(*, session: Session, bet: Bet) -> bool:
 def profit_and_loss(
     *, session: Session, by: str, start: datetime, end: datetime
 ) -> list[dict[str, object]]:
-    """Operator P&L of settled bets (stakes taken minus returns paid) by customer, shop or day."""
-    keys = {"customer": Bet.customer_id, "shop": Bet.shop_id, "day": func.date(Bet.placed_at)}
+    """Operator P&L of settled bets (stakes taken minus returns paid) by customer, handwriting
+    cluster, shop or day."""
+    from store.clustering import ClusterMember, active_model_version
+
+    keys = {
+        "customer": Bet.customer_id,
+        "shop": Bet.shop_id,
+        "day": func.date(Bet.placed_at),
+        "cluster": ClusterMember.cluster_id,
+    }
     if by not in keys:
-        raise Invalid("by must be customer, shop or day")
+        raise Invalid("by must be customer, cluster, shop or day")
     key = keys[by]
+    query = select(key, func.count(), func.sum(Bet.total_stake), func.sum(Bet.returns))
+    if by == "cluster":
+        query = (
+            query.join(Slip, col(Slip.bet_id) == col(Bet.id))
+            .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+            .where(ClusterMember.model_version == active_model_version(session=session))
+        )
     rows = session.exec(
-        select(key, func.count(), func.sum(Bet.total_stake), func.sum(Bet.returns))
-        .where(Bet.placed_at >= start, Bet.placed_at < end, Bet.status != BetStatus.open)
+        query.where(Bet.placed_at >= start, Bet.placed_at < end, Bet.status != BetStatus.open)
         .group_by(key)
         .order_by(key)
     ).all()

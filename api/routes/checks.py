@@ -6,12 +6,14 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
 from api.deps import SessionDep, SettingsDep, ShopUser
+from store import factoring
 from store.checks import CheckLimits, check_bet
 from store.errors import Invalid, TooLarge
-from store.models import BetCreate
+from store.models import BetCreate, Customer
 
 router = APIRouter(tags=["checks"])
 
@@ -69,6 +71,8 @@ async def pre_acceptance_check(
         found = await run_in_threadpool(pipeline.identify, image_bytes)
         if found is not None:
             cluster_id, confidence, linked = found
+    if bet_in.customer_id is not None:
+        linked = [*linked, *await run_in_threadpool(_inherited, session, bet_in.customer_id)]
     limits = CheckLimits(
         max_stake=settings.check_max_stake,
         max_potential_win=settings.check_max_potential_win,
@@ -85,3 +89,11 @@ async def pre_acceptance_check(
         link_confidence=confidence,
     )
     return asdict(result) | {"slip_checked": image_bytes is not None}
+
+
+def _inherited(session: Session, customer_id: int) -> list[int]:
+    """Accounts whose factor this customer inherits through handwriting links."""
+    customer = session.get(Customer, customer_id)
+    if customer is None or not customer.inherit_linked_factor:
+        return []
+    return factoring.linked_customer_ids(session=session, customer_id=customer_id)

@@ -14,6 +14,9 @@ class FactoringIn(BaseModel):
     stake_factor: float | None = Field(None, gt=0, le=100, allow_inf_nan=False)
     restricted_sports: list[str] | None = None
     restricted_price_types: list[str] | None = None
+    inherit_linked_factor: bool | None = Field(
+        None, description="take the strictest factor of accounts linked by handwriting"
+    )
     reason: str = Field(max_length=500, description="why: kept in the factoring history")
 
 
@@ -21,9 +24,13 @@ class FactoringIn(BaseModel):
 def get_factoring(customer_id: int, session: SessionDep, _actor: AnalystUser) -> dict[str, object]:
     customer = get_customer(session=session, customer_id=customer_id)
     history = factoring.factoring_history(session=session, customer_id=customer_id)
+    effective, linked = factoring.effective_factor(session=session, customer=customer)
     return {
         "customer_id": customer_id,
         "stake_factor": customer.stake_factor,
+        "effective_stake_factor": effective,
+        "inherit_linked_factor": customer.inherit_linked_factor,
+        "linked_customers": linked,
         "restricted_sports": customer.restricted_sports,
         "restricted_price_types": customer.restricted_price_types,
         "history": [h.model_dump() for h in history],
@@ -39,6 +46,7 @@ def put_factoring(
         stake_factor=factoring_in.stake_factor,
         restricted_sports=factoring_in.restricted_sports,
         restricted_price_types=factoring_in.restricted_price_types,
+        inherit_linked_factor=factoring_in.inherit_linked_factor,
     )  # fmt: skip
     return get_factoring(customer_id, session, actor)
 

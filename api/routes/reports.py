@@ -49,9 +49,9 @@ def bets(
 def pnl(
     session: SessionDep,
     _actor: AnalystUser,
-    by: str = Query("day", pattern="^(customer|shop|day)$"),
+    by: str = Query("day", pattern="^(customer|cluster|shop|day)$"),
     days: int = Query(30, ge=1, le=400),
 ) -> list[dict[str, object]]:
-    """Operator profit and loss of settled bets by customer, shop or day."""
+    """Operator profit and loss of settled bets by customer, handwriting cluster, shop or day."""
     end = utcnow() + timedelta(seconds=1)
     return profit_and_loss(session=session, by=by, start=end - timedelta(days=days), end=end)

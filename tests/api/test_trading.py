@@ -299,3 +299,41 @@ def test_reports_daily_staff_bets_and_pnl(client, session):
     assert client.get("/reports/bets", params={"day": "2020-01-01"}).status_code == 422
     pnl = client.get("/reports/pnl", params={"by": "day", "days": 30}).json()
     assert [(r["day"], r["profit"]) for r in pnl] == [(yesterday.isoformat(), 10.0)]
+
+
+def test_linked_accounts_inherit_the_strictest_factor_unless_overridden(client, session, keys):
+    from tests.rules import scenario
+
+    scenario.activate(session)
+    sharp = make_customer(session, stake_factor=0.1)
+    alias = make_customer(session)
+    bets = [scenario.bet(session, at=scenario.T0, stake=5, customer=c.id) for c in (sharp, alias)]
+    cluster_id = scenario.cluster(session, [(b, 0.95) for b in bets])
+    view = client.get(f"/customers/{alias.id}/factoring").json()
+    assert view["linked_customers"] == [sharp.id] and view["effective_stake_factor"] == 0.1
+    till = auth(keys.shop(make_shop(session).id))
+    body = {
+        "customer_id": alias.id,
+        "stake": 80,
+        "legs": [{"sport": "Horse Racing", "selection": "Golden Arrow", "odds": 3.0}],
+    }
+    check = client.post("/checks", json=body, headers=till).json()
+    assert check["decision"] == "refer" and check["max_stake"] == 50.0
+    assert (
+        client.put(
+            f"/customers/{alias.id}/factoring",
+            json={"inherit_linked_factor": False, "reason": "different person"},
+        ).status_code
+        == 200
+    )
+    assert client.get(f"/customers/{alias.id}/factoring").json()["effective_stake_factor"] == 1.0
+    assert client.post("/checks", json=body, headers=till).json()["decision"] == "accept"
+    # P&L per handwriting cluster
+    for b in bets:
+        b.status, b.returns = "lost", 0.0
+        session.add(b)
+    session.commit()
+    pnl = client.get("/reports/pnl", params={"by": "cluster", "days": 400}).json()
+    assert pnl == [
+        {"cluster": cluster_id, "bets": 2, "stakes": 10.0, "returns": 0.0, "profit": 10.0}
+    ]
