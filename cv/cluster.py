@@ -263,17 +263,20 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
-        # forbid sets hold roots of sets that may not join; refresh them lazily
-        fa = {self.find(x) for x in self.forbid.get(ra, ())}
-        if rb in fa:
+        # forbid sets hold members of sets that may not join; map them to roots on use
+        fa = {self.find(x) for x in self.forbid.pop(ra, ())}
+        fb = {self.find(x) for x in self.forbid.pop(rb, ())}
+        if rb in fa or ra in fb:
+            for root, f in ((ra, fa), (rb, fb)):
+                if f:
+                    self.forbid[root] = f
             return False
         if self.size[ra] < self.size[rb]:
             ra, rb = rb, ra
         self.parent[rb] = ra
         self.size[ra] += self.size[rb]
-        merged = fa | {self.find(x) for x in self.forbid.pop(rb, ())}
-        if merged:
-            self.forbid[ra] = merged
+        if fa | fb:
+            self.forbid[ra] = fa | fb
         return True
 
 

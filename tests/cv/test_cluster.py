@@ -266,3 +266,22 @@ def test_calibrate_threshold_reaches_target_precision():
     assert res["threshold"] is not None
     assert res["pairwise_precision"] >= 0.98 and res["pairwise_recall"] > 0.9
     assert len(res["curve"]) == 14
+
+
+@pytest.mark.parametrize("linkage", ["average", "single"])
+def test_random_constraints_are_always_honoured(linkage):
+    rng = np.random.default_rng(9)
+    x, truth = _groups(rng, [8] * 10, d=32, noise=0.1)
+    # cannot-links inside groups, must-links across groups: both fight the data
+    cannot = [(int(g * 8 + a), int(g * 8 + b)) for g in range(10) for a, b in [(0, 1), (2, 5)]]
+    must = [(3, 11), (20, 60), (45, 77)]
+    labels = cluster_embeddings(
+        x, threshold=0.5, k=6, must_link=must, cannot_link=cannot, linkage=linkage
+    )
+    for a, b in must:
+        assert labels[a] == labels[b] >= 0
+    for a, b in cannot:
+        assert labels[a] == -1 or labels[a] != labels[b]
+    # without constraints the groups come out whole
+    free = cluster_embeddings(x, threshold=0.5, k=6, linkage=linkage)
+    assert len(set(free.tolist())) == 10 and (free >= 0).all()
