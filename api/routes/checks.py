@@ -66,9 +66,12 @@ async def pre_acceptance_check(
         where = ".".join(str(p) for p in first["loc"]) or "bet"
         raise Invalid(f"bet.{where}: {first['msg']}") from None
     linked, cluster_id, confidence = [], None, None
-    pipeline = getattr(request.app.state, "pipeline", None)
-    if image_bytes is not None and pipeline is not None and hasattr(pipeline, "identify"):
-        found = await run_in_threadpool(pipeline.identify, image_bytes)
+    if image_bytes is not None:
+        from workers.identify import identify_writer
+
+        found = await run_in_threadpool(
+            identify_writer, session=session, settings=settings, image_bytes=image_bytes
+        )
         if found is not None:
             cluster_id, confidence, linked = found
     if bet_in.customer_id is not None:
