@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, ratelimit
 from api.routes import (
     bets,
     checks,
@@ -39,6 +39,10 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
     app.state.settings = settings
     app.state.engine = get_engine(settings.effective_database_url)
     app.state.pipeline = pipeline
+    app.state.rate_limits = {
+        "uploads": ratelimit.SlidingWindow(limit=settings.upload_rate_per_minute, seconds=60),
+        "login": ratelimit.SlidingWindow(limit=settings.login_attempts_per_minute, seconds=60),
+    }
     errors.install(app)
     for module in (health, bets, slips, customers, shops):
         app.include_router(module.router)

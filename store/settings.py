@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     recluster_window_days: int = Field(30, gt=0)
     in_process_workers: int = Field(2, ge=1)
 
+    # rate limits per client (API key or address), per API process
+    upload_rate_per_minute: int = Field(600, ge=1)
+    login_attempts_per_minute: int = Field(10, ge=1)
+
     # pre-acceptance check: house limits before a customer's stake factor
     check_max_stake: float = Field(500.0, gt=0)
     check_max_potential_win: float = Field(25_000.0, gt=0)

@@ -5,6 +5,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from api import ratelimit
 from api.deps import AnyUser, SessionDep, SettingsDep, ShopUser
 from store import slips
 from store.errors import Invalid, TooLarge
@@ -46,6 +47,8 @@ async def upload_slip(
     replace: bool = Query(False, description="replace a different slip already on this bet"),
 ) -> Response:
     """Upload the scanned slip of a bet (multipart field ``slip``: JPEG, PNG or TIFF)."""
+    window = request.app.state.rate_limits["uploads"]
+    ratelimit.enforce(window, request, what="slip uploads")
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
