@@ -227,8 +227,7 @@ def pivots_to_evaluate(
 
 
 def customer_risk_category(session: Session, customer_id: int) -> str | None:
-    customer = session.get(Customer, customer_id)
-    return customer.risk_category if customer is not None else None
+    return session.exec(select(Customer.risk_category).where(Customer.id == customer_id)).first()
 
 
 # ---------------------------------------------------------------- evidence
@@ -311,38 +310,60 @@ def pivot_sums(
     ``fx_to_gbp`` maps a currency code to its GBP rate; an unlisted currency counts at par
     (GBP shops are the norm; a missing rate must not hide a bet).
     """
+    return pivot_sums_since(session, pivot_kind, pivot_id, sinces=[since], until=until,
+                            fx_to_gbp=fx_to_gbp)[0]  # fmt: skip
+
+
+def pivot_sums_since(
+    session: Session,
+    pivot_kind: str,
+    pivot_id: int,
+    *,
+    sinces: Sequence[datetime],
+    until: datetime,
+    fx_to_gbp: Mapping[str, float] | None = None,
+) -> list[dict[str, float]]:
+    """`pivot_sums` for several windows ``(since, until]`` sharing one end, in one query
+    (one round trip: the per-event budget is counted in queries)."""
     settled = col(Bet.status).in_(SETTLED)
+    columns: list[Any] = [Bet.currency]
+    for since in sinces:
+        inside = col(Bet.placed_at) > since
+        columns += [
+            func.sum(Bet.total_stake).filter(NOT_VOID, inside),
+            func.sum(Bet.total_stake).filter(settled, inside),
+            func.sum(func.coalesce(Bet.returns, 0)).filter(settled, inside),
+            func.count(Bet.id).filter(NOT_VOID, inside),
+        ]
     rows = session.exec(
-        select(
-            Bet.currency,
-            func.sum(Bet.total_stake).filter(NOT_VOID),
-            func.sum(Bet.total_stake).filter(settled),
-            func.sum(func.coalesce(Bet.returns, 0)).filter(settled),
-            func.count(Bet.id).filter(NOT_VOID),
-        )
+        select(*columns)
         .where(
             pivot_clause(session, pivot_kind, pivot_id),
-            col(Bet.placed_at) > since,
+            col(Bet.placed_at) > min(sinces),
             col(Bet.placed_at) <= until,
         )
         .group_by(Bet.currency)
     ).all()
     rates = {str(k).upper(): float(v) for k, v in (fx_to_gbp or {}).items()}
-    staked = settled_staked = returns = 0.0
-    bets = 0
-    for currency, st, sst, ret, n in rows:
-        rate = rates.get(str(currency).upper(), 1.0)
-        staked += float(st or 0.0) * rate
-        settled_staked += float(sst or 0.0) * rate
-        returns += float(ret or 0.0) * rate
-        bets += int(n or 0)
-    return {
-        "staked": money(staked),
-        "settled_staked": money(settled_staked),
-        "returns": money(returns),
-        "net_loss": money(settled_staked - returns),
-        "bets": bets,
-    }
+    out = []
+    for i in range(len(sinces)):
+        staked = settled_staked = returns = 0.0
+        bets = 0
+        for row in rows:
+            rate = rates.get(str(row[0]).upper(), 1.0)
+            st, sst, ret, n = row[1 + 4 * i : 5 + 4 * i]
+            staked += float(st or 0.0) * rate
+            settled_staked += float(sst or 0.0) * rate
+            returns += float(ret or 0.0) * rate
+            bets += int(n or 0)
+        out.append({
+            "staked": money(staked),
+            "settled_staked": money(settled_staked),
+            "returns": money(returns),
+            "net_loss": money(settled_staked - returns),
+            "bets": bets,
+        })  # fmt: skip
+    return out
 
 
 def pivot_bet_ids(

@@ -66,21 +66,19 @@ class HighSpend:
         return findings
 
     def _one(self, session, p, kind, pid, anchor, stake_win, loss_win):  # type: ignore[no-untyped-def]
-        if kind == "customer":
-            category = pc.customer_risk_category(session, pid)
-            if category is not None and category in p["exempt_risk_categories"]:
-                return None
-        fx = p["fx_to_gbp"]
-        stakes = pc.pivot_sums(session, kind, pid, since=anchor - stake_win, until=anchor,
-                               fx_to_gbp=fx)  # fmt: skip
-        losses = pc.pivot_sums(session, kind, pid, since=anchor - loss_win, until=anchor,
-                               fx_to_gbp=fx)  # fmt: skip
+        stakes, losses = pc.pivot_sums_since(session, kind, pid, until=anchor,
+                                             sinces=[anchor - stake_win, anchor - loss_win],
+                                             fx_to_gbp=p["fx_to_gbp"])  # fmt: skip
         stake_thr, loss_thr = float(p["stake_threshold_gbp"]), float(p["loss_threshold_gbp"])
         stake_ratio = pc.ratio(stakes["staked"], stake_thr)
         loss_ratio = pc.ratio(losses["net_loss"], loss_thr)
         value = max(stake_ratio, loss_ratio)
         if value < 1.0:
             return None
+        if kind == "customer":  # looked up only once over a threshold: most bets never are
+            category = pc.customer_risk_category(session, pid)
+            if category is not None and category in p["exempt_risk_categories"]:
+                return None
         start = anchor - max(stake_win, loss_win)
         bets = pc.pivot_bet_ids(session, kind, pid, since=start, until=anchor,
                                 limit=int(p["max_evidence"]))  # fmt: skip

@@ -43,16 +43,17 @@ class MultiShop:
         kind, pid, anchor, _bet = found
         day = timedelta(hours=float(p["day_hours"]))
         week = timedelta(days=float(p["week_days"]))
-        day_shops = self._shops(session, kind, pid, anchor - day, anchor)
-        week_shops = self._shops(session, kind, pid, anchor - week, anchor)
+        visits = self._shops(session, kind, pid, anchor - max(day, week), anchor)
+        day_shops = {s: v for s, v in visits.items() if v[1] > anchor - day}
+        week_shops = {s: v for s, v in visits.items() if v[1] > anchor - week}
         day_ratio = pc.ratio(len(day_shops), int(p["min_shops_day"]))
         week_ratio = pc.ratio(len(week_shops), int(p["min_shops_week"]))
         value = max(day_ratio, week_ratio)
         if value < 1.0:
             return []
         shops = day_shops if day_ratio >= 1.0 and day_ratio >= week_ratio else week_shops
-        # one bet per shop: the first one placed there in the window
-        ids = [bet_id for _, bet_id in sorted(shops.values())]
+        # one bet per shop: the last one placed there
+        ids = [bet_id for _, _, bet_id in sorted(shops.values())]
         evidence, confidence = pc.evidence_of(session, ids, pivot_kind=kind, pivot_id=pid,
                                               cap=len(ids))  # fmt: skip
         start = anchor - (day if shops is day_shops else week)
@@ -85,10 +86,11 @@ class MultiShop:
     @staticmethod
     def _shops(
         session: Session, kind: str, pid: int, since: datetime, until: datetime
-    ) -> dict[int, tuple[datetime, int]]:
-        """Shop id -> (first placement, its bet id) of the pivot's non-void bets in the window."""
+    ) -> dict[int, tuple[datetime, datetime, int]]:
+        """Shop id -> (first and last placement, last bet id) of the pivot's non-void bets in
+        the window: one query serves both windows."""
         rows = session.exec(
-            select(Bet.shop_id, func.min(Bet.placed_at), func.min(Bet.id))
+            select(Bet.shop_id, func.min(Bet.placed_at), func.max(Bet.placed_at), func.max(Bet.id))
             .where(
                 pc.pivot_clause(session, kind, pid),
                 col(Bet.placed_at) > since,
@@ -98,7 +100,7 @@ class MultiShop:
             )
             .group_by(Bet.shop_id)
         ).all()
-        return {int(s): (pc.utc(t), int(b)) for s, t, b in rows}
+        return {int(s): (pc.utc(t0), pc.utc(t1), int(b)) for s, t0, t1, b in rows}
 
 
 KIND = MultiShop()

@@ -101,24 +101,46 @@ class SelectionRun:
         ratios: list[tuple[str, float]] = []
         evidence_ids: list[int] = []
         lookback = anchor - timedelta(hours=float(p["share_lookback_hours"]))
+        burst_from = anchor - timedelta(minutes=float(p["burst_minutes"]))
+        # every bet on the selection in the longer window, in one query (selection_key index)
+        on_selection = session.exec(
+            select(Bet.id, Bet.placed_at, Bet.customer_id, Bet.shop_id, Shop.region,
+                   ClusterMember.cluster_id)
+            .join(Shop, col(Shop.id) == col(Bet.shop_id), isouter=True)
+            .join(Slip, col(Slip.bet_id) == col(Bet.id), isouter=True)
+            .join(ClusterMember,
+                  (col(ClusterMember.slip_id) == col(Slip.id))
+                  & (col(ClusterMember.model_version) == context.model_version(session)),
+                  isouter=True)
+            .where(col(Bet.id).in_(select(Leg.bet_id).where(*conds)),
+                   col(Bet.placed_at) > min(lookback, burst_from), col(Bet.placed_at) <= anchor,
+                   pc.NOT_VOID)
+            .order_by(col(Bet.placed_at), col(Bet.id))
+        ).all()  # fmt: skip
         region = None
         if bet.shop_id is not None:
-            shop = session.get(Shop, bet.shop_id)
-            region = shop.region if shop is not None else None
+            region = next((r for b, _, _, _, r, _ in on_selection if b == bet.id), None)
         for scope in SCOPES:
             x, y = int(p[f"{scope}_min_bets"]), int(p[f"{scope}_last_bets"])
             if scope == "shop":
                 where = col(Bet.shop_id) == bet.shop_id if bet.shop_id is not None else None
+                mine = [b for b, t, _, sh, _, _ in on_selection
+                        if sh == bet.shop_id and pc.utc(t) > lookback]  # fmt: skip
             elif scope == "region":
                 where = (
                     col(Bet.shop_id).in_(select(Shop.id).where(Shop.region == region))
                     if region is not None
                     else None
                 )
+                mine = [b for b, t, _, _, r, _ in on_selection
+                        if region is not None and r == region and pc.utc(t) > lookback]  # fmt: skip
             else:
                 where = true()
-            hits: list[int] = []
-            if where is not None and y > 0:
+                mine = [b for b, t, _, _, _, _ in on_selection if pc.utc(t) > lookback]
+            hits: list[int] = sorted(int(b) for b in mine)
+            # the last-y query runs only when the selection's bets in the scope could reach x;
+            # below x the figure is those bets of the lookback (an upper bound of the share)
+            if where is not None and y > 0 and len(hits) >= x:
                 last = (
                     select(Bet.id)
                     .where(where, col(Bet.placed_at) > lookback, col(Bet.placed_at) <= anchor,
@@ -141,24 +163,7 @@ class SelectionRun:
             ratios.append((f"{scope} share", r))
             if r >= 1.0:
                 evidence_ids.extend(hits)
-        burst_from = anchor - timedelta(minutes=float(p["burst_minutes"]))
-        rows = session.exec(
-            select(Bet.id, Bet.customer_id, Bet.shop_id, ClusterMember.cluster_id)
-            .join(Slip, col(Slip.bet_id) == col(Bet.id), isouter=True)
-            .join(
-                ClusterMember,
-                (col(ClusterMember.slip_id) == col(Slip.id))
-                & (col(ClusterMember.model_version) == context.model_version(session)),
-                isouter=True,
-            )
-            .where(
-                col(Bet.id).in_(select(Leg.bet_id).where(*conds)),
-                col(Bet.placed_at) >= burst_from,
-                col(Bet.placed_at) <= anchor,
-                pc.NOT_VOID,
-            )
-            .order_by(col(Bet.placed_at), col(Bet.id))
-        ).all()
+        rows = [(b, c, sh, cl) for b, t, c, sh, _, cl in on_selection if pc.utc(t) >= burst_from]
         punters = set()
         for _, customer_id, _, cluster_id in rows:
             if customer_id is not None:
