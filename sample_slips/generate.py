@@ -7,6 +7,7 @@ import json
 import multiprocessing as mp
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -60,9 +61,11 @@ def _write_text(
         base_y += rng.normal(0, size * 0.05)
 
 
-def _draw_hand(p: SlipPlan, lay: Layout, rng: np.random.Generator) -> np.ndarray:
+def _draw_hand(
+    p: SlipPlan, lay: Layout, rng: np.random.Generator, *, writer: Writer | None = None
+) -> np.ndarray:
     hand = np.zeros((lay.height, lay.width), np.uint8)
-    w = p.writer
+    w = writer or p.writer
     size0 = w.size * rng.uniform(0.93, 1.07)
     for it in p.items:
         box = lay.fields[it["field"]]
@@ -90,7 +93,12 @@ def _stamp_lines(p: SlipPlan) -> list[str]:
 def _render(p: SlipPlan, *, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 31337, p.index])
     tmpl, lay = design(p.template)
-    hand = _draw_hand(p, lay, rng)
+    # About one slip in seven is written with another pen (weight and ink change).
+    pen_change = bool(rng.random() < 0.15)
+    w = p.writer
+    if pen_change:
+        w = replace(w, weight=float(np.clip(w.weight + rng.uniform(-0.7, 0.7), -0.8, 1.3)))
+    hand = _draw_hand(p, lay, rng, writer=w)
     ink = float(np.clip(lay.ink + rng.normal(0, 0.04), 0.4, 1.0))
     print_cov = tmpl.copy()
     print_dark = cv2.convertScaleAbs(tmpl, alpha=ink)
@@ -104,6 +112,8 @@ def _render(p: SlipPlan, *, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
         paste_max(print_cov, st, x, y)
         paste_max(print_dark, cv2.convertScaleAbs(st, alpha=rng.uniform(0.7, 0.95)), x, y)
     hand_ink = float(np.clip(p.writer.ink + rng.normal(0, 0.04), 0.35, 1.0))
+    if pen_change:
+        hand_ink = float(rng.uniform(0.5, 0.95))
     image, hmask, pmask = scan(
         hand=hand, hand_ink=hand_ink, print_cov=print_cov, print_dark=print_dark, rng=rng
     )
@@ -125,7 +135,9 @@ def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     """
     buf, hmask, pmask = _render(p, seed=seed)
     image = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE)
-    return image, hmask, pmask
+    if image is None:  # pragma: no cover - we just encoded it
+        raise RuntimeError("JPEG decoding failed")
+    return np.asarray(image, np.uint8), hmask, pmask
 
 
 def _save_png(path: Path, arr: np.ndarray, *, rle: bool = False) -> None:
@@ -150,6 +162,11 @@ def _work(args: tuple[SlipPlan, int, str, bool]) -> str:
         _save_png(out_dir / "masks" / f"{stem}.png", hmask, rle=True)
         _save_png(out_dir / "masks" / f"{stem}_print.png", pmask, rle=True)
     return p.image
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per worker process: jobs processes already fill the cores.
+    cv2.setNumThreads(1)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -223,7 +240,7 @@ def generate(
             if progress:
                 progress(k, total)
     else:
-        with mp.get_context("fork").Pool(min(jobs, total)) as pool:
+        with mp.get_context("fork").Pool(min(jobs, total), initializer=_init_worker) as pool:
             for k, _ in enumerate(pool.imap(_work, tasks, chunksize=2), 1):
                 if progress:
                     progress(k, total)
@@ -280,8 +297,8 @@ def template_images(out_dir: Path, *, names: list[str] | None = None, seed: int 
         rng = np.random.default_rng([seed, 271828, k])
         paper = rng.uniform(0.93, 0.97) * 255.0
         img = (255.0 - tmpl.astype(np.float32) * lay.ink) * (paper / 255.0)
-        img = cv2.GaussianBlur(img, (0, 0), 0.6)
+        blurred = cv2.GaussianBlur(img, (0, 0), 0.6)
         path = out_dir / f"{name}.png"
-        _save_png(path, np.clip(np.rint(img), 0, 255).astype(np.uint8))
+        _save_png(path, np.clip(np.rint(blurred), 0, 255).astype(np.uint8))
         paths.append(path)
     return paths

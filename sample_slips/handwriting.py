@@ -9,6 +9,7 @@ a stroke-weight change (blur + re-threshold) and pen-pressure variation.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from functools import lru_cache
 
@@ -31,7 +32,17 @@ def cap_ratio(name: str) -> float:
     return max(0.3, -y0 / 100.0)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=4096)
+def _allograph(writer_id: str, ch: str) -> tuple[float, float, float, float]:
+    """A writer's persistent way of forming one character: (width scale, extra rotation
+    in degrees, baseline offset and height scale as fractions of size). People sharing a
+    copybook (here: a font) still differ letter by letter, consistently across slips."""
+    h = hashlib.sha256(f"allograph:{writer_id}:{ch}".encode()).digest()
+    u = [b / 255.0 - 0.5 for b in h[:4]]  # four uniforms in [-0.5, 0.5]
+    return 1.0 + 0.2 * u[0], 8.0 * u[1], 0.06 * u[2], 1.0 + 0.16 * u[3]
+
+
+@lru_cache(maxsize=32768)
 def _glyph(name: str, size: int, ch: str) -> tuple[np.ndarray, int, int, float]:
     """(coverage uint8, origin x, baseline y, advance) of one glyph."""
     font = _font(name, size)
@@ -41,7 +52,7 @@ def _glyph(name: str, size: int, ch: str) -> tuple[np.ndarray, int, int, float]:
     pad = size // 3
     w = int(max(adv, x1) - min(0, x0)) + 2 * pad
     h = ascent + descent + 2 * pad
-    ox = pad - min(0, x0)
+    ox = int(pad - min(0, x0))
     img = Image.new("L", (max(w, 1), h), 0)
     ImageDraw.Draw(img).text((ox, pad + ascent), ch, font=font, fill=255, anchor="ls")
     arr = np.asarray(img, dtype=np.uint8).copy()
@@ -96,13 +107,17 @@ def render_line(
         # Baseline drift (slow sine along the line) plus per-glyph bounce.
         dy = w.drift * size * math.sin(phase + 2 * math.pi * x / w.drift_period)
         dy += rng.normal(0, 0.025 * size * j) - slope * x
-        ang = math.radians(rng.normal(-tilt, 2.5 * j))
+        ax, arot, ady, ay = _allograph(w.id, ch)
+        dy += ady * size
+        ang = math.radians(rng.normal(arot - tilt, 2.5 * j))
         shear = w.slant + rng.normal(0, 0.03 * j)
-        sy = 1 + rng.normal(0, 0.03 * j)
+        sy = ay * (1 + rng.normal(0, 0.03 * j))
+        sx = ax
         c, s = math.cos(ang), math.sin(ang)
-        # Glyph coords (u, v) relative to its pen origin (ox, by): rotate, scale y, shear.
-        a11, a12 = c, -s * sy - shear * c * sy
-        a21, a22 = s, c * sy
+        # Glyph coords (u, v) relative to its pen origin (ox, by): scale (sx, sy), shear,
+        # then rotate: [[c, -s], [s, c]] @ [[1, -shear], [0, 1]] @ diag(sx, sy).
+        a11, a12 = c * sx, (-c * shear - s) * sy
+        a21, a22 = s * sx, (-s * shear + c) * sy
         tx, ty = x, base + dy
         m = np.array(
             [[a11, a12, tx - a11 * ox - a12 * by], [a21, a22, ty - a21 * ox - a22 * by]],
@@ -123,7 +138,7 @@ def render_line(
         warped = cv2.warpAffine(g, m, (cx1 - cx0, cy1 - cy0), flags=cv2.INTER_LINEAR)
         region = canvas[cy0:cy1, cx0:cx1]
         np.maximum(region, warped, out=region)
-        x += adv * (gsz / isz) + w.spacing * size + rng.normal(0, 0.02 * size * j)
+        x += adv * (gsz / isz) * ax + w.spacing * size + rng.normal(0, 0.02 * size * j)
     right = min(width, int(x + size * 0.5))
     canvas = canvas[:, :right]
     canvas = _elastic(canvas, rng, size=size, amount=0.045 * j)

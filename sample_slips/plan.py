@@ -218,10 +218,10 @@ def parse_money(s: str) -> float:
     return float(num.rstrip("."))
 
 
-def _case(s: str, w: Writer) -> str:
-    if w.caps == "upper":
+def _case(s: str, caps: str) -> str:
+    if caps == "upper":
         return s.upper()
-    if w.caps == "lower":
+    if caps == "lower":
         return s.lower()
     return s
 
@@ -283,6 +283,8 @@ def _writing(p: SlipPlan, lay: Layout, rng: np.random.Generator) -> list[dict[st
     w = p.writer
     items: list[dict[str, str]] = []
     f = lay.fields
+    # Habits hold on most slips, not all: now and then a writer switches to capitals.
+    caps = w.caps if rng.random() < 0.85 else str(rng.choice(["as_is", "upper", "lower"]))
     ew_ticked = False
     ew_text = w.ew_word if p.each_way else None
     win_text = None
@@ -291,8 +293,8 @@ def _writing(p: SlipPlan, lay: Layout, rng: np.random.Generator) -> list[dict[st
     single = p.bet_type == "single"
     for i, leg in enumerate(p.legs):
         t = _clock(leg.hour, leg.minute, w.time_sep, w.clock24)
-        venue = _case(leg.venue, w)
-        sel = _case(leg.selection, w)
+        venue = _case(leg.venue, caps)
+        sel = _case(leg.selection, caps)
         price = None
         if rng.random() < w.odds_rate:
             price = leg.price or "SP"
@@ -343,7 +345,7 @@ def _writing(p: SlipPlan, lay: Layout, rng: np.random.Generator) -> list[dict[st
             items.append({"field": tick, "mark": w.tick_style})
         else:
             word = TYPE_WORDS[p.bet_type][1 if w.abbreviate else 0]
-            items.append({"field": "type", "text": _case(word, w)})
+            items.append({"field": "type", "text": _case(word, caps)})
     if rng.random() < w.total_rate or (p.total != p.unit and rng.random() < w.total_rate):
         prefix = str(rng.choice(["Total ", "TOTAL ", "T ", "", "Tot "]))
         items.append({"field": "total", "text": prefix + fmt_money(p.total, w)})
@@ -558,7 +560,7 @@ def make_plan(*, writers: int, slips_per_writer: int, seed: int, split: str) -> 
     # Everyone's slips on the run selection belong to the selection_run scenario.
     for scen in scenarios:
         if scen["kind"] == "selection_run":
-            scen["images"] = [
+            run_images = [
                 s.image
                 for s in slips
                 if any(
@@ -566,8 +568,9 @@ def make_plan(*, writers: int, slips_per_writer: int, seed: int, split: str) -> 
                     for leg in s.legs
                 )
             ]
+            scen["images"] = run_images
             scen["note"] = (
-                f"{len(scen['images'])} bets on {run_leg.selection} ({run_leg.event}) within "
+                f"{len(run_images)} bets on {run_leg.selection} ({run_leg.event}) within "
                 f"90 minutes on {run_day.isoformat()} across shops"
             )
     closed = _customer(new_ref(), rng, status="closed", risk_category="normal")
