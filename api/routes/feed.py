@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from api.routes.ui import (
 )
 from store import bets as bet_store
 from store.access import Actor
+from store.errors import Invalid
 from store.models import Bet, Customer, Leg, Role, selection_key
 
 router = APIRouter(include_in_schema=False)
@@ -76,10 +78,23 @@ def _customer_id(session: Session, customer: str | None) -> int | None | bool:
     return False
 
 
+def _stake(value: str | float | None, name: str) -> float | None:
+    """A stake bound from a form: blank means no bound (an HTML form sends empty fields)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise Invalid(f"{name}: not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise Invalid(f"{name}: must be a number >= 0")
+    return number
+
+
 def feed_filter(
     customer: str | None = Query(None, max_length=64),
-    min_stake: float | None = Query(None, ge=0),
-    max_stake: float | None = Query(None, ge=0),
+    min_stake: str | None = Query(None, max_length=20),
+    max_stake: str | None = Query(None, max_length=20),
     risk_category: str | None = Query(None, max_length=32),
     selection: str | None = Query(None, max_length=200),
     sport: str | None = Query(None, max_length=64),
@@ -88,7 +103,8 @@ def feed_filter(
         return v.strip() if v and v.strip() else None
 
     return FeedFilter(
-        customer=blank(customer), min_stake=min_stake, max_stake=max_stake,
+        customer=blank(customer), min_stake=_stake(min_stake, "min_stake"),
+        max_stake=_stake(max_stake, "max_stake"),
         risk_category=blank(risk_category), selection=blank(selection), sport=blank(sport),
     )  # fmt: skip
 
@@ -160,8 +176,8 @@ def feed_page(
     session: SessionDep,
     user_session: UISession,
     customer: str | None = Query(None, max_length=64),
-    min_stake: float | None = Query(None, ge=0),
-    max_stake: float | None = Query(None, ge=0),
+    min_stake: str | None = Query(None, max_length=20),
+    max_stake: str | None = Query(None, max_length=20),
     risk_category: str | None = Query(None, max_length=32),
     selection: str | None = Query(None, max_length=200),
     sport: str | None = Query(None, max_length=64),
@@ -263,8 +279,8 @@ async def feed_events(
     actor: AnyUser,
     after: int = Query(0, ge=0),
     customer: str | None = Query(None, max_length=64),
-    min_stake: float | None = Query(None, ge=0),
-    max_stake: float | None = Query(None, ge=0),
+    min_stake: str | None = Query(None, max_length=20),
+    max_stake: str | None = Query(None, max_length=20),
     risk_category: str | None = Query(None, max_length=32),
     selection: str | None = Query(None, max_length=200),
     sport: str | None = Query(None, max_length=64),
