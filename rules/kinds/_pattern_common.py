@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from rules import context
 from rules.types import Rule, Trigger
 from store.clustering import ClusterMember
-from store.models import Bet, BetStatus, Customer, Slip, as_utc
+from store.models import Bet, BetStatus, Customer, Leg, Slip, as_utc
 
 # Settled with a result that moved money; void bets are refunded and count neither as stakes
 # nor as losses.
@@ -120,13 +120,32 @@ def pivot_of_bet(session: Session, bet: Bet) -> tuple[str, int] | None:
 
 
 def trigger_bet(session: Session, trigger: Trigger) -> Bet | None:
-    """The bet behind a trigger: ``bet_id``, or the bet of ``slip_id``."""
-    if trigger.bet_id is not None:
-        return session.get(Bet, trigger.bet_id)
-    if trigger.slip_id is not None:
-        slip = session.get(Slip, trigger.slip_id)
-        return session.get(Bet, slip.bet_id) if slip is not None else None
-    return None
+    """The bet behind a trigger: ``bet_id``, or the bet of ``slip_id``.
+
+    Held in the trigger's cache (see `begin`): the session's identity map is weak, so without
+    it every kind would load the bet again.
+    """
+    cache = _cache(session)
+    if "bet" not in cache:
+        bet = None
+        if trigger.bet_id is not None:
+            bet = session.get(Bet, trigger.bet_id)
+        elif trigger.slip_id is not None:
+            slip = session.get(Slip, trigger.slip_id)
+            bet = session.get(Bet, slip.bet_id) if slip is not None else None
+        cache["bet"] = bet
+    return cache["bet"]  # type: ignore[no-any-return]
+
+
+def bet_legs(session: Session, bet_id: int) -> list[Leg]:
+    """The legs of a bet in position order (cached for the trigger, like `trigger_bet`)."""
+    cache = _cache(session)
+    key = ("legs", bet_id)
+    if key not in cache:
+        cache[key] = list(
+            session.exec(select(Leg).where(Leg.bet_id == bet_id).order_by(col(Leg.position))).all()
+        )
+    return list(cache[key])
 
 
 def event_pivot(session: Session, trigger: Trigger) -> tuple[str, int, datetime, Bet | None] | None:
@@ -137,7 +156,10 @@ def event_pivot(session: Session, trigger: Trigger) -> tuple[str, int, datetime,
     """
     bet = trigger_bet(session, trigger)
     if bet is not None:
-        pivot = pivot_of_bet(session, bet)
+        cache = _cache(session)
+        if "pivot" not in cache:
+            cache["pivot"] = pivot_of_bet(session, bet)
+        pivot = cache["pivot"]
         if pivot is None:
             return None
         return pivot[0], pivot[1], utc(bet.placed_at), bet

@@ -51,9 +51,7 @@ class LiabilityLimit:
         findings: list[Finding] = []
         limit = float(p["max_liability_gbp"])
         seen: set[tuple[str, str]] = set()
-        legs = session.exec(
-            select(Leg).where(Leg.bet_id == bet.id).order_by(col(Leg.position))
-        ).all()
+        legs = pc.bet_legs(session, bet.id)  # type: ignore[arg-type]
         for leg in legs:
             ident = (leg.event.strip().lower() if p["match_event"] else "", leg.selection_key)
             if ident in seen:

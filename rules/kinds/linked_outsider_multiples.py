@@ -47,7 +47,7 @@ class LinkedOutsiderMultiples:
         if bet is None or bet.status == "void":
             return []
         min_odds, match_event = float(p["min_odds"]), bool(p["match_event"])
-        legs = session.exec(select(Leg).where(Leg.bet_id == bet.id)).all()
+        legs = pc.bet_legs(session, bet.id)  # type: ignore[arg-type]
 
         def ident(event: str, key: str) -> tuple[str, str]:
             return (event.strip().lower() if match_event else "", key)

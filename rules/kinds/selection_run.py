@@ -76,9 +76,7 @@ class SelectionRun:
         if bet is None or bet.status == "void":
             return []
         anchor = pc.utc(bet.placed_at)
-        legs = session.exec(
-            select(Leg).where(Leg.bet_id == bet.id).order_by(col(Leg.position))
-        ).all()
+        legs = pc.bet_legs(session, bet.id)  # type: ignore[arg-type]
         seen: set[tuple[str, str]] = set()
         findings = []
         for leg in legs:
