@@ -328,7 +328,8 @@ def customer_page(
         {"c": customer, "bets": bets, "legs": legs, "shops": shops, "slips": slips,
          "summary": customer_summary(session, customer_id), "history": history,
          "clusters": clusters, "alerts": alerts, "colour": risk_colour(customer),
-         "statuses": [s.value for s in CustomerStatus]},
+         "statuses": [s.value for s in CustomerStatus],
+         "factoring": _factoring_view(session, customer)},
     )  # fmt: skip
 
 
@@ -341,33 +342,69 @@ def update_factoring(
     customer_id: int,
     session: SessionDep,
     user_session: UISession,
-    stake_factor: Annotated[float, Form(gt=0, le=100)],
+    stake_factor: Annotated[float, Form(gt=0, le=100, allow_inf_nan=False)],
     risk_category: Annotated[str, Form(min_length=1, max_length=32)],
     status: Annotated[CustomerStatus, Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
     restricted_sports: Annotated[str, Form(max_length=1000)] = "",
-    restricted_price_types: Annotated[str, Form(max_length=1000)] = "",
+    restricted_price_types: Annotated[list[str] | None, Form()] = None,
+    inherit_linked_factor: Annotated[str | None, Form(max_length=8)] = None,
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """The customer 360's factoring form (a plain HTML form, so CSRF travels as a field)."""
+    """The customer 360's factoring form (a plain HTML form, so CSRF travels as a field).
+
+    Factor and restrictions go through ``store.factoring`` (history with who and why); risk
+    category and status through the customer service; both are audited."""
     check_form_csrf(user_session, csrf_token)
     actor = require(user_session, Role.analyst)
     customer = customer_store.get_customer(session=session, customer_id=customer_id)
-    wanted = {
+    profile = {"risk_category": risk_category.strip(), "status": status}
+    profile_changes = {k: v for k, v in profile.items() if getattr(customer, k) != v}
+    factoring_wanted: dict[str, Any] = {
         "stake_factor": stake_factor,
-        "risk_category": risk_category.strip(),
-        "status": status,
-        "restricted_sports": _split_list(restricted_sports),
-        "restricted_price_types": _split_list(restricted_price_types),
+        "restricted_sports": sorted(set(_split_list(restricted_sports))),
+        "restricted_price_types": sorted(set(restricted_price_types or [])),
     }
-    changes = {k: v for k, v in wanted.items() if getattr(customer, k) != v}
-    if changes:
+    if has_module("store.factoring"):
+        factoring_wanted["inherit_linked_factor"] = inherit_linked_factor is not None
+    factoring_changes = {
+        k: v for k, v in factoring_wanted.items() if getattr(customer, k, None) != v
+    }
+    if factoring_changes and not reason.strip():
+        raise Invalid("reason: say why the factoring changes (kept in its history)")
+    if factoring_changes and has_module("store.factoring"):
+        from store import factoring
+
+        factoring.set_factoring(
+            session=session, customer_id=customer_id, actor=actor, reason=reason.strip(),
+            **factoring_changes,
+        )  # fmt: skip
+    elif factoring_changes:
+        profile_changes |= factoring_changes
+    if profile_changes:
         customer_store.update_customer(
             session=session,
             customer_id=customer_id,
-            customer_in=CustomerUpdate(**changes),
+            customer_in=CustomerUpdate(**profile_changes),
             actor=actor,
         )
     return RedirectResponse(f"/ui/customers/{customer_id}?saved=1#factoring", status_code=303)
+
+
+def _factoring_view(session: Session, customer: Customer) -> dict[str, Any]:
+    """Effective factor (strictest of the accounts linked by handwriting) and the history."""
+    if not has_module("store.factoring"):
+        return {"effective": customer.stake_factor, "linked": [], "history": [],
+                "price_types": ["SP", "early", "board"]}  # fmt: skip
+    from store import factoring
+
+    effective, linked = factoring.effective_factor(session=session, customer=customer)
+    return {
+        "effective": effective,
+        "linked": linked,
+        "history": factoring.factoring_history(session=session, customer_id=customer.id),  # type: ignore[arg-type]
+        "price_types": sorted(factoring.PRICE_TYPES),
+    }
 
 
 # ---------------------------------------------------------------- clusters (pipeline's tables)

@@ -195,23 +195,36 @@ def test_security_headers_on_pages_and_api(browser, client, session) -> None:
     assert "content-security-policy" not in client.get("/docs").headers
 
 
-def test_factoring_form_needs_csrf_and_is_audited(browser, session) -> None:
+def test_factoring_form_needs_csrf_and_a_reason_and_is_audited(browser, session) -> None:
     customer = make_customer(session)
     make_user(session, "alice", Role.analyst)
     login(browser, "alice")
     form = {"stake_factor": "0.25", "risk_category": "watch", "status": "active",
-            "restricted_sports": "Football, Tennis", "restricted_price_types": ""}  # fmt: skip
+            "restricted_sports": "Football, Tennis", "restricted_price_types": ["SP", "early"],
+            "inherit_linked_factor": "1"}  # fmt: skip
     url = f"/ui/customers/{customer.id}/factoring"
     assert browser.post(url, data=form, follow_redirects=False).status_code == 403
-    resp = browser.post(url, data=form | {"csrf_token": csrf_of(browser)}, follow_redirects=False)
-    assert resp.status_code == 303
+    form["csrf_token"] = csrf_of(browser)
+    no_reason = browser.post(url, data=form, follow_redirects=False)
+    assert no_reason.status_code == 422 and "reason" in no_reason.text
+    form["reason"] = "steamer on Saturday"
+    assert browser.post(url, data=form, follow_redirects=False).status_code == 303
     session.expire_all()
     row = session.get(Customer, customer.id)
-    assert row.stake_factor == 0.25 and row.restricted_sports == ["Football", "Tennis"]  # type: ignore[union-attr]
-    entry = session.exec(select(AuditEntry).where(AuditEntry.action == "customer.update")).one()
-    assert entry.actor == "alice" and entry.after["stake_factor"] == 0.25  # type: ignore[index]
+    assert row is not None and row.stake_factor == 0.25 and row.risk_category == "watch"
+    assert row.restricted_sports == ["Football", "Tennis"]
+    assert row.restricted_price_types == ["SP", "early"]
+    actions = {
+        e.action: e
+        for e in session.exec(select(AuditEntry).where(AuditEntry.actor == "alice")).all()
+    }
+    assert actions["customer.factoring"].after["reason"] == "steamer on Saturday"  # type: ignore[index]
+    assert actions["customer.update"].after == {"risk_category": "watch"}
     page = browser.get(f"/ui/customers/{customer.id}").text
-    assert "stake_factor 1.0 → 0.25" in page
+    assert "stake_factor 1.0 → 0.25" in page and "steamer on Saturday" in page
+    # the same values again change nothing and need no reason
+    del form["reason"]
+    assert browser.post(url, data=form, follow_redirects=False).status_code == 303
 
 
 def test_logout_needs_csrf_and_clears_the_cookie(browser, session) -> None:
