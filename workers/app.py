@@ -132,6 +132,8 @@ def run_worker(
         f"--loglevel={loglevel}",
         f"--hostname=sliplink-{uuid.uuid4().hex[:8]}@%h",
         "--pool=prefork",
+        "--without-mingle",  # nothing to sync: state lives in the database
+        "--without-gossip",
     ]
     if beat if beat is not None else not queues:
         schedule = settings.data_dir / "celerybeat-schedule"

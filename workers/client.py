@@ -22,6 +22,32 @@ log = logging.getLogger("sliplink.pipeline")
 _BACKOFF_S = 5.0
 
 
+def queue_depths(conn: Any, config: PipelineConfig) -> dict[str, int] | None:
+    """Messages waiting per queue (Redis: list length; AMQP: passive declare); None when
+    the broker does not answer."""
+    out: dict[str, int] = {}
+    try:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        channel = conn.default_channel
+        for q in QUEUES:
+            name = config.queue(q)
+            client = getattr(channel, "client", None)
+            if client is not None and hasattr(client, "llen"):
+                # kombu's Redis transport keeps priority sub-queues beside the main list
+                out[q] = sum(int(client.llen(n)) for n in _redis_names(name))
+            else:
+                out[q] = int(channel.queue_declare(name, passive=True).message_count)
+    except Exception as exc:  # noqa: BLE001 - callers treat unknown depth as "unknown"
+        log.warning("queue depth unavailable: %s", exc)
+        return None
+    return out
+
+
+def _redis_names(name: str) -> list[str]:
+    sep = "\x06\x16"
+    return [name] + [f"{name}{sep}{p}" for p in (3, 6, 9)]
+
+
 class CeleryPipeline:
     def __init__(self, settings: Settings, *, config: PipelineConfig | None = None) -> None:
         self.settings = settings
@@ -67,22 +93,8 @@ class CeleryPipeline:
             return f"error: {type(exc).__name__}"
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting per queue (Redis: list length; AMQP: passive declare)."""
-        out: dict[str, int] = {}
-        try:
-            with self.app.connection_for_read() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-                channel = conn.default_channel
-                for q in QUEUES:
-                    name = self.config.queue(q)
-                    client = getattr(channel, "client", None)
-                    if client is not None and hasattr(client, "llen"):
-                        out[q] = int(client.llen(name))
-                    else:
-                        out[q] = int(channel.queue_declare(name, passive=True).message_count)
-        except Exception as exc:  # noqa: BLE001 - metrics must not fail the scrape
-            log.warning("queue depth unavailable: %s", exc)
-        return out
+        with self.app.connection_for_read() as conn:
+            return queue_depths(conn, self.config) or {}
 
     def shutdown(self) -> None:
         self.app.close()

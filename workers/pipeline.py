@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, text
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, select, update
 
 from store import audit, clustering
 from store.clustering import (
@@ -136,6 +136,7 @@ class SlipJob:
     model: Any = None
     features: models.Features | None = None
     embedding: Embedding | None = None
+    threshold: float | None = None  # None: the model's calibrated threshold
     triggers: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -158,6 +159,11 @@ def claim(job: SlipJob) -> None:
         raise Stopped("already extracted")
     if slip.status == SlipStatus.failed:
         raise Stopped(f"failed earlier: {slip.error}")
+    lease_ends = as_utc(slip.updated_at) + timedelta(seconds=job.config.lease_s)
+    if slip.status == SlipStatus.processing and lease_ends > utcnow():
+        # a duplicate message while another worker holds the lease; if that worker died,
+        # the sweeper re-sends the slip when the lease runs out
+        raise Stopped("in progress elsewhere")
     slip.attempts += 1
     if slip.attempts > job.config.max_attempts:
         slip.status, slip.updated_at = SlipStatus.failed, utcnow()
@@ -247,7 +253,7 @@ def assign_cluster(job: SlipJob) -> None:
             session=job.session, slip_id=job.slip_id, model_version=job.model_version
         ):
             raise Stopped("already assigned")
-        assigner = _assigner(job.model_version)
+        assigner = _assigner(job.session, job.model_version)
         try:
             cluster_id = assigner.assign(job)
         except BaseException:
@@ -409,7 +415,11 @@ class Assigner:
         from cv.index import VectorIndex
 
         epoch = self._epoch(session)
-        if epoch != self.epoch or self.index is None or self.index.dim != dim:
+        top_embedding = session.exec(select(func.max(Embedding.id))).first() or 0
+        top_member = session.exec(select(func.max(ClusterMember.id))).first() or 0
+        # ids going backwards means the tables were emptied (restore, test truncation)
+        rewound = top_embedding < self.last_embedding or top_member < self.last_member
+        if rewound or epoch != self.epoch or self.index is None or self.index.dim != dim:
             self.invalidate()
             self.index, self.epoch = VectorIndex(dim), epoch
         rows = session.exec(
@@ -457,7 +467,12 @@ class Assigner:
             return None
         vector = emb.array()
         self.refresh(s, dim=emb.dim)
-        model = job.model or models.model_for(job.model_version, session=s, settings=job.settings)
+        thr = job.threshold
+        if thr is None:
+            model = job.model or models.model_for(
+                job.model_version, session=s, settings=job.settings
+            )
+            thr = models.threshold(model)
         must, cannot = clustering.link_constraints(session=s, slip_ids=None)
         mine = job.slip_id
 
@@ -473,7 +488,7 @@ class Assigner:
             vector,
             index=self.index,
             slip_cluster=self.slip_cluster,
-            threshold=models.threshold(model),
+            threshold=thr,
             k=10,
             cannot_link_clusters=banned,
             slip_id=mine,
@@ -544,21 +559,25 @@ class Assigner:
         return cid
 
 
-_assigners: dict[str, Assigner] = {}
+_assigners: dict[tuple[str, str], Assigner] = {}
 
 
-def _assigner(model_version: str) -> Assigner:
+def _assigner(session: Session, model_version: str) -> Assigner:
+    """The process's assigner for this database and model version."""
+    key = (session.get_bind().url.render_as_string(hide_password=True), model_version)
     with _assign_thread_lock:
-        if model_version not in _assigners:
-            _assigners[model_version] = Assigner(model_version)
-        return _assigners[model_version]
+        if key not in _assigners:
+            _assigners[key] = Assigner(model_version)
+        return _assigners[key]
 
 
 # ---------------------------------------------------------------- scheduled work
 _FRESH = 1 << 40  # stable_relabel's fresh ids start here; real ids come from the database
 
 
-def recluster(*, settings: Settings, now: datetime | None = None, k: int = 10) -> dict[str, int]:
+def recluster(
+    *, settings: Settings, now: datetime | None = None, k: int = 10, threshold: float | None = None
+) -> dict[str, int]:
     """Full re-clustering of the window (``recluster_window_days``) with stable ids.
 
     Confirmed links are must-links and rejected ones cannot-links (``cv.cluster``), so no
@@ -571,7 +590,6 @@ def recluster(*, settings: Settings, now: datetime | None = None, k: int = 10) -
     engine = get_engine(settings.effective_database_url)
     with Session(engine, expire_on_commit=False) as s, assignment_lock(s):
         version = models.ensure_active_model(session=s, settings=settings)
-        model = models.model_for(version, session=s, settings=settings)
         since = now - timedelta(days=settings.recluster_window_days)
         rows = s.exec(
             select(Embedding.slip_id, Embedding.vector)
@@ -591,7 +609,9 @@ def recluster(*, settings: Settings, now: datetime | None = None, k: int = 10) -
         X = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
         pos = {sid: i for i, sid in enumerate(ids)}
         must, cannot = clustering.link_constraints(session=s, slip_ids=set(ids))
-        thr = models.threshold(model)
+        thr = threshold
+        if thr is None:
+            thr = models.threshold(models.model_for(version, session=s, settings=settings))
         labels = cluster_embeddings(
             X,
             threshold=thr,
@@ -695,20 +715,36 @@ class SweepResult:
     assign: list[tuple[int, str]]
 
 
-def sweep(*, settings: Settings, config: PipelineConfig | None = None) -> SweepResult:
+def sweep(
+    *,
+    settings: Settings,
+    config: PipelineConfig | None = None,
+    queue_depths: dict[str, int] | None = None,
+) -> SweepResult:
     """Slips whose task was lost: pending too long, processing past the lease, ready without
-    an embedding of the active model (re-embedding) or without a membership."""
+    an embedding of the active model (re-embedding) or without a membership.
+
+    Pending and unassigned slips are only taken while their queue is empty (``queue_depths``,
+    when known): with a backlog their messages are most likely still queued, and re-sending
+    them would only grow the backlog.  Slips re-enqueued here get their ``updated_at``
+    touched, so each is re-sent at most once per grace period.
+    """
     config = config or PipelineConfig.from_env()
+    depths = queue_depths or {}
     now = utcnow()
+    grace = now - timedelta(seconds=config.pending_grace_s)
     engine = get_engine(settings.effective_database_url)
     with Session(engine) as s:
         version = clustering.active_model_version(session=s)
-        pending = s.exec(
-            select(Slip.id).where(
-                Slip.status == SlipStatus.pending,
-                col(Slip.updated_at) < now - timedelta(seconds=config.pending_grace_s),
+        pending: list[int] = []
+        if not depths.get("extract"):
+            pending = list(
+                s.exec(
+                    select(Slip.id).where(
+                        Slip.status == SlipStatus.pending, col(Slip.updated_at) < grace
+                    )
+                ).all()
             )
-        ).all()
         lost = s.exec(
             select(Slip.id).where(
                 Slip.status == SlipStatus.processing,
@@ -726,16 +762,27 @@ def sweep(*, settings: Settings, config: PipelineConfig | None = None) -> SweepR
                     )
                 ).all()
             )
-            assigned = select(ClusterMember.slip_id).where(ClusterMember.model_version == version)
-            unassigned = list(
-                s.exec(
-                    select(Embedding.slip_id).where(
-                        Embedding.model_version == version,
-                        col(Embedding.created_at) < now - timedelta(seconds=config.pending_grace_s),
-                        col(Embedding.slip_id).not_in(assigned),
-                    )
-                ).all()
+            if not depths.get("assign"):
+                assigned = select(ClusterMember.slip_id).where(
+                    ClusterMember.model_version == version
+                )
+                unassigned = list(
+                    s.exec(
+                        select(Embedding.slip_id).where(
+                            Embedding.model_version == version,
+                            col(Embedding.created_at) < grace,
+                            col(Embedding.slip_id).not_in(assigned),
+                        )
+                    ).all()
+                )
+        touch = [int(i) for i in [*pending, *lost]]
+        for start in range(0, len(touch), 500):
+            s.exec(
+                update(Slip)  # type: ignore[call-overload]
+                .where(col(Slip.id).in_(touch[start : start + 500]))
+                .values(updated_at=now)
             )
+        s.commit()
     extract = sorted({int(i) for i in [*pending, *lost, *stale]})
     return SweepResult(extract, [(int(i), version) for i in sorted(unassigned)])
 
@@ -977,7 +1024,7 @@ class InProcessPipeline:
             self._retry_later("rules", self._do_rules, trigger, retries, retries=retries)
 
     def sweep_now(self) -> SweepResult:
-        result = sweep(settings=self.settings, config=self.config)
+        result = sweep(settings=self.settings, config=self.config, queue_depths=self.queue_depths())
         for sid in result.extract:
             self.submit(sid)
         for sid, version in result.assign:

@@ -80,10 +80,17 @@ def rules(self: Task, trigger: dict[str, Any]) -> None:
         _retry(self, exc)
 
 
+def _queue_depths() -> dict[str, int] | None:
+    from workers.client import queue_depths
+
+    with app.connection_for_read() as conn:
+        return queue_depths(conn, PipelineConfig.from_env())
+
+
 @app.task(name="sliplink.sweep", **_OPTIONS)
 def sweep(self: Task) -> dict[str, int]:
     try:
-        result = pipeline.sweep(settings=_settings())
+        result = pipeline.sweep(settings=_settings(), queue_depths=_queue_depths())
     except pipeline.TRANSIENT as exc:
         log.warning("sweep skipped: %s", exc)
         return {}
