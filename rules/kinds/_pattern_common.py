@@ -186,10 +186,12 @@ def schedule_pivots(
     """
     conds = [col(Bet.placed_at) >= since, col(Bet.placed_at) <= until, *where]
     query = select(Bet.customer_id).where(col(Bet.customer_id).is_not(None), *conds)
-    query = query.group_by(Bet.customer_id)
+    query = query.group_by(col(Bet.customer_id))
     if having is not None:
         query = query.having(having)
-    pivots: set[tuple[str, int]] = {("customer", int(c)) for c in session.exec(query).all()}
+    pivots: set[tuple[str, int]] = {
+        ("customer", int(c)) for c in session.exec(query).all() if c is not None
+    }
     version = context.model_version(session)
     rows = session.exec(
         select(ClusterMember.cluster_id, Bet.customer_id)
@@ -202,8 +204,10 @@ def schedule_pivots(
         )
         .distinct()
     ).all()
-    clusters = sorted({int(c) for c, _ in rows})
-    pivots.update(("cluster", int(c)) for c, customer_id in rows if customer_id is None)
+    clusters = sorted({int(c) for c, _ in rows if c is not None})
+    pivots.update(
+        ("cluster", int(c)) for c, customer_id in rows if customer_id is None and c is not None
+    )
     if clusters:
         # a customer linked to an active cluster: its total includes the cluster's bets
         linked = session.exec(
@@ -217,7 +221,7 @@ def schedule_pivots(
             )
             .distinct()
         ).all()
-        pivots.update(("customer", int(c)) for c in linked)
+        pivots.update(("customer", int(c)) for c in linked if c is not None)
     return sorted(pivots)
 
 
@@ -275,8 +279,8 @@ def evidence_of(
     ).all()
     customers = sorted({int(c) for _, c, _, _ in rows if c is not None})
     shops = sorted({int(s) for _, _, s, _ in rows if s is not None})
-    slip_of = {int(b): int(s) for b, _, _, s in rows if s is not None}
-    customer_of = {int(b): c for b, c, _, _ in rows}
+    slip_of = {int(b): int(s) for b, _, _, s in rows if b is not None and s is not None}
+    customer_of = {int(b): c for b, c, _, _ in rows if b is not None}
     evidence: dict[str, list[int]] = {"bets": ids, "customers": customers, "shops": shops}
     if slip_of:
         evidence["slips"] = [slip_of[b] for b in ids if b in slip_of]
@@ -289,7 +293,7 @@ def evidence_of(
                 col(ClusterMember.cluster_id).is_not(None),
             )
         ).all()
-        by_slip = {int(s): (int(c), float(conf)) for s, c, conf in members}
+        by_slip = {int(s): (int(c), float(conf)) for s, c, conf in members if c is not None}
         clusters = sorted({c for c, _ in by_slip.values()})
         if clusters:
             evidence["clusters"] = clusters
@@ -355,7 +359,7 @@ def pivot_sums_since(
             func.sum(Bet.total_stake).filter(NOT_VOID, inside),
             func.sum(Bet.total_stake).filter(settled, inside),
             func.sum(func.coalesce(Bet.returns, 0)).filter(settled, inside),
-            func.count(Bet.id).filter(NOT_VOID, inside),
+            func.count(col(Bet.id)).filter(NOT_VOID, inside),
         ]
     rows = session.exec(
         select(*columns)
@@ -409,4 +413,4 @@ def pivot_bet_ids(
         .order_by(col(Bet.placed_at).desc(), col(Bet.id).desc())
         .limit(limit)
     ).all()
-    return [int(r) for r in rows]
+    return [int(r) for r in rows if r is not None]

@@ -46,7 +46,7 @@ class ChasingLosses:
         kind, pid, anchor, _bet = found
         start = anchor - window
         rows = session.exec(
-            select(Bet.id, Bet.placed_at, Bet.total_stake, Bet.status, Bet.settled_at)
+            select(Bet.id, Bet.placed_at, Bet.total_stake, Bet.status, Bet.settled_at)  # type: ignore[call-overload]
             .where(
                 pc.pivot_clause(session, kind, pid),
                 col(Bet.placed_at) > start - timedelta(hours=float(p["lookback_hours"])),

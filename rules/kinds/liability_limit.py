@@ -64,9 +64,9 @@ class LiabilityLimit:
             priced = col(Bet.potential_return).is_not(None)
             liability, n_priced, n_unpriced, stakes = session.exec(
                 select(
-                    func.sum(Bet.potential_return - Bet.total_stake).filter(priced),
-                    func.count(Bet.id).filter(priced),
-                    func.count(Bet.id).filter(col(Bet.potential_return).is_(None)),
+                    func.sum(col(Bet.potential_return) - col(Bet.total_stake)).filter(priced),
+                    func.count(col(Bet.id)).filter(priced),
+                    func.count(col(Bet.id)).filter(col(Bet.potential_return).is_(None)),
                     func.sum(Bet.total_stake),
                 ).where(on_selection, Bet.status == BetStatus.open)
             ).one()
@@ -79,7 +79,8 @@ class LiabilityLimit:
                 .order_by(col(Bet.potential_return).desc(), col(Bet.id))
                 .limit(int(p["max_evidence"]))
             ).all()
-            evidence, _ = pc.evidence_of(session, [bet.id, *top], cap=int(p["max_evidence"]) + 1)
+            ids = [int(bet.id or 0), *(int(t) for t in top if t is not None)]
+            evidence, _ = pc.evidence_of(session, ids, cap=int(p["max_evidence"]) + 1)
             findings.append(
                 Finding(
                     pivot_kind="selection",

@@ -70,8 +70,8 @@ class LinkedOutsiderMultiples:
                 col(Bet.placed_at) <= anchor,
                 pc.NOT_VOID,
             )
-            .group_by(Leg.bet_id)
-            .having(func.count(Leg.id) >= len(wanted))
+            .group_by(col(Leg.bet_id))
+            .having(func.count(col(Leg.id)) >= len(wanted))
         ).all()
         legs_of: dict[int, list[tuple[str, str, float | None]]] = defaultdict(list)
         for bet_id, event, key, odds in session.exec(

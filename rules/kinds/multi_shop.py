@@ -98,9 +98,13 @@ class MultiShop:
                 col(Bet.shop_id).is_not(None),
                 pc.NOT_VOID,
             )
-            .group_by(Bet.shop_id)
+            .group_by(col(Bet.shop_id))
         ).all()
-        return {int(s): (pc.utc(t0), pc.utc(t1), int(b)) for s, t0, t1, b in rows}
+        return {
+            int(s): (pc.utc(t0), pc.utc(t1), int(b))
+            for s, t0, t1, b in rows
+            if s is not None and b is not None
+        }
 
 
 KIND = MultiShop()

@@ -78,7 +78,7 @@ def starting_prices(
 
 def _results_table(session: Session) -> bool:
     bind = session.get_bind()
-    url = str(bind.url)
+    url = str(bind.engine.url)
     if url not in _has_results:
         _has_results[url] = inspect(bind).has_table(_RESULTS_TABLE)
     return _has_results[url]
@@ -102,7 +102,8 @@ def _from_results(
     ).all()  # fmt: skip
     by_key: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
     for name, start, key, sp in rows:
-        by_key.setdefault((name, key), []).append((pc.utc(start), float(sp)))
+        if sp is not None:
+            by_key.setdefault((name, key), []).append((pc.utc(start), float(sp)))
     out: dict[int, float] = {}
     for leg_id, event, event_start, key in legs:
         for start, sp in by_key.get((event.strip().lower(), key), []):
@@ -124,7 +125,7 @@ class PriceBeating:
         window = pc.window_of(rule, DEFAULT_WINDOW)
         at = pc.utc(trigger.at)
         fixed_settled = [col(Bet.status).in_(pc.SETTLED), col(Bet.odds).is_not(None)]
-        having = func.count(Bet.id) >= int(p["min_bets"])
+        having = func.count(col(Bet.id)) >= int(p["min_bets"])
         findings = []
         for kind, pid, anchor, _bet in pc.pivots_to_evaluate(
             session, trigger, since=at - window, until=at, where=fixed_settled, having=having

@@ -102,7 +102,7 @@ class SelectionRun:
         burst_from = anchor - timedelta(minutes=float(p["burst_minutes"]))
         # every bet on the selection in the longer window, in one query (selection_key index)
         on_selection = session.exec(
-            select(Bet.id, Bet.placed_at, Bet.customer_id, Bet.shop_id, Shop.region,
+            select(Bet.id, Bet.placed_at, Bet.customer_id, Bet.shop_id, Shop.region,  # type: ignore[call-overload,misc]
                    ClusterMember.cluster_id)
             .join(Shop, col(Shop.id) == col(Bet.shop_id), isouter=True)
             .join(Slip, col(Slip.bet_id) == col(Bet.id), isouter=True)

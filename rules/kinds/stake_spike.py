@@ -40,7 +40,7 @@ class StakeSpike:
         if found is None or found[3] is None:
             return []
         kind, pid, anchor, bet = found
-        if bet.status == "void":
+        if bet is None or bet.id is None or bet.status == "void":
             return []
         # only the stakes are fetched (a column, not rows): the median is not portable SQL
         rows = session.exec(
@@ -61,7 +61,7 @@ class StakeSpike:
         ratio = pc.ratio(stake, baseline)
         if ratio < float(p["min_ratio"]):
             return []
-        ids = [bet.id, *(int(i) for i, _ in rows[: int(p["max_evidence"])])]
+        ids = [bet.id, *(int(i) for i, _ in rows[: int(p["max_evidence"])] if i is not None)]
         evidence, confidence = pc.evidence_of(session, ids, pivot_kind=kind, pivot_id=pid,
                                               cap=len(ids))  # fmt: skip
         return [
