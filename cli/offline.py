@@ -443,13 +443,13 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--n-components", help="Embedding dimension.")
         ] = 256,
         whiten: Annotated[float, typer.Option("--whiten", help="PCA whitening power, 0-1.")] = 0.5,
-        shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.5,
+        shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.3,
         vlad_clusters: Annotated[
             int, typer.Option("--vlad-clusters", help="VLAD vocabulary size.")
         ] = 128,
         stroke_width: Annotated[
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
-        ] = 4.0,
+        ] = 3.0,
         seed: Annotated[int, typer.Option("--seed", help="random_state of the model.")] = 0,
     ) -> None:
         """Fit the embedding model on labelled slips and save it."""

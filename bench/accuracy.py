@@ -1,0 +1,273 @@
+"""Accuracy table per feature family and for the fusion, on writers never used for fitting.
+
+Reproduces bench/ACCURACY.md:
+
+    PYTHONPATH=. .venv/bin/python bench/accuracy.py --jobs 2 --json bench/accuracy.json \
+        --markdown bench/ACCURACY.md
+
+1. generated slips: a fit set (``split="fit"``: fit fonts, fit designs, fit writer ids) and
+   a held-out set (held-out fonts, all designs incl. never-seen ones, held-out writers);
+2. real handwriting ``../shared/data/unipen-dev``, split by writer with
+   :func:`sample_slips.splits.unipen_split`;
+3. every method is fitted on generated-fit + UNIPEN-fit writers only and scored
+   leave-one-out on each held-out set: mAP, top-1, top-5, top-1 template share (and chance)
+   and single-core slips/s (decode + preprocessing + that method's features).
+
+Raw features are extracted once (all families) and cached in ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from cv.embed import FAMILIES, EmbeddingModel, RawFeatures, extract_files  # noqa: E402
+from cv.metrics import retrieval_scores, top1_attribute_rate  # noqa: E402
+
+UNIPEN = REPO_ROOT.parent / "shared" / "data" / "unipen-dev"
+
+# name -> EmbeddingModel parameters; "families" decides which raw features it reads
+METHODS: dict[str, dict] = {
+    "contour hinge f1+f2+f3 (Bulacu 2007)": dict(families=("hinge",)),
+    "run lengths (Bulacu 2007 f5)": dict(families=("runlength",)),
+    "LBP 3 radii": dict(families=("lbp",)),
+    "dense RootSIFT + VLAD-128": dict(families=("vlad",)),
+    "fusion, PCA only (no writer supervision)": dict(
+        families=("hinge", "runlength", "lbp", "vlad"), shrinkage=1.0
+    ),
+    "fusion + WCCN (default model)": dict(families=("hinge", "runlength", "lbp", "vlad")),
+}
+
+
+def _generate(out: Path, *, writers: int, per: int, seed: int, split: str, jobs: int) -> Path:
+    from sample_slips.generate import generate
+
+    if not (out / "labels.csv").is_file():
+        print(f"generating {out} ({writers} x {per}, {split})", file=sys.stderr)
+        generate(out, writers=writers, slips_per_writer=per, seed=seed, split=split, jobs=jobs)
+    return out
+
+
+def _rows(labels: Path) -> list[dict[str, str]]:
+    with labels.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _save_raws(path: Path, raws: list[RawFeatures]) -> None:
+    arrays = {f"hist_{f}": np.stack([r.hist[f] for r in raws]) for f in raws[0].hist}
+    arrays["desc"] = np.concatenate([r.descriptors for r in raws])
+    arrays["desc_count"] = np.array([len(r.descriptors) for r in raws])
+    arrays["ok"] = np.array([r.ok for r in raws])
+    np.savez(path, **arrays)
+
+
+def _load_raws(path: Path) -> list[RawFeatures]:
+    with np.load(path) as d:
+        hists = {k[5:]: d[k] for k in d.files if k.startswith("hist_")}
+        ends = np.cumsum(d["desc_count"])
+        desc = np.split(d["desc"], ends[:-1])
+        ok = d["ok"]
+    return [
+        RawFeatures(hist={f: h[i] for f, h in hists.items()}, descriptors=desc[i], ok=bool(ok[i]))
+        for i in range(len(ok))
+    ]
+
+
+def _code_hash() -> str:
+    """Hash of the code that raw features depend on, so a stale cache is never reused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in ("cv/preprocess.py", "cv/separate.py", "cv/register.py", "cv/embed.py"):
+        p = REPO_ROOT / rel
+        if p.is_file():
+            h.update(p.read_bytes())
+    for p in sorted((REPO_ROOT / "cv" / "features").glob("*.py")):
+        h.update(p.read_bytes())
+    for p in sorted((REPO_ROOT / "cv" / "models").glob("separator*")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def _raws(name: str, paths: list[Path], work: Path, params: dict, jobs: int) -> list[RawFeatures]:
+    cache = work / f"raw_{name}_{_code_hash()}.npz"
+    if cache.is_file():
+        return _load_raws(cache)
+    model = EmbeddingModel(families=FAMILIES, **params)
+    t0 = time.perf_counter()
+    raws, errors = extract_files(paths, model=model, jobs=jobs)
+    print(f"{name}: {len(paths)} images in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    bad = [e for e in errors if e]
+    if bad:
+        raise SystemExit(f"unreadable benchmark images: {bad[:3]}")
+    _save_raws(cache, raws)
+    return raws  # type: ignore[return-value]
+
+
+def _speed(paths: list[Path], params: dict, n: int = 20) -> dict[str, float]:
+    """Single-process ms per slip: decode + preprocess, and each family on top."""
+    from cv.features import hinge, local, texture
+    from cv.preprocess import load_image, preprocess
+
+    base, fam = [], {f: [] for f in FAMILIES}
+    for p in paths[:n]:
+        t0 = time.perf_counter()
+        prep = preprocess(load_image(p.read_bytes()), target_stroke_width=params["stroke_width"])
+        base.append(time.perf_counter() - t0)
+        ink = prep.ink
+        for f, fn, kw in (
+            ("hinge", hinge.contour_features, {"legs": params["hinge_legs"]}),
+            ("runlength", texture.run_length_histograms, {}),
+            ("lbp", texture.lbp_histograms, {}),
+            ("vlad", local.dense_rootsift, {"max_points": params["max_keypoints"]}),
+        ):
+            t0 = time.perf_counter()
+            fn(ink, **kw)
+            fam[f].append(time.perf_counter() - t0)
+    out = {"base": float(np.median(base) * 1000)}
+    out.update({f: float(np.median(v) * 1000) for f, v in fam.items()})
+    return out
+
+
+def _score(z: np.ndarray, writers: np.ndarray, templates: np.ndarray | None) -> dict:
+    sim = z @ z.T
+    r = retrieval_scores(sim, writers)
+    if templates is not None:
+        t = top1_attribute_rate(sim, templates)
+        r["template_rate"], r["template_chance"] = t["rate"], t["chance"]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/sliplink-bench"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--fit-writers", type=int, default=200)
+    ap.add_argument("--heldout-writers", type=int, default=60)
+    ap.add_argument("--slips-per-writer", type=int, default=6)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--stroke-width", type=float, default=4.0)
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    params = dict(stroke_width=args.stroke_width, hinge_legs=(3, 6), max_keypoints=400)
+
+    per = args.slips_per_writer
+    gfit = _generate(
+        args.work / "gen_fit",
+        writers=args.fit_writers,
+        per=per,
+        seed=11,
+        split="fit",
+        jobs=args.jobs,
+    )
+    ghel = _generate(
+        args.work / "gen_heldout",
+        writers=args.heldout_writers,
+        per=per,
+        seed=12,
+        split="heldout",
+        jobs=args.jobs,
+    )
+    from sample_slips.splits import unipen_split
+
+    fit_rows = [r for r in _rows(gfit / "labels.csv") if r.get("split", "fit") == "fit"]
+    hel_rows = _rows(ghel / "labels.csv")
+    u_rows = _rows(UNIPEN / "labels.csv")
+    u_fit, u_hel = unipen_split({r["writer"] for r in u_rows})
+    tag = f"sw{args.stroke_width:g}"
+    raw_gfit = _raws(
+        f"gen_fit_{tag}", [gfit / r["image"] for r in fit_rows], args.work, params, args.jobs
+    )
+    raw_ghel = _raws(
+        f"gen_heldout_{tag}", [ghel / r["image"] for r in hel_rows], args.work, params, args.jobs
+    )
+    raw_u = _raws(
+        f"unipen_{tag}",
+        [UNIPEN / "images" / r["image"] for r in u_rows],
+        args.work,
+        params,
+        args.jobs,
+    )
+    u_is_fit = np.array([r["writer"] in u_fit for r in u_rows])
+
+    train_raws = raw_gfit + [r for r, f in zip(raw_u, u_is_fit, strict=True) if f]
+    train_w = [f"gen:{r['writer']}" for r in fit_rows] + [
+        f"unipen:{r['writer']}" for r, f in zip(u_rows, u_is_fit, strict=True) if f
+    ]
+    u_test = [r for r, f in zip(raw_u, u_is_fit, strict=True) if not f]
+    u_test_w = np.array([r["writer"] for r, f in zip(u_rows, u_is_fit, strict=True) if not f])
+    hel_w = np.array([r["writer"] for r in hel_rows])
+    hel_t = np.array([r["template"] for r in hel_rows])
+    speed = _speed([ghel / r["image"] for r in hel_rows], params)
+
+    results = {}
+    for name, mparams in METHODS.items():
+        model = EmbeddingModel(**{**params, **mparams}).fit_raw(train_raws, train_w)
+        ms = speed["base"] + sum(speed[f] for f in model.families)
+        res = {
+            "generated": _score(model.transform_raw(raw_ghel), hel_w, hel_t),
+            "unipen": _score(model.transform_raw(u_test), u_test_w, None),
+            "ms_per_slip": ms,
+            "slips_per_s_core": 1000.0 / ms,
+            "dim": model.dim,
+            "version": model.version,
+        }
+        results[name] = res
+        g, u = res["generated"], res["unipen"]
+        print(
+            f"{name:45s} gen mAP {g['map']:.3f} top1 {g['top1']:.3f} tmpl {g['template_rate']:.2f}"
+            f" | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f} | {res['slips_per_s_core']:.1f}/s",
+            file=sys.stderr,
+        )
+    meta = {
+        "generated_fit": f"{args.fit_writers} writers x {per} (split=fit, seed 11)",
+        "generated_heldout": f"{args.heldout_writers} writers x {per} (split=heldout, seed 12)",
+        "unipen_fit_writers": len(u_fit),
+        "unipen_heldout_writers": len(u_hel),
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+        "speed_ms": speed,
+    }
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(_markdown(meta, results))
+
+
+def _markdown(meta: dict, results: dict) -> str:
+    lines = [
+        "# Writer retrieval accuracy per method",
+        "",
+        "Generated by `PYTHONPATH=. .venv/bin/python bench/accuracy.py --jobs 2 --json"
+        " bench/accuracy.json --markdown bench/ACCURACY.md`.",
+        f"Fitted on generated slips ({meta['generated_fit']}) plus the"
+        f" {meta['unipen_fit_writers']} UNIPEN fit writers; scored leave-one-out on held-out"
+        f" generated slips ({meta['generated_heldout']}; held-out fonts, writers, and designs"
+        f" never seen in fitting) and on the {meta['unipen_heldout_writers']} held-out UNIPEN"
+        " writers. slips/s: one core, decode + preprocessing + the method's features.",
+        "",
+        "| method | gen mAP | gen top-1 | gen top-5 | template rate (chance) | UNIPEN mAP |"
+        " UNIPEN top-1 | UNIPEN top-5 | slips/s/core |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in results.items():
+        g, u = r["generated"], r["unipen"]
+        lines.append(
+            f"| {name} | {g['map']:.3f} | {g['top1']:.3f} | {g['top5']:.3f} |"
+            f" {g['template_rate']:.2f} ({g['template_chance']:.2f}) | {u['map']:.3f} |"
+            f" {u['top1']:.3f} | {u['top5']:.3f} | {r['slips_per_s_core']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Tests for the offline commands similar / eval / train on the committed sample set."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cli.offline import register
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SET_DIR = REPO_ROOT / "sample_slips" / "set"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop", hidden=True)
+    def _noop() -> None:  # a second command keeps typer in multi-command mode
+        pass
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory) -> Path:
+    """3 writers x 3 slips of the committed set, one broken image and a text file."""
+    folder = tmp_path_factory.mktemp("slips")
+    with (SET_DIR / "labels.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    writers = sorted({r["writer"] for r in rows})[:3]
+    keep = [r for r in rows if r["writer"] in writers]
+    keep = [r for i, r in enumerate(keep) if i % 5 < 3]
+    for r in keep:
+        shutil.copy(SET_DIR / r["image"], folder / r["image"])
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "notes.txt").write_text("not an image")
+    with (folder / "labels.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["image", "writer", "template"])
+        w.writeheader()
+        for r in keep:
+            w.writerow({"image": r["image"], "writer": r["writer"], "template": r["template"]})
+    return folder
+
+
+def test_similar_writes_top_k_without_the_query(small_dir, tmp_path):
+    out = tmp_path / "sim.csv"
+    res = CliRunner().invoke(_app(), ["similar", str(small_dir), "--top", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "broken.png" in res.stderr
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["query", "neighbour", "rank", "score"]
+    queries = {r["query"] for r in rows}
+    assert len(queries) == 9 and "broken.png" not in queries
+    assert all(r["query"] != r["neighbour"] for r in rows)
+    for q in queries:
+        mine = [r for r in rows if r["query"] == q]
+        assert [int(r["rank"]) for r in mine] == [1, 2]
+        assert float(mine[0]["score"]) >= float(mine[1]["score"])
+
+
+def test_eval_prints_and_writes_all_figures(small_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    res = CliRunner().invoke(
+        _app(),
+        ["eval", str(small_dir), "--labels", str(small_dir / "labels.csv"), "--json", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "mAP" in res.stdout and "template" in res.stdout and "threshold" in res.stdout
+    figures = json.loads(out.read_text())
+    for key in (
+        "map",
+        "top1",
+        "top5",
+        "ari",
+        "pairwise_precision",
+        "pairwise_recall",
+        "pairwise_f1",
+        "bcubed_f1",
+        "slips_per_second",
+        "threshold_p98",
+        "recall_at_p98",
+        "template_rate",
+        "template_chance",
+    ):
+        assert key in figures
+    assert figures["n"] == 9 and 0.0 <= figures["map"] <= 1.0
+
+
+def test_train_writes_a_loadable_model(small_dir, tmp_path):
+    from cv.embed import EmbeddingModel
+
+    out = tmp_path / "m.npz"
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "train",
+            str(small_dir),
+            "--labels",
+            str(small_dir / "labels.csv"),
+            "--out",
+            str(out),
+            "--n-components",
+            "4",
+            "--vlad-clusters",
+            "4",
+            "--split",
+            "",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    model = EmbeddingModel.load(out)
+    assert model.dim == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["similar", "/nonexistent/dir", "--out", "x.csv"], "not a directory"),
+        (["eval", "{d}", "--labels", "/nonexistent/labels.csv"], "labels file not found"),
+        (["similar", "{d}", "--out", "x.csv", "--top", "0"], "--top"),
+        (["similar", "{d}", "--out", "x.csv", "--model", "/nonexistent/m.npz"], "does not exist"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_nonzero_exit(small_dir, tmp_path, args, message):
+    args = [a.replace("{d}", str(small_dir)) for a in args]
+    res = CliRunner().invoke(_app(), args)
+    assert res.exit_code != 0
+    assert message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

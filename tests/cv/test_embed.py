@@ -1,0 +1,140 @@
+"""Tests for cv.embed: estimator contract, persistence, default model, writer separation."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cv.embed import EmbeddingModel, embed_files, extract_raw, load_default_model
+from cv.preprocess import load_image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SET_DIR = REPO_ROOT / "sample_slips" / "set"
+
+
+def _set_rows() -> list[dict[str, str]]:
+    with (SET_DIR / "labels.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _image(name: str) -> np.ndarray:
+    return load_image((SET_DIR / name).read_bytes())
+
+
+SMALL = dict(
+    families=("hinge", "runlength", "lbp", "vlad"),
+    vlad_clusters=8,
+    n_components=12,
+    max_keypoints=100,
+)
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    """A tiny model fitted on 6 writers x 3 slips of the committed set, plus other slips."""
+    rows = _set_rows()
+    writers = sorted({r["writer"] for r in rows})
+    fit_w = set(writers[:6])
+    fit_rows = [r for r in rows if r["writer"] in fit_w]
+    fit_rows = [r for i, r in enumerate(fit_rows) if i % 5 < 3]
+    images = [_image(r["image"]) for r in fit_rows]
+    model = EmbeddingModel(**SMALL).fit(images, [r["writer"] for r in fit_rows])
+    others = [_image(r["image"]) for r in rows if r["writer"] not in fit_w][:4]
+    return model, others
+
+
+def test_init_stores_params_only():
+    m = EmbeddingModel(n_components=7, whiten=0.25)
+    assert m.n_components == 7 and m.whiten == 0.25
+    assert not [k for k in vars(m) if k.endswith("_")]
+    with pytest.raises(RuntimeError, match="not fitted"):
+        m.transform([np.zeros((40, 40), np.uint8)])
+
+
+def test_fit_validates_parameters():
+    blank = [np.full((40, 40), 255, np.uint8)] * 3
+    with pytest.raises(ValueError, match="whiten"):
+        EmbeddingModel(whiten=2.0).fit(blank, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="families"):
+        EmbeddingModel(families=("nope",)).fit(blank, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="writers"):
+        EmbeddingModel(families=("hinge",)).fit(blank, ["a", "b"])
+
+
+def test_transform_shape_norm_and_determinism(small_fit):
+    model, others = small_fit
+    z = model.transform(others)
+    assert z.dtype == np.float32 and z.shape == (len(others), model.dim)
+    assert model.dim <= 12
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(z, model.transform(others))
+    np.testing.assert_array_equal(model.embed(others[0]), z[0])
+
+
+def test_blank_image_gives_a_finite_unit_vector(small_fit):
+    model, _ = small_fit
+    v = model.embed(np.full((300, 400), 250, np.uint8))
+    assert np.isfinite(v).all()
+    assert extract_raw(np.full((300, 400), 250, np.uint8)).ok is False
+
+
+def test_save_load_roundtrip_and_version(small_fit, tmp_path):
+    model, others = small_fit
+    path = tmp_path / "m.npz"
+    model.save(path)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temp file
+    loaded = EmbeddingModel.load(path)
+    assert loaded.version == model.version
+    assert loaded.version.startswith("hinge-runlength-lbp-vlad-1.0+")
+    np.testing.assert_array_equal(loaded.transform(others[:2]), model.transform(others[:2]))
+    # same parameters and weights -> same version; different weights -> different version
+    loaded.projection_ = loaded.projection_ * 2
+    assert loaded._compute_version() != model.version
+
+
+def test_load_refuses_corrupt_and_foreign_files(small_fit, tmp_path):
+    model, _ = small_fit
+    path = tmp_path / "m.npz"
+    model.save(path)
+    data = dict(np.load(path))
+    data["projection"] = data["projection"] + 1
+    np.savez(tmp_path / "tampered.npz", **data)
+    with pytest.raises(ValueError, match="SHA-256"):
+        EmbeddingModel.load(tmp_path / "tampered.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a sliplink model"):
+        EmbeddingModel.load(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="does not exist"):
+        EmbeddingModel.load(tmp_path / "missing.npz")
+
+
+def test_embed_files_reports_unreadable_files(small_fit, tmp_path):
+    model, _ = small_fit
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    good = SET_DIR / _set_rows()[0]["image"]
+    x, errors = embed_files([good, bad], model=model, jobs=1)
+    assert errors[0] is None and errors[1] is not None and "bad.png" in errors[1]
+    assert np.linalg.norm(x[0]) == pytest.approx(1.0, abs=1e-5)
+    assert not x[1].any()
+    x2, errors2 = embed_files([good, bad], model=model, jobs=2)
+    np.testing.assert_allclose(x2, x, atol=1e-6)
+    assert errors2 == errors
+
+
+def test_default_model_separates_writers_of_the_committed_set():
+    """Same-writer pairs score higher than different-writer pairs on held-out writers."""
+    model = load_default_model()
+    rows = _set_rows()
+    writers = sorted({r["writer"] for r in rows})[:8]
+    rows = [r for r in rows if r["writer"] in writers][:]
+    x = model.transform([_image(r["image"]) for r in rows])
+    assert x.shape[1] == model.dim and model.version
+    y = np.array([r["writer"] for r in rows])
+    sim = x @ x.T
+    iu = np.triu_indices(len(y), k=1)
+    same = y[iu[0]] == y[iu[1]]
+    assert sim[iu][same].mean() > sim[iu][~same].mean() + 0.1

@@ -1,0 +1,119 @@
+"""Tests for cv.features: exact answers on tiny arrays, determinism, degenerate input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cv.features import hinge, local, texture
+
+
+def _square(side: int = 21, pad: int = 6) -> np.ndarray:
+    img = np.zeros((side + 2 * pad, side + 2 * pad), np.uint8)
+    img[pad : pad + side, pad : pad + side] = 255
+    return img
+
+
+def _scribble(seed: int = 0) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((80, 200), np.uint8)
+    pts = np.cumsum(rng.integers(-8, 9, size=(40, 2)), axis=0) + [100, 40]
+    pts = np.clip(pts, 5, [194, 74]).astype(np.int32)
+    cv2.polylines(img, [pts], False, 255, 3)
+    return img
+
+
+def test_contour_direction_of_a_square_is_horizontal_and_vertical():
+    feats = hinge.contour_features(_square(), direction_bins=12, hinge_bins=8, legs=(3,))
+    f1 = feats[:12]
+    assert f1.sum() == pytest.approx(1.0)
+    # straight edges only give 0 and 90 degrees; the rest comes from the 4 corners
+    assert f1[0] + f1[6] > 0.6
+    assert f1[0] == pytest.approx(f1[6])
+
+
+def test_contour_features_blocks_are_distributions_and_dimension_matches():
+    legs = (3, 6)
+    feats = hinge.contour_features(_scribble(), legs=legs)
+    assert feats.dtype == np.float32
+    assert feats.shape == (hinge.hinge_dim(legs=legs),)
+    # f1, f2 per leg, then f3h and f3v: every block sums to one
+    tri = 24 * 25 // 2
+    sizes = [12, tri, 12, tri, 144, 144]
+    pos = 0
+    for size in sizes:
+        assert feats[pos : pos + size].sum() == pytest.approx(1.0, abs=1e-5)
+        pos += size
+    assert pos == len(feats)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda im: hinge.contour_features(im),
+        lambda im: texture.run_length_histograms(im),
+        lambda im: texture.lbp_histograms(im),
+        lambda im: local.dense_rootsift(im),
+    ],
+)
+def test_features_are_deterministic_and_zero_on_blank(fn):
+    im = _scribble(3)
+    np.testing.assert_array_equal(fn(im), fn(im.copy()))
+    blank = fn(np.zeros((30, 40), np.uint8))
+    assert not np.any(blank)
+
+
+def test_features_reject_bad_input():
+    with pytest.raises(ValueError, match="ink"):
+        hinge.contour_features(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="ink"):
+        texture.run_length_histograms(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="legs"):
+        hinge.contour_features(np.zeros((4, 4), np.uint8), legs=())
+
+
+def test_run_lengths_exact_on_one_row():
+    row = np.array([[0, 255, 255, 0, 255, 0, 0]], np.uint8)
+    h = texture.run_length_histograms(row, max_ink=3, max_gap=3)
+    ink_h, gap_h, ink_v, gap_v = h[:3], h[3:6], h[6:9], h[9:12]
+    # ink runs 2 and 1; the only background run bounded by ink on both sides has length 1
+    np.testing.assert_allclose(ink_h, [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(gap_h, [1.0, 0.0, 0.0])
+    # vertical runs: three single-pixel ink columns, no bounded background
+    np.testing.assert_allclose(ink_v, [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(gap_v, [0.0, 0.0, 0.0])
+
+
+def test_lbp_histograms_sum_to_one_per_radius():
+    h = texture.lbp_histograms(_scribble(1), radii=(1, 2))
+    assert h.shape == (texture.lbp_dim(radii=(1, 2)),)
+    np.testing.assert_allclose([h[:256].sum(), h[256:].sum()], [1.0, 1.0], atol=1e-5)
+
+
+def test_dense_rootsift_rows_are_rootsift():
+    d = local.dense_rootsift(_scribble(2), max_points=50)
+    assert d.shape[1] == 128 and 0 < len(d) <= 50
+    assert (d >= 0).all()
+    # RootSIFT: square roots of an L1-normalised vector have unit L2 norm
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
+
+
+def test_vlad_exact_on_two_centres():
+    centres = np.array([[0.0, 0.0], [10.0, 10.0]], np.float32)
+    desc = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    v = local.vlad_encode(desc, centres)
+    # both go to centre 0: residual sum (1, 1) -> intra-norm -> signed sqrt -> L2
+    np.testing.assert_allclose(v, [np.sqrt(0.5), np.sqrt(0.5), 0.0, 0.0], atol=1e-6)
+    assert not local.vlad_encode(np.zeros((0, 2), np.float32), centres).any()
+
+
+def test_codebook_is_seeded():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    a = local.fit_codebook(x, n_clusters=4, random_state=1)
+    b = local.fit_codebook(x, n_clusters=4, random_state=1)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="n_clusters"):
+        local.fit_codebook(x[:3], n_clusters=4)
