@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = [
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "separator.npz"
 FORMAT_VERSION = 1
+CLIP = 5.0
 
 FEATURE_NAMES = (
     "log_area",
@@ -57,6 +60,22 @@ FEATURE_NAMES = (
     "neighbours",
     "log_stroke_per_height",
     "boundary_ratio",
+    # features of the component's text group (components joined by small gaps on a line)
+    "group_size",
+    "group_bottom_std",
+    "group_log_height_std",
+    "group_slope",
+    "group_stroke_cv",
+    "group_darkness_std",
+    "group_same_bottom",
+    "group_log_rel_height",
+    "rel_bottom_in_group",
+    "log_height_in_group",
+    # straightness: printed glyphs have exactly vertical/horizontal stems after deskew
+    "straight_v",
+    "straight_h",
+    "group_straight_v",
+    "group_straight_h",
 )
 
 
@@ -92,67 +111,67 @@ def remove_lines(
     """
     rows, cols = ink.shape
     short = min(rows, cols)
-    u8 = ink.astype(np.uint8)
+    # 0/255 uint8 throughout: OpenCV's bitwise ops and counts are several times faster
+    # than numpy's on these arrays (this runs on every slip).
+    u8 = (
+        ink.view(np.uint8) * np.uint8(255)
+        if ink.dtype == bool
+        else (ink > 0).astype(np.uint8) * 255
+    )
+    one = np.ones((3, 3), np.uint8)
     if min_length <= 0:
         # Stroke width ~ 2 * area / boundary length (cheap; print and hand mixed).
-        n_ink = int(u8.sum())
-        edge = int((u8 & (1 - cv2.erode(u8, np.ones((3, 3), np.uint8)))).sum())
+        n_ink = cv2.countNonZero(u8)
+        edge = n_ink - cv2.countNonZero(cv2.erode(u8, one))
         sw = 2.0 * n_ink / max(edge, 1)
         min_length = int(max(40, short // 12, 20 * sw))
     if max_gap <= 0:
         max_gap = max(3, short // 100)
     if max_thickness <= 0:
         max_thickness = max(4, short // 90)
+    # Odd element sizes keep the anchor centred (even ones shift the result by a pixel).
+    min_length |= 1
+    max_gap += max_gap % 2
+    rect = cv2.getStructuringElement
     found = []
     for horizontal in (True, False):
         gk = (max_gap + 1, 1) if horizontal else (1, max_gap + 1)
         lk = (min_length, 1) if horizontal else (1, min_length)
-        closed = cv2.morphologyEx(
-            u8, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, gk)
-        )
-        runs = cv2.morphologyEx(
-            closed, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, lk)
-        )
-        if not runs.any():
+        closed = cv2.morphologyEx(u8, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, gk))
+        runs = cv2.morphologyEx(closed, cv2.MORPH_OPEN, rect(cv2.MORPH_RECT, lk))
+        if not cv2.countNonZero(runs):
             found.append(np.zeros_like(u8))
             continue
         # A line is thin across its direction; stacked runs (a word whose gaps the closing
         # joined) are not: whatever survives an opening across the line direction longer
         # than max_thickness is such a stack and is dropped with its surroundings.
         ak = (1, max_thickness + 1) if horizontal else (max_thickness + 1, 1)
-        thick = cv2.morphologyEx(
-            runs, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, ak)
-        )
-        if thick.any():
-            grow = (
-                (min_length, 2 * max_thickness + 1)
-                if horizontal
-                else (2 * max_thickness + 1, min_length)
+        thick = cv2.morphologyEx(runs, cv2.MORPH_OPEN, rect(cv2.MORPH_RECT, ak))
+        if cv2.countNonZero(thick):
+            t2 = 2 * max_thickness + 1
+            grow = (min_length, t2) if horizontal else (t2, min_length)
+            runs = cv2.bitwise_and(
+                runs, cv2.bitwise_not(cv2.dilate(thick, rect(cv2.MORPH_RECT, grow)))
             )
-            runs &= 1 - cv2.dilate(thick, cv2.getStructuringElement(cv2.MORPH_RECT, grow))
-        found.append(runs & u8)
+        found.append(cv2.bitwise_and(runs, u8))
     h, v = found
-    lines = h | v
-    if not lines.any():
-        return ink.copy(), np.zeros(ink.shape, bool)
+    lines = cv2.bitwise_or(h, v)
+    if not cv2.countNonZero(lines):
+        return ink.astype(bool, copy=True), np.zeros(ink.shape, bool)
     # Lines are often a pixel thicker at their edges than the opening catches.
-    lines_d = cv2.dilate(lines, np.ones((3, 3), np.uint8)) & u8
-    kept = u8 & (1 - lines_d)
+    lines_d = cv2.bitwise_and(cv2.dilate(lines, one), u8)
+    kept = cv2.bitwise_and(u8, cv2.bitwise_not(lines_d))
     # Repair: where a stroke continues on both sides of a removed horizontal line bridge it
     # with a vertical closing restricted to the removed pixels, likewise for vertical lines.
     k = 3 + 2 * max_thickness
-    bridge_v = cv2.morphologyEx(
-        kept, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, k))
+    bridge_v = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, (1, k)))
+    bridge_h = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, (k, 1)))
+    bridge = cv2.bitwise_or(
+        cv2.bitwise_and(bridge_v, cv2.dilate(h, one)),
+        cv2.bitwise_and(bridge_h, cv2.dilate(v, one)),
     )
-    bridge_h = cv2.morphologyEx(
-        kept, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1))
-    )
-    repaired = kept | (
-        (bridge_v & cv2.dilate(h, np.ones((3, 3), np.uint8)))
-        | (bridge_h & cv2.dilate(v, np.ones((3, 3), np.uint8)))
-    )
-    repaired &= u8
-    return repaired.astype(bool), lines_d.astype(bool)
+    repaired = cv2.bitwise_and(cv2.bitwise_or(kept, bridge), u8)
+    return repaired > 0, lines_d > 0
 
 
 # --------------------------------------------------------------------------- features
@@ -166,6 +185,17 @@ def _near_counts(keys: NDArray[np.int64], offsets: list[int]) -> NDArray[np.floa
         q = keys + o
         out += np.searchsorted(order, q, side="right") - np.searchsorted(order, q, side="left")
     return out - 1.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where components sit, for context features: text group id and a coarse grid cell."""
+
+    gid: NDArray[np.int64]  # (m,) text-group id
+    cy: NDArray[np.int64]  # (m,) grid row of the component centre
+    cx: NDArray[np.int64]  # (m,) grid column
+    shape: tuple[int, int]  # grid shape
+    area: NDArray[np.float64]  # (m,) ink pixels
 
 
 def component_features(
@@ -188,18 +218,47 @@ def component_features(
     -------
     (n - 1, len(FEATURE_NAMES)) float32, one row per component 1..n-1.
     """
+    return _component_table(flat, labels, stats)[0]
+
+
+def _component_table(
+    flat: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    stats: NDArray[np.int32],
+) -> tuple[NDArray[np.float32], Layout]:
+    """Features of :func:`component_features` and the components' :class:`Layout`.
+
+    Parameters
+    ----------
+    flat : (rows, cols) uint8
+        Flattened greyscale (paper ~255).
+    labels : (rows, cols) int32
+        Connected-component labels, 0 = background (from ``cv2.connectedComponentsWithStats``).
+    stats : (n, 5) int32
+        The matching statistics; row 0 is the background.
+
+    Returns
+    -------
+    (n - 1, len(FEATURE_NAMES)) float32, one row per component 1..n-1.
+    """
     n = stats.shape[0]
     m = n - 1
     if m <= 0:
-        return np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        z = np.zeros(0, np.int64)
+        return np.zeros((0, len(FEATURE_NAMES)), np.float32), Layout(z, z, z, (1, 1), z * 1.0)
     st = stats[1:].astype(np.float64)
     x, y, w, h, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
-    fg = (labels > 0).astype(np.uint8)
+    fg = (labels > 0).view(np.uint8)
+    # Per-pixel quantities are read only at ink pixels (flat indices), then summed per
+    # component with bincount.
+    idx = np.flatnonzero(fg)
+    lab_f = labels.ravel()[idx]
     dist = cv2.distanceTransform(fg, cv2.DIST_L2, 3)
+    dist_f = dist.ravel()[idx]
     # Ridge pixels (local maxima of the distance) give the local half stroke width.
-    ridge = (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8))) & (fg > 0)
-    lab_r = labels[ridge]
-    d_r = dist[ridge].astype(np.float64)
+    ridge_f = dist_f >= cv2.dilate(dist, np.ones((3, 3), np.uint8)).ravel()[idx]
+    lab_r = lab_f[ridge_f]
+    d_r = dist_f[ridge_f].astype(np.float64)
     cnt = np.bincount(lab_r, minlength=n)[1:].astype(np.float64)
     s1 = np.bincount(lab_r, weights=d_r, minlength=n)[1:]
     s2 = np.bincount(lab_r, weights=d_r * d_r, minlength=n)[1:]
@@ -208,17 +267,15 @@ def component_features(
     sw_var = np.maximum(s2 / cnt_safe - sw_mean**2, 0.0)
     sw_cv = np.sqrt(sw_var) / np.maximum(sw_mean, 0.5)
     # Grey level of the ink: print toner is uniform, pen pressure varies.
-    lab_f = labels[fg > 0]
-    dark = 255.0 - flat[fg > 0].astype(np.float64)
+    dark = 255.0 - flat.ravel()[idx].astype(np.float64)
     g1 = np.bincount(lab_f, weights=dark, minlength=n)[1:]
     g2 = np.bincount(lab_f, weights=dark * dark, minlength=n)[1:]
     a_safe = np.maximum(area, 1.0)
     g_mean = g1 / a_safe
     g_std = np.sqrt(np.maximum(g2 / a_safe - g_mean**2, 0.0))
     # Boundary pixels per area: ragged vs clean outlines.
-    inner = cv2.erode(fg, np.ones((3, 3), np.uint8))
-    edge = (fg > 0) & (inner == 0)
-    e_cnt = np.bincount(labels[edge], minlength=n)[1:].astype(np.float64)
+    inner_f = cv2.erode(fg, np.ones((3, 3), np.uint8)).ravel()[idx]
+    e_cnt = np.bincount(lab_f[inner_f == 0], minlength=n)[1:].astype(np.float64)
 
     big = area >= 10
     med_h = float(np.median(h[big])) if big.any() else float(np.median(h))
@@ -243,7 +300,74 @@ def component_features(
     cy = ((y + h / 2) // cell).astype(np.int64)
     neighbours = _near_counts(cy * 100000 + cx, [0])
 
+    # Text groups: components joined by gaps up to ~one median height on the same line.
+    # Printed text lines sit on one exact baseline (slope 0 after deskew) with identical
+    # glyph heights, pen and darkness; handwriting drifts, wobbles and varies.
+    cell = max(2, int(round(med_h / 2)))
+    gr, gc = -(-fg.shape[0] // cell), -(-fg.shape[1] // cell)
+    gy = np.minimum(((y + h / 2) // cell).astype(np.int64), gr - 1)
+    gx0 = (x // cell).astype(np.int64)
+    gx1 = np.minimum(((x + w - 1) // cell).astype(np.int64), gc - 1)
+    # Each component marks its column span on its centre row: +1/-1 then a running sum.
+    marks = np.zeros((gr, gc + 1), np.int32)
+    np.add.at(marks, (gy[big], gx0[big]), 1)
+    np.add.at(marks, (gy[big], gx1[big] + 1), -1)
+    grid = (np.cumsum(marks[:, :gc], axis=1) > 0).astype(np.uint8)
+    grid = cv2.dilate(grid, np.ones((1, 3), np.uint8))
+    _, glab = cv2.connectedComponents(grid, connectivity=4)
+    gid = glab[gy, np.minimum(((x + w / 2) // cell).astype(np.int64), gc - 1)].astype(np.int64)
+    # Components outside any group (specks) form their own groups.
+    ng0 = int(gid.max()) + 1
+    lone = gid == 0
+    gid[lone] = ng0 + np.arange(int(lone.sum()))
+    ng = int(gid.max()) + 1
+    wt = big.astype(np.float64) + 1e-3
+
+    def gmean(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        num = np.bincount(gid, weights=wt * v, minlength=ng)[gid]
+        return num / np.bincount(gid, weights=wt, minlength=ng)[gid]
+
+    gsize = np.bincount(gid, weights=big.astype(np.float64), minlength=ng)[gid]
+    b_m = gmean(bottom.astype(np.float64))
+    b_sd = np.sqrt(np.maximum(gmean(bottom.astype(np.float64) ** 2) - b_m**2, 0.0))
+    lh = np.log(h)
+    lh_m = gmean(lh)
+    lh_sd = np.sqrt(np.maximum(gmean(lh**2) - lh_m**2, 0.0))
+    xc = x + w / 2
+    xc_m = gmean(xc)
+    cov = gmean(xc * bottom) - xc_m * b_m
+    var = gmean(xc * xc) - xc_m**2
+    slope = np.where(var > 1.0, cov / np.maximum(var, 1.0), 0.0)
+    sw_m = gmean(sw_mean)
+    sw_sd = np.sqrt(np.maximum(gmean(sw_mean**2) - sw_m**2, 0.0))
+    d_m = gmean(g_mean)
+    d_sd = np.sqrt(np.maximum(gmean(g_mean**2) - d_m**2, 0.0))
+    sb_m = gmean((same_bottom > 0).astype(np.float64))
+    med = max(med_h, 1.0)
+
+    # Straight stems: ink in vertical / horizontal runs at least ~0.4 median glyph heights
+    # long (morphological opening with a line element), per component and per group.
+    ln = max(3, int(round(0.4 * med_h)))
+    sv = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, ln)))
+    sh = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (ln, 1)))
+    st_v = np.bincount(lab_f[sv.ravel()[idx] > 0], minlength=n)[1:] / a_safe
+    st_h = np.bincount(lab_f[sh.ravel()[idx] > 0], minlength=n)[1:] / a_safe
+
     f = np.empty((m, len(FEATURE_NAMES)), dtype=np.float64)
+    f[:, 28] = st_v
+    f[:, 29] = st_h
+    f[:, 30] = gmean(st_v)
+    f[:, 31] = gmean(st_h)
+    f[:, 18] = np.log1p(gsize)
+    f[:, 19] = b_sd / med
+    f[:, 20] = lh_sd
+    f[:, 21] = np.abs(slope)
+    f[:, 22] = sw_sd / np.maximum(sw_m, 0.5)
+    f[:, 23] = d_sd / 255.0
+    f[:, 24] = sb_m
+    f[:, 25] = lh_m - math.log(med)
+    f[:, 26] = (bottom - b_m) / med
+    f[:, 27] = lh - lh_m
     f[:, 0] = np.log(a_safe)
     f[:, 1] = np.log(w)
     f[:, 2] = np.log(h)
@@ -262,33 +386,74 @@ def component_features(
     f[:, 15] = np.log1p(neighbours)
     f[:, 16] = np.log(np.maximum(sw_mean, 0.5) / h)
     f[:, 17] = e_cnt / a_safe
-    return f.astype(np.float32)
+    # Context cells: ~2 median glyph heights.
+    ccell = 4 * cell
+    cgr, cgc = -(-fg.shape[0] // ccell), -(-fg.shape[1] // ccell)
+    lay = Layout(
+        gid=gid,
+        cy=np.minimum(((y + h / 2) // ccell).astype(np.int64), cgr - 1),
+        cx=np.minimum(((x + w / 2) // ccell).astype(np.int64), cgc - 1),
+        shape=(cgr, cgc),
+        area=area,
+    )
+    return f.astype(np.float32), lay
+
+
+CONTEXT_NAMES = ("p", "group_p", "near_p", "wide_p")
+
+
+def context_features(p: NDArray[np.float32], layout: Layout) -> NDArray[np.float32]:
+    """Stage-2 context: a component's stage-1 probability and the area-weighted mean
+    probability of its text group, its neighbourhood (5x5 cells of ~2 glyph heights) and
+    a wide neighbourhood (15x15 cells).  Handwriting comes in words and filled fields,
+    print in lines and blocks, so neighbours' votes correct isolated mistakes.
+
+    Returns
+    -------
+    (m, len(CONTEXT_NAMES)) float32.
+    """
+    m = p.shape[0]
+    if m == 0:
+        return np.zeros((0, len(CONTEXT_NAMES)), np.float32)
+    a = np.sqrt(np.maximum(layout.area, 1.0))
+    ng = int(layout.gid.max()) + 1
+    gp = np.bincount(layout.gid, weights=a * p, minlength=ng) / np.maximum(
+        np.bincount(layout.gid, weights=a, minlength=ng), 1e-9
+    )
+    sums = np.zeros(layout.shape, np.float32)
+    wts = np.zeros(layout.shape, np.float32)
+    np.add.at(sums, (layout.cy, layout.cx), (a * p).astype(np.float32))
+    np.add.at(wts, (layout.cy, layout.cx), a.astype(np.float32))
+    out = np.empty((m, len(CONTEXT_NAMES)), np.float32)
+    out[:, 0] = p
+    out[:, 1] = gp[layout.gid]
+    for j, k in ((2, 5), (3, 15)):
+        s_ = cv2.boxFilter(sums, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        w_ = cv2.boxFilter(wts, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        out[:, j] = s_[layout.cy, layout.cx] / np.maximum(w_[layout.cy, layout.cx], 1e-6)
+    return out
 
 
 # --------------------------------------------------------------------------- model
 
 
 @dataclass(frozen=True)
-class Separator:
-    """A fitted print/handwriting component classifier (standardise, MLP, sigmoid).
-
-    ``weights``/``biases`` are the layers; hidden layers use ReLU.  ``threshold`` is the
-    probability above which a component is handwriting.
-    """
+class Mlp:
+    """A standardise -> ReLU MLP -> sigmoid scorer stored as plain arrays."""
 
     mean: NDArray[np.float32]
     scale: NDArray[np.float32]
     weights: tuple[NDArray[np.float32], ...]
     biases: tuple[NDArray[np.float32], ...]
-    threshold: float = 0.5
 
-    def predict_proba(self, features: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Probability of handwriting, shape (n,), for features of shape (n, k)."""
+    def __call__(self, features: NDArray[np.float32]) -> NDArray[np.float32]:
         if features.ndim != 2 or features.shape[1] != self.mean.shape[0]:
             raise ValueError(
                 f"features must be (n, {self.mean.shape[0]}), got shape {features.shape}"
             )
-        a = (features.astype(np.float32) - self.mean) / self.scale
+        # Standardised features are clipped: heavy tails (specks, huge frames) otherwise
+        # dominate the first layer.
+        a = np.clip((features.astype(np.float32) - self.mean) / self.scale, -CLIP, CLIP)
         for i, (wt, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             a = a @ wt + b
             if i < len(self.weights) - 1:
@@ -296,18 +461,61 @@ class Separator:
         z = np.clip(a[:, 0], -30, 30)
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {
+            f"{prefix}mean": self.mean,
+            f"{prefix}scale": self.scale,
+            f"{prefix}n_layers": np.array(len(self.weights)),
+        }
+        for i, (wt, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            out[f"{prefix}w{i}"] = wt
+            out[f"{prefix}b{i}"] = b
+        return out
+
+    @classmethod
+    def from_arrays(cls, z: dict | np.lib.npyio.NpzFile, prefix: str) -> Mlp:
+        n = int(z[f"{prefix}n_layers"])
+        return cls(
+            mean=np.asarray(z[f"{prefix}mean"], np.float32),
+            scale=np.asarray(z[f"{prefix}scale"], np.float32),
+            weights=tuple(np.asarray(z[f"{prefix}w{i}"], np.float32) for i in range(n)),
+            biases=tuple(np.asarray(z[f"{prefix}b{i}"], np.float32) for i in range(n)),
+        )
+
+
+@dataclass(frozen=True)
+class Separator:
+    """A fitted print/handwriting component classifier.
+
+    ``stage1`` scores components from their own features; the optional ``stage2`` rescores
+    them from the same features plus their neighbours' stage-1 scores
+    (:func:`context_features`, stacked generalisation, Wolpert 1992).  A component is
+    handwriting when the final probability is at least ``threshold``.
+    """
+
+    stage1: Mlp
+    stage2: Mlp | None = None
+    threshold: float = 0.5
+
+    def predict_proba(
+        self, features: NDArray[np.float32], layout: Layout | None = None
+    ) -> NDArray[np.float32]:
+        """Probability of handwriting, shape (n,), for features of shape (n, k)."""
+        p = self.stage1(features)
+        if self.stage2 is None or layout is None:
+            return p
+        return self.stage2(np.hstack([features, context_features(p, layout)]))
+
     def save(self, path: str | os.PathLike[str], *, meta: dict | None = None) -> None:
         """Write the model atomically as a plain-array npz (no pickle)."""
         arrays: dict[str, np.ndarray] = {
-            "mean": self.mean,
-            "scale": self.scale,
             "threshold": np.array(self.threshold, np.float32),
-            "n_layers": np.array(len(self.weights)),
             "feature_names": np.array(FEATURE_NAMES),
+            "context_names": np.array(CONTEXT_NAMES),
+            **self.stage1.arrays("s1_"),
         }
-        for i, (wt, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            arrays[f"w{i}"] = wt
-            arrays[f"b{i}"] = b
+        if self.stage2 is not None:
+            arrays.update(self.stage2.arrays("s2_"))
         h = hashlib.sha256()
         for k in sorted(arrays):
             h.update(k.encode())
@@ -338,15 +546,14 @@ class Separator:
             meta = json.loads(str(z["meta"]))
             if meta.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"separator model {path} has format {meta.get('format_version')}")
-            names = tuple(str(s) for s in z["feature_names"])
-            if names != FEATURE_NAMES:
+            if (
+                tuple(str(s) for s in z["feature_names"]) != FEATURE_NAMES
+                or tuple(str(s) for s in z["context_names"]) != CONTEXT_NAMES
+            ):
                 raise ValueError(f"separator model {path} was fitted on other features")
-            n = int(z["n_layers"])
             return cls(
-                mean=z["mean"].astype(np.float32),
-                scale=z["scale"].astype(np.float32),
-                weights=tuple(z[f"w{i}"].astype(np.float32) for i in range(n)),
-                biases=tuple(z[f"b{i}"].astype(np.float32) for i in range(n)),
+                stage1=Mlp.from_arrays(z, "s1_"),
+                stage2=Mlp.from_arrays(z, "s2_") if "s2_n_layers" in z.files else None,
                 threshold=float(z["threshold"]),
             )
 
@@ -356,7 +563,12 @@ def default_separator() -> Separator | None:
     """The shipped model, or None when it has not been trained."""
     if not MODEL_PATH.exists():
         return None
-    return Separator.load(MODEL_PATH)
+    try:
+        return Separator.load(MODEL_PATH)
+    except (ValueError, KeyError, OSError) as exc:
+        # A stale model must not take the pipeline down; the rules still work.
+        warnings.warn(f"ignoring separator model {MODEL_PATH}: {exc}", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def _rule_based(f: NDArray[np.float32]) -> NDArray[np.bool_]:
@@ -370,20 +582,20 @@ def _rule_based(f: NDArray[np.float32]) -> NDArray[np.bool_]:
 
 def components(
     flat: NDArray[np.uint8], ink: NDArray[np.bool_]
-) -> tuple[NDArray[np.bool_], NDArray[np.int32], NDArray[np.int32], NDArray[np.float32]]:
-    """Line removal, then connected components and their features.
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float32], Layout]:
+    """Line removal, then connected components, their features and layout.
 
     Returns
     -------
-    (kept, labels, stats, features): ink without lines (rows, cols) bool; labels (rows,
-    cols) int32; stats (n, 5); features (n - 1, k) float32.
+    (labels, stats, features, layout): labels (rows, cols) int32; stats (n, 5); features
+    (n - 1, k) float32; :class:`Layout`.
     """
     kept, _ = remove_lines(ink)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        kept.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+        kept.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
-    feats = component_features(flat, labels, stats)
-    return kept, labels, stats, feats
+    feats, layout = _component_table(flat, labels, stats)
+    return labels, stats, feats, layout
 
 
 def separate(
@@ -412,13 +624,13 @@ def separate(
         raise ValueError(f"ink shape {ink.shape} must match flat shape {flat.shape}")
     if not ink.any():
         return np.zeros(ink.shape, dtype=bool)
-    _, labels, stats, feats = components(flat, ink)
+    labels, stats, feats, layout = components(flat, ink)
     if feats.shape[0] == 0:
         return np.zeros(ink.shape, dtype=bool)
     if model is True:
         model = default_separator()
     if isinstance(model, Separator):
-        keep = model.predict_proba(feats) >= model.threshold
+        keep = model.predict_proba(feats, layout) >= model.threshold
         keep &= np.exp(feats[:, 0]) >= 3  # single-pixel specks are noise either way
     else:
         keep = _rule_based(feats)
@@ -481,8 +693,8 @@ def labelled_components(
     *,
     templates: list | None = None,
     work_pixels: int = 0,
-) -> tuple[NDArray[np.float32], NDArray[np.int8], NDArray[np.float32]]:
-    """Features, labels and pixel weights of a slip's components, computed exactly as at
+) -> tuple[NDArray[np.float32], NDArray[np.int8], Layout]:
+    """Features, labels and layout of a slip's components, computed exactly as at
     inference time; a component is handwriting when most of its ink lies on the
     handwriting mask rather than the print mask.
 
@@ -494,18 +706,12 @@ def labelled_components(
 
     Returns
     -------
-    (features (n, k) float32, labels (n,) int8 with 1 = handwriting, area (n,) float32)
+    (features (n, k) float32, labels (n,) int8 with 1 = handwriting, layout)
     """
     from cv.preprocess import work_frame
 
     wf = work_frame(image, templates=templates, work_pixels=work_pixels)
-    if not wf.candidates.any():
-        return (
-            np.zeros((0, len(FEATURE_NAMES)), np.float32),
-            np.zeros(0, np.int8),
-            np.zeros(0, np.float32),
-        )
-    _, labels, stats, feats = components(wf.flat, wf.candidates)
+    labels, stats, feats, layout = components(wf.flat, wf.candidates)
     n = stats.shape[0]
     hm = wf.map_input(hand_mask).astype(np.float64)
     pm = wf.map_input(print_mask).astype(np.float64)
@@ -514,49 +720,93 @@ def labelled_components(
     hs = np.bincount(lab, weights=hm[fg], minlength=n)[1:]
     ps = np.bincount(lab, weights=pm[fg], minlength=n)[1:]
     y = (hs > ps).astype(np.int8)
-    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float32)
-    return feats, y, area
+    return feats, y, layout
 
 
-def fit(
-    features: NDArray[np.float32],
-    labels: NDArray[np.int8],
-    weights: NDArray[np.float32],
+def _fit_mlp(
+    x: NDArray[np.float32],
+    y: NDArray[np.int8],
+    weights: NDArray[np.float64],
     *,
-    hidden: tuple[int, ...] = (32, 16),
-    random_state: int = 0,
-) -> Separator:
-    """Fit the MLP separator (scikit-learn, then exported to plain arrays).
-
-    Components are weighted by sqrt(area): pixel accuracy is what matters, but a few huge
-    print components must not swamp the many small glyphs.  scikit-learn's MLP has no
-    sample weights, so components are resampled in proportion to their weight.
-    """
+    hidden: tuple[int, ...],
+    max_iter: int,
+    random_state: int,
+) -> Mlp:
     from sklearn.neural_network import MLPClassifier
 
     rng = np.random.default_rng(random_state)
-    w = np.sqrt(np.maximum(weights.astype(np.float64), 1.0))
-    n = features.shape[0]
-    idx = rng.choice(n, size=min(4 * n, 400_000), replace=True, p=w / w.sum())
-    x = features[idx].astype(np.float64)
-    y = labels[idx]
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) + 1e-6
+    n = x.shape[0]
+    # scikit-learn's MLP has no sample weights: resample in proportion to the weight.
+    idx = rng.choice(n, size=min(2 * n, 250_000), replace=True, p=weights / weights.sum())
+    xs = x[idx].astype(np.float64)
+    ys = y[idx]
+    mean = xs.mean(axis=0)
+    scale = xs.std(axis=0) + 1e-6
     clf = MLPClassifier(
         hidden_layer_sizes=hidden,
         alpha=1e-4,
-        max_iter=60,
+        batch_size=1024,
+        learning_rate_init=3e-3,
+        max_iter=max_iter,
         early_stopping=True,
         random_state=random_state,
     )
-    clf.fit((x - mean) / scale, y)
-    return Separator(
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: early stopping decides
+        clf.fit(np.clip((xs - mean) / scale, -CLIP, CLIP), ys)
+    return Mlp(
         mean=mean.astype(np.float32),
         scale=scale.astype(np.float32),
         weights=tuple(c.astype(np.float32) for c in clf.coefs_),
         biases=tuple(b.astype(np.float32) for b in clf.intercepts_),
-        threshold=0.5,
     )
+
+
+def fit(
+    slips: list[tuple[NDArray[np.float32], NDArray[np.int8], Layout]],
+    *,
+    groups: list[str] | None = None,
+    hidden: tuple[int, ...] = (64, 32),
+    max_iter: int = 80,
+    context: bool = True,
+    random_state: int = 0,
+) -> Separator:
+    """Fit the two-stage separator on labelled slips (scikit-learn MLPs, exported to arrays).
+
+    Components are weighted by sqrt(area): pixel accuracy is what matters, but a few huge
+    print components must not swamp the many small glyphs.  Stage 2 is fitted on
+    out-of-fold stage-1 scores (two folds split by ``groups``, e.g. writer), so it learns
+    how far to trust stage 1 on unseen slips.
+
+    Parameters
+    ----------
+    slips : list of (features, labels, layout) per slip, from :func:`labelled_components`
+    groups : list of str, optional
+        Fold key per slip (slips of one writer stay in one fold); default the slip index.
+    """
+    x = np.concatenate([s[0] for s in slips])
+    y = np.concatenate([s[1] for s in slips])
+    w = np.sqrt(np.maximum(np.concatenate([s[2].area for s in slips]), 1.0))
+    kw = {"hidden": hidden, "max_iter": max_iter, "random_state": random_state}
+    stage1 = _fit_mlp(x, y, w, **kw)
+    if not context:
+        return Separator(stage1=stage1)
+    keys = groups if groups is not None else [str(i) for i in range(len(slips))]
+    fold = np.array(
+        [int(hashlib.sha256(k.encode()).hexdigest(), 16) % 2 for k in keys], dtype=np.int64
+    )
+    sizes = np.array([s[0].shape[0] for s in slips])
+    comp_fold = np.repeat(fold, sizes)
+    oof = np.zeros(x.shape[0], np.float32)
+    for k in (0, 1):
+        part = _fit_mlp(x[comp_fold != k], y[comp_fold != k], w[comp_fold != k], **kw)
+        oof[comp_fold == k] = part(x[comp_fold == k])
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    ctx = np.concatenate(
+        [context_features(oof[starts[i] : starts[i + 1]], slips[i][2]) for i in range(len(slips))]
+    )
+    stage2 = _fit_mlp(np.hstack([x, ctx]), y, w, **kw)
+    return Separator(stage1=stage1, stage2=stage2)
 
 
 def _read_set(folder: Path) -> list[tuple[Path, Path, Path]]:
@@ -577,18 +827,21 @@ def _read_set(folder: Path) -> list[tuple[Path, Path, Path]]:
     return out
 
 
-def collect(folder: Path, *, work_pixels: int = 0, templates: list | None = None):
-    """Labelled components of every slip of a generated set (see :func:`labelled_components`)."""
-    fs, ys, ws = [], [], []
+def collect(
+    folder: Path, *, work_pixels: int = 0, templates: list | None = None
+) -> tuple[list[tuple[NDArray[np.float32], NDArray[np.int8], Layout]], list[str]]:
+    """Labelled components of every slip of a generated set, and each slip's writer."""
+    import csv
+
+    with (Path(folder) / "labels.csv").open() as fh:
+        writers = [r["writer"] for r in csv.DictReader(fh)]
+    out = []
     for img_p, hm_p, pm_p in _read_set(Path(folder)):
         img = cv2.imread(str(img_p), cv2.IMREAD_GRAYSCALE)
         hm = cv2.imread(str(hm_p), cv2.IMREAD_GRAYSCALE)
         pm = cv2.imread(str(pm_p), cv2.IMREAD_GRAYSCALE)
-        f, y, w = labelled_components(img, hm, pm, templates=templates, work_pixels=work_pixels)
-        fs.append(f)
-        ys.append(y)
-        ws.append(w)
-    return np.concatenate(fs), np.concatenate(ys), np.concatenate(ws)
+        out.append(labelled_components(img, hm, pm, templates=templates, work_pixels=work_pixels))
+    return out, writers
 
 
 def train(
@@ -616,14 +869,18 @@ def train(
                 split="fit",
                 masks=True,
             )
-        x, y, w = collect(folder)
-    model = fit(x, y, w, random_state=seed)
-    pred = model.predict_proba(x) >= model.threshold
+        slips, slip_writers = collect(folder)
+    model = fit(slips, groups=slip_writers, random_state=seed)
+    x = np.concatenate([s_[0] for s_ in slips])
+    y = np.concatenate([s_[1] for s_ in slips])
+    w = np.concatenate([s_[2].area for s_ in slips])
+    pred = np.concatenate([model.predict_proba(s_[0], s_[2]) for s_ in slips]) >= 0.5
     acc = float(np.average(pred == (y == 1), weights=w))
     meta = {
         "writers": writers,
         "slips_per_writer": slips_per_writer,
         "seed": seed,
+        "slips": len(slips),
         "components": int(x.shape[0]),
         "handwriting_fraction": float(np.average(y, weights=w)),
         "fit_pixel_accuracy": acc,

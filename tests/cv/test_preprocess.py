@@ -147,7 +147,7 @@ def test_load_image_rejects_non_bytes() -> None:
         load_image("file.png")  # type: ignore[arg-type]
 
 
-# --------------------------------------------------------------------------- validation and degenerate inputs
+# ------------------------------------------------------------- validation, degenerate inputs
 
 
 def test_preprocess_rejects_wrong_dtype_and_ndim() -> None:
