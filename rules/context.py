@@ -8,9 +8,10 @@ All clustering reads use the active model version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -21,6 +22,8 @@ from store.clustering import (
     active_model_version,
 )
 from store.models import Bet, Customer, Shop, Slip, as_utc
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,19 +45,45 @@ class BetRow:
 
 
 def model_version(session: Session) -> str:
-    """The active model version, cached on the session for the length of one evaluation."""
+    """The active model version, cached on the session for the length of one evaluation
+    (dropping ``session.info["rules_model_version"]`` also drops the `memo` entries)."""
     cached = session.info.get("rules_model_version")
     if cached is None:
+        session.info.pop("rules_memo", None)
         cached = session.info["rules_model_version"] = active_model_version(session=session)
     return str(cached)
 
 
+def memo(session: Session, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """Remember a query's result for the rest of one engine run (the engine clears it at the
+    start of every run): several rules ask for the same slip, cluster or pivot bets."""
+    model_version(session)  # a new evaluation (no cached version) starts with an empty memo
+    cache = session.info.setdefault("rules_memo", {})
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]  # type: ignore[no-any-return]
+
+
+def reset(session: Session) -> None:
+    """Forget the model version and memoised reads (start of an engine run)."""
+    session.info.pop("rules_model_version", None)
+    session.info.pop("rules_memo", None)
+
+
 def slip_of_bet(*, session: Session, bet_id: int) -> int | None:
-    return session.exec(select(Slip.id).where(Slip.bet_id == bet_id)).first()
+    return memo(
+        session,
+        ("slip_of_bet", bet_id),
+        lambda: session.exec(select(Slip.id).where(Slip.bet_id == bet_id)).first(),
+    )
 
 
 def membership(*, session: Session, slip_id: int) -> tuple[int, float] | None:
     """(cluster id, confidence) of a slip in an active cluster, None when on its own."""
+    return memo(session, ("membership", slip_id), lambda: _membership(session, slip_id))
+
+
+def _membership(session: Session, slip_id: int) -> tuple[int, float] | None:
     row = session.exec(
         select(ClusterMember.cluster_id, ClusterMember.confidence).where(
             ClusterMember.slip_id == slip_id,
@@ -83,6 +112,12 @@ def pivot_of_bet(*, session: Session, bet_id: int) -> tuple[str, int] | None:
 def linked_clusters(*, session: Session, customer_id: int) -> dict[int, float]:
     """Active clusters holding a slip of the customer -> the strongest such membership
     confidence (how firmly the customer's own handwriting anchors the cluster)."""
+    return dict(
+        memo(session, ("linked_clusters", customer_id), lambda: _linked(session, customer_id))
+    )
+
+
+def _linked(session: Session, customer_id: int) -> dict[int, float]:
     rows = session.exec(
         select(ClusterMember.cluster_id, ClusterMember.confidence)
         .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
@@ -101,6 +136,21 @@ def linked_clusters(*, session: Session, customer_id: int) -> dict[int, float]:
     return out
 
 
+# the bet columns a BetRow needs: selected as columns, not ORM objects (hydrating a Bet costs
+# more than the query on a warm index)
+_BET_COLUMNS = (
+    Bet.id,
+    Bet.placed_at,
+    Bet.shop_id,
+    Bet.customer_id,
+    Bet.total_stake,
+    Bet.currency,
+    Bet.sport,
+    Bet.returns,
+    Bet.settled_at,
+)
+
+
 def cluster_rows(
     *,
     session: Session,
@@ -111,11 +161,22 @@ def cluster_rows(
 ) -> list[BetRow]:
     """Bets whose slips sit in the given clusters, placed (``settled=True``: settled) in
     ``[since, until]``."""
-    ids = sorted(set(cluster_ids))
+    ids = tuple(sorted(set(cluster_ids)))
     if not ids:
         return []
+    key = ("cluster_rows", ids, since, until, settled)
+    return memo(session, key, lambda: _cluster_rows(session, ids, since, until, settled))
+
+
+def _cluster_rows(
+    session: Session,
+    ids: tuple[int, ...],
+    since: datetime | None,
+    until: datetime | None,
+    settled: bool,
+) -> list[BetRow]:
     query = (
-        select(Bet, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
+        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
         .join(Slip, col(Slip.bet_id) == col(Bet.id))
         .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
         .where(
@@ -124,7 +185,7 @@ def cluster_rows(
         )
     )
     query = _between(query, since, until, settled=settled)
-    return [_row(b, s, c, conf) for b, s, c, conf in session.exec(query).all()]
+    return [_row(r) for r in session.exec(query).all()]
 
 
 def customer_rows(
@@ -135,8 +196,15 @@ def customer_rows(
     until: datetime | None = None,
 ) -> list[BetRow]:
     """The customer's own bets (with their slips and clusters when there are any)."""
+    key = ("customer_rows", customer_id, since, until)
+    return memo(session, key, lambda: _customer_rows(session, customer_id, since, until))
+
+
+def _customer_rows(
+    session: Session, customer_id: int, since: datetime | None, until: datetime | None
+) -> list[BetRow]:
     query = (
-        select(Bet, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
+        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
         .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
         .outerjoin(
             ClusterMember,
@@ -145,8 +213,7 @@ def customer_rows(
         )
         .where(Bet.customer_id == customer_id)
     )
-    rows = session.exec(_between(query, since, until)).all()
-    return [_row(b, s, c, conf if c is not None else None) for b, s, c, conf in rows]
+    return [_row(r) for r in session.exec(_between(query, since, until)).all()]
 
 
 def bet_rows_of_pivot(
@@ -193,12 +260,12 @@ def bets_of_pivot(
 
 
 def bet_row(*, session: Session, bet_id: int) -> BetRow | None:
-    bet = session.get(Bet, bet_id)
-    if bet is None:
+    row = session.exec(select(*_BET_COLUMNS).where(Bet.id == bet_id)).first()
+    if row is None:
         return None
     slip_id = slip_of_bet(session=session, bet_id=bet_id)
     found = membership(session=session, slip_id=slip_id) if slip_id is not None else None
-    return _row(bet, slip_id, *(found or (None, None)))
+    return _row((*row, slip_id, *(found or (None, None))))
 
 
 def customer(*, session: Session, customer_id: int) -> Customer | None:
@@ -250,18 +317,21 @@ def _between(query, since: datetime | None, until: datetime | None, *, settled: 
     return query
 
 
-def _row(bet: Bet, slip_id: int | None, cluster_id: int | None, conf: float | None) -> BetRow:
+def _row(r: Any) -> BetRow:
+    """A BetRow from ``(*_BET_COLUMNS, slip id, cluster id, confidence)``."""
+    bet_id, placed, shop, customer_id, stake, currency, sport, returns, settled = r[:9]
+    slip_id, cluster_id, conf = r[9], r[10], r[11]
     return BetRow(
-        bet_id=int(bet.id),  # type: ignore[arg-type]
-        placed_at=as_utc(bet.placed_at),
-        shop_id=bet.shop_id,
-        customer_id=bet.customer_id,
-        stake=float(bet.total_stake),
-        currency=bet.currency,
-        sport=bet.sport,
-        returns=None if bet.returns is None else float(bet.returns),
-        settled_at=as_utc(bet.settled_at) if bet.settled_at else None,
+        bet_id=int(bet_id),
+        placed_at=as_utc(placed),
+        shop_id=shop,
+        customer_id=customer_id,
+        stake=float(stake),
+        currency=currency,
+        sport=sport,
+        returns=None if returns is None else float(returns),
+        settled_at=as_utc(settled) if settled else None,
         slip_id=None if slip_id is None else int(slip_id),
         cluster_id=None if cluster_id is None else int(cluster_id),
-        confidence=None if conf is None else float(conf),
+        confidence=None if conf is None or cluster_id is None else float(conf),
     )

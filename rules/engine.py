@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import string
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -80,17 +81,27 @@ def _signature(paths: tuple[str, ...]) -> tuple[tuple[str, float, int], ...]:
     return tuple((str(p), p.stat().st_mtime, p.stat().st_size) for p in files)
 
 
+# how often the rule files are looked at again (stat) for changes
+RECHECK_SECONDS = 1.0
+_checked: dict[tuple[str, ...], float] = {}
+
+
 def loaded_rules(paths: list[str] | None = None) -> list[Rule]:
-    """`load_rules`, cached until a rule file changes (mtime or size)."""
+    """`load_rules`, cached until a rule file changes (mtime or size; the files are looked
+    at again at most every `RECHECK_SECONDS`)."""
     if paths is None:
         import os
 
         extra = os.environ.get("SLIPLINK_RULES_DIR")
         paths = [extra] if extra else []
     key = tuple(paths)
-    signature = _signature(key)
     with _cache_lock:
         cached = _loaded.get(key)
+        if cached is not None and time.monotonic() - _checked.get(key, 0.0) < RECHECK_SECONDS:
+            return cached[1]
+    signature = _signature(key)
+    with _cache_lock:
+        _checked[key] = time.monotonic()
         if cached is not None and cached[0] == signature:
             return cached[1]
     rules = load_rules(list(key))
@@ -315,7 +326,7 @@ def run_screening(*, session: Session, now: datetime | None = None) -> list[Aler
 
 
 def _run(session: Session, rules: list[Rule], trigger: Trigger, now: datetime) -> list[Alert]:
-    session.info.pop("rules_model_version", None)
+    context.reset(session)
     settings = engine_settings()
     boosters = _boosters(rules)
     alerts: dict[int, Alert] = {}
@@ -517,6 +528,7 @@ def apply_observation(
     """Raise open alerts on the observation's pivot by one level (kind ``staff_observation``:
     alerts raised within its window before the observation)."""
     now = as_utc(now) if now else utcnow()
+    context.reset(session)
     rules = [r for r in active_rules(session=session) if r.enabled]
     raised: list[Alert] = []
     for rule, kind in _boosters(rules):
@@ -611,7 +623,7 @@ def backtest(*, session: Session, rule: Rule, start: datetime, end: datetime) ->
         raise ValueError("end: must be after start")
     kind = REGISTRY[rule.kind]
     settings = engine_settings()
-    session.info.pop("rules_model_version", None)
+    context.reset(session)
     triggers: list[Trigger] = []
     if "schedule" in kind.triggers:
         day = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
@@ -659,6 +671,7 @@ def backtest(*, session: Session, rule: Rule, start: datetime, end: datetime) ->
     open_: dict[tuple[str, int], dict[str, Any]] = {}
     raised: list[dict[str, Any]] = []
     for trigger in triggers:
+        context.reset(session)
         for finding in _evaluate(session, rule, trigger):
             decision = decide(rule, finding, settings=settings)
             if decision is None:

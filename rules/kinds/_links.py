@@ -37,6 +37,12 @@ def trigger_cluster(*, session: Session, trigger: Trigger) -> tuple[int, float] 
 
 def customers_of_cluster(*, session: Session, cluster_id: int) -> list[Customer]:
     """Known customers with at least one slip in the cluster (active model)."""
+    return context.memo(
+        session, ("customers_of_cluster", cluster_id), lambda: _customers(session, cluster_id)
+    )
+
+
+def _customers(session: Session, cluster_id: int) -> list[Customer]:
     from store.clustering import ClusterMember
     from store.models import Bet, Slip
 

@@ -1,0 +1,410 @@
+"""Rules engine speed on PostgreSQL with a million stored bets.
+
+Fills a fresh PostgreSQL database (``COPY``) with shops, customers (some self-excluded,
+some factored), 1,000,000 bets over a year with one leg and one slip each, and handwriting
+clusters (one per writer; anonymous slips join known customers' clusters or anonymous ones),
+then times
+
+* the event-driven rules for one bet: ``run_event_rules`` for ``bet_placed`` and for
+  ``slip_clustered`` on recent bets (p50 / p99 ms, every enabled rule, rolled back);
+* the daily screening: ``run_screening`` once over the whole store (seconds, rolled back).
+
+Prints one JSON object and writes it to bench/results/rules.json.
+
+    .venv/bin/python bench/rules.py --bets 1000000 --samples 300
+    .venv/bin/python bench/rules.py --reuse sliplink_bench_rules   # skip the fill
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+MODEL = "bench-v1"
+SPORTS = ["Horse Racing", "Football", "Greyhounds", "Tennis", "Golf", "Cricket"]
+
+
+def _create_database(name: str) -> str:
+    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{PG}/{name}"
+
+
+def _copy(raw, table: str, columns: list[str], rows) -> None:  # type: ignore[no-untyped-def]
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def fill(url: str, *, n_bets: int, seed: int) -> dict[str, float]:
+    """Write the synthetic history; returns counts and the seconds it took."""
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    engine = create_engine(url)
+    raw = engine.raw_connection()
+    n_shops, n_customers = 200, max(100, n_bets // 50)
+    created = END - timedelta(days=400)
+    _copy(
+        raw,
+        "shops",
+        ["id", "code", "name", "region", "created_at"],
+        ((i, f"S{i:04d}", f"Shop {i}", f"Region {i % 12}", created) for i in range(1, n_shops + 1)),
+    )
+    status = np.where(rng.random(n_customers) < 0.0025, "self_excluded", "active")
+    factor = np.where(rng.random(n_customers) < 0.02, rng.uniform(0.05, 0.5, n_customers), 1.0)
+    _copy(
+        raw,
+        "customers",
+        [
+            "id",
+            "external_ref",
+            "name",
+            "status",
+            "risk_category",
+            "stake_factor",
+            "restricted_sports",
+            "restricted_price_types",
+            "created_at",
+            "updated_at",
+        ],
+        (
+            (
+                i + 1,
+                f"C{i + 1:07d}",
+                None,
+                str(status[i]),
+                "normal",
+                float(round(factor[i], 3)),
+                "[]",
+                "[]",
+                created,
+                END - timedelta(days=60),
+            )
+            for i in range(n_customers)
+        ),
+    )
+
+    # bets over a year; 40% anonymous; stakes log-normal around 10 GBP with a heavy tail
+    seconds = rng.uniform(0, 365 * 86400, n_bets)
+    seconds.sort()
+    placed = [END - timedelta(days=365) + timedelta(seconds=float(s)) for s in seconds]
+    anon = rng.random(n_bets) < 0.4
+    customer = rng.integers(1, n_customers + 1, n_bets)
+    shop = rng.integers(1, n_shops + 1, n_bets)
+    stake = np.round(np.exp(rng.normal(2.3, 1.2, n_bets)), 2).clip(0.1, 20000)
+    odds = np.round(rng.uniform(1.2, 15.0, n_bets), 2)
+    settled = rng.random(n_bets) < 0.9
+    won = rng.random(n_bets) < 0.3
+    sport = rng.integers(0, len(SPORTS), n_bets)
+
+    def bets():  # type: ignore[no-untyped-def]
+        for i in range(n_bets):
+            s, o, at = float(stake[i]), float(odds[i]), placed[i]
+            st = ("won" if won[i] else "lost") if settled[i] else "open"
+            ret = round(s * o, 2) if st == "won" else (0.0 if st == "lost" else None)
+            yield (
+                i + 1,
+                int(shop[i]),
+                None if anon[i] else int(customer[i]),
+                at,
+                "GBP",
+                s,
+                s,
+                "single",
+                False,
+                o,
+                round(s * o, 2),
+                None,
+                SPORTS[sport[i]],
+                st,
+                ret,
+                at + timedelta(hours=2) if settled[i] else None,
+                at,
+            )
+
+    _copy(
+        raw,
+        "bets",
+        [
+            "id",
+            "shop_id",
+            "customer_id",
+            "placed_at",
+            "currency",
+            "stake",
+            "total_stake",
+            "bet_type",
+            "each_way",
+            "odds",
+            "potential_return",
+            "description",
+            "sport",
+            "status",
+            "returns",
+            "settled_at",
+            "created_at",
+        ],
+        bets(),
+    )
+    _copy(
+        raw,
+        "legs",
+        [
+            "id",
+            "bet_id",
+            "position",
+            "sport",
+            "event",
+            "market",
+            "selection",
+            "selection_key",
+            "odds",
+        ],
+        (
+            (
+                i + 1,
+                i + 1,
+                0,
+                SPORTS[sport[i]],
+                f"Event {i % 5000}",
+                "Win",
+                f"Runner {i % 20000}",
+                f"runner {i % 20000}",
+                float(odds[i]),
+            )
+            for i in range(n_bets)
+        ),
+    )
+    _copy(
+        raw,
+        "slips",
+        [
+            "id",
+            "bet_id",
+            "sha256",
+            "width",
+            "height",
+            "original_type",
+            "uploaded_by",
+            "uploaded_at",
+            "status",
+            "error",
+            "attempts",
+            "updated_at",
+        ],
+        (
+            (
+                i + 1,
+                i + 1,
+                f"{i + 1:064x}",
+                1000,
+                1200,
+                "png",
+                "bench",
+                placed[i],
+                "ready",
+                None,
+                0,
+                placed[i],
+            )
+            for i in range(n_bets)
+        ),
+    )
+
+    # writers: every customer is one; anonymous slips go to a customer's writer (30%) or to
+    # one of n_customers // 2 anonymous writers
+    n_anon_writers = n_customers // 2
+    writer = np.where(
+        anon,
+        np.where(
+            rng.random(n_bets) < 0.3,
+            rng.integers(1, n_customers + 1, n_bets),
+            n_customers + rng.integers(1, n_anon_writers + 1, n_bets),
+        ),
+        customer,
+    )
+    sizes = np.bincount(writer, minlength=n_customers + n_anon_writers + 1)
+    _copy(
+        raw,
+        "clusters",
+        ["id", "model_version", "status", "size", "created_at", "updated_at"],
+        (
+            (w, MODEL, "active", int(sizes[w]), created, END)
+            for w in range(1, n_customers + n_anon_writers + 1)
+        ),
+    )
+    conf = np.round(rng.uniform(0.7, 1.0, n_bets), 4)
+    _copy(
+        raw,
+        "cluster_members",
+        ["id", "slip_id", "model_version", "cluster_id", "confidence", "joined_at"],
+        ((i + 1, i + 1, MODEL, int(writer[i]), float(conf[i]), placed[i]) for i in range(n_bets)),
+    )
+    _copy(
+        raw,
+        "model_activations",
+        ["id", "version", "path", "actor", "activated_at"],
+        [(1, MODEL, None, "bench", created)],
+    )
+    raw.commit()
+    with raw.cursor() as cur:
+        for table in (
+            "shops",
+            "customers",
+            "bets",
+            "legs",
+            "slips",
+            "clusters",
+            "cluster_members",
+            "model_activations",
+        ):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
+    raw.commit()
+    raw.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+    return {
+        "shops": n_shops,
+        "customers": n_customers,
+        "bets": n_bets,
+        "clusters": int(n_customers + n_anon_writers),
+        "fill_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def time_rules(url: str, *, samples: int, seed: int) -> dict[str, object]:
+    from sqlmodel import Session
+
+    from rules.engine import active_rules, run_event_rules, run_screening
+    from rules.types import Trigger
+    from store.db import get_engine
+
+    engine = get_engine(url)
+    with Session(engine) as session:
+        rules = [r.id for r in active_rules(session=session) if r.enabled]
+        session.commit()  # numbers the rule versions once
+        last = session.exec(text("SELECT max(id) FROM bets")).one()[0]  # type: ignore[call-overload]
+    rng = np.random.default_rng(seed)
+    # recent bets (the last ~2 days of history), as the pipeline sees them
+    ids = rng.integers(max(1, last - 5000), last + 1, samples + 20)
+    timings: dict[str, list[float]] = {"bet_placed": [], "slip_clustered": [], "both": []}
+    raised = 0
+    for n, bet_id in enumerate(ids):
+        with Session(engine) as session:
+            row = session.exec(
+                text(  # type: ignore[call-overload]
+                    "SELECT b.placed_at, b.customer_id, s.id, m.cluster_id FROM bets b "
+                    "JOIN slips s ON s.bet_id = b.id JOIN cluster_members m ON m.slip_id = s.id "
+                    f"WHERE b.id = {int(bet_id)}"
+                )
+            ).one()
+            at, customer_id, slip_id, cluster_id = row
+            placed = Trigger(kind="bet_placed", at=at, bet_id=int(bet_id), customer_id=customer_id)
+            joined = Trigger(
+                kind="slip_clustered",
+                at=at,
+                bet_id=int(bet_id),
+                slip_id=slip_id,
+                cluster_id=cluster_id,
+                customer_id=customer_id,
+            )
+            t0 = time.perf_counter()
+            a = run_event_rules(session=session, trigger=placed, now=at)
+            t1 = time.perf_counter()
+            b = run_event_rules(session=session, trigger=joined, now=at)
+            t2 = time.perf_counter()
+            session.rollback()
+        if n >= 20:  # warm-up: connection pool, rule files, plan cache
+            timings["bet_placed"].append((t1 - t0) * 1000)
+            timings["slip_clustered"].append((t2 - t1) * 1000)
+            timings["both"].append((t2 - t0) * 1000)
+            raised += len(a) + len(b)
+    event = {
+        k: {
+            "p50_ms": round(statistics.median(v), 2),
+            "p99_ms": round(_percentile(v, 99), 2),
+            "mean_ms": round(statistics.fmean(v), 2),
+        }
+        for k, v in timings.items()
+    }
+    with Session(engine) as session:
+        t0 = time.perf_counter()
+        screened = run_screening(session=session, now=END)
+        screening_s = time.perf_counter() - t0
+        by_rule: dict[str, int] = {}
+        for a in screened:
+            by_rule[a.rule_id] = by_rule.get(a.rule_id, 0) + 1
+        session.rollback()
+    return {
+        "rules_enabled": len(rules),
+        "event_samples": samples,
+        "event": event,
+        "event_alerts_per_sample": round(raised / max(1, samples), 2),
+        "screening_seconds": round(screening_s, 2),
+        "screening_alerts": len(screened),
+        "screening_alerts_by_rule": by_rule,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bets", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--reuse", help="an existing filled database name (skip the fill)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    from store.db import dispose_engines, migrate
+
+    result: dict[str, object] = {}
+    if args.reuse:
+        name, url = args.reuse, f"{PG}/{args.reuse}"
+        migrate(url)
+    else:
+        name = f"sliplink_bench_rules_{uuid.uuid4().hex[:6]}"
+        url = _create_database(name)
+        migrate(url)
+        result |= fill(url, n_bets=args.bets, seed=args.seed)
+        print(json.dumps(result), file=sys.stderr)
+    result |= time_rules(url, samples=args.samples, seed=args.seed)
+    result["database"] = name
+    dispose_engines()
+    if not args.keep and not args.reuse:
+        admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    out = ROOT / "bench" / "results" / "rules.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
