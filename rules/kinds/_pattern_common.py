@@ -30,8 +30,6 @@ from store.models import Bet, BetStatus, Customer, Leg, Slip, as_utc
 SETTLED = (BetStatus.won, BetStatus.lost, BetStatus.placed)
 NOT_VOID = col(Bet.status) != BetStatus.void
 
-_CACHE_KEY = "rules.patterns.cache"
-
 
 # ---------------------------------------------------------------- small helpers
 def params_of(rule: Rule, defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,18 +60,11 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
 
-def begin(session: Session, trigger: Trigger) -> None:
-    """Start evaluating ``trigger``: look-ups cached for an earlier trigger are dropped, those
-    of this trigger are shared by every kind that evaluates it."""
-    state = session.info.get(_CACHE_KEY)
-    if state is None or state[0] != trigger:
-        session.info[_CACHE_KEY] = (trigger, {})
-        session.info.pop("rules_model_version", None)  # rules.context's per-evaluation cache
-
-
 def _cache(session: Session) -> dict[Any, Any]:
-    state = session.info.get(_CACHE_KEY)
-    return state[1] if state is not None else {}
+    """This engine run's look-ups shared by the pattern kinds (bet, legs, pivot, linked
+    clusters), kept in `rules.context.memo`, which the engine clears at the start of every run;
+    the weak identity map of the session would otherwise reload the bet for every kind."""
+    return context.memo(session, ("rules.kinds.patterns",), dict)
 
 
 # ---------------------------------------------------------------- pivots
@@ -90,8 +81,8 @@ def _cluster_bet_ids(session: Session, cluster_ids: Sequence[int]) -> Any:
 
 
 def linked_clusters(session: Session, customer_id: int) -> list[int]:
-    """Active clusters holding at least one of the customer's own slips (cached for the trigger
-    being evaluated, see `begin`: every kind evaluating it asks)."""
+    """Active clusters holding at least one of the customer's own slips (held for the engine
+    run: every kind evaluating the trigger asks)."""
     key = ("linked", customer_id)
     cache = _cache(session)
     if key not in cache:
@@ -122,23 +113,23 @@ def pivot_of_bet(session: Session, bet: Bet) -> tuple[str, int] | None:
 def trigger_bet(session: Session, trigger: Trigger) -> Bet | None:
     """The bet behind a trigger: ``bet_id``, or the bet of ``slip_id``.
 
-    Held in the trigger's cache (see `begin`): the session's identity map is weak, so without
-    it every kind would load the bet again.
+    Held for the engine run (see `_cache`).
     """
     cache = _cache(session)
-    if "bet" not in cache:
+    key = ("bet", trigger)
+    if key not in cache:
         bet = None
         if trigger.bet_id is not None:
             bet = session.get(Bet, trigger.bet_id)
         elif trigger.slip_id is not None:
             slip = session.get(Slip, trigger.slip_id)
             bet = session.get(Bet, slip.bet_id) if slip is not None else None
-        cache["bet"] = bet
-    return cache["bet"]  # type: ignore[no-any-return]
+        cache[key] = bet
+    return cache[key]  # type: ignore[no-any-return]
 
 
 def bet_legs(session: Session, bet_id: int) -> list[Leg]:
-    """The legs of a bet in position order (cached for the trigger, like `trigger_bet`)."""
+    """The legs of a bet in position order (held for the engine run, like `trigger_bet`)."""
     cache = _cache(session)
     key = ("legs", bet_id)
     if key not in cache:
@@ -157,9 +148,10 @@ def event_pivot(session: Session, trigger: Trigger) -> tuple[str, int, datetime,
     bet = trigger_bet(session, trigger)
     if bet is not None:
         cache = _cache(session)
-        if "pivot" not in cache:
-            cache["pivot"] = pivot_of_bet(session, bet)
-        pivot = cache["pivot"]
+        key = ("pivot", trigger)
+        if key not in cache:
+            cache[key] = pivot_of_bet(session, bet)
+        pivot = cache[key]
         if pivot is None:
             return None
         return pivot[0], pivot[1], utc(bet.placed_at), bet

@@ -42,7 +42,6 @@ class HighSpend:
     triggers = frozenset({"bet_placed", "bet_settled", "schedule"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         stake_thr, loss_thr = float(p["stake_threshold_gbp"]), float(p["loss_threshold_gbp"])
         stake_win = timedelta(days=float(p["stake_window_days"]))

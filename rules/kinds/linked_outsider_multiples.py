@@ -40,7 +40,6 @@ class LinkedOutsiderMultiples:
     triggers = frozenset({"bet_placed"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         window = pc.window_of(rule, DEFAULT_WINDOW)
         bet = pc.trigger_bet(session, trigger)

@@ -35,7 +35,6 @@ class MultiShop:
     triggers = frozenset({"bet_placed", "slip_clustered"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         found = pc.event_pivot(session, trigger)
         if found is None:

@@ -120,7 +120,6 @@ class PriceBeating:
     triggers = frozenset({"bet_settled", "schedule"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         window = pc.window_of(rule, DEFAULT_WINDOW)
         at = pc.utc(trigger.at)

@@ -70,7 +70,6 @@ class SelectionRun:
     triggers = frozenset({"bet_placed"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         bet = pc.trigger_bet(session, trigger)
         if bet is None or bet.status == "void":

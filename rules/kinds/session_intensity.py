@@ -37,7 +37,6 @@ class SessionIntensity:
     triggers = frozenset({"bet_placed", "bet_settled"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         window = pc.window_of(rule, DEFAULT_WINDOW)
         found = pc.event_pivot(session, trigger)

@@ -33,7 +33,6 @@ class SpendVelocity:
     triggers = frozenset({"bet_placed", "schedule"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
-        pc.begin(session, trigger)
         p = pc.params_of(rule, DEFAULTS)
         window = pc.window_of(rule, DEFAULT_WINDOW)
         threshold = float(p["min_staked_gbp"])

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from rules import context
 from rules.kinds import REGISTRY
 from rules.loader import BUILTIN_DIR, load_file
 from rules.types import Finding, Rule, Trigger
@@ -66,9 +67,7 @@ def bet(
 def run(session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
     kind = REGISTRY[rule.kind]
     assert trigger.kind in kind.triggers
-    # a new evaluation, as the engine starts one: no look-ups cached from the last
-    session.info.pop("rules_model_version", None)
-    session.info.pop("rules.patterns.cache", None)
+    context.reset(session)  # a new run, as the engine starts one: nothing cached from the last
     return kind.evaluate(session=session, rule=rule, trigger=trigger)
 
 
