@@ -12,7 +12,9 @@ import hmac
 import importlib.util
 import json
 import secrets
-from collections import Counter, defaultdict
+import threading
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -174,6 +176,21 @@ def login_page(request: Request, next: str | None = None, error: str | None = No
     return response
 
 
+# Failed logins per username in this process: after MAX_FAILURES within LOCK_SECONDS the
+# name is refused until the window passes (slows password guessing; argon2 makes each try dear).
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+_failures: dict[str, deque[float]] = defaultdict(deque)
+_failures_lock = threading.Lock()
+
+
+def _recent_failures(name: str, now: float) -> deque[float]:
+    times = _failures[name]
+    while times and now - times[0] > LOCK_SECONDS:
+        times.popleft()
+    return times
+
+
 @router.post("/login")
 def login(
     request: Request,
@@ -189,10 +206,23 @@ def login(
             f"/login?error=form+expired,+try+again&next={quote(_safe_next(next))}", 303
         )
     client = request.client.host if request.client else None
+    name = username.strip().lower()[:64]
+    with _failures_lock:
+        locked = len(_recent_failures(name, time.monotonic())) >= MAX_FAILURES
+    if locked:
+        return render(
+            request,
+            "login.html",
+            {"next": _safe_next(next), "login_csrf": expected, "username": username,
+             "error": "too many failed attempts: wait 15 minutes and try again"},
+            status_code=429,
+        )  # fmt: skip
     user = users.authenticate(
         session=session, username=username, password=password, remote_addr=client
     )
     if user is None:
+        with _failures_lock:
+            _recent_failures(name, time.monotonic()).append(time.monotonic())
         # the failed attempt is audited: commit it, then answer the form again
         session.commit()
         return render(
@@ -202,6 +232,8 @@ def login(
              "login_csrf": expected, "username": username},
             status_code=401,
         )  # fmt: skip
+    with _failures_lock:
+        _failures.pop(name, None)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         users.SESSION_COOKIE,
@@ -850,7 +882,18 @@ def reports_page(
         ).all():
             alerts_by_rule[alert.rule_id] += 1
             alerts_by_severity[_severity_name(alert)] += 1
+    daily: dict[str, Any] = {}
+    if has_module("store.reports"):
+        from store import reports
+
+        daily = reports.daily_activity(session=session, day=start.date(), top=8)
+    top_customers = [
+        (session.get(Customer, row["customer_id"]), row["stake"])
+        for row in daily.get("top_customers", [])
+    ]
     stats = {
+        "returns": daily.get("returns"),
+        "hold_percent": daily.get("hold_percent"),
         "bets": len(bets),
         "stakes": round(sum(b.total_stake for b in bets), 2),
         "customers": len({b.customer_id for b in bets if b.customer_id is not None}),
@@ -869,8 +912,16 @@ def reports_page(
          "alerts_by_severity": alerts_by_severity, "alerts_enabled": model is not None,
          "staff": sorted((a, dict(c), sum(c.values())) for a, c in staff.items()),
          "reviews": sorted(reviews, key=lambda e: e.at, reverse=True)[:200],
-         "show_staff": actor.has(Role.analyst)},
+         "show_staff": actor.has(Role.analyst),
+         "top_customers": [(c, customer_label(c, actor), stake) for c, stake in top_customers],
+         "top_clusters": daily.get("top_clusters", []),
+         "latest_day": _latest_day(session) if not bets else None},
     )  # fmt: skip
+
+
+def _latest_day(session: Session) -> str | None:
+    latest = session.exec(select(func.max(Bet.placed_at))).one()
+    return as_utc(latest).date().isoformat() if latest else None
 
 
 # ---------------------------------------------------------------- audit log

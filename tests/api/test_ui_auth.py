@@ -41,6 +41,13 @@ def csrf_of(client: TestClient) -> str:
 
 
 @pytest.fixture(autouse=True)
+def fresh_login_throttle() -> None:
+    from api.routes import ui
+
+    ui._failures.clear()
+
+
+@pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2id with small cost parameters: the same code path, a fraction of the ~0.5 s a
     production-strength hash takes here (one test below keeps the real parameters)."""
@@ -93,6 +100,18 @@ def test_wrong_password_unknown_user_and_disabled_user_are_refused(browser, sess
     users.disable_user(session=session, username="alice", actor=SYSTEM)
     session.commit()
     assert login(browser, "alice").status_code == 401
+
+
+def test_repeated_failures_lock_the_name_for_a_while(browser, session) -> None:
+    from api.routes import ui
+
+    make_user(session, "alice", Role.analyst)
+    for _ in range(ui.MAX_FAILURES):
+        assert login(browser, "alice", "wrong password!").status_code == 401
+    locked = login(browser, "alice")
+    assert locked.status_code == 429 and "too many failed attempts" in locked.text
+    assert users.SESSION_COOKIE not in browser.cookies
+    assert login(browser, "bob-other").status_code == 401  # other names are not locked
 
 
 def test_login_form_needs_its_csrf_token(browser, session) -> None:

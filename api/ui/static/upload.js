@@ -109,7 +109,7 @@
       var extra = slip.cluster_id ? " · handwriting cluster " + slip.cluster_id : "";
       setState(item, "ok", "slip " + slip.id + " processed" + (slip.duplicate ? " (already uploaded)" : "") + extra);
     } else {
-      setState(item, "error", "slip " + slip.id + " could not be processed: " + (slip.error || status));
+      setState(item, "error", "slip " + slip.id + " stored, but could not be processed: " + (slip.error || status));
     }
   }
 
