@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def run_one(
     X, writers, params = synthetic_embeddings(n, dim=dim, seed=seed)
     gen_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     # one index serves the batch kNN graph and then the timed incremental assignments
     index = VectorIndex(dim, kind=kind, nprobe=8, hnsw_m=hnsw_m, ef_search=max(64, 2 * k))
     index.add(np.arange(n, dtype=np.int64), X)
@@ -152,6 +153,8 @@ def run_one(
     t0 = time.perf_counter()
     labels = cluster_embeddings(X, threshold=threshold, k=k, neighbours=(nbr, sim))
     cluster_s = time.perf_counter() - t0
+    # CPU seconds of all threads: wall time on a shared machine depends on other jobs
+    cpu_s = time.process_time() - c0
 
     # recall of the ANN graph against exact search on a sample of rows (chunked: no n x n)
     rng = np.random.default_rng(seed)
@@ -186,6 +189,8 @@ def run_one(
         "knn_s": round(knn_s, 2),
         "cluster_s": round(cluster_s, 2),
         "total_s": round(build_s + knn_s + cluster_s, 2),
+        "total_cpu_s": round(cpu_s, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
         "ann_recall_at_k": round(ann_recall, 4),
         "clusters": int(labels.max()) + 1,
         "unclustered": int((labels < 0).sum()),
