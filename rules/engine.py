@@ -59,6 +59,8 @@ __all__ = [
     "apply_observation",
     "backtest",
     "decide",
+    "raise_system_alert",
+    "record_milestone",
     "run_event_rules",
     "run_screening",
     "sync_versions",
@@ -327,6 +329,8 @@ def run_screening(*, session: Session, now: datetime | None = None) -> list[Aler
 
 def _run(session: Session, rules: list[Rule], trigger: Trigger, now: datetime) -> list[Alert]:
     context.reset(session)
+    if trigger.kind == "schedule":
+        record_milestone(session=session, now=now)
     settings = engine_settings()
     boosters = _boosters(rules)
     alerts: dict[int, Alert] = {}
@@ -519,6 +523,72 @@ def _jsonable_figures(figures: dict[str, Any]) -> dict[str, Any]:
 def _maybe_send(session: Session, alert: Alert, settings: EngineSettings) -> None:
     """Queue webhook delivery for after the commit (never for suppressed alerts)."""
     deliver_after_commit(session, alert, min_severity=int(settings.webhook_min_severity))
+
+
+def record_milestone(*, session: Session, now: datetime) -> None:
+    """The daily milestone in the staff feed for the day before ``now`` (once per day)."""
+    from store.alerts import Notification, daily_milestones
+
+    day = (as_utc(now) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    done = session.exec(
+        select(Notification.id).where(
+            Notification.kind == "milestone", Notification.entity_id == day.date().isoformat()
+        )
+    ).first()
+    if done is None:
+        daily_milestones(session=session, day=day)
+
+
+def raise_system_alert(
+    *,
+    session: Session,
+    kind: str,
+    reason: str,
+    figures: dict[str, Any],
+    now: datetime | None = None,
+) -> Alert:
+    """An operational alert (e.g. the slip flow stopped): rule ``system.<kind>``, high, in the
+    ``operations`` inbox; one open alert per kind collects repeats as hits."""
+    now = as_utc(now) if now else utcnow()
+    rule_id = f"system.{kind}"[:64]
+    alert = session.exec(
+        select(Alert).where(Alert.rule_id == rule_id, Alert.status != AlertStatus.closed)
+    ).first()
+    if alert is not None:
+        alert.hits += 1
+        alert.figures, alert.reason, alert.updated_at = _jsonable_figures(figures), reason, now
+        session.add(alert)
+        session.flush()
+        return alert
+    alert = Alert(
+        rule_id=rule_id,
+        rule_version=1,
+        kind="system",
+        severity=int(Severity.high),
+        base_severity=int(Severity.high),
+        inbox="operations",
+        pivot_kind="system",
+        pivot_id=0,
+        reason=reason[:2000],
+        value=1.0,
+        figures=_jsonable_figures(figures),
+        evidence={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    add_event(session, alert=alert, actor="system", action="raised", detail={"reason": reason})
+    audit.record(
+        session,
+        actor="system",
+        action="alert.raise",
+        entity="alert",
+        entity_id=alert.id,
+        after={"rule_id": rule_id, "reason": reason},
+    )
+    deliver_after_commit(session, alert)
+    return alert
 
 
 # ---------------------------------------------------------------- staff observations

@@ -258,3 +258,29 @@ def test_event_backtest_replays_bets(session):
 def test_screening_runs_scheduled_kinds_only(session):
     activate(session)
     assert run_screening(session=session, now=T0) == []
+
+
+def test_daily_screening_posts_one_milestone(session):
+    from store.alerts import Notification
+
+    activate(session)
+    bet(session, at=T0 - hours(20), stake=5)  # 1 March, 16:00
+    run_screening(session=session, now=T0)
+    run_event_rules(session=session, trigger=Trigger(kind="schedule", at=T0), now=T0)
+    session.commit()
+    rows = session.exec(select(Notification).where(Notification.kind == "milestone")).all()
+    assert len(rows) == 1 and rows[0].data["day"] == "2026-03-01" and rows[0].data["bets"] == 1
+
+
+def test_system_alerts_collect_repeats(session):
+    from rules.engine import raise_system_alert
+
+    a = raise_system_alert(session=session, kind="pipeline_flow", reason="no slips", figures={})
+    b = raise_system_alert(
+        session=session,
+        kind="pipeline_flow",
+        reason="still none",
+        figures={"since_last_upload_s": 900.0},
+    )
+    session.commit()
+    assert a.id == b.id and b.hits == 2 and b.inbox == "operations" and b.severity == 3
