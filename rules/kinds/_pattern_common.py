@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from rules import context
 from rules.types import Rule, Trigger
-from store.clustering import ClusterMember
+from store.clustering import ClusterMember, cluster_customers
 from store.models import Bet, BetStatus, Customer, Leg, Slip, as_utc
 
 # Settled with a result that moved money; void bets are refunded and count neither as stakes
@@ -162,6 +162,27 @@ def event_pivot(session: Session, trigger: Trigger) -> tuple[str, int, datetime,
     return None
 
 
+def event_pivots(session: Session, trigger: Trigger) -> list[tuple[str, int, datetime, Bet | None]]:
+    """`event_pivot`, plus for ``slip_clustered`` the known customers of the cluster the slip
+    joined: their totals now include the cluster's bets (a customer pivot's linked bets)."""
+    found = event_pivot(session, trigger)
+    out = [found] if found is not None else []
+    if trigger.kind != "slip_clustered":
+        return out
+    cluster_id = trigger.cluster_id
+    if cluster_id is None and found is not None and found[0] == "cluster":
+        cluster_id = found[1]
+    if cluster_id is None:
+        return out
+    anchor = found[2] if found is not None else utc(trigger.at)
+    bet = found[3] if found is not None else None
+    seen = {(k, i) for k, i, _, _ in out}
+    for customer_id in sorted(cluster_customers(session=session, cluster_id=cluster_id)):
+        if ("customer", customer_id) not in seen:
+            out.append(("customer", customer_id, anchor, bet))
+    return out
+
+
 def schedule_pivots(
     session: Session,
     *,
@@ -229,8 +250,7 @@ def pivots_to_evaluate(
     """Event triggers: the one pivot of the trigger. Schedule triggers: one pivot named by the
     trigger (``customer_id`` / ``cluster_id``), else every candidate of `schedule_pivots`."""
     if trigger.kind != "schedule" or trigger.bet_id is not None:
-        found = event_pivot(session, trigger)
-        return [found] if found is not None else []
+        return event_pivots(session, trigger)
     at = utc(trigger.at)
     if trigger.customer_id is not None:
         return [("customer", trigger.customer_id, at, None)]

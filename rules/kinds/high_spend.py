@@ -39,7 +39,7 @@ DEFAULTS = MappingProxyType(
 class HighSpend:
     name = "high_spend"
     defaults = DEFAULTS
-    triggers = frozenset({"bet_placed", "bet_settled", "schedule"})
+    triggers = frozenset({"bet_placed", "bet_settled", "slip_clustered", "schedule"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)

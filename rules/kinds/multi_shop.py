@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -36,10 +37,15 @@ class MultiShop:
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)
-        found = pc.event_pivot(session, trigger)
-        if found is None:
-            return []
-        kind, pid, anchor, _bet = found
+        return [
+            finding
+            for kind, pid, anchor, _bet in pc.event_pivots(session, trigger)
+            if (finding := self._one(session, p, kind, pid, anchor)) is not None
+        ]
+
+    def _one(
+        self, session: Session, p: dict[str, Any], kind: str, pid: int, anchor: datetime
+    ) -> Finding | None:
         day = timedelta(hours=float(p["day_hours"]))
         week = timedelta(days=float(p["week_days"]))
         visits = self._shops(session, kind, pid, anchor - max(day, week), anchor)
@@ -49,38 +55,36 @@ class MultiShop:
         week_ratio = pc.ratio(len(week_shops), int(p["min_shops_week"]))
         value = max(day_ratio, week_ratio)
         if value < 1.0:
-            return []
+            return None
         shops = day_shops if day_ratio >= 1.0 and day_ratio >= week_ratio else week_shops
         # one bet per shop: the last one placed there
         ids = [bet_id for _, _, bet_id in sorted(shops.values())]
         evidence, confidence = pc.evidence_of(session, ids, pivot_kind=kind, pivot_id=pid,
                                               cap=len(ids))  # fmt: skip
         start = anchor - (day if shops is day_shops else week)
-        return [
-            Finding(
-                pivot_kind=kind,
-                pivot_id=pid,
-                value=round(value, 4),
-                figures={
-                    "shops_day": len(day_shops),
-                    "min_shops_day": int(p["min_shops_day"]),
-                    "day_hours": p["day_hours"],
-                    "shops_week": len(week_shops),
-                    "min_shops_week": int(p["min_shops_week"]),
-                    "week_days": p["week_days"],
-                    "crossed": pc.crossed(
-                        [
-                            ("shops in a day", day_ratio >= 1.0),
-                            ("shops in a week", week_ratio >= 1.0),
-                        ]
-                    ),
-                },
-                evidence=evidence,
-                window_start=start,
-                window_end=anchor,
-                link_confidence=confidence,
-            )
-        ]
+        return Finding(
+            pivot_kind=kind,
+            pivot_id=pid,
+            value=round(value, 4),
+            figures={
+                "shops_day": len(day_shops),
+                "min_shops_day": int(p["min_shops_day"]),
+                "day_hours": p["day_hours"],
+                "shops_week": len(week_shops),
+                "min_shops_week": int(p["min_shops_week"]),
+                "week_days": p["week_days"],
+                "crossed": pc.crossed(
+                    [
+                        ("shops in a day", day_ratio >= 1.0),
+                        ("shops in a week", week_ratio >= 1.0),
+                    ]
+                ),
+            },
+            evidence=evidence,
+            window_start=start,
+            window_end=anchor,
+            link_confidence=confidence,
+        )
 
     @staticmethod
     def _shops(

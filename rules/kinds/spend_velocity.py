@@ -30,7 +30,7 @@ DEFAULT_WINDOW = timedelta(days=14)
 class SpendVelocity:
     name = "spend_velocity"
     defaults = DEFAULTS
-    triggers = frozenset({"bet_placed", "schedule"})
+    triggers = frozenset({"bet_placed", "slip_clustered", "schedule"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)

@@ -248,6 +248,13 @@ def test_spend_velocity_counts_handwriting_linked_anonymous_bets(session: Sessio
     assert f.link_confidence == 0.88
     assert f.evidence["clusters"] == [cid]
     assert sorted(f.evidence["bets"]) == sorted([own.id, *(a.id for a in anon)])
+    # the last anonymous slip joining the cluster re-evaluates the cluster and its customer
+    joined = Trigger(kind="slip_clustered", at=T0, bet_id=anon[-1].id, cluster_id=cid)
+    found = run(session, rule, joined)
+    assert sorted((x.pivot_kind, x.pivot_id, x.value) for x in found) == [
+        ("cluster", cid, 10_000.0),
+        ("customer", c.id, 10_000.0),
+    ]
 
 
 # ---------------------------------------------------------------- rule 10: session intensity
