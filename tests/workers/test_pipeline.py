@@ -1,0 +1,201 @@
+"""End to end with the real broker and real worker processes: uploads through the API,
+Celery workers extracting and assigning, PostgreSQL holding the state.  Lost work is found
+again, nothing is ever duplicated."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from store.settings import Settings
+from tests.workers.conftest import queue_prefix, slip_images, wait_for
+from workers.config import PipelineConfig
+
+pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+
+
+class Api:
+    """The real app with the Celery pipeline client, plus an admin key."""
+
+    def __init__(self, *, database_url: str, broker_url: str, prefix: str, data_dir: Path):
+        from api.main import create_app
+        from store.access import create_api_key
+        from store.db import get_engine, session_scope
+        from store.models import Role
+        from workers.client import CeleryPipeline
+
+        settings = Settings(environment="test", database_url=database_url,
+                            broker_url=broker_url, data_dir=data_dir)  # fmt: skip
+        self.pipeline = CeleryPipeline(settings, config=PipelineConfig(queue_prefix=prefix))
+        self.app = create_app(settings, pipeline=self.pipeline)
+        with session_scope(get_engine(database_url)) as s:
+            _, key = create_api_key(session=s, name="test-admin", role=Role.admin)
+        self.client = TestClient(self.app, headers={"X-API-Key": key})
+
+    def upload(self, data: bytes) -> tuple[int, int]:
+        bet = self.client.post("/bets", json={"amount": 5.0, "betType": "Win", "sport": "Tennis",
+                                              "description": "A v B", "odds": 2.5})  # fmt: skip
+        assert bet.status_code == 201, bet.text
+        resp = self.client.post(f"/bets/{bet.json()['id']}/slip", files={"slip": ("s.jpg", data)})
+        return resp.status_code, resp.json().get("id", -1)
+
+    def close(self) -> None:
+        self.client.close()
+        self.pipeline.shutdown()
+
+
+def state(url: str) -> dict[str, object]:
+    """Counts straight from the database: statuses, embeddings, memberships, duplicates."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            statuses = Counter(
+                dict(c.execute(text("SELECT status, count(*) FROM slips GROUP BY status")).all())
+            )  # noqa: E501
+            emb = c.execute(text("SELECT count(*), count(DISTINCT slip_id) FROM embeddings")).one()
+            mem = c.execute(
+                text("SELECT count(*), count(DISTINCT slip_id) FROM cluster_members")
+            ).one()
+            sizes_ok = c.execute(text(
+                "SELECT count(*) FROM clusters c WHERE c.size <> "
+                "(SELECT count(*) FROM cluster_members m WHERE m.cluster_id = c.id)"
+            )).scalar()  # fmt: skip
+            failed = c.execute(text("SELECT id, error FROM slips WHERE status = 'failed'")).all()
+    finally:
+        engine.dispose()
+    return {"statuses": statuses, "embeddings": tuple(emb), "members": tuple(mem),
+            "bad_sizes": sizes_ok, "failed": failed}  # fmt: skip
+
+
+def all_done(url: str, n: int) -> dict[str, object] | None:
+    try:
+        st = state(url)
+    except Exception:  # noqa: BLE001 - the database may be restarting
+        return None
+    return st if st["statuses"].get("ready", 0) == n and st["members"][0] == n else None
+
+
+def assert_exactly_once(st: dict[str, object], n: int) -> None:
+    assert st["statuses"] == Counter({"ready": n}), st
+    assert st["embeddings"] == (n, n), st  # one embedding per slip
+    assert st["members"] == (n, n), st  # one membership per slip
+    assert st["bad_sizes"] == 0, st
+
+
+@pytest.mark.slow
+def test_200_slips_end_to_end(pg_url, shared_broker_url, worker_env, start_worker, tmp_path):
+    prefix = queue_prefix()
+    start_worker(worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix),
+                 concurrency=2)  # fmt: skip
+    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix,
+              data_dir=tmp_path)  # fmt: skip
+    try:
+        started = time.monotonic()
+        codes = Counter(api.upload(data)[0] for data in slip_images(200))
+        assert codes == Counter({202: 200})
+        st = wait_for(lambda: all_done(pg_url, 200), timeout=240, every=1.0,
+                      what="200 slips to be extracted and assigned")  # fmt: skip
+        elapsed = time.monotonic() - started
+        assert_exactly_once(st, 200)
+        print(f"\n200 slips end to end in {elapsed:.1f}s ({200 / elapsed:.1f} slips/s)")
+        # the API reports the pipeline's work
+        slip = api.client.get("/slips/1").json()
+        assert slip["features"]["dim"] > 0 and slip["status"] == "ready"
+        assert api.client.get("/readyz").json()["checks"]["broker"] == "ok"
+        metrics = api.client.get("/metrics").text
+        assert 'sliplink_slips{status="ready"} 200.0' in metrics
+        assert "sliplink_queue_depth" in metrics
+    finally:
+        api.close()
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_task_loses_and_duplicates_nothing(
+    pg_url, shared_broker_url, worker_env, start_worker, tmp_path
+):
+    prefix = queue_prefix()
+    env = worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix)
+    first = start_worker(env, concurrency=2)
+    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix,
+              data_dir=tmp_path)  # fmt: skip
+    n = 30
+    try:
+        for data in slip_images(n):
+            assert api.upload(data)[0] == 202
+
+        def some_ready_and_some_in_flight() -> bool:
+            st = state(pg_url)["statuses"]
+            return st.get("ready", 0) >= 3 and st.get("processing", 0) >= 1
+
+        wait_for(some_ready_and_some_in_flight, timeout=120, every=0.05,
+                 what="the worker to be mid-batch")  # fmt: skip
+        first.kill()  # SIGKILL: main process and pool children, mid-task
+        killed_at = state(pg_url)
+        assert killed_at["statuses"].get("ready", 0) < n, "the batch finished before the kill"
+        start_worker(env, concurrency=2)
+        st = wait_for(lambda: all_done(pg_url, n), timeout=150, every=1.0,
+                      what="every slip to finish after the kill")  # fmt: skip
+        assert_exactly_once(st, n)
+    finally:
+        api.close()
+
+
+@pytest.mark.slow
+def test_broker_stopped_during_uploads(pg_url, private_redis, worker_env, start_worker, tmp_path):
+    prefix = queue_prefix()
+    env = worker_env(database_url=pg_url, broker_url=private_redis.url, prefix=prefix)
+    start_worker(env, concurrency=2)
+    api = Api(database_url=pg_url, broker_url=private_redis.url, prefix=prefix,
+              data_dir=tmp_path)  # fmt: skip
+    images = slip_images(16)
+    try:
+        for data in images[:6]:
+            assert api.upload(data)[0] == 202
+        private_redis.stop()
+        assert api.client.get("/readyz").status_code == 503
+        t0 = time.monotonic()
+        for data in images[6:12]:  # uploads still succeed while the broker is down
+            assert api.upload(data)[0] == 202
+        assert time.monotonic() - t0 < 30, "uploads must not hang on a dead broker"
+        assert state(pg_url)["statuses"].get("pending", 0) >= 6
+        private_redis.start()  # same port, empty: every queued message is gone
+        time.sleep(5.5)  # past the client's publish back-off
+        for data in images[12:]:
+            assert api.upload(data)[0] == 202
+        st = wait_for(lambda: all_done(pg_url, 16), timeout=150, every=1.0,
+                      what="slips uploaded during the outage to be processed")  # fmt: skip
+        assert_exactly_once(st, 16)
+    finally:
+        api.close()
+
+
+@pytest.mark.slow
+def test_database_restarted_mid_run(
+    private_pg, shared_broker_url, worker_env, start_worker, tmp_path
+):
+    from tests.workers.conftest import _create_database
+
+    url = _create_database(private_pg.admin_url)
+    prefix = queue_prefix()
+    env = worker_env(database_url=url, broker_url=shared_broker_url, prefix=prefix)
+    start_worker(env, concurrency=2)
+    api = Api(database_url=url, broker_url=shared_broker_url, prefix=prefix, data_dir=tmp_path)
+    n = 16
+    try:
+        for data in slip_images(n):
+            assert api.upload(data)[0] == 202
+        wait_for(lambda: state(url)["statuses"].get("ready", 0) >= 2, timeout=120,
+                 what="the first slips")  # fmt: skip
+        private_pg.stop()  # immediate shutdown: connections die mid-transaction
+        time.sleep(3)
+        private_pg.start()
+        st = wait_for(lambda: all_done(url, n), timeout=150, every=1.0,
+                      what="the pipeline to recover after the database restart")  # fmt: skip
+        assert_exactly_once(st, n)
+    finally:
+        api.close()
