@@ -166,6 +166,7 @@ def authenticate(
 ) -> User | None:
     """The user when the password matches and the account is enabled, else None (audited)."""
     user = user_by_name(session=session, username=username)
+    ok: bool
     try:
         ok = _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -251,17 +251,14 @@ def runs(
 def _new_rows(engine: Any, actor: Actor, f: FeedFilter, after: int) -> tuple[list[str], int]:
     """Rendered rows of the bets newer than ``after`` that pass the filter; the new cursor."""
     with Session(engine, expire_on_commit=False) as session:
-        new = list(
-            session.exec(
-                _scoped(select(Bet), actor).where(Bet.id > after).order_by(col(Bet.id)).limit(200)
-            ).all()
-        )
+        query = _scoped(select(Bet), actor).where(col(Bet.id) > after)
+        new: list[Bet] = list(session.exec(query.order_by(col(Bet.id)).limit(200)).all())
         if not new:
             return [], after
-        cursor = max(b.id for b in new)  # type: ignore[type-var]
+        cursor = max(int(b.id) for b in new if b.id is not None)
         customer_id = _customer_id(session, f.customer)
         if customer_id is False:
-            return [], cursor  # type: ignore[return-value]
+            return [], cursor
         rows = bet_rows(session, new, actor=actor)
         template = templates.get_template("_bet_row.html")
         out = []
@@ -270,7 +267,7 @@ def _new_rows(engine: Any, actor: Actor, f: FeedFilter, after: int) -> tuple[lis
             if matches(row["bet"], row["legs"], customer, f, customer_id):  # type: ignore[arg-type]
                 html = template.render(r=row, me=actor, Role=Role)
                 out.append(json.dumps({"id": row["bet"].id, "html": html}))
-        return out, cursor  # type: ignore[return-value]
+        return out, cursor
 
 
 @router.get("/ui/feed/events")

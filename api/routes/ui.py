@@ -200,6 +200,12 @@ def login(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/ui",
 ) -> Response:
+    limits = getattr(request.app.state, "rate_limits", {})
+    if "login" in limits:
+        # per client address, before any password is hashed (api.ratelimit)
+        from api import ratelimit
+
+        ratelimit.enforce(limits["login"], request, what="login attempts")
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return RedirectResponse(
@@ -390,7 +396,7 @@ def update_factoring(
     check_form_csrf(user_session, csrf_token)
     actor = require(user_session, Role.analyst)
     customer = customer_store.get_customer(session=session, customer_id=customer_id)
-    profile = {"risk_category": risk_category.strip(), "status": status}
+    profile: dict[str, Any] = {"risk_category": risk_category.strip(), "status": status}
     profile_changes = {k: v for k, v in profile.items() if getattr(customer, k) != v}
     factoring_wanted: dict[str, Any] = {
         "stake_factor": stake_factor,
@@ -510,13 +516,13 @@ def clusters_page(
     ).all()
     items = []
     for cluster in rows:
-        counts = clustering.cluster_customers(session=session, cluster_id=cluster.id)
+        counts = clustering.cluster_customers(session=session, cluster_id=cluster.id)  # type: ignore[arg-type]
         if candidate_link and len(counts) < 2:
             continue
-        people = [session.get(Customer, cid) for cid in counts]
+        people = [(session.get(Customer, cid), n) for cid, n in counts.items()]
         items.append(
-            {"c": cluster, "customers": [(p, customer_label(p, actor), counts[p.id])
-                                         for p in people if p is not None]}
+            {"c": cluster, "customers": [(p, customer_label(p, actor), n)
+                                         for p, n in people if p is not None]}
         )  # fmt: skip
     return render(
         request,

@@ -114,6 +114,18 @@ def test_repeated_failures_lock_the_name_for_a_while(browser, session) -> None:
     assert login(browser, "bob-other").status_code == 401  # other names are not locked
 
 
+def test_login_attempts_are_rate_limited_per_client(app, session) -> None:
+    from api.ratelimit import SlidingWindow
+
+    app.state.rate_limits["login"] = SlidingWindow(limit=2, seconds=60)
+    make_user(session, "alice", Role.analyst)
+    with TestClient(app) as c:
+        assert login(c, "alice", "wrong password!").status_code == 401
+        assert login(c, "bob", "wrong password!").status_code == 401
+        refused = login(c, "alice")
+        assert refused.status_code == 429 and "too many login attempts" in refused.text
+
+
 def test_login_form_needs_its_csrf_token(browser, session) -> None:
     make_user(session, "alice", Role.analyst)
     form = {"username": "alice", "password": PASSWORD, "csrf_token": "forged"}

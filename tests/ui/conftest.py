@@ -85,7 +85,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         users.create_user(session=s, username="till", password=PASSWORD, role=Role.shop,
                           shop_id=shop.id, actor=SYSTEM)  # fmt: skip
         s.commit()
-        shop_id = shop.id
+        shop_id = int(shop.id)  # type: ignore[arg-type]
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             timeout_graceful_shutdown=1)  # fmt: skip
