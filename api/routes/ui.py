@@ -322,7 +322,7 @@ def customers_page(
 def customer_summary(session: Session, customer_id: int) -> dict[str, Any]:
     """Bets, stakes, returns and P&L of a customer (customer's view: returns - stakes)."""
     rows = session.exec(select(Bet).where(Bet.customer_id == customer_id)).all()
-    settled = [b for b in rows if b.status in (BetStatus.won, BetStatus.lost, BetStatus.placed)]
+    settled = [b for b in rows if b.status != BetStatus.open]
     staked = sum(b.total_stake for b in rows)
     settled_stake = sum(b.total_stake for b in settled)
     returns = sum(b.returns or 0.0 for b in settled)
