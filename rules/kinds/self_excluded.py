@@ -6,12 +6,13 @@ Commission LCCP SR 3.5.3: operators must take all reasonable steps to refuse ser
 self-excluded customer; paper slips at the counter are where a changed name slips through).
 The link confidence rides on the finding, so the engine sends a possible match (below its
 floor, default 0.9) one level down to link verification; below ``min_confidence`` nothing.
-Value: the number of bets tied to the customer in the window (since the exclusion).
+Value: the number of bets tied to the customer in the window, counted from the start of the
+exclusion in the self-exclusion register when the customer has an entry in force.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -61,9 +62,13 @@ class SelfExcluded:
         self, session: Session, rule: Rule, customer: Customer, cluster_ids: list[int], since, until
     ) -> Finding | None:  # type: ignore[no-untyped-def]
         cid = int(customer.id)  # type: ignore[arg-type]
-        # only bets since the exclusion took effect count: the status change is the record's
-        # latest update at the earliest (the register's start date is not on the customer)
-        since = max(since, as_utc(customer.updated_at))
+        # only bets since the exclusion took effect count (the register's start date, when the
+        # customer has an entry in force; otherwise the whole window)
+        registered, started = exclusion_start(session, cid, until)
+        if registered and started is None:
+            return None  # the register says the exclusion was not in force then
+        if started is not None:
+            since = max(since, started)
         own = context.customer_rows(session=session, customer_id=cid, since=since, until=until)
         anchors = context.linked_clusters(session=session, customer_id=cid)
         linked = []
@@ -99,6 +104,28 @@ class SelfExcluded:
             window_end=until,
             link_confidence=conf,
         )
+
+
+def exclusion_start(
+    session: Session, customer_id: int, at: datetime
+) -> tuple[bool, datetime | None]:
+    """(whether the register has entries for the customer, the start of the one in force at
+    ``at`` or None)."""
+    try:
+        from store.trading import SelfExclusion
+    except ImportError:  # the register is not installed: the status alone decides
+        return False, None
+    rows = session.exec(
+        select(SelfExclusion.starts_on, SelfExclusion.ends_on).where(
+            SelfExclusion.customer_id == customer_id
+        )
+    ).all()
+    starts = [
+        as_utc(start)
+        for start, end in rows
+        if as_utc(start) <= at and (end is None or as_utc(end) > at)
+    ]
+    return bool(rows), (min(starts) if starts else None)
 
 
 KIND = SelfExcluded()

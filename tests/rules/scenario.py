@@ -95,12 +95,17 @@ def _slip_of(session: Session, b: Bet) -> Slip:
 
 
 def excluded_since(session: Session, customer: Customer, at: datetime) -> None:
-    """Mark the customer self-excluded from ``at`` (the status change's time)."""
+    """Mark the customer self-excluded from ``at`` (status and a register entry)."""
     from store.models import CustomerStatus
+    from store.trading import SelfExclusion
 
     customer.status = CustomerStatus.self_excluded
-    customer.updated_at = at
     session.add(customer)
+    session.add(
+        SelfExclusion(
+            source="own", reference=f"SE-{customer.id}", starts_on=at, customer_id=customer.id
+        )
+    )
     session.commit()
 
 

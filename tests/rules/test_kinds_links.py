@@ -18,14 +18,15 @@ def alerts_of(alerts: list[Alert], rule_id: str) -> list[Alert]:
     return [a for a in alerts if a.rule_id == rule_id]
 
 
-def clustered(session: Session, b, cluster_id: int) -> list[Alert]:  # type: ignore[no-untyped-def]
+def clustered(session: Session, b, cluster_id: int, at=None) -> list[Alert]:  # type: ignore[no-untyped-def]
     from tests.rules.scenario import _slip_of
 
     s = _slip_of(session, b)
+    at = at or b.placed_at
     trigger = Trigger(
-        kind="slip_clustered", at=b.placed_at, bet_id=b.id, slip_id=s.id, cluster_id=cluster_id
+        kind="slip_clustered", at=at, bet_id=b.id, slip_id=s.id, cluster_id=cluster_id
     )
-    out = run_event_rules(session=session, trigger=trigger, now=b.placed_at)
+    out = run_event_rules(session=session, trigger=trigger, now=at)
     session.commit()
     return out
 
@@ -64,10 +65,22 @@ def test_self_excluded_possible_match_goes_to_link_verification(session):
 def test_self_excluded_near_miss_is_quiet(session):
     c, k, anon = _excluded_scenario(session, 0.65)  # below min_confidence 0.7
     assert alerts_of(clustered(session, anon, k), "self_excluded_betting") == []
-    # bets before the exclusion took effect are no breach
+    # a bet placed before the exclusion took effect (uploaded late) is no breach
     old = bet(session, at=T0 - days(25), stake=5, shop=None)
     join(session, k, old, 0.99)
-    assert alerts_of(clustered(session, old, k), "self_excluded_betting") == []
+    assert alerts_of(clustered(session, old, k, at=T0), "self_excluded_betting") == []
+    # nor is anything once the register's exclusion has ended
+    from sqlmodel import select
+
+    from store.trading import SelfExclusion
+
+    entry = session.exec(select(SelfExclusion)).one()
+    entry.ends_on = T0 - days(1)
+    session.add(entry)
+    session.commit()
+    late = bet(session, at=T0, stake=5)
+    join(session, k, late, 0.99)
+    assert alerts_of(clustered(session, late, k), "self_excluded_betting") == []
 
 
 def test_self_excluded_own_account_bet_and_screening(session):
