@@ -43,8 +43,9 @@ router = APIRouter(include_in_schema=False)
 
 POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
-# an open stream ends after this long; EventSource reconnects by itself with Last-Event-ID
-STREAM_SECONDS = 30 * 60
+# an open stream ends after this long and EventSource reconnects by itself (Last-Event-ID
+# carries the cursor); short enough that a server shutting down is not held up for long
+STREAM_SECONDS = 5 * 60
 
 
 @dataclass(frozen=True)
