@@ -141,11 +141,28 @@ def test_analyst_confirms_a_link_from_an_alert(live_server, page, tmp_path) -> N
         assert [(d.decision, d.actor, {d.slip_a, d.slip_b}) for d in decisions] == [
             ("confirmed", "ana", {slip_a, slip_b})
         ]
+    # triage by keyboard: a = assign (to me), then a note, then r = resolve with an outcome
+    page.keyboard.press("a")
+    page.wait_for_selector("#history li:has-text('assign')")
+    page.fill("#alert-note", "linked accounts confirmed by handwriting")
+    page.click("#do-note")
+    page.wait_for_selector("#notes li:has-text('linked accounts confirmed')")
+    page.select_option("#outcome", "confirmed_risk")
+    page.locator("body").click(position={"x": 5, "y": 300})
+    page.keyboard.press("r")
+    page.wait_for_selector(".page-head .pill:has-text('closed')")
+    with live_server.session() as s:
+        closed = s.get(Alert, alert_id)
+        assert closed is not None and closed.assignee == "ana"
+        assert (closed.status, closed.outcome) == ("closed", "confirmed_risk")
     page.click("nav >> text=Audit")
     page.fill("input[name=action]", "link")
     page.click("form.filters button")
     audit = page.locator("#audit-table tbody").inner_text()
     assert "link.confirmed" in audit and "ana" in audit and "slanted 7s" in audit
+    page.goto(f"{base}/ui/audit?entity=alert&entity_id={alert_id}")
+    trail = page.locator("#audit-table tbody").inner_text()
+    assert "alert.assign" in trail and "alert.status" in trail and "alert.note" in trail
     screenshot(page, "audit_link_confirmed")
     assert all(b not in (None, "error") for b in boxes), boxes
 
