@@ -342,3 +342,25 @@ def test_lookup_customer_returns_only_the_id(browser, session) -> None:
     resp = browser.get("/ui/lookup/customer?ref=CARD-77")
     assert resp.json() == {"id": customer.id}
     assert browser.get("/ui/lookup/customer?ref=NOPE").status_code == 404
+
+
+def test_names_are_escaped_in_pages_and_live_rows(browser, session, engine) -> None:
+    evil = make_customer(session, name="<script>alert(1)</script>")
+    first = make_bet(session)
+    make_bet(session, customer_id=evil.id)
+    make_user(session, "alice", Role.analyst)
+    login(browser, "alice")
+    page = browser.get("/ui/feed").text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)" in page
+    rows, _ = _new_rows(engine, SYSTEM, FeedFilter(), first.id)  # type: ignore[arg-type]
+    assert "<script>" not in rows[0] and "&lt;script&gt;" in rows[0]
+
+
+def test_new_rows_of_a_shop_are_only_its_own(session, engine) -> None:
+    mine, other = make_shop(session), make_shop(session)
+    first = make_bet(session)
+    make_bet(session, shop_id=other.id)
+    own = make_bet(session, shop_id=mine.id)
+    till = Actor(name="till", role=Role.shop, shop_id=mine.id)
+    rows, cursor = _new_rows(engine, till, FeedFilter(), first.id)  # type: ignore[arg-type]
+    assert [f'"id": {own.id}' in r for r in rows] == [True] and cursor == own.id
