@@ -156,6 +156,11 @@ def ui_home(request: Request, user_session: UISession) -> RedirectResponse:
     return RedirectResponse("/ui/feed", status_code=303)
 
 
+def _secure(request: Request) -> bool:
+    # production sits behind TLS (maybe terminated by a proxy): cookies only travel over https
+    return request.url.scheme == "https" or request.app.state.settings.environment == "production"
+
+
 def _safe_next(target: str | None) -> str:
     # only local paths: never an open redirect to another site
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -171,7 +176,7 @@ def login_page(request: Request, next: str | None = None, error: str | None = No
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )  # fmt: skip
     return response
 
@@ -245,7 +250,7 @@ def login(
         users.SESSION_COOKIE,
         users.issue_session(user, secret=request.app.state.settings.secret_key),
         max_age=users.SESSION_SECONDS, httponly=True, samesite="lax", path="/",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )  # fmt: skip
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
