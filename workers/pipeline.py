@@ -775,12 +775,14 @@ def sweep(
                         )
                     ).all()
                 )
+        # lost slips go back to pending (their lease is over), and every slip re-sent here
+        # starts a new grace period
         touch = [int(i) for i in [*pending, *lost]]
         for start in range(0, len(touch), 500):
             s.exec(
                 update(Slip)  # type: ignore[call-overload]
                 .where(col(Slip.id).in_(touch[start : start + 500]))
-                .values(updated_at=now)
+                .values(updated_at=now, status=SlipStatus.pending)
             )
         s.commit()
     extract = sorted({int(i) for i in [*pending, *lost, *stale]})
