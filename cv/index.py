@@ -45,7 +45,8 @@ def normalise_rows(vectors: ArrayLike, *, name: str = "vectors") -> NDArray[np.f
 
     Returns
     -------
-    (m, d) float32, C-contiguous, rows of unit length.
+    (m, d) float32, C-contiguous, rows of unit length: a new array, or ``vectors`` itself
+    when it already is one (callers must not modify the result in place).
     """
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2:
@@ -53,7 +54,10 @@ def normalise_rows(vectors: ArrayLike, *, name: str = "vectors") -> NDArray[np.f
     if not np.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or infinite values")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+    if x is not vectors or np.abs(norms - 1.0).max(initial=0.0) > 1e-4:
+        return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+    # already unit float32 rows: no copy (10^6 x 128 rows are 0.5 GB)
+    return x
 
 
 class VectorIndex:
