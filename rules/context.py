@@ -176,7 +176,7 @@ def _cluster_rows(
     settled: bool,
 ) -> list[BetRow]:
     query = (
-        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
+        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)  # type: ignore[call-overload]
         .join(Slip, col(Slip.bet_id) == col(Bet.id))
         .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
         .where(
@@ -204,7 +204,7 @@ def _customer_rows(
     session: Session, customer_id: int, since: datetime | None, until: datetime | None
 ) -> list[BetRow]:
     query = (
-        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)
+        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)  # type: ignore[call-overload]
         .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
         .outerjoin(
             ClusterMember,
@@ -260,7 +260,7 @@ def bets_of_pivot(
 
 
 def bet_row(*, session: Session, bet_id: int) -> BetRow | None:
-    row = session.exec(select(*_BET_COLUMNS).where(Bet.id == bet_id)).first()
+    row = session.exec(select(*_BET_COLUMNS).where(Bet.id == bet_id)).first()  # type: ignore[call-overload]
     if row is None:
         return None
     slip_id = slip_of_bet(session=session, bet_id=bet_id)

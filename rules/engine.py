@@ -703,7 +703,7 @@ def backtest(*, session: Session, rule: Rule, start: datetime, end: datetime) ->
     event_kinds = kind.triggers & {"bet_placed", "slip_clustered", "bet_settled"}
     if event_kinds and "schedule" not in kind.triggers:
         rows = session.exec(
-            select(Bet.id, Bet.placed_at, Bet.customer_id, Bet.settled_at, Slip.id)
+            select(Bet.id, Bet.placed_at, Bet.customer_id, Bet.settled_at, Slip.id)  # type: ignore[call-overload]
             .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
             .where(Bet.placed_at >= start, Bet.placed_at < end)
             .order_by(col(Bet.placed_at), col(Bet.id))

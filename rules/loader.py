@@ -325,9 +325,8 @@ def _parse_bands(raw: Any, fail: Any) -> tuple[Band, ...]:
             reason.format_map(_AnyKey())
         except (ValueError, IndexError) as exc:
             raise fail(f"{where}.reason", f"bad format string: {exc}") from None
-        bands.append(
-            Band(float(lower), None if upper is None else float(upper), Severity[severity], reason)
-        )
+        top = None if upper is None else float(upper)
+        bands.append(Band(float(lower), top, Severity[str(severity)], reason))  # type: ignore[arg-type]
     ordered = sorted(bands, key=lambda b: b.lower)
     for prev, band in zip(ordered, ordered[1:], strict=False):
         if prev.upper is None or prev.upper > band.lower:
@@ -361,10 +360,10 @@ def load_engine_settings(paths: Iterable[str | Path] | None = None) -> EngineSet
     unknown = sorted(set(values) - {"link_confidence_floor", "webhook_min_severity"})
     if unknown:
         raise RuleFileError(source, None, unknown[0], "unknown engine setting")
-    floor = values.get("link_confidence_floor", 0.9)
+    floor: Any = values.get("link_confidence_floor", 0.9)
     if not _number(floor) or not 0 <= floor <= 1:
         raise RuleFileError(source, None, "link_confidence_floor", "must be a number in 0..1")
-    minimum = values.get("webhook_min_severity", "high")
+    minimum: Any = values.get("webhook_min_severity", "high")
     if minimum not in Severity.__members__:
         raise RuleFileError(source, None, "webhook_min_severity", "must be a severity name")
     return EngineSettings(

@@ -622,10 +622,10 @@ def alert_detail(*, session: Session, alert: Alert) -> dict[str, Any]:
     out = alert_public(alert)
     bet_ids = ev.get("bets", [])[:500]
     bets = session.exec(select(Bet).where(col(Bet.id).in_(bet_ids))).all() if bet_ids else []
-    slip_by_bet = {}
+    slip_by_bet: dict[int, int] = {}
     if bet_ids:
         slip_by_bet = {
-            b: s
+            b: int(s or 0)
             for s, b in session.exec(
                 select(Slip.id, Slip.bet_id).where(col(Slip.bet_id).in_(bet_ids))
             ).all()
@@ -644,7 +644,7 @@ def alert_detail(*, session: Session, alert: Alert) -> dict[str, Any]:
             "odds": b.odds,
             "status": _val(b.status),
             "returns": b.returns,
-            "slip_id": slip_by_bet.get(b.id),
+            "slip_id": slip_by_bet.get(b.id or 0),
         }
         for b in sorted(bets, key=lambda b: (b.placed_at, b.id or 0))
     ]
@@ -704,7 +704,7 @@ def rule_precision(*, session: Session) -> dict[str, dict[str, Any]]:
     rows = session.exec(
         select(Alert.rule_id, Alert.outcome, func.count())
         .where(Alert.status == AlertStatus.closed)
-        .group_by(Alert.rule_id, Alert.outcome)
+        .group_by(col(Alert.rule_id), col(Alert.outcome))
     ).all()
     out: dict[str, dict[str, Any]] = {}
     for rule_id, outcome, n in rows:
@@ -836,7 +836,7 @@ def deliver_alert(
         for attempt in range(1, attempts + 1):
             status, error = _post(hook.url, body, sign(hook.secret, body), timeout=timeout)
             row = WebhookDelivery(
-                webhook_id=hook.id,
+                webhook_id=hook.id,  # type: ignore[arg-type]
                 alert_id=alert_id,
                 attempt=attempt,  # type: ignore[arg-type]
                 status_code=status,

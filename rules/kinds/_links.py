@@ -5,7 +5,9 @@ Not a kind (the leading underscore keeps it out of the registry).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -68,7 +70,7 @@ def link_confidence(row: BetRow, anchor: float) -> float:
     return min(anchor, row.confidence if row.confidence is not None else 0.0)
 
 
-def fx(params: dict, currency: str) -> float:  # type: ignore[type-arg]
+def fx(params: Mapping[str, Any], currency: str) -> float:
     return float(params.get("fx_to_gbp", {}).get(currency.upper(), 1.0))
 
 

@@ -41,10 +41,10 @@ class SelfExcluded:
             if trigger.bet_id is not None:
                 bet = session.get(Bet, trigger.bet_id)
                 if bet is not None and bet.customer_id is not None:
-                    c = session.get(Customer, bet.customer_id)
-                    if c is not None and c.status == CustomerStatus.self_excluded:
-                        candidates[c.id] = c  # type: ignore[index]
-                        clusters.setdefault(c.id, [])  # type: ignore[arg-type]
+                    own = session.get(Customer, bet.customer_id)
+                    if own is not None and own.status == CustomerStatus.self_excluded:
+                        candidates[own.id] = own  # type: ignore[index]
+                        clusters.setdefault(own.id, [])  # type: ignore[arg-type]
             found = trigger_cluster(session=session, trigger=trigger)
             if found is not None:
                 for c in customers_of_cluster(session=session, cluster_id=found[0]):
@@ -84,7 +84,7 @@ class SelfExcluded:
             return None
         rows = own + [r for r, _ in linked]
         # own-account bets need no handwriting link; otherwise the best link is the evidence
-        conf = None if own else max(c for _, c in linked)
+        best = None if own else max(c for _, c in linked)
         figures: dict[str, float | int | str] = {
             "customer_ref": customer.external_ref,
             "own_account_bets": len(own),
@@ -92,8 +92,8 @@ class SelfExcluded:
             "stake_total": round(sum(r.stake for r in rows), 2),
             "min_confidence": float(rule.params["min_confidence"]),
         }
-        if conf is not None:
-            figures["link_confidence"] = round(conf, 4)
+        if best is not None:
+            figures["link_confidence"] = round(best, 4)
         return Finding(
             pivot_kind="customer",
             pivot_id=cid,
@@ -102,7 +102,7 @@ class SelfExcluded:
             evidence=context.evidence(rows, customers=[cid]),
             window_start=since,
             window_end=until,
-            link_confidence=conf,
+            link_confidence=best,
         )
 
 

@@ -114,7 +114,7 @@ class Structuring:
         since = trigger.at - timedelta(hours=hours)
         rate = max([1.0, *map(float, p["fx_to_gbp"].values())])
         rows = session.exec(
-            select(
+            select(  # type: ignore[call-overload]
                 Bet.customer_id,
                 Bet.shop_id,
                 Bet.total_stake,

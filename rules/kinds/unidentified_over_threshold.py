@@ -110,10 +110,10 @@ class UnidentifiedOverThreshold:
                     col(column) >= since,
                     col(column) <= until,
                 )
-                .group_by(ClusterMember.cluster_id)
+                .group_by(col(ClusterMember.cluster_id))
                 .having(func.coalesce(func.sum(amount), 0) >= floor)
             ).all()
-            found |= {int(c) for c in rows}
+            found |= {int(c) for c in rows if c is not None}
         return sorted(found)
 
 
