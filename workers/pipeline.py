@@ -815,8 +815,16 @@ def purge_retention(*, settings: Settings, now: datetime | None = None) -> int:
 
 
 def run_screening(*, settings: Settings) -> int:
-    """Daily screening rules (``schedule`` trigger) through the rules engine, if installed."""
-    return rules_stage({"kind": "schedule", "at": utcnow().isoformat()}, settings)
+    """Daily screening rules (``rules.engine.run_screening``), if the engine is installed."""
+    try:
+        from rules.engine import run_screening as screen
+    except ImportError:
+        return 0
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine, expire_on_commit=False) as session:
+        alerts = screen(session=session)
+        session.commit()
+    return len(alerts or [])
 
 
 def flow_status(*, session: Session, now: datetime | None = None) -> dict[str, float | None]:
@@ -847,7 +855,7 @@ def monitor_flow(
     config = config or PipelineConfig.from_env()
     now = now or utcnow()
     engine = get_engine(settings.effective_database_url)
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     with Session(engine) as s:
         st = flow_status(session=s, now=now)
         lag = st["oldest_pending_age_s"] or 0.0
@@ -858,41 +866,38 @@ def monitor_flow(
         since = st["since_last_upload_s"]
         open_, close = config.opening_hours
         if since is not None and open_ <= now.hour < close and since > config.silence_alert_s:
-            problems.append(f"no slip uploaded for {since:.0f}s in opening hours")
-        for problem in problems:
-            _system_alert(
-                s, problem, figures={"lag_s": lag, "since_last_upload_s": since or 0.0}, now=now
+            problems.append(
+                ("slip_flow_stopped", f"no slip uploaded for {since:.0f}s in opening hours")
             )
+        figures = {"lag_s": lag, "since_last_upload_s": since or 0.0}
+        for kind, problem in problems:
+            _system_alert(s, kind, problem, figures=figures, now=now)
         s.commit()
-    return problems
+    return [p for _, p in problems]
 
 
-def _system_alert(s: Session, problem: str, *, figures: dict[str, float], now: datetime) -> None:
+def _system_alert(
+    s: Session, kind: str, problem: str, *, figures: dict[str, float], now: datetime
+) -> None:
+    log.warning("flow monitor: %s", problem)
     try:
-        from rules.engine import raise_system_alert  # type: ignore[attr-defined]
+        from rules.engine import raise_system_alert
     except ImportError:
-        raise_system_alert = None
+        raise_system_alert = None  # type: ignore[assignment]
     if raise_system_alert is not None:
-        raise_system_alert(session=s, kind="pipeline_flow", reason=problem, figures=figures)
+        # one open alert per kind; repeats count as hits
+        raise_system_alert(session=s, kind=kind, reason=problem, figures=figures, now=now)
         return
-    key = problem.split(" by ")[0].split(" for ")[0]
     recent = s.exec(
         select(AuditEntry).where(
             AuditEntry.action == "system.flow_alert",
             col(AuditEntry.at) > now - timedelta(hours=1),
-            AuditEntry.entity_id == key[:64],
+            AuditEntry.entity_id == kind,
         )
     ).first()
     if recent is None:
-        audit.record(
-            s,
-            actor="system",
-            action="system.flow_alert",
-            entity="pipeline",
-            entity_id=key[:64],
-            after={"problem": problem, **figures},
-        )
-    log.warning("flow monitor: %s", problem)
+        audit.record(s, actor="system", action="system.flow_alert", entity="pipeline",
+                     entity_id=kind, after={"problem": problem, **figures})  # fmt: skip
 
 
 # ---------------------------------------------------------------- the in-process pipeline

@@ -32,9 +32,13 @@ def _vec(axis: int, *, tilt: float = 0.0, other: int = 7) -> np.ndarray:
 def _slip(session: Session, *, seed: int, customer_id: int | None = None) -> int:
     bet = make_bet(session, customer_id=customer_id)
     slip, _ = store_slip(
-        session=session, bet_id=bet.id, data=scan_bytes(seed=seed), actor=SYSTEM,
-        max_bytes=10**7, max_pixels=10**7,
-    )  # fmt: skip
+        session=session,
+        bet_id=bet.id,
+        data=scan_bytes(seed=seed),
+        actor=SYSTEM,
+        max_bytes=10**7,
+        max_pixels=10**7,
+    )
     slip.status = SlipStatus.ready
     session.add(slip)
     session.commit()
@@ -43,14 +47,22 @@ def _slip(session: Session, *, seed: int, customer_id: int | None = None) -> int
 
 def _embed_and_assign(session: Session, settings, slip_id: int, vector: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     clustering.store_embedding(
-        session=session, slip_id=slip_id, model_version=VERSION, vector=vector, usable=True,
+        session=session,
+        slip_id=slip_id,
+        model_version=VERSION,
+        vector=vector,
+        usable=True,
         quality={"flags": []},
-    )  # fmt: skip
+    )
     session.commit()
     job = SlipJob(
-        session=session, settings=settings, config=PipelineConfig(), slip_id=slip_id,
-        model_version=VERSION, threshold=THRESHOLD,
-    )  # fmt: skip
+        session=session,
+        settings=settings,
+        config=PipelineConfig(),
+        slip_id=slip_id,
+        model_version=VERSION,
+        threshold=THRESHOLD,
+    )
     outcome = run_steps(ASSIGN_STEPS, job)
     assert outcome.status == "done", outcome
 
@@ -72,13 +84,21 @@ def test_store_embedding_twice_keeps_one_row(world) -> None:  # type: ignore[no-
     session, _ = world
     sid = _slip(session, seed=1)
     a, created_a = clustering.store_embedding(
-        session=session, slip_id=sid, model_version=VERSION, vector=_vec(0), usable=True,
+        session=session,
+        slip_id=sid,
+        model_version=VERSION,
+        vector=_vec(0),
+        usable=True,
         quality={},
-    )  # fmt: skip
+    )
     b, created_b = clustering.store_embedding(
-        session=session, slip_id=sid, model_version=VERSION, vector=_vec(1), usable=True,
+        session=session,
+        slip_id=sid,
+        model_version=VERSION,
+        vector=_vec(1),
+        usable=True,
         quality={},
-    )  # fmt: skip
+    )
     session.commit()
     assert (created_a, created_b) == (True, False)
     assert a.id == b.id
@@ -103,8 +123,14 @@ def test_incremental_assignment_creates_grows_and_keeps_apart(world) -> None:  #
     kinds = [e.kind for e in session.exec(select(ClusterEvent).order_by(ClusterEvent.id)).all()]
     assert kinds == ["created", "grown"]
     # running the stage again is harmless: stopped, nothing duplicated
-    job = SlipJob(session=session, settings=settings, config=PipelineConfig(), slip_id=a3,
-                  model_version=VERSION, threshold=THRESHOLD)  # fmt: skip
+    job = SlipJob(
+        session=session,
+        settings=settings,
+        config=PipelineConfig(),
+        slip_id=a3,
+        model_version=VERSION,
+        threshold=THRESHOLD,
+    )
     again = run_steps(ASSIGN_STEPS, job)
     assert (again.status, again.reason) == ("stopped", "already assigned")
     assert len(session.exec(select(ClusterMember)).all()) == 4
@@ -130,10 +156,12 @@ def test_recluster_keeps_ids_and_honours_human_decisions(world) -> None:  # type
     assert stats["slips"] == 7 and stats["created"] == 0
 
     # a human says b[0] is not the writer of b[1], and that a[0] wrote b[2]
-    clustering.record_link_decision(session=session, slip_a=b[0], slip_b=b[1],
-                                    decision="rejected", actor="analyst", note=None)  # fmt: skip
-    clustering.record_link_decision(session=session, slip_a=a[0], slip_b=b[2],
-                                    decision="confirmed", actor="analyst", note=None)  # fmt: skip
+    clustering.record_link_decision(
+        session=session, slip_a=b[0], slip_b=b[1], decision="rejected", actor="analyst", note=None
+    )
+    clustering.record_link_decision(
+        session=session, slip_a=a[0], slip_b=b[2], decision="confirmed", actor="analyst", note=None
+    )
     session.commit()
     recluster(settings=settings, threshold=THRESHOLD)
     session.expire_all()
@@ -191,8 +219,15 @@ def test_replacing_a_slip_drops_its_embedding_and_membership(world) -> None:  # 
     _embed_and_assign(session, settings, s2, _vec(5, tilt=0.1))
     cid = clustering.cluster_of_slip(session=session, slip_id=s2)[0]
     slip = session.get(clustering.Slip, s2)
-    store_slip(session=session, bet_id=slip.bet_id, data=scan_bytes(seed=99), actor=SYSTEM,
-               max_bytes=10**7, max_pixels=10**7, replace=True)  # fmt: skip
+    store_slip(
+        session=session,
+        bet_id=slip.bet_id,
+        data=scan_bytes(seed=99),
+        actor=SYSTEM,
+        max_bytes=10**7,
+        max_pixels=10**7,
+        replace=True,
+    )
     session.commit()
     assert clustering.get_embedding(session=session, slip_id=s2, model_version=VERSION) is None
     assert clustering.cluster_of_slip(session=session, slip_id=s2) is None
@@ -205,8 +240,10 @@ def test_link_decision_validates(world) -> None:  # type: ignore[no-untyped-def]
     session, _ = world
     s1 = _slip(session, seed=1)
     with pytest.raises(Invalid, match="decision"):
-        clustering.record_link_decision(session=session, slip_a=s1, slip_b=s1 + 99,
-                                        decision="maybe", actor="x", note=None)  # fmt: skip
+        clustering.record_link_decision(
+            session=session, slip_a=s1, slip_b=s1 + 99, decision="maybe", actor="x", note=None
+        )
     with pytest.raises(NotFound, match="slip_b"):
-        clustering.record_link_decision(session=session, slip_a=s1, slip_b=s1 + 99,
-                                        decision="confirmed", actor="x", note=None)  # fmt: skip
+        clustering.record_link_decision(
+            session=session, slip_a=s1, slip_b=s1 + 99, decision="confirmed", actor="x", note=None
+        )

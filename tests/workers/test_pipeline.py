@@ -29,8 +29,9 @@ class Api:
         from store.models import Role
         from workers.client import CeleryPipeline
 
-        settings = Settings(environment="test", database_url=database_url,
-                            broker_url=broker_url, data_dir=data_dir)  # fmt: skip
+        settings = Settings(
+            environment="test", database_url=database_url, broker_url=broker_url, data_dir=data_dir
+        )
         self.pipeline = CeleryPipeline(settings, config=PipelineConfig(queue_prefix=prefix))
         self.app = create_app(settings, pipeline=self.pipeline)
         with session_scope(get_engine(database_url)) as s:
@@ -38,8 +39,16 @@ class Api:
         self.client = TestClient(self.app, headers={"X-API-Key": key})
 
     def upload(self, data: bytes) -> tuple[int, int]:
-        bet = self.client.post("/bets", json={"amount": 5.0, "betType": "Win", "sport": "Tennis",
-                                              "description": "A v B", "odds": 2.5})  # fmt: skip
+        bet = self.client.post(
+            "/bets",
+            json={
+                "amount": 5.0,
+                "betType": "Win",
+                "sport": "Tennis",
+                "description": "A v B",
+                "odds": 2.5,
+            },
+        )
         assert bet.status_code == 201, bet.text
         resp = self.client.post(f"/bets/{bet.json()['id']}/slip", files={"slip": ("s.jpg", data)})
         return resp.status_code, resp.json().get("id", -1)
@@ -61,15 +70,22 @@ def state(url: str) -> dict[str, object]:
             mem = c.execute(
                 text("SELECT count(*), count(DISTINCT slip_id) FROM cluster_members")
             ).one()
-            sizes_ok = c.execute(text(
-                "SELECT count(*) FROM clusters c WHERE c.size <> "
-                "(SELECT count(*) FROM cluster_members m WHERE m.cluster_id = c.id)"
-            )).scalar()  # fmt: skip
+            sizes_ok = c.execute(
+                text(
+                    "SELECT count(*) FROM clusters c WHERE c.size <> "
+                    "(SELECT count(*) FROM cluster_members m WHERE m.cluster_id = c.id)"
+                )
+            ).scalar()
             failed = c.execute(text("SELECT id, error FROM slips WHERE status = 'failed'")).all()
     finally:
         engine.dispose()
-    return {"statuses": statuses, "embeddings": tuple(emb), "members": tuple(mem),
-            "bad_sizes": sizes_ok, "failed": failed}  # fmt: skip
+    return {
+        "statuses": statuses,
+        "embeddings": tuple(emb),
+        "members": tuple(mem),
+        "bad_sizes": sizes_ok,
+        "failed": failed,
+    }
 
 
 def all_done(url: str, n: int) -> dict[str, object] | None:
@@ -90,16 +106,20 @@ def assert_exactly_once(st: dict[str, object], n: int) -> None:
 @pytest.mark.slow
 def test_200_slips_end_to_end(pg_url, shared_broker_url, worker_env, start_worker, tmp_path):
     prefix = queue_prefix()
-    start_worker(worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix),
-                 concurrency=2)  # fmt: skip
-    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix,
-              data_dir=tmp_path)  # fmt: skip
+    start_worker(
+        worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix), concurrency=2
+    )
+    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix, data_dir=tmp_path)
     try:
         started = time.monotonic()
         codes = Counter(api.upload(data)[0] for data in slip_images(200))
         assert codes == Counter({202: 200})
-        st = wait_for(lambda: all_done(pg_url, 200), timeout=240, every=1.0,
-                      what="200 slips to be extracted and assigned")  # fmt: skip
+        st = wait_for(
+            lambda: all_done(pg_url, 200),
+            timeout=240,
+            every=1.0,
+            what="200 slips to be extracted and assigned",
+        )
         elapsed = time.monotonic() - started
         assert_exactly_once(st, 200)
         print(f"\n200 slips end to end in {elapsed:.1f}s ({200 / elapsed:.1f} slips/s)")
@@ -121,8 +141,7 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
     prefix = queue_prefix()
     env = worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix)
     first = start_worker(env, concurrency=2)
-    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix,
-              data_dir=tmp_path)  # fmt: skip
+    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix, data_dir=tmp_path)
     n = 30
     try:
         for data in slip_images(n):
@@ -132,14 +151,22 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             st = state(pg_url)["statuses"]
             return st.get("ready", 0) >= 3 and st.get("processing", 0) >= 1
 
-        wait_for(some_ready_and_some_in_flight, timeout=120, every=0.05,
-                 what="the worker to be mid-batch")  # fmt: skip
+        wait_for(
+            some_ready_and_some_in_flight,
+            timeout=120,
+            every=0.05,
+            what="the worker to be mid-batch",
+        )
         first.kill()  # SIGKILL: main process and pool children, mid-task
         killed_at = state(pg_url)
         assert killed_at["statuses"].get("ready", 0) < n, "the batch finished before the kill"
         start_worker(env, concurrency=2)
-        st = wait_for(lambda: all_done(pg_url, n), timeout=150, every=1.0,
-                      what="every slip to finish after the kill")  # fmt: skip
+        st = wait_for(
+            lambda: all_done(pg_url, n),
+            timeout=150,
+            every=1.0,
+            what="every slip to finish after the kill",
+        )
         assert_exactly_once(st, n)
     finally:
         api.close()
@@ -150,8 +177,7 @@ def test_broker_stopped_during_uploads(pg_url, private_redis, worker_env, start_
     prefix = queue_prefix()
     env = worker_env(database_url=pg_url, broker_url=private_redis.url, prefix=prefix)
     start_worker(env, concurrency=2)
-    api = Api(database_url=pg_url, broker_url=private_redis.url, prefix=prefix,
-              data_dir=tmp_path)  # fmt: skip
+    api = Api(database_url=pg_url, broker_url=private_redis.url, prefix=prefix, data_dir=tmp_path)
     images = slip_images(16)
     try:
         for data in images[:6]:
@@ -167,8 +193,12 @@ def test_broker_stopped_during_uploads(pg_url, private_redis, worker_env, start_
         time.sleep(5.5)  # past the client's publish back-off
         for data in images[12:]:
             assert api.upload(data)[0] == 202
-        st = wait_for(lambda: all_done(pg_url, 16), timeout=150, every=1.0,
-                      what="slips uploaded during the outage to be processed")  # fmt: skip
+        st = wait_for(
+            lambda: all_done(pg_url, 16),
+            timeout=150,
+            every=1.0,
+            what="slips uploaded during the outage to be processed",
+        )
         assert_exactly_once(st, 16)
     finally:
         api.close()
@@ -189,13 +219,18 @@ def test_database_restarted_mid_run(
     try:
         for data in slip_images(n):
             assert api.upload(data)[0] == 202
-        wait_for(lambda: state(url)["statuses"].get("ready", 0) >= 2, timeout=120,
-                 what="the first slips")  # fmt: skip
+        wait_for(
+            lambda: state(url)["statuses"].get("ready", 0) >= 2, timeout=120, what="the first slips"
+        )
         private_pg.stop()  # immediate shutdown: connections die mid-transaction
         time.sleep(3)
         private_pg.start()
-        st = wait_for(lambda: all_done(url, n), timeout=150, every=1.0,
-                      what="the pipeline to recover after the database restart")  # fmt: skip
+        st = wait_for(
+            lambda: all_done(url, n),
+            timeout=150,
+            every=1.0,
+            what="the pipeline to recover after the database restart",
+        )
         assert_exactly_once(st, n)
     finally:
         api.close()

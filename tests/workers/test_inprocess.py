@@ -1,0 +1,140 @@
+"""The embedded default: the same stages on a thread pool, no broker; plus the sweeper and
+the flow monitor on their own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from store.clustering import ClusterMember, Embedding
+from store.models import Slip, SlipStatus, utcnow
+from store.settings import Settings
+from tests.factories import make_bet
+from tests.workers.conftest import model_path, slip_images
+from workers.config import PipelineConfig
+from workers.pipeline import InProcessPipeline, monitor_flow, pipeline_for, sweep
+
+
+def test_in_process_pipeline_extracts_and_assigns(db_url, tmp_path, keys):  # type: ignore[no-untyped-def]
+    from api.main import create_app
+
+    settings = Settings(
+        environment="test", database_url=db_url, data_dir=tmp_path, model_path=model_path()
+    )
+    pipeline = pipeline_for(settings)
+    assert isinstance(pipeline, InProcessPipeline) and pipeline.ping() == "ok"
+    app = create_app(settings, pipeline=pipeline)
+    try:
+        with TestClient(app, headers={"X-API-Key": keys.admin}) as client:
+            ids = []
+            for data in slip_images(6):
+                bet = client.post(
+                    "/bets",
+                    json={
+                        "amount": 2.0,
+                        "betType": "Win",
+                        "sport": "Tennis",
+                        "description": "A v B",
+                    },
+                )
+                resp = client.post(
+                    f"/bets/{bet.json()['id']}/slip", files={"slip": ("s.jpg", data)}
+                )
+                assert resp.status_code == 202
+                ids.append(resp.json()["id"])
+            # the same bytes again: no second task, no second row
+            assert (
+                client.post(
+                    f"/bets/{bet.json()['id']}/slip", files={"slip": ("s.jpg", data)}
+                ).status_code
+                == 200
+            )
+            assert pipeline.wait_idle(180)
+            bodies = [client.get(f"/slips/{i}").json() for i in ids]
+            assert [b["status"] for b in bodies] == ["ready"] * 6
+            assert all(b["features"]["dim"] > 0 for b in bodies)
+            metrics = client.get("/metrics").text
+            assert 'sliplink_slips{status="ready"} 6.0' in metrics
+            assert 'sliplink_task_duration_seconds_count{step="embed"}' in metrics
+            assert client.get("/readyz").json()["checks"]["broker"] == "ok"
+        with Session(app.state.engine) as s:
+            assert len(s.exec(select(Embedding)).all()) == 6
+            assert sorted(m.slip_id for m in s.exec(select(ClusterMember)).all()) == sorted(ids)
+        # a slip submitted twice is stopped the second time, nothing is duplicated
+        pipeline.submit(ids[0])
+        assert pipeline.wait_idle(60)
+        with Session(app.state.engine) as s:
+            assert len(s.exec(select(Embedding)).all()) == 6
+    finally:
+        pipeline.shutdown()
+
+
+def test_sweeper_finds_lost_slips(session, settings):  # type: ignore[no-untyped-def]
+    from store.access import SYSTEM
+    from store.slips import store_slip
+    from tests.factories import scan_bytes
+
+    config = PipelineConfig(pending_grace_s=60, lease_s=300)
+    old = utcnow() - timedelta(minutes=10)
+    slips = []
+    for seed, status in (
+        (1, SlipStatus.pending),
+        (2, SlipStatus.processing),
+        (3, SlipStatus.pending),
+    ):
+        bet = make_bet(session)
+        slip, _ = store_slip(
+            session=session,
+            bet_id=bet.id,
+            data=scan_bytes(seed=seed),
+            actor=SYSTEM,
+            max_bytes=10**7,
+            max_pixels=10**7,
+        )
+        slip.status = status
+        slip.updated_at = old if seed < 3 else utcnow()  # the third is still within grace
+        session.add(slip)
+        slips.append(slip.id)
+    session.commit()
+    result = sweep(settings=settings, config=config, queue_depths={"extract": 0})
+    assert result.extract == slips[:2]
+    session.expire_all()
+    assert session.get(Slip, slips[1]).status == SlipStatus.pending  # its lease was over
+    # swept slips start a new grace period: not re-sent on the next sweep
+    assert sweep(settings=settings, config=config, queue_depths={"extract": 0}).extract == []
+    # with a backlog in the extract queue, pending slips are left to the queue
+    s3 = session.get(Slip, slips[2])
+    s3.updated_at = old
+    session.add(s3)
+    session.commit()
+    assert sweep(settings=settings, config=config, queue_depths={"extract": 5}).extract == []
+
+
+def test_flow_monitor_raises_on_lag(session, settings):  # type: ignore[no-untyped-def]
+    from store.access import SYSTEM
+    from store.slips import store_slip
+    from tests.factories import scan_bytes
+
+    bet = make_bet(session)
+    slip, _ = store_slip(
+        session=session,
+        bet_id=bet.id,
+        data=scan_bytes(seed=5),
+        actor=SYSTEM,
+        max_bytes=10**7,
+        max_pixels=10**7,
+    )
+    slip.uploaded_at = utcnow() - timedelta(minutes=20)
+    session.add(slip)
+    session.commit()
+    config = PipelineConfig(lag_alert_s=300, silence_alert_s=10**9)
+    problems = monitor_flow(settings=settings, config=config)
+    assert len(problems) == 1 and "lags" in problems[0]
+    assert monitor_flow(settings=settings, config=PipelineConfig(lag_alert_s=3600)) == []
+    session.expire_all()
+    from store.alerts import Alert
+
+    alerts = session.exec(select(Alert).where(Alert.rule_id == "system.pipeline_lag")).all()
+    assert len(alerts) == 1 and alerts[0].hits >= 1
