@@ -129,6 +129,7 @@ def run_demo(*, port: int, serve: bool, sample_dir: Path = SAMPLE_SET) -> int:
                 _say(f"  uploaded {i}/{len(data['bets'])} bets with slips")
         _say(f"uploaded {len(slip_ids)} bets and slips in {time.monotonic() - started:.1f}s")
         statuses = _wait_for_pipeline(client, slip_ids, has_pipeline=app.state.pipeline is not None)
+        _settle(app.state.pipeline)
         summary = _summary(client, statuses)
     print(summary, flush=True)
     if serve:
@@ -176,6 +177,18 @@ def _wait_for_pipeline(
         time.sleep(1.0)
 
 
+def _settle(pipeline: object | None) -> None:
+    """Let assignment and rules finish, then one full re-clustering of the batch (what the
+    nightly job does), so the summary shows batch-quality clusters and their alerts."""
+    if pipeline is None or not hasattr(pipeline, "wait_idle"):
+        return
+    pipeline.wait_idle(300)
+    if hasattr(pipeline, "recluster_now"):
+        _say("re-clustering the batch ...")
+        pipeline.recluster_now()
+        pipeline.wait_idle(300)
+
+
 def _summary(client: httpx.Client, statuses: Counter) -> str:  # type: ignore[type-arg]
     lines = ["", "sliplink demo summary", "---------------------"]
     by_status = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
@@ -188,8 +201,19 @@ def _summary(client: httpx.Client, statuses: Counter) -> str:  # type: ignore[ty
         items = body["items"] if isinstance(body, dict) else body
         multi = [c for c in items if c.get("size", 0) >= 2]
         linked = [c for c in items if len(c.get("customers", [])) >= 2]
-        lines.append(f"clusters: {len(multi)} with 2+ slips")
-        lines.append(f"linked customers: {len(linked)} clusters hold 2+ customer accounts")
+        accounts = sorted({cu for c in linked for cu in c.get("customers", [])})
+        largest = max((c.get("size", 0) for c in multi), default=0)
+        lines.append(f"clusters: {len(multi)} with 2+ slips (largest {largest})")
+        lines.append(
+            f"linked customers: {len(accounts)} accounts in {len(linked)} clusters holding "
+            "2+ customer accounts"
+        )
+        attributed = 0
+        for c in multi:
+            detail = client.get(f"/clusters/{c['id']}")
+            if detail.status_code == 200:
+                attributed += len(detail.json().get("attributed", []))
+        lines.append(f"anonymous slips attributed to a known customer: {attributed}")
     alerts = client.get("/alerts", params={"limit": 1000})
     if alerts.status_code == 200:
         body = alerts.json()

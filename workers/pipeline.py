@@ -577,12 +577,13 @@ _FRESH = 1 << 40  # stable_relabel's fresh ids start here; real ids come from th
 
 def recluster(
     *, settings: Settings, now: datetime | None = None, k: int = 10, threshold: float | None = None
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Full re-clustering of the window (``recluster_window_days``) with stable ids.
 
     Confirmed links are must-links and rejected ones cannot-links (``cv.cluster``), so no
     human decision is overridden; ids are carried over by ``stable_relabel``; every change is
-    written to the cluster history.  Runs under the assignment lock.
+    written to the cluster history.  Runs under the assignment lock.  Returns counts and,
+    under ``triggers``, the ``slip_clustered`` rule triggers of the slips that moved.
     """
     from cv.cluster import cluster_embeddings, membership_confidence, stable_relabel
 
@@ -604,7 +605,7 @@ def recluster(
         stats = {"slips": len(rows), "created": 0, "changed": 0, "events": 0}
         if len(rows) < 2:
             s.commit()
-            return stats
+            return stats | {"triggers": []}
         ids = [int(r[0]) for r in rows]
         X = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
         pos = {sid: i for i, sid in enumerate(ids)}
@@ -642,6 +643,7 @@ def recluster(
             real[fresh] = int(cluster.id)  # type: ignore[arg-type]
             stats["created"] += 1
         touched: set[int] = set()
+        moved: list[tuple[int, int]] = []
         for sid in ids:
             target = mapping[sid]
             target = None if target < 0 else real.get(target, target)
@@ -660,6 +662,7 @@ def recluster(
             )
             if target is not None:
                 touched.add(target)
+                moved.append((sid, target))
             stats["changed"] += 1
         s.flush()
         for cid in touched:
@@ -687,9 +690,11 @@ def recluster(
                 | {"model_version": version, "must_links": len(must), "cannot_links": len(cannot)},
             )
         )
+        # rules re-run for every slip that changed cluster
+        triggers = [_slip_trigger(s, sid, cid) for sid, cid in moved]
         s.commit()
     log.info("re-clustered: %s", stats)
-    return stats
+    return stats | {"triggers": triggers}
 
 
 def _resize(s: Session, cluster_id: int) -> None:
@@ -1059,8 +1064,17 @@ class InProcessPipeline:
                         log.exception("scheduled job %s failed", name)
             self._stop.wait(1.0)
 
+    def recluster_now(self) -> None:
+        """Queue a full re-clustering on the assignment thread; rules follow for moved slips."""
+
+        def run() -> None:
+            for trigger in recluster(settings=self.settings)["triggers"]:
+                self.submit_rules(trigger)
+
+        self._go(self._assign, "assign", run)
+
     def _daily(self) -> None:
-        self._go(self._assign, "assign", lambda: recluster(settings=self.settings))
+        self.recluster_now()
         self._go(self._rules, "rules", lambda: run_screening(settings=self.settings))
         purge_retention(settings=self.settings)
 

@@ -108,10 +108,14 @@ def sweep(self: Task) -> dict[str, int]:
 @app.task(name="sliplink.recluster", **_OPTIONS)
 def recluster(self: Task) -> dict[str, int]:
     try:
-        return pipeline.recluster(settings=_settings())
+        stats = pipeline.recluster(settings=_settings())
     except pipeline.TRANSIENT as exc:
         _retry(self, exc)
         return {}
+    triggers = stats.pop("triggers")
+    for trigger in triggers:
+        _send("sliplink.rules", trigger)
+    return stats
 
 
 @app.task(name="sliplink.screening", **_OPTIONS)
