@@ -19,7 +19,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, func
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from store import audit
@@ -852,28 +852,43 @@ def deliver_alert(
     return deliveries
 
 
+_PENDING = "sliplink_webhook_alerts"
+
+
 def deliver_after_commit(session: Session, alert: Alert, *, min_severity: int = 3) -> None:
     """Send the alert to the webhooks once the transaction commits, in a background thread
-    (retries sleep; the request or task must not wait).  Suppressed alerts are never sent."""
+    (retries sleep; the request or task must not wait).  Suppressed alerts are never sent.
+
+    Hooked on SQLAlchemy's own ``after_commit``/``after_rollback`` session events, so it works
+    whoever commits (request, pipeline task, CLI); a rollback forgets the pending sends.
+    """
     if alert.suppressed or alert.severity < min_severity:
         return
-    from store.slips import after_commit
+    pending = session.info.setdefault(_PENDING, [])
+    if not pending and not session.info.get(_PENDING + "_hooked"):
+        session.info[_PENDING + "_hooked"] = True
+        event.listen(session, "after_commit", _send_pending)
+        event.listen(session, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+    if alert.id not in pending:
+        pending.append(int(alert.id))  # type: ignore[arg-type]
 
+
+def _send_pending(session: Session) -> None:
+    ids = session.info.pop(_PENDING, [])
+    if not ids:
+        return
     engine = session.get_bind()
-    alert_id = int(alert.id)  # type: ignore[arg-type]
 
     def work() -> None:
-        try:
-            with Session(engine) as s:
-                deliver_alert(session=s, alert_id=alert_id)
-                s.commit()
-        except Exception:  # noqa: BLE001 - a failed delivery is logged, never raised
-            log.exception("webhook delivery for alert %s failed", alert_id)
+        for alert_id in ids:
+            try:
+                with Session(engine) as s:
+                    deliver_alert(session=s, alert_id=alert_id)
+                    s.commit()
+            except Exception:  # noqa: BLE001 - a failed delivery is logged, never raised
+                log.exception("webhook delivery for alert %s failed", alert_id)
 
-    after_commit(
-        session,
-        lambda: threading.Thread(target=work, name=f"webhook-{alert_id}", daemon=True).start(),
-    )
+    threading.Thread(target=work, name="sliplink-webhooks", daemon=True).start()
 
 
 def _post(

@@ -195,8 +195,16 @@ def test_webhooks_signed_retried_and_logged(client, engine, receiver):
     assert r.status_code == 201 and "secret" not in r.json()
     client.post("/webhooks", json={"url": url, "secret": secret, "min_severity": "critical"})
     assert client.post("/webhooks", json={"url": "ftp://x", "secret": secret}).status_code == 422
-    alert_id, _, _ = _structuring_alert(engine)  # high: only the first hook wants it
-    handler.fail_first = 2
+    import time
+
+    # raised and committed by a plain session (as the pipeline does): sent after the commit,
+    # to the first hook only (high)
+    alert_id, _, _ = _structuring_alert(engine)
+    deadline = time.monotonic() + 5
+    while not handler.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(handler.received) == 1
+    handler.fail_first = 3  # the next two attempts fail
     with Session(engine, expire_on_commit=False) as session:
         rows = deliver_alert(session=session, alert_id=alert_id, backoff=0.01)
         session.commit()
@@ -206,12 +214,10 @@ def test_webhooks_signed_retried_and_logged(client, engine, receiver):
     assert headers["X-Sliplink-Signature"] == expected
     assert json.loads(body)["alert"]["id"] == alert_id
     log = client.get(f"/webhooks/deliveries?alert_id={alert_id}").json()
-    assert sorted(d["attempt"] for d in log) == [1, 2, 3]
+    assert sorted(d["attempt"] for d in log) == [1, 1, 2, 3]
     # escalating to critical through the API sends to both hooks after the commit
     before = len(handler.received)
     assert client.post(f"/alerts/{alert_id}/escalate", json={}).status_code == 200
-    import time
-
     deadline = time.monotonic() + 5
     while len(handler.received) < before + 2 and time.monotonic() < deadline:
         time.sleep(0.05)
