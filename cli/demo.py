@@ -214,12 +214,15 @@ def _summary(client: httpx.Client, statuses: Counter) -> str:  # type: ignore[ty
             if detail.status_code == 200:
                 attributed += len(detail.json().get("attributed", []))
         lines.append(f"anonymous slips attributed to a known customer: {attributed}")
-    alerts = client.get("/alerts", params={"limit": 1000})
+    alerts = client.get("/alerts", params={"limit": 500})
     if alerts.status_code == 200:
         body = alerts.json()
         items = body["items"] if isinstance(body, dict) else body
+        total = body.get("total", len(items)) if isinstance(body, dict) else len(items)
         by_rule = Counter(a.get("rule_id", "?") for a in items)
-        lines.append(f"alerts: {len(items)}")
+        lines.append(f"alerts: {total}")
         for rule, count in sorted(by_rule.items()):
             lines.append(f"  {rule}: {count}")
+    else:
+        lines.append(f"alerts: unavailable ({alerts.status_code})")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ class EventKind(enum.StrEnum):
     grown = "grown"
     shrunk = "shrunk"
     merged = "merged"
-    split = "split"
+    split = "split"  # type: ignore[assignment]
     dissolved = "dissolved"
     recluster = "recluster"
 
@@ -292,9 +292,9 @@ def cluster_customers(*, session: Session, cluster_id: int) -> dict[int, int]:
         .join(Slip, col(Slip.bet_id) == col(Bet.id))
         .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
         .where(ClusterMember.cluster_id == cluster_id, col(Bet.customer_id).is_not(None))
-        .group_by(Bet.customer_id)
+        .group_by(col(Bet.customer_id))
     ).all()
-    return {int(c): int(n) for c, n in sorted(rows)}
+    return {int(c): int(n) for c, n in sorted(rows)}  # type: ignore[arg-type]
 
 
 def clusters_of_customer(*, session: Session, customer_id: int) -> list[int]:
@@ -374,7 +374,8 @@ def link_constraints(
     latest: dict[tuple[int, int], Decision] = {}
     for d in session.exec(select(LinkDecision).order_by(col(LinkDecision.id))).all():
         latest[(min(d.slip_a, d.slip_b), max(d.slip_a, d.slip_b))] = d.decision
-    must, cannot = [], []
+    must: list[tuple[int, int]] = []
+    cannot: list[tuple[int, int]] = []
     for pair, decision in sorted(latest.items()):
         if slip_ids is not None and not (pair[0] in slip_ids and pair[1] in slip_ids):
             continue
@@ -456,7 +457,7 @@ def _customers_by_cluster(*, session: Session, ids: list[int]) -> dict[int, Coun
             .where(col(ClusterMember.cluster_id).in_(chunk), col(Bet.customer_id).is_not(None))
         ).all()
         for cid, cust in rows:
-            out.setdefault(int(cid), Counter())[int(cust)] += 1
+            out.setdefault(int(cid), Counter())[int(cust)] += 1  # type: ignore[arg-type]
     return out
 
 

@@ -11,15 +11,13 @@ from store import clustering
 from store.errors import Invalid, TooLarge, UnsupportedImage
 from store.settings import Settings
 from workers import model as models
-from workers.pipeline import _assigner
+from workers.pipeline import would_join
 
 
 def identify_writer(
     *, session: Session, settings: Settings, image_bytes: bytes
 ) -> tuple[int, float, list[int]] | None:
     """(cluster id, confidence, customer ids) of the cluster the slip would join, or None."""
-    from cv.cluster import assign_incremental
-
     try:
         image, _ = decode_greyscale(image_bytes, max_pixels=settings.max_image_pixels)
     except ImageError as exc:
@@ -30,18 +28,14 @@ def identify_writer(
     features = models.extract(model, image)
     if not features.usable:
         return None
-    assigner = _assigner(version)
-    assigner.refresh(session, dim=int(features.vector.shape[0]))
-    if assigner.index is None or len(assigner.index) == 0:
-        return None
-    found = assign_incremental(
-        features.vector,
-        index=assigner.index,
-        slip_cluster=assigner.slip_cluster,
+    found = would_join(
+        session=session,
+        model_version=version,
+        vector=features.vector,
         threshold=models.threshold(model),
-        cluster_sizes=assigner.sizes,
     )
-    if found.cluster_id is None:
+    if found is None:
         return None
-    customers = clustering.cluster_customers(session=session, cluster_id=found.cluster_id)
-    return int(found.cluster_id), float(found.confidence), sorted(customers)
+    cluster_id, confidence = found
+    customers = clustering.cluster_customers(session=session, cluster_id=cluster_id)
+    return cluster_id, confidence, sorted(customers)

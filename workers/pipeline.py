@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select, update
 
 from store import audit, clustering
@@ -435,7 +436,7 @@ class Assigner:
             ids = np.array([r[1] for r in rows], dtype=np.int64)
             vectors = np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows])
             self.index.add(ids, vectors)
-            self.last_embedding = int(rows[-1][0])
+            self.last_embedding = int(rows[-1][0] or 0)
         members = session.exec(
             select(ClusterMember.id, ClusterMember.slip_id, ClusterMember.cluster_id)
             .where(
@@ -446,7 +447,7 @@ class Assigner:
         ).all()
         for mid, slip_id, cluster_id in members:
             self._set(int(slip_id), cluster_id)
-            self.last_member = int(mid)
+            self.last_member = int(mid or 0)
 
     def _set(self, slip_id: int, cluster_id: int | None) -> None:
         before = self.slip_cluster.pop(slip_id, None)
@@ -542,7 +543,7 @@ class Assigner:
         s.exec(
             delete(ClusterMember).where(  # type: ignore[call-overload]
                 col(ClusterMember.slip_id).in_(joined),
-                ClusterMember.model_version == self.model_version,
+                col(ClusterMember.model_version) == self.model_version,
             )
         )
         for other in sorted(joined):
@@ -562,9 +563,35 @@ class Assigner:
 _assigners: dict[tuple[str, str], Assigner] = {}
 
 
+def would_join(
+    *, session: Session, model_version: str, vector: NDArray[np.float32], threshold: float
+) -> tuple[int, float] | None:
+    """(cluster id, confidence) a slip with this embedding would join, writing nothing; None
+    when it would stay alone.  Read-only use of the assignment index (e.g. counter checks)."""
+    from cv.cluster import assign_incremental
+
+    with _assign_thread_lock:
+        assigner = _assigner(session, model_version)
+        assigner.refresh(session, dim=int(vector.shape[0]))
+        if assigner.index is None or len(assigner.index) == 0:
+            return None
+        found = assign_incremental(
+            vector,
+            index=assigner.index,
+            slip_cluster=assigner.slip_cluster,
+            threshold=threshold,
+            cluster_sizes=assigner.sizes,
+        )
+    if found.cluster_id is None:
+        return None
+    return int(found.cluster_id), float(found.confidence)
+
+
 def _assigner(session: Session, model_version: str) -> Assigner:
     """The process's assigner for this database and model version."""
-    key = (session.get_bind().url.render_as_string(hide_password=True), model_version)
+    bind = session.get_bind()
+    url = bind.url if isinstance(bind, Engine) else bind.engine.url
+    key = (url.render_as_string(hide_password=True), model_version)
     with _assign_thread_lock:
         if key not in _assigners:
             _assigners[key] = Assigner(model_version)
@@ -646,23 +673,26 @@ def recluster(
         moved: list[tuple[int, int]] = []
         for sid in ids:
             target = mapping[sid]
-            target = None if target < 0 else real.get(target, target)
+            target_id: int | None = None if target < 0 else real.get(target, target)
             m = members.get(sid)
-            c = float(conf[pos[sid]]) if target is not None else 0.0
-            if m is not None and m.cluster_id == target:
+            c = float(conf[pos[sid]]) if target_id is not None else 0.0
+            if m is not None and m.cluster_id == target_id:
                 m.confidence = c
                 s.add(m)
                 continue
             if m is not None:
-                touched.add(m.cluster_id) if m.cluster_id is not None else None
+                if m.cluster_id is not None:
+                    touched.add(m.cluster_id)
                 s.delete(m)
                 s.flush()
             s.add(
-                ClusterMember(slip_id=sid, model_version=version, cluster_id=target, confidence=c)
+                ClusterMember(
+                    slip_id=sid, model_version=version, cluster_id=target_id, confidence=c
+                )
             )
-            if target is not None:
-                touched.add(target)
-                moved.append((sid, target))
+            if target_id is not None:
+                touched.add(target_id)
+                moved.append((sid, target_id))
             stats["changed"] += 1
         s.flush()
         for cid in touched:
@@ -672,16 +702,20 @@ def recluster(
             cid = real.get(e.cluster_id, e.cluster_id)
             related = [real.get(r, r) for r in e.related]
             kind = {"absorbed": "merged"}.get(e.kind, e.kind)
-            detail = {"related": related, "slip_ids": list(e.slip_ids), "by": "recluster"}
+            detail: dict[str, Any] = {
+                "related": related,
+                "slip_ids": list(e.slip_ids),
+                "by": "recluster",
+            }
             if e.kind == "absorbed":
                 detail["into"] = related[0] if related else None
             s.add(ClusterEvent(cluster_id=cid, kind=EventKind(kind), detail=detail))
             stats["events"] += 1
         for cid in absorbed:
-            cluster = s.get(WriterCluster, cid)
-            if cluster is not None and cluster.size == 0:
-                cluster.status = ClusterStatus.merged
-                s.add(cluster)
+            gone = s.get(WriterCluster, cid)
+            if gone is not None and gone.size == 0:
+                gone.status = ClusterStatus.merged
+                s.add(gone)
         s.add(
             ClusterEvent(
                 cluster_id=None,
@@ -741,7 +775,7 @@ def sweep(
     engine = get_engine(settings.effective_database_url)
     with Session(engine) as s:
         version = clustering.active_model_version(session=s)
-        pending: list[int] = []
+        pending: list[Any] = []
         if not depths.get("extract"):
             pending = list(
                 s.exec(
@@ -756,8 +790,8 @@ def sweep(
                 col(Slip.updated_at) < now - timedelta(seconds=config.lease_s),
             )
         ).all()
-        stale: list[int] = []
-        unassigned: list[int] = []
+        stale: list[Any] = []
+        unassigned: list[Any] = []
         if version:
             embedded = select(Embedding.slip_id).where(Embedding.model_version == version)
             stale = list(
@@ -805,7 +839,7 @@ def purge_retention(*, settings: Settings, now: datetime | None = None) -> int:
         for start in range(0, len(old), 500):
             chunk = old[start : start + 500]
             for sid in chunk:
-                clustering.reset_slip(s, sid)
+                clustering.reset_slip(s, int(sid))  # type: ignore[arg-type]
             s.exec(delete(SlipImage).where(col(SlipImage.slip_id).in_(chunk)))  # type: ignore[call-overload]
         if old:
             audit.record(
@@ -865,8 +899,9 @@ def monitor_flow(
         st = flow_status(session=s, now=now)
         lag = st["oldest_pending_age_s"] or 0.0
         if lag > config.lag_alert_s:
+            limit = config.lag_alert_s
             problems.append(
-                f"processing lags uploads by {lag:.0f}s (limit {config.lag_alert_s:.0f}s)"
+                ("pipeline_lag", f"processing lags uploads by {lag:.0f}s (limit {limit:.0f}s)")
             )
         since = st["since_last_upload_s"]
         open_, close = config.opening_hours
@@ -901,8 +936,14 @@ def _system_alert(
         )
     ).first()
     if recent is None:
-        audit.record(s, actor="system", action="system.flow_alert", entity="pipeline",
-                     entity_id=kind, after={"problem": problem, **figures})  # fmt: skip
+        audit.record(
+            s,
+            actor="system",
+            action="system.flow_alert",
+            entity="pipeline",
+            entity_id=kind,
+            after={"problem": problem, **figures},
+        )
 
 
 # ---------------------------------------------------------------- the in-process pipeline
@@ -1075,7 +1116,9 @@ class InProcessPipeline:
 
     def _daily(self) -> None:
         self.recluster_now()
-        self._go(self._rules, "rules", lambda: run_screening(settings=self.settings))
+        self._go(
+            self._rules, "rules", lambda: None if run_screening(settings=self.settings) else None
+        )
         purge_retention(settings=self.settings)
 
 

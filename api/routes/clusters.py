@@ -94,7 +94,7 @@ def post_link(link: LinkIn, session: SessionDep, actor: AnalystUser) -> LinkOut:
         note=link.note,
     )
     return LinkOut(
-        id=row.id,
+        id=row.id,  # type: ignore[arg-type]
         slip_a=row.slip_a,
         slip_b=row.slip_b,
         decision=row.decision.value,  # type: ignore[arg-type]

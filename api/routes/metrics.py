@@ -39,7 +39,7 @@ class _PipelineCollector:
                 select(Slip.uploaded_at, func.min(ClusterMember.joined_at))
                 .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
                 .where(col(Slip.uploaded_at) >= since)
-                .group_by(Slip.id, Slip.uploaded_at)
+                .group_by(col(Slip.id), col(Slip.uploaded_at))
             ).all()
         g = GaugeMetricFamily("sliplink_slips", "Slips by processing status", labels=["status"])
         for status in SlipStatus:

@@ -1,0 +1,248 @@
+"""End-to-end pipeline throughput and latency with real Celery workers.
+
+For each worker count (processes of one ``sliplink worker``), a fresh PostgreSQL database,
+the sample slips uploaded through the real API (bets + multipart slips), and the clock
+stopped when every slip has its cluster membership.  Reports slips/s end to end and the
+upload-to-assignment latency (``cluster_members.joined_at - slips.uploaded_at``) p50/p95.
+
+    .venv/bin/python bench/pipeline.py --slips 120 --workers 1,2,4
+    .venv/bin/python bench/pipeline.py --slips 200 --workers 2 --rate 40
+
+``--rate`` paces uploads (slips/s); without it they go as fast as the API takes them, which
+measures the pipeline's capacity.  Needs Redis (127.0.0.1:6379) and PostgreSQL
+(127.0.0.1:5432); uses Redis DB 14 and queue names unique to the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SAMPLE_SET = REPO / "sample_slips" / "set"
+
+
+def _images(n: int) -> list[bytes]:
+    files = sorted(p for p in SAMPLE_SET.iterdir() if p.suffix.lower() in {".jpg", ".png"})
+    out = []
+    for i in range(n):
+        path, round_ = files[i % len(files)], i // len(files)
+        if round_ == 0:
+            out.append(path.read_bytes())
+            continue
+        img, cut, buf = Image.open(path).convert("L"), 2 * round_, io.BytesIO()
+        img.crop((cut, cut, img.width - cut, img.height - cut)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _database(admin_url: str) -> str:
+    from store.db import migrate
+
+    name = f"sliplink_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    return url
+
+
+def _drop(admin_url: str, url: str) -> None:
+    from store.db import dispose_engines
+
+    dispose_engines()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _progress(url: str, *, after_id: int = 0) -> tuple[int, list[float]]:
+    """(slips assigned, their upload-to-assignment seconds), slips with id > after_id."""
+    engine = create_engine(url)
+    with engine.connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT s.uploaded_at, min(m.joined_at) FROM slips s "
+                "JOIN cluster_members m ON m.slip_id = s.id WHERE s.id > :a "
+                "GROUP BY s.id, s.uploaded_at"
+            ),
+            {"a": after_id},
+        ).all()
+    engine.dispose()
+    return len(rows), [(j - u).total_seconds() for u, j in rows]
+
+
+def run_one(
+    *,
+    workers: int,
+    images: list[bytes],
+    broker: str,
+    admin_url: str,
+    rate: float | None,
+    model: str | None,
+    timeout: float,
+) -> dict[str, float]:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from store.access import create_api_key
+    from store.db import get_engine, session_scope
+    from store.models import Role
+    from store.settings import Settings
+    from workers.client import CeleryPipeline
+    from workers.config import PipelineConfig
+
+    url = _database(admin_url)
+    prefix = f"bench{uuid.uuid4().hex[:6]}-"
+    tmp = Path(tempfile.mkdtemp(prefix="sliplink-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPLINK_")}
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "SLIPLINK_ENVIRONMENT": "test",
+        "SLIPLINK_DATABASE_URL": url,
+        "SLIPLINK_BROKER_URL": broker,
+        "SLIPLINK_DATA_DIR": str(tmp),
+        "SLIPLINK_QUEUE_PREFIX": prefix,
+        "OMP_NUM_THREADS": "1",
+    }
+    if model:
+        env["SLIPLINK_MODEL_PATH"] = model
+    log = (tmp / "worker.log").open("wb")
+    code = f"from workers.app import run_worker; run_worker(queues=[], concurrency={workers})"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while b" ready." not in (tmp / "worker.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp / "worker.log").read_text()[-2000:])
+            time.sleep(0.2)
+        settings = Settings(environment="test", database_url=url, broker_url=broker, data_dir=tmp)
+        pipeline = CeleryPipeline(settings, config=PipelineConfig(queue_prefix=prefix))
+        app = create_app(settings, pipeline=pipeline)
+        with session_scope(get_engine(url)) as s:
+            _, key = create_api_key(session=s, name="bench", role=Role.admin)
+        # warm-up: one slip so model loading in the pool processes is not timed
+        with TestClient(app, headers={"X-API-Key": key}) as client:
+
+            def upload(data: bytes) -> None:
+                bet = client.post(
+                    "/bets",
+                    json={
+                        "amount": 5.0,
+                        "betType": "Win",
+                        "sport": "Tennis",
+                        "description": "A v B",
+                    },
+                )
+                resp = client.post(
+                    f"/bets/{bet.json()['id']}/slip", files={"slip": ("s.jpg", data)}
+                )
+                assert resp.status_code == 202, resp.text
+
+            for data in images[:workers]:
+                upload(data)
+            while _progress(url)[0] < workers:
+                time.sleep(0.2)
+            base = workers
+            started = time.monotonic()
+            for i, data in enumerate(images[workers:]):
+                if rate:
+                    wait = started + i / rate - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                upload(data)
+            uploaded_in = time.monotonic() - started
+            n = len(images)
+            while True:
+                done, lat = _progress(url, after_id=base)
+                if done >= n - base or time.monotonic() - started > timeout:
+                    break
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+        pipeline.shutdown()
+        measured = sorted(lat) or [float("nan")]
+        return {
+            "workers": workers,
+            "slips": n - base,
+            "assigned": done,
+            "upload_s": round(uploaded_in, 2),
+            "elapsed_s": round(elapsed, 2),
+            "slips_per_s": round(done / elapsed, 2),
+            "latency_p50_s": round(float(np.quantile(measured, 0.5)), 2),
+            "latency_p95_s": round(float(np.quantile(measured, 0.95)), 2),
+        }
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        _drop(admin_url, url)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slips", type=int, default=120)
+    ap.add_argument("--workers", default="1,2,4", help="comma-separated worker process counts")
+    ap.add_argument("--rate", type=float, default=None, help="uploads per second (default: max)")
+    ap.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--model", default=None, help="embedding model file (default: shipped)")
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    images = _images(args.slips)
+    results = []
+    for w in (int(x) for x in args.workers.split(",")):
+        r = run_one(
+            workers=w,
+            images=images,
+            broker=args.broker,
+            admin_url=args.pg,
+            rate=args.rate,
+            model=args.model,
+            timeout=args.timeout,
+        )
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    print(
+        f"\n{'workers':>7} {'slips/s':>8} {'p50 s':>7} {'p95 s':>7}  (cpus: {os.cpu_count()}, "
+        f"load {os.getloadavg()[0]:.1f})"
+    )
+    for r in results:
+        print(
+            f"{r['workers']:>7} {r['slips_per_s']:>8} {r['latency_p50_s']:>7} "
+            f"{r['latency_p95_s']:>7}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
