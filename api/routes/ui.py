@@ -137,7 +137,7 @@ def render(
         "Role": Role,
         "features": {
             "clusters": has_module("store.clustering"),
-            "alerts": has_module("rules.engine"),
+            "alerts": has_module("store.alerts"),
         },
     }
     return templates.TemplateResponse(request, name, base | context, status_code=status_code)
