@@ -49,14 +49,21 @@ def configured_model(settings: Settings) -> Any:
 
 
 def ensure_active_model(*, session: Session, settings: Settings) -> str:
-    """The active model version; the first run activates the configured model."""
-    version = clustering.active_model_version(session=session)
-    if clustering.active_model(session=session) is None:
-        model = configured_model(settings)
-        path = str(settings.model_path) if settings.model_path else None
+    """The active model version.
+
+    The configured model (``model_path`` or the shipped default) is activated when nothing
+    is active yet, or when it differs from an active model that was itself the configured
+    one (a new shipped model after an upgrade, or a new ``SLIPLINK_MODEL_PATH``).  A model
+    activated from an explicit file (``models activate``) stays until the next activation.
+    Activating a new version makes the sweeper re-embed every slip under it.
+    """
+    row = clustering.active_model(session=session)
+    model = configured_model(settings)
+    path = str(settings.model_path) if settings.model_path else None
+    if row is None or (row.version != model.version and (row.path is None or path is not None)):
         clustering.activate_model(session=session, version=model.version, path=path)
         return str(model.version)
-    return version
+    return row.version
 
 
 def model_for(version: str, *, session: Session, settings: Settings) -> Any:

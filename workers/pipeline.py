@@ -603,7 +603,12 @@ _FRESH = 1 << 40  # stable_relabel's fresh ids start here; real ids come from th
 
 
 def recluster(
-    *, settings: Settings, now: datetime | None = None, k: int = 10, threshold: float | None = None
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    k: int = 10,
+    threshold: float | None = None,
+    model_version: str | None = None,
 ) -> dict[str, Any]:
     """Full re-clustering of the window (``recluster_window_days``) with stable ids.
 
@@ -617,7 +622,7 @@ def recluster(
     now = now or utcnow()
     engine = get_engine(settings.effective_database_url)
     with Session(engine, expire_on_commit=False) as s, assignment_lock(s):
-        version = models.ensure_active_model(session=s, settings=settings)
+        version = model_version or models.ensure_active_model(session=s, settings=settings)
         since = now - timedelta(days=settings.recluster_window_days)
         rows = s.exec(
             select(Embedding.slip_id, Embedding.vector)
@@ -748,6 +753,11 @@ def _resize(s: Session, cluster_id: int) -> None:
     s.add(cluster)
 
 
+#: Slips re-sent per sweep and kind: a re-embedding of millions of slips goes out in batches
+#: (the next sweep sends the next batch once the queue has drained).
+SWEEP_BATCH = 5000
+
+
 @dataclass(frozen=True)
 class SweepResult:
     extract: list[int]
@@ -792,28 +802,29 @@ def sweep(
         ).all()
         stale: list[Any] = []
         unassigned: list[Any] = []
-        if version:
+        if version and not depths.get("extract"):
             embedded = select(Embedding.slip_id).where(Embedding.model_version == version)
             stale = list(
                 s.exec(
-                    select(Slip.id).where(
-                        Slip.status == SlipStatus.ready, col(Slip.id).not_in(embedded)
-                    )
+                    select(Slip.id)
+                    .where(Slip.status == SlipStatus.ready, col(Slip.id).not_in(embedded))
+                    .order_by(col(Slip.id))
+                    .limit(SWEEP_BATCH)
                 ).all()
             )
-            if not depths.get("assign"):
-                assigned = select(ClusterMember.slip_id).where(
-                    ClusterMember.model_version == version
-                )
-                unassigned = list(
-                    s.exec(
-                        select(Embedding.slip_id).where(
-                            Embedding.model_version == version,
-                            col(Embedding.created_at) < grace,
-                            col(Embedding.slip_id).not_in(assigned),
-                        )
-                    ).all()
-                )
+        if version and not depths.get("assign"):
+            assigned = select(ClusterMember.slip_id).where(ClusterMember.model_version == version)
+            unassigned = list(
+                s.exec(
+                    select(Embedding.slip_id)
+                    .where(
+                        Embedding.model_version == version,
+                        col(Embedding.created_at) < grace,
+                        col(Embedding.slip_id).not_in(assigned),
+                    )
+                    .limit(SWEEP_BATCH)
+                ).all()
+            )
         # lost slips go back to pending (their lease is over), and every slip re-sent here
         # starts a new grace period
         touch = [int(i) for i in [*pending, *lost]]

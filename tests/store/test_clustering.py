@@ -150,7 +150,7 @@ def test_recluster_keeps_ids_and_honours_human_decisions(world) -> None:  # type
     ca, cb = before[a[0]], before[b[0]]
     assert ca is not None and cb is not None and ca != cb
 
-    stats = recluster(settings=settings, threshold=THRESHOLD)
+    stats = recluster(settings=settings, threshold=THRESHOLD, model_version=VERSION)
     session.expire_all()
     assert _clusters(session) == before  # same partition, same ids
     assert stats["slips"] == 7 and stats["created"] == 0
@@ -163,14 +163,14 @@ def test_recluster_keeps_ids_and_honours_human_decisions(world) -> None:  # type
         session=session, slip_a=a[0], slip_b=b[2], decision="confirmed", actor="analyst", note=None
     )
     session.commit()
-    recluster(settings=settings, threshold=THRESHOLD)
+    recluster(settings=settings, threshold=THRESHOLD, model_version=VERSION)
     session.expire_all()
     after = _clusters(session)
     assert after[b[0]] is None or after[b[0]] != after[b[1]]  # cannot-link
     assert after[a[0]] == after[b[2]]  # must-link
     assert all(after[s] == ca for s in a[1:]), (before, after)  # the rest kept its id
     # and a third run changes nothing
-    recluster(settings=settings, threshold=THRESHOLD)
+    recluster(settings=settings, threshold=THRESHOLD, model_version=VERSION)
     session.expire_all()
     assert _clusters(session) == after
     sizes = {c.id: c.size for c in session.exec(select(WriterCluster)).all()}
