@@ -192,6 +192,8 @@ def run_one(
         "total_cpu_s": round(cpu_s, 2),
         "load_avg_1m": round(os.getloadavg()[0], 1),
         "ann_recall_at_k": round(ann_recall, 4),
+        # share of graph neighbours by the same writer (ties make recall@k look worse)
+        "neighbours_same_writer": round(float(np.mean(writers[nbr] == writers[:, None])), 4),
         "clusters": int(labels.max()) + 1,
         "unclustered": int((labels < 0).sum()),
         **{key: round(v, 4) for key, v in scores.items()},

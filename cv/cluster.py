@@ -451,7 +451,7 @@ def _average_linkage(
     threshold: float,
     cannot: NDArray[np.int64],
     max_rounds: int = 1000,
-    max_refresh: int = 2,
+    max_refresh: int = 6,
 ) -> NDArray[np.int64]:
     """Average-linkage agglomeration (UPGMA) restricted to cluster pairs joined by kNN edges.
 
@@ -744,7 +744,12 @@ def calibrate_threshold(
             }
         )
     ok = [(sc["pairwise_recall"], -t, t, sc) for t, sc in full]
-    ok = [o for o in ok if o[3]["pairwise_precision"] >= target_precision]
+    # a clustering that links nothing has precision 1 by convention: not an operating point
+    ok = [
+        o
+        for o in ok
+        if o[3]["pairwise_precision"] >= target_precision and o[3]["pairwise_recall"] > 0
+    ]
     best_f1 = max(full, key=lambda p: p[1]["pairwise_f1"])
     result: dict[str, object] = {
         "target_precision": target_precision,
