@@ -67,12 +67,16 @@ def generate_cmd(
     last = [0.0]
     shown = [False]
 
+    tty = sys.stderr.isatty()
+
     def progress(done: int, n: int) -> None:
         now = time.monotonic()
-        if done == n or now - last[0] > 0.5:
-            last[0], shown[0] = now, True
+        # On a terminal one line redrawn twice a second; in a log a line every 5 s.
+        if done == n or now - last[0] > (0.5 if tty else 5.0):
+            last[0], shown[0] = now, tty
             rate = done / max(now - start, 1e-6)
-            print(f"\rslips {done}/{n}  {rate:.1f}/s", end="", file=sys.stderr, flush=True)
+            msg = f"slips {done}/{n}  {rate:.1f}/s"
+            print(f"\r{msg}" if tty else msg, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
         generate(
