@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "separator.npz"
+UNIPEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unipen-dev"
 FORMAT_VERSION = 1
 CLIP = 5.0
 
@@ -737,7 +738,7 @@ def _fit_mlp(
     rng = np.random.default_rng(random_state)
     n = x.shape[0]
     # scikit-learn's MLP has no sample weights: resample in proportion to the weight.
-    idx = rng.choice(n, size=min(2 * n, 250_000), replace=True, p=weights / weights.sum())
+    idx = rng.choice(n, size=min(n, 100_000), replace=True, p=weights / weights.sum())
     xs = x[idx].astype(np.float64)
     ys = y[idx]
     mean = xs.mean(axis=0)
@@ -766,8 +767,8 @@ def fit(
     slips: list[tuple[NDArray[np.float32], NDArray[np.int8], Layout]],
     *,
     groups: list[str] | None = None,
-    hidden: tuple[int, ...] = (64, 32),
-    max_iter: int = 80,
+    hidden: tuple[int, ...] = (32, 16),
+    max_iter: int = 40,
     context: bool = True,
     random_state: int = 0,
 ) -> Separator:
@@ -844,6 +845,30 @@ def collect(
     return out, writers
 
 
+def collect_crops(
+    unipen_dir: Path, *, limit: int = 200, work_pixels: int = 0
+) -> tuple[list[tuple[NDArray[np.float32], NDArray[np.int8], Layout]], list[str]]:
+    """Components of real handwriting crops (no form) of the *fit* UNIPEN writers
+    (:func:`sample_slips.splits.unipen_split`), all labelled handwriting, so plain crops
+    pass through the separator intact."""
+    import csv
+
+    from cv.preprocess import work_frame
+    from sample_slips.splits import unipen_split
+
+    with (Path(unipen_dir) / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    fit_writers, _ = unipen_split({r["writer"] for r in rows})
+    out, writers = [], []
+    for r in [r for r in rows if r["writer"] in fit_writers][:limit]:
+        img = cv2.imread(str(Path(unipen_dir) / "images" / r["image"]), cv2.IMREAD_GRAYSCALE)
+        wf = work_frame(img, work_pixels=work_pixels)
+        _, _, feats, layout = components(wf.flat, wf.candidates)
+        out.append((feats, np.ones(feats.shape[0], np.int8), layout))
+        writers.append("unipen:" + r["writer"])
+    return out, writers
+
+
 def train(
     *,
     out: Path = MODEL_PATH,
@@ -851,10 +876,13 @@ def train(
     slips_per_writer: int = 3,
     seed: int = 0,
     data_dir: Path | None = None,
+    unipen_dir: Path | None = None,
+    unipen_crops: int = 150,
 ) -> dict:
     """Generate a fit split (or read ``data_dir``), fit the separator, save it to ``out``.
 
-    Only ``split="fit"`` slips (fit fonts, fit designs) are used.
+    Only ``split="fit"`` slips (fit fonts, fit designs) are used, plus, when
+    ``unipen_dir`` is given, plain crops of the fit UNIPEN writers.
     """
     from sample_slips.generate import generate
 
@@ -870,6 +898,9 @@ def train(
                 masks=True,
             )
         slips, slip_writers = collect(folder)
+    if unipen_dir is not None and unipen_crops > 0:
+        crops, crop_writers = collect_crops(unipen_dir, limit=unipen_crops)
+        slips, slip_writers = slips + crops, slip_writers + crop_writers
     model = fit(slips, groups=slip_writers, random_state=seed)
     x = np.concatenate([s_[0] for s_ in slips])
     y = np.concatenate([s_[1] for s_ in slips])
@@ -882,6 +913,7 @@ def train(
         "seed": seed,
         "slips": len(slips),
         "components": int(x.shape[0]),
+        "unipen_crops": int(sum(k.startswith("unipen:") for k in slip_writers)),
         "handwriting_fraction": float(np.average(y, weights=w)),
         "fit_pixel_accuracy": acc,
     }
@@ -898,6 +930,13 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=MODEL_PATH)
     p.add_argument("--data-dir", type=Path, default=None, help="an existing generated fit set")
+    p.add_argument(
+        "--unipen-dir",
+        type=Path,
+        default=UNIPEN_DIR if UNIPEN_DIR.exists() else None,
+        help="real crops; only the fit writers of sample_slips.splits.unipen_split are used",
+    )
+    p.add_argument("--unipen-crops", type=int, default=150)
     args = p.parse_args(argv)
     if not args.train:
         p.print_help()
@@ -908,6 +947,8 @@ def _main(argv: list[str] | None = None) -> int:
         slips_per_writer=args.slips_per_writer,
         seed=args.seed,
         data_dir=args.data_dir,
+        unipen_dir=args.unipen_dir,
+        unipen_crops=args.unipen_crops,
     )
     print(json.dumps(report, indent=2))
     return 0
