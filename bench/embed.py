@@ -30,6 +30,12 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=REPO_ROOT / "sample_slips" / "set")
     ap.add_argument("-n", type=int, default=40, help="slips to time")
     args = ap.parse_args()
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    # what embed_files does in its workers: one BLAS / OpenCV thread per process
+    threadpool_limits(1)
+    cv2.setNumThreads(1)
     model = EmbeddingModel.load(args.model) if args.model else load_default_model()
     paths = sorted(p for p in args.dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     paths = paths[: args.n]

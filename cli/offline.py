@@ -243,7 +243,15 @@ def eval_command(
         np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
     )
     if threshold is None:
+        # the model's calibrated threshold; 1.0 is its "no operating point found" placeholder
         threshold = getattr(model, "threshold_", None)
+        if threshold is None or not threshold < 1.0:
+            try:
+                from cv.cluster import DEFAULT_THRESHOLD
+            except ImportError:
+                threshold = None
+            else:
+                threshold = float(DEFAULT_THRESHOLD)
     result = evaluate_embeddings(x, writers, templates=tmpl, threshold=threshold)
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)
@@ -340,7 +348,7 @@ def train_command(
         if err is not None:
             print(f"skipped {err}", file=sys.stderr)
     keep = [i for i, e in enumerate(errors) if e is None]
-    model.fit_raw([raws[i] for i in keep], [writers[i] for i in keep])
+    model.fit_raw([r for r in (raws[i] for i in keep) if r is not None], [writers[i] for i in keep])
     model.save(out)
     print(f"wrote {out}: {model.version} (dim {model.dim})", file=sys.stderr)
 
@@ -446,7 +454,7 @@ def register(app: typer.Typer) -> None:
         shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.3,
         vlad_clusters: Annotated[
             int, typer.Option("--vlad-clusters", help="VLAD vocabulary size.")
-        ] = 128,
+        ] = 64,
         stroke_width: Annotated[
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
         ] = 3.0,

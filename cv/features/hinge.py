@@ -46,7 +46,7 @@ def contour_chains(ink: NDArray[np.uint8], *, min_length: int) -> list[NDArray[n
     ink = _check_ink(ink)
     binary = (ink > 0).astype(np.uint8)
     contours, _ = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    return [c.reshape(-1, 2) for c in contours if len(c) >= min_length]
+    return [np.asarray(c, np.int32).reshape(-1, 2) for c in contours if len(c) >= min_length]
 
 
 def _leg_angles(chains: list[NDArray[np.int32]], leg: int) -> tuple[NDArray, NDArray, NDArray]:

@@ -30,7 +30,7 @@ def _sift() -> cv2.SIFT:
     # one detector per process: creating it costs ~1 ms and it holds no per-image state
     global _SIFT
     if _SIFT is None:
-        _SIFT = cv2.SIFT_create(contrastThreshold=0.02, edgeThreshold=20)
+        _SIFT = cv2.SIFT_create(contrastThreshold=0.02, edgeThreshold=20)  # type: ignore[attr-defined]
     return _SIFT
 
 
@@ -76,9 +76,9 @@ def rootsift(ink: NDArray[np.uint8], *, max_keypoints: int = 400) -> NDArray[np.
     _, desc = sift.compute(view, upright)
     if desc is None:
         return np.zeros((0, 128), np.float32)
-    desc = desc.astype(np.float32)
-    desc /= np.maximum(desc.sum(axis=1, keepdims=True), 1e-12)
-    return np.sqrt(desc)
+    rows = np.asarray(desc, np.float32)
+    rows = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+    return np.sqrt(rows).astype(np.float32)
 
 
 def dense_rootsift(
@@ -216,12 +216,14 @@ def vlad_encode(
     c = np.asarray(centres, np.float32)
     x = np.asarray(descriptors, np.float32)
     k, d = c.shape
-    out = np.zeros((k, d), np.float32)
     if len(x) == 0:
-        return out.ravel()
-    dist = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
-    nearest = np.argmin(dist, axis=1)
-    np.add.at(out, nearest, x - c[nearest])
+        return np.zeros(k * d, np.float32)
+    # nearest centre by ||c||^2 - 2 x.c (||x||^2 is the same for every centre)
+    nearest = np.argmin((c * c).sum(1)[None, :] - 2 * x @ c.T, axis=1)
+    onehot = np.zeros((len(x), k), np.float32)
+    onehot[np.arange(len(x)), nearest] = 1.0
+    # residual sums per centre: sum(x) - count * c, as one matrix product
+    out = onehot.T @ x - onehot.sum(0)[:, None] * c
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     out = np.where(norms > 0, out / np.maximum(norms, 1e-12), 0.0)
     out = np.sign(out) * np.sqrt(np.abs(out))
