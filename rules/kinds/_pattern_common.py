@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, union
@@ -46,11 +46,6 @@ def window_of(rule: Rule, default: timedelta) -> timedelta:
 def utc(value: datetime) -> datetime:
     """SQLite hands datetimes back naive; they are UTC."""
     return as_utc(value)
-
-
-def day_start(value: datetime) -> datetime:
-    v = utc(value)
-    return datetime(v.year, v.month, v.day, tzinfo=UTC)
 
 
 def money(value: Any) -> float:

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from rules import context
 from rules.kinds import REGISTRY
+from rules.kinds.price_beating import starting_price
 from rules.loader import BUILTIN_DIR, load_file
 from rules.types import Finding, Rule, Trigger
 from store.access import SYSTEM
@@ -632,6 +633,29 @@ def test_price_beating_fires_over_thirty_bets(session: Session) -> None:
     # without starting prices the rule has nothing to compare and stays quiet
     assert run(session, shipped("price_beating"), settled(last)) == []
     _price_beating_near_misses(session)  # more customers, same database
+
+
+def test_price_beating_reads_starting_prices_from_results(session: Session) -> None:
+    from store.trading import Event, SelectionResult
+
+    c = make_customer(session)
+    last, _ = _singles_vs_sp(session, c.id, 30, 24)
+    race = Event(sport="Horse Racing", name="2.30 KEMPTON", start_time=T0)
+    session.add(race)
+    session.flush()
+    for i in range(30):
+        session.add(SelectionResult(event_id=race.id, selection=f"Runner {i}",
+                                    selection_key=f"runner {i}", result="lost",
+                                    starting_price=2.0))  # fmt: skip
+    session.flush()
+    [f] = run(session, shipped("price_beating"), settled(last))
+    assert f.figures["bets_compared"] == 30 and f.figures["beat_share"] == 0.8
+    assert f.figures["mean_starting_price"] == 2.0
+    assert f.value == pytest.approx(0.04)
+    assert run(session, shipped("price_beating", sp_from_results=False), settled(last)) == []
+    leg_id = min_leg_id(session, last)
+    assert starting_price(session=session, leg_id=leg_id, params={"sp_from_results": True}) == 2.0
+    assert starting_price(session=session, leg_id=leg_id, params={"sp_from_results": False}) is None
 
 
 def _price_beating_near_misses(session: Session) -> None:
