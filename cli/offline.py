@@ -289,9 +289,9 @@ def eval_command(
 
 def _labelled_paths(
     directory: Path, labels_path: Path, *, split: str | None
-) -> tuple[list[Path], list[str]]:
+) -> tuple[list[Path], list[str], list[str]]:
     on_disk = {p.name: p for p in list_images(directory)}
-    paths, writers = [], []
+    paths, writers, templates = [], [], []
     for r in read_labels(labels_path):
         if split is not None and "split" in r and r["split"] != split:
             continue
@@ -300,7 +300,8 @@ def _labelled_paths(
             continue
         paths.append(on_disk[r["image"]])
         writers.append(f"{directory.name}:{r['writer']}")
-    return paths, writers
+        templates.append(r.get("template") or "(none)")
+    return paths, writers, templates
 
 
 def train_command(
@@ -321,10 +322,12 @@ def train_command(
         _fail("give one --labels per DIR (same order)")
     paths: list[Path] = []
     writers: list[str] = []
+    templates: list[str] = []
     for d, lab in zip(directories, labels_paths, strict=True):
-        p, w = _labelled_paths(d, lab, split=split)
+        p, w, t = _labelled_paths(d, lab, split=split)
         paths += p
         writers += w
+        templates += t
     for folder in unipen_fit:
         lab = folder / "labels.csv"
         rows = read_labels(lab)
@@ -335,6 +338,7 @@ def train_command(
             if r["writer"] in fit and r["image"] in on_disk:
                 paths.append(on_disk[r["image"]])
                 writers.append(f"unipen:{r['writer']}")
+                templates.append("(crop)")
     if len(set(writers)) < 2:
         _fail("training needs labelled images of at least 2 writers")
     try:
@@ -348,7 +352,11 @@ def train_command(
         if err is not None:
             print(f"skipped {err}", file=sys.stderr)
     keep = [i for i, e in enumerate(errors) if e is None]
-    model.fit_raw([r for r in (raws[i] for i in keep) if r is not None], [writers[i] for i in keep])
+    model.fit_raw(
+        [r for r in (raws[i] for i in keep) if r is not None],
+        [writers[i] for i in keep],
+        nuisance=[templates[i] for i in keep],
+    )
     model.save(out)
     print(f"wrote {out}: {model.version} (dim {model.dim})", file=sys.stderr)
 
@@ -452,6 +460,13 @@ def register(app: typer.Typer) -> None:
         ] = 256,
         whiten: Annotated[float, typer.Option("--whiten", help="PCA whitening power, 0-1.")] = 0.5,
         shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.3,
+        nuisance_directions: Annotated[
+            int,
+            typer.Option(
+                "--nuisance-directions",
+                help="Template directions projected out (labels' template column).",
+            ),
+        ] = 0,
         vlad_clusters: Annotated[
             int, typer.Option("--vlad-clusters", help="VLAD vocabulary size.")
         ] = 64,
@@ -466,6 +481,7 @@ def register(app: typer.Typer) -> None:
             n_components=n_components,
             whiten=whiten,
             shrinkage=shrinkage,
+            nuisance_directions=nuisance_directions,
             vlad_clusters=vlad_clusters,
             stroke_width=stroke_width,
             random_state=seed,

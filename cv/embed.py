@@ -17,6 +17,12 @@ Pipeline (fit on labelled training slips of *other* writers, then frozen):
    writers, shrunk towards the identity by ``shrinkage`` so few writers do not overfit;
 5. L2 normalisation, so cosine similarity is a dot product.
 
+Exemplar-SVM re-weighting (Christlein et al. 2017) trains one linear SVM per query against
+the fitting set; its closed-form cousin, exemplar-LDA (Hariharan, Malik & Ramanan, ECCV
+2012), gives w = S^-1 (x - mu) with the background mean and covariance, which is what the
+centring + whitening above computes for every slip at no per-query cost (a per-query SVM
+would cost tens of ms, over the 40 ms budget).
+
 The model follows the scikit-learn estimator contract and is saved as a single ``.npz``
 holding the arrays plus a JSON header (no pickle), written atomically with a SHA-256.
 """
@@ -70,6 +76,7 @@ _PARAM_NAMES = (
     "n_components",
     "whiten",
     "shrinkage",
+    "nuisance_directions",
     "random_state",
 )
 
@@ -180,6 +187,9 @@ class EmbeddingModel:
     shrinkage : float
         WCCN shrinkage in [0, 1]: 1 skips the writer-supervised step, 0 uses the raw
         within-writer covariance.
+    nuisance_directions : int
+        Directions between the class means of the ``nuisance`` labels given to :meth:`fit`
+        (the printed template) projected out of the embedding; 0 = off.
     random_state : int
         Seeds the vocabulary and the PCA solver.
     """
@@ -197,6 +207,7 @@ class EmbeddingModel:
         n_components: int = 256,
         whiten: float = 0.5,
         shrinkage: float = 0.3,
+        nuisance_directions: int = 0,
         random_state: int = 0,
     ) -> None:
         self.families = families
@@ -209,6 +220,7 @@ class EmbeddingModel:
         self.n_components = n_components
         self.whiten = whiten
         self.shrinkage = shrinkage
+        self.nuisance_directions = nuisance_directions
         self.random_state = random_state
 
     # ------------------------------------------------------------------ parameters
@@ -276,7 +288,13 @@ class EmbeddingModel:
         return np.hstack(parts).astype(np.float32)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, images: Sequence[NDArray[np.uint8]], writers: Sequence[str]) -> EmbeddingModel:
+    def fit(
+        self,
+        images: Sequence[NDArray[np.uint8]],
+        writers: Sequence[str],
+        *,
+        nuisance: Sequence[str] | None = None,
+    ) -> EmbeddingModel:
         """Fit the vocabulary and the projection on labelled images of training writers.
 
         Parameters
@@ -285,15 +303,24 @@ class EmbeddingModel:
             Greyscale slips or handwriting crops.
         writers : sequence of str
             Writer of each image.
+        nuisance : sequence of str, optional
+            A label per image that must not drive similarity (the printed template); used
+            when ``nuisance_directions > 0``.
 
         Returns
         -------
         self
         """
         raws = [self.extract(im) for im in images]
-        return self.fit_raw(raws, writers)
+        return self.fit_raw(raws, writers, nuisance=nuisance)
 
-    def fit_raw(self, raws: Sequence[RawFeatures], writers: Sequence[str]) -> EmbeddingModel:
+    def fit_raw(
+        self,
+        raws: Sequence[RawFeatures],
+        writers: Sequence[str],
+        *,
+        nuisance: Sequence[str] | None = None,
+    ) -> EmbeddingModel:
         """:meth:`fit` on already extracted raw features (lets benchmarks extract once)."""
         self._validate()
         writers_arr = np.asarray([str(w) for w in writers])
@@ -301,6 +328,9 @@ class EmbeddingModel:
             raise ValueError(f"writers has {len(writers_arr)} entries for {len(raws)} images")
         if len(raws) < 3:
             raise ValueError("fit needs at least 3 images")
+        nuis = None if nuisance is None else np.asarray([str(v) for v in nuisance])
+        if nuis is not None and len(nuis) != len(writers_arr):
+            raise ValueError(f"nuisance has {len(nuis)} entries for {len(raws)} images")
         if "vlad" in self.families:
             desc = [r.descriptors for r in raws if len(r.descriptors)]
             if not desc:
@@ -313,17 +343,19 @@ class EmbeddingModel:
         blocks = self._family_blocks(raws)
         self.family_means_ = [b.mean(axis=0).astype(np.float32) for b in blocks]
         x = self._fuse(blocks).astype(np.float64)
-        mean, projection = self._fit_projection(x, writers_arr)
+        mean, projection = self._fit_projection(x, writers_arr, nuis)
         # stored as float16 (halves the model file, cosine changes < 1e-3); rounding here
         # keeps the fitted and the loaded model bit-identical
         self.mean_ = mean.astype(np.float16).astype(np.float32)
         self.projection_ = projection.astype(np.float16).astype(np.float32)
-        self.threshold_ = self._heldout_threshold(x, writers_arr)
+        self.threshold_ = self._heldout_threshold(x, writers_arr, nuis)
         self.n_features_in_ = x.shape[1]
         self.version_ = self._compute_version()
         return self
 
-    def _heldout_threshold(self, x: NDArray[np.float64], writers: NDArray) -> float:
+    def _heldout_threshold(
+        self, x: NDArray[np.float64], writers: NDArray, nuisance: NDArray | None
+    ) -> float:
         """Cosine threshold for pairwise precision >= 0.98, measured on writers the projection
         did not see: two-fold over a hash split of the training writers (the vocabulary is
         shared, which makes it slightly optimistic)."""
@@ -335,7 +367,9 @@ class EmbeddingModel:
             a, b = fold == k, fold != k
             if len(set(writers[a].tolist())) < 2 or b.sum() < 2:
                 continue
-            mean, proj = self._fit_projection(x[a], writers[a])
+            mean, proj = self._fit_projection(
+                x[a], writers[a], None if nuisance is None else nuisance[a]
+            )
             z = _l2_rows((x[b] - mean) @ proj)
             iu = np.triu_indices(int(b.sum()), k=1)
             scores.append((z @ z.T)[iu])
@@ -348,7 +382,7 @@ class EmbeddingModel:
         return float(min(op["threshold"], 1.0))
 
     def _fit_projection(
-        self, x: NDArray[np.float64], writers: NDArray
+        self, x: NDArray[np.float64], writers: NDArray, nuisance: NDArray | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Centre (d,) and projection (d, k) from fused training features (n, d)."""
         mean = x.mean(axis=0)
@@ -386,7 +420,32 @@ class EmbeddingModel:
                 ev, vec = np.linalg.eigh(sw)
                 wccn = vec / np.sqrt(np.maximum(ev, 1e-12 * ev.max()))
                 wccn = wccn @ vec.T  # symmetric inverse square root keeps the PCA axes' order
-        return mean.astype(np.float32), (proj @ wccn).astype(np.float32)
+        proj = proj @ wccn
+        if nuisance is not None and self.nuisance_directions > 0:
+            proj = proj @ self._nuisance_projector(xc @ proj, nuisance)
+        return mean.astype(np.float32), proj.astype(np.float32)
+
+    def _nuisance_projector(self, z: NDArray[np.float64], nuisance: NDArray) -> NDArray:
+        """I - U U^T removing the top between-nuisance-class directions of z (n, k).
+
+        Nuisance attribute projection (Solomonoff, Campbell & Boardman, ICASSP 2005): the
+        directions along which the printed template's class means differ carry the form,
+        not the hand (CV-NOTES: the top-1 neighbour mostly shared the form).
+        """
+        classes, inverse = np.unique(nuisance, return_inverse=True)
+        k = z.shape[1]
+        r = int(min(self.nuisance_directions, len(classes) - 1, k - 1))
+        if r < 1:
+            return np.eye(k)
+        zn = _l2_rows(z).astype(np.float64)
+        means = np.zeros((len(classes), k))
+        np.add.at(means, inverse, zn)
+        counts = np.bincount(inverse, minlength=len(classes))
+        means /= counts[:, None]
+        centred = (means - zn.mean(axis=0)) * np.sqrt(counts)[:, None]
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        u = vt[:r].T
+        return np.eye(k) - u @ u.T
 
     # ------------------------------------------------------------------ transform
     def _check_fitted(self) -> None:
@@ -446,9 +505,10 @@ class EmbeddingModel:
             arrays[f"family_mean_{fam}"] = m
         return arrays
 
-    def _digest(self) -> str:
+    def _digest(self, params: dict | None = None) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps(self.get_params(), sort_keys=True).encode())
+        params = self.get_params() if params is None else params
+        h.update(json.dumps(params, sort_keys=True).encode())
         for name, arr in sorted(self._arrays().items()):
             a = np.ascontiguousarray(arr)
             h.update(name.encode())
@@ -534,7 +594,8 @@ class EmbeddingModel:
         model.projection_ = arrays["projection"].astype(np.float32)
         model.family_means_ = [arrays[f"family_mean_{f}"] for f in model.families]
         model.n_features_in_ = int(model.mean_.shape[0])
-        if model._digest() != header["sha256"]:
+        # hash the parameters as written: a newer code version may add defaulted ones
+        if model._digest(header["params"]) != header["sha256"]:
             raise ValueError(f"model file {path} failed its SHA-256 check")
         model.version_ = header["version"]
         model.threshold_ = float(header.get("threshold", 1.0))

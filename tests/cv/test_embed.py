@@ -139,3 +139,21 @@ def test_default_model_separates_writers_of_the_committed_set():
     iu = np.triu_indices(len(y), k=1)
     same = y[iu[0]] == y[iu[1]]
     assert sim[iu][same].mean() > sim[iu][~same].mean() + 0.1
+
+
+def test_nuisance_projection_removes_template_directions(small_fit):
+    model, _ = small_fit
+    rows = _set_rows()
+    writers = sorted({r["writer"] for r in rows})[:6]
+    fit_rows = [r for r in rows if r["writer"] in writers]
+    fit_rows = [r for i, r in enumerate(fit_rows) if i % 5 < 3]
+    images = [_image(r["image"]) for r in fit_rows]
+    with pytest.raises(ValueError, match="nuisance"):
+        EmbeddingModel(**SMALL).fit(images, [r["writer"] for r in fit_rows], nuisance=["a"])
+    nap = EmbeddingModel(**SMALL, nuisance_directions=2).fit(
+        images, [r["writer"] for r in fit_rows], nuisance=[r["template"] for r in fit_rows]
+    )
+    assert nap.dim == model.dim
+    # I - U U^T with 2 directions: the projection loses exactly 2 ranks
+    sv = np.linalg.svd(nap.projection_.astype(np.float64), compute_uv=False)
+    assert (sv / sv.max() < 1e-2).sum() == 2
