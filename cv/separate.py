@@ -126,6 +126,8 @@ def remove_lines(
         edge = n_ink - cv2.countNonZero(cv2.erode(u8, one))
         sw = 2.0 * n_ink / max(edge, 1)
         min_length = int(max(40, short // 12, 20 * sw))
+    # A line element longer than the image finds nothing and costs seconds (solid pages).
+    min_length = max(3, min(min_length, max(rows, cols)))
     if max_gap <= 0:
         max_gap = max(3, short // 100)
     if max_thickness <= 0:
