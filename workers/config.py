@@ -21,8 +21,11 @@ class PipelineConfig:
     queue_prefix: str = ""
     # a slip left pending this long without being picked up is re-enqueued by the sweeper
     pending_grace_s: float = 60.0
-    # a slip in "processing" longer than this is taken to be lost (worker killed)
-    lease_s: float = 300.0
+    # with a backlog in its queue, a pending slip is re-enqueued only after this long
+    backlog_grace_s: float = 600.0
+    # a slip in "processing" longer than this is taken to be lost (worker killed); one
+    # extraction takes well under 10 s, so this only bounds how long a crash delays a slip
+    lease_s: float = 120.0
     # how often the sweeper runs (beat / the in-process scheduler)
     sweep_every_s: float = 30.0
     # a slip claimed this many times without finishing is failed: it kills workers
@@ -41,6 +44,7 @@ class PipelineConfig:
         return cls(
             queue_prefix=os.environ.get("SLIPLINK_QUEUE_PREFIX", ""),
             pending_grace_s=_float("PENDING_GRACE_SECONDS", cls.pending_grace_s),
+            backlog_grace_s=_float("BACKLOG_GRACE_SECONDS", cls.backlog_grace_s),
             lease_s=_float("LEASE_SECONDS", cls.lease_s),
             sweep_every_s=_float("SWEEP_SECONDS", cls.sweep_every_s),
             max_attempts=int(_float("MAX_ATTEMPTS", cls.max_attempts)),

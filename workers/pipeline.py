@@ -773,27 +773,31 @@ def sweep(
     """Slips whose task was lost: pending too long, processing past the lease, ready without
     an embedding of the active model (re-embedding) or without a membership.
 
-    Pending and unassigned slips are only taken while their queue is empty (``queue_depths``,
-    when known): with a backlog their messages are most likely still queued, and re-sending
-    them would only grow the backlog.  Slips re-enqueued here get their ``updated_at``
-    touched, so each is re-sent at most once per grace period.
+    With a backlog in their queue (``queue_depths``, when known) pending and unassigned
+    slips wait ``backlog_grace_s`` instead of ``pending_grace_s``: their messages are most
+    likely still queued, and re-sending them would only grow the backlog.  Slips re-enqueued
+    here get their ``updated_at`` touched, so each is re-sent at most once per grace period.
     """
     config = config or PipelineConfig.from_env()
     depths = queue_depths or {}
     now = utcnow()
-    grace = now - timedelta(seconds=config.pending_grace_s)
+
+    def grace_for(queue: str) -> datetime:
+        wait = config.backlog_grace_s if depths.get(queue) else config.pending_grace_s
+        return now - timedelta(seconds=max(wait, config.pending_grace_s))
+
     engine = get_engine(settings.effective_database_url)
     with Session(engine) as s:
         version = clustering.active_model_version(session=s)
-        pending: list[Any] = []
-        if not depths.get("extract"):
-            pending = list(
-                s.exec(
-                    select(Slip.id).where(
-                        Slip.status == SlipStatus.pending, col(Slip.updated_at) < grace
-                    )
-                ).all()
-            )
+        pending = list(
+            s.exec(
+                select(Slip.id)
+                .where(
+                    Slip.status == SlipStatus.pending, col(Slip.updated_at) < grace_for("extract")
+                )
+                .limit(SWEEP_BATCH)
+            ).all()
+        )
         lost = s.exec(
             select(Slip.id).where(
                 Slip.status == SlipStatus.processing,
@@ -812,14 +816,14 @@ def sweep(
                     .limit(SWEEP_BATCH)
                 ).all()
             )
-        if version and not depths.get("assign"):
+        if version:
             assigned = select(ClusterMember.slip_id).where(ClusterMember.model_version == version)
             unassigned = list(
                 s.exec(
                     select(Embedding.slip_id)
                     .where(
                         Embedding.model_version == version,
-                        col(Embedding.created_at) < grace,
+                        col(Embedding.created_at) < grace_for("assign"),
                         col(Embedding.slip_id).not_in(assigned),
                     )
                     .limit(SWEEP_BATCH)

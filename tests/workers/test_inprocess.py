@@ -76,8 +76,8 @@ def test_sweeper_finds_lost_slips(session, settings):  # type: ignore[no-untyped
     from store.slips import store_slip
     from tests.factories import scan_bytes
 
-    config = PipelineConfig(pending_grace_s=60, lease_s=300)
-    old = utcnow() - timedelta(minutes=10)
+    config = PipelineConfig(pending_grace_s=60, backlog_grace_s=600, lease_s=200)
+    old = utcnow() - timedelta(minutes=5)
     slips = []
     for seed, status in (
         (1, SlipStatus.pending),
@@ -104,12 +104,58 @@ def test_sweeper_finds_lost_slips(session, settings):  # type: ignore[no-untyped
     assert session.get(Slip, slips[1]).status == SlipStatus.pending  # its lease was over
     # swept slips start a new grace period: not re-sent on the next sweep
     assert sweep(settings=settings, config=config, queue_depths={"extract": 0}).extract == []
-    # with a backlog in the extract queue, pending slips are left to the queue
+    # with a backlog in the extract queue, pending slips are left to the queue for longer
     s3 = session.get(Slip, slips[2])
     s3.updated_at = old
     session.add(s3)
     session.commit()
     assert sweep(settings=settings, config=config, queue_depths={"extract": 5}).extract == []
+    long_ago = PipelineConfig(pending_grace_s=60, backlog_grace_s=300, lease_s=300)
+    swept = sweep(settings=settings, config=long_ago, queue_depths={"extract": 5})
+    assert swept.extract == [slips[2]]
+
+
+def test_sweeper_re_embeds_after_a_new_model_is_activated(session, settings):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from store import clustering
+    from store.access import SYSTEM
+    from store.slips import store_slip
+    from tests.factories import scan_bytes
+
+    clustering.activate_model(session=session, version="v1", path=None)
+    ids = []
+    for seed in (1, 2):
+        bet = make_bet(session)
+        slip, _ = store_slip(
+            session=session,
+            bet_id=bet.id,
+            data=scan_bytes(seed=seed),
+            actor=SYSTEM,
+            max_bytes=10**7,
+            max_pixels=10**7,
+        )
+        slip.status = SlipStatus.ready
+        session.add(slip)
+        session.flush()
+        clustering.store_embedding(
+            session=session,
+            slip_id=slip.id,
+            model_version="v1",
+            vector=np.ones(4, np.float32) / 2,
+            usable=True,
+            quality={},
+        )
+        session.add(ClusterMember(slip_id=slip.id, model_version="v1", cluster_id=None))
+        ids.append(slip.id)
+    session.commit()
+    config = PipelineConfig(pending_grace_s=0)
+    assert sweep(settings=settings, config=config, queue_depths={}).extract == []
+    clustering.activate_model(session=session, version="v2", path=None)
+    session.commit()
+    assert sweep(settings=settings, config=config, queue_depths={}).extract == ids
+    # a busy extract queue holds the next batch back
+    assert sweep(settings=settings, config=config, queue_depths={"extract": 3}).extract == []
 
 
 def test_flow_monitor_raises_on_lag(session, settings):  # type: ignore[no-untyped-def]
