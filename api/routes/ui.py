@@ -792,6 +792,9 @@ def _alert_shops(session: Session, alert: Any) -> set[int]:
 def _pivot_label(session: Session, alert: Any, actor: Actor) -> str:
     if alert.pivot_kind == "customer":
         return customer_label(session.get(Customer, alert.pivot_id), actor)
+    named = _figures(alert).get(alert.pivot_kind)
+    if isinstance(named, str) and named:
+        return f"{alert.pivot_kind} {named}"
     return f"{alert.pivot_kind} #{alert.pivot_id}"
 
 
