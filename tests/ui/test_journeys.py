@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from tests.conftest import REPO_ROOT
 from tests.factories import scan_bytes
@@ -202,3 +202,81 @@ def test_live_feed_filter_and_a_new_bet_appears(live_server, page) -> None:
     page.click("#runs-form button")
     assert "Golden Arrow" in page.locator("#runs-list").inner_text()
     screenshot(page, "live_feed_filtered")
+
+
+def test_analyst_rejects_a_cluster_link_and_sees_linked_customers(
+    live_server, page, tmp_path
+) -> None:
+    import time
+
+    from store.clustering import (
+        ClusterEvent,
+        ClusterMember,
+        LinkDecision,
+        WriterCluster,
+        active_model_version,
+    )
+
+    base = live_server.url
+    with live_server.api(live_server.shop_key) as till, live_server.api() as admin:
+        a = admin.post("/customers", json={"external_ref": "C1", "name": "Ann Archer"}).json()
+        b = admin.post("/customers", json={"external_ref": "C2", "name": "Bob Bowman"}).json()
+        _, slip_a = _bet_with_slip(
+            till, sample_slip(tmp_path, 31), customer_id=a["id"], selection="Misty Sovereign"
+        )
+        _, slip_b = _bet_with_slip(
+            till, sample_slip(tmp_path, 32), customer_id=b["id"], selection="Misty Sovereign"
+        )
+    # wait for the pipeline to assign both slips, then put them in one cluster (what the
+    # clusterer does when one hand writes for two accounts; the clusterer has its own tests)
+    deadline = time.monotonic() + 120
+    while True:
+        with live_server.session() as s:
+            version = active_model_version(session=s)
+            members = s.exec(
+                select(ClusterMember).where(
+                    col(ClusterMember.slip_id).in_([slip_a, slip_b]),
+                    ClusterMember.model_version == version,
+                )
+            ).all()
+            if len(members) == 2:
+                cluster = WriterCluster(model_version=version, size=2)
+                s.add(cluster)
+                s.flush()
+                for m in members:
+                    m.cluster_id, m.confidence = cluster.id, 0.91
+                    s.add(m)
+                s.add(ClusterEvent(cluster_id=cluster.id, kind="created", detail={}))
+                s.commit()
+                cluster_id = cluster.id
+                break
+        assert time.monotonic() < deadline, "the pipeline did not assign the slips"
+        time.sleep(0.5)
+    login(page, base, "ana", "/ui/clusters")
+    page.click("label:has-text('links 2+ customers') input")
+    page.click("form.filters button")
+    row = page.locator(f'a[href="/ui/clusters/{cluster_id}"]')
+    assert "Ann Archer" in page.locator("table.grid tbody").inner_text()
+    row.click()
+    page.wait_for_url(f"{base}/ui/clusters/{cluster_id}")
+    assert page.locator(".slip-card").count() == 2
+    assert "confidence 0.91" in page.locator(".slip-card").first.inner_text()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.slip-card')].every(c => c.dataset.boxes)",
+        timeout=60_000,
+    )
+    screenshot(page, "cluster_review")
+    page.fill("#link-note", "different hands: the 7s differ")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("x")  # reject
+    page.wait_for_selector("#decisions .decision-rejected")
+    with live_server.session() as s:
+        decisions = s.exec(select(LinkDecision)).all()
+        assert [(d.decision, d.actor, d.note) for d in decisions] == [
+            ("rejected", "ana", "different hands: the 7s differ")
+        ]
+    # the customer 360 shows the cluster and the account linked through it
+    page.goto(f"{base}/ui/customers/{a['id']}")
+    linked = page.locator("text=Handwriting clusters and linked customers").locator("..")
+    assert f"cluster {cluster_id}" in linked.inner_text() and "Bob Bowman" in linked.inner_text()
+    screenshot(page, "customer_360")
