@@ -294,26 +294,63 @@ def fill(url: str, *, n_bets: int, seed: int) -> dict[str, float]:
     }
 
 
+def prewarm(url: str) -> float:
+    """Load the tables and indexes the rules read into the OS page cache (``pg_prewarm`` in
+    ``read`` mode): a serving database keeps its working set in memory, and a freshly filled
+    one on a busy machine would otherwise time the disk.  Returns seconds spent."""
+    t0 = time.perf_counter()
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        try:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+        except Exception as exc:  # noqa: BLE001 - the bench still runs, cold
+            print(f"pg_prewarm unavailable ({exc}); timing a cold cache", file=sys.stderr)
+            return 0.0
+        rels = conn.execute(
+            text(
+                "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')"
+            )
+        ).all()
+        for (rel,) in rels:
+            conn.execute(text("SELECT pg_prewarm(:rel, 'read')"), {"rel": rel})
+    engine.dispose()
+    return round(time.perf_counter() - t0, 1)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-def time_rules(url: str, *, samples: int, seed: int) -> dict[str, object]:
+def time_rules(
+    url: str,
+    *,
+    samples: int,
+    seed: int,
+    only: set[str] | None = None,
+    screen_budget: float = 600.0,
+) -> dict[str, object]:
+    """Event rules on ``samples`` recent bets (all enabled rules together, and each rule on
+    its own) and the daily screening rule by rule; ``only`` restricts to some rule ids."""
     from sqlmodel import Session
 
-    from rules.engine import active_rules, run_event_rules, run_screening
+    from rules.engine import _run, active_rules, run_event_rules
+    from rules.kinds import REGISTRY
     from rules.types import Trigger
     from store.db import get_engine
 
     engine = get_engine(url)
     with Session(engine) as session:
-        rules = [r.id for r in active_rules(session=session) if r.enabled]
+        rules = [r for r in active_rules(session=session) if r.enabled]
         session.commit()  # numbers the rule versions once
         last = session.exec(text("SELECT max(id) FROM bets")).one()[0]  # type: ignore[call-overload]
+    if only:
+        rules = [r for r in rules if r.id in only]
     rng = np.random.default_rng(seed)
     # recent bets (the last ~2 days of history), as the pipeline sees them
     ids = rng.integers(max(1, last - 5000), last + 1, samples + 20)
     timings: dict[str, list[float]] = {"bet_placed": [], "slip_clustered": [], "both": []}
+    per_rule: dict[str, list[float]] = {r.id: [] for r in rules}
     raised = 0
     for n, bet_id in enumerate(ids):
         with Session(engine) as session:
@@ -335,11 +372,24 @@ def time_rules(url: str, *, samples: int, seed: int) -> dict[str, object]:
                 customer_id=customer_id,
             )
             t0 = time.perf_counter()
-            a = run_event_rules(session=session, trigger=placed, now=at)
-            t1 = time.perf_counter()
-            b = run_event_rules(session=session, trigger=joined, now=at)
+            if only:
+                a = _run(session, rules, placed, at)
+                t1 = time.perf_counter()
+                b = _run(session, rules, joined, at)
+            else:
+                a = run_event_rules(session=session, trigger=placed, now=at)
+                t1 = time.perf_counter()
+                b = run_event_rules(session=session, trigger=joined, now=at)
             t2 = time.perf_counter()
             session.rollback()
+            if n >= 20:
+                for rule in rules:  # each rule alone, both triggers
+                    r0 = time.perf_counter()
+                    for trig in (placed, joined):
+                        if trig.kind in REGISTRY[rule.kind].triggers:
+                            _run(session, [rule], trig, at)
+                    per_rule[rule.id].append((time.perf_counter() - r0) * 1000)
+                    session.rollback()
         if n >= 20:  # warm-up: connection pool, rule files, plan cache
             timings["bet_placed"].append((t1 - t0) * 1000)
             timings["slip_clustered"].append((t2 - t1) * 1000)
@@ -353,22 +403,37 @@ def time_rules(url: str, *, samples: int, seed: int) -> dict[str, object]:
         }
         for k, v in timings.items()
     }
-    with Session(engine) as session:
-        t0 = time.perf_counter()
-        screened = run_screening(session=session, now=END)
-        screening_s = time.perf_counter() - t0
-        by_rule: dict[str, int] = {}
-        for a in screened:
-            by_rule[a.rule_id] = by_rule.get(a.rule_id, 0) + 1
-        session.rollback()
+    event_by_rule = {
+        k: {"p50_ms": round(statistics.median(v), 2), "p99_ms": round(_percentile(v, 99), 2)}
+        for k, v in per_rule.items()
+    }
+    screening: dict[str, object] = {}
+    total = 0.0
+    alerts = 0
+    for rule in rules:
+        if "schedule" not in REGISTRY[rule.kind].triggers:
+            continue
+        if total > screen_budget:
+            screening[rule.id] = "skipped: screening budget spent"
+            continue
+        with Session(engine) as session:
+            t0 = time.perf_counter()
+            found = _run(session, [rule], Trigger(kind="schedule", at=END), END)
+            spent = time.perf_counter() - t0
+            session.rollback()
+        total += spent
+        alerts += len(found)
+        screening[rule.id] = {"seconds": round(spent, 2), "alerts": len(found)}
+        print(f"screening {rule.id}: {spent:.2f} s, {len(found)} alerts", file=sys.stderr)
     return {
         "rules_enabled": len(rules),
         "event_samples": samples,
         "event": event,
         "event_alerts_per_sample": round(raised / max(1, samples), 2),
-        "screening_seconds": round(screening_s, 2),
-        "screening_alerts": len(screened),
-        "screening_alerts_by_rule": by_rule,
+        "event_by_rule": event_by_rule,
+        "screening_seconds": round(total, 2),
+        "screening_alerts": alerts,
+        "screening_by_rule": screening,
     }
 
 
@@ -379,6 +444,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--reuse", help="an existing filled database name (skip the fill)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--rules", help="comma-separated rule ids to time (default: all)")
+    parser.add_argument(
+        "--screen-budget",
+        type=float,
+        default=600.0,
+        help="stop timing further screening rules after this many seconds",
+    )
     args = parser.parse_args()
     from store.db import dispose_engines, migrate
 
@@ -392,7 +464,11 @@ def main() -> None:
         migrate(url)
         result |= fill(url, n_bets=args.bets, seed=args.seed)
         print(json.dumps(result), file=sys.stderr)
-    result |= time_rules(url, samples=args.samples, seed=args.seed)
+    result["prewarm_seconds"] = prewarm(url)
+    only = set(args.rules.split(",")) if args.rules else None
+    result |= time_rules(
+        url, samples=args.samples, seed=args.seed, only=only, screen_budget=args.screen_budget
+    )
     result["database"] = name
     dispose_engines()
     if not args.keep and not args.reuse:

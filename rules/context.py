@@ -164,8 +164,47 @@ def cluster_rows(
     ids = tuple(sorted(set(cluster_ids)))
     if not ids:
         return []
-    key = ("cluster_rows", ids, since, until, settled)
-    return memo(session, key, lambda: _cluster_rows(session, ids, since, until, settled))
+    return _covered(
+        session,
+        ("cluster_rows", ids, settled),
+        since,
+        until,
+        settled,
+        lambda: _cluster_rows(session, ids, since, until, settled),
+    )
+
+
+def _covered(
+    session: Session,
+    key: tuple[Any, ...],
+    since: datetime | None,
+    until: datetime | None,
+    settled: bool,
+    compute: Callable[[], list[BetRow]],
+) -> list[BetRow]:
+    """Rows for ``[since, until]``, cut from an earlier read of the same key over a window
+    that covers it (rules ask for 30 d, 72 h and 24 h of the same pivot in one run)."""
+    model_version(session)  # a new evaluation starts with an empty memo
+    entries: list[tuple[datetime | None, datetime | None, list[BetRow]]] = session.info.setdefault(
+        "rules_memo", {}
+    ).setdefault(("covered", *key), [])
+    for e_since, e_until, rows in entries:
+        if (e_since is None or (since is not None and e_since <= since)) and (
+            e_until is None or (until is not None and e_until >= until)
+        ):
+
+            def inside(r: BetRow) -> bool:
+                at = r.settled_at if settled else r.placed_at
+                if at is None:
+                    return False
+                return (since is None or at >= as_utc(since)) and (
+                    until is None or at <= as_utc(until)
+                )
+
+            return [r for r in rows if inside(r)]
+    rows = compute()
+    entries.append((since, until, rows))
+    return rows
 
 
 def _cluster_rows(
@@ -196,8 +235,14 @@ def customer_rows(
     until: datetime | None = None,
 ) -> list[BetRow]:
     """The customer's own bets (with their slips and clusters when there are any)."""
-    key = ("customer_rows", customer_id, since, until)
-    return memo(session, key, lambda: _customer_rows(session, customer_id, since, until))
+    return _covered(
+        session,
+        ("customer_rows", customer_id),
+        since,
+        until,
+        False,
+        lambda: _customer_rows(session, customer_id, since, until),
+    )
 
 
 def _customer_rows(
