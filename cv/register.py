@@ -18,11 +18,15 @@ from numpy.typing import NDArray
 
 __all__ = ["Template", "match_template", "prepare_template", "remove_template"]
 
-# Registration runs on images whose longer side is at most this (px): ORB on a 1.2 MP slip
-# costs ~20 ms, at 1000 px ~5 ms, and a homography found there is accurate to ~1 px at full
-# resolution after refinement.
-_REG_SIDE = 1000
+# Registration runs on images whose longer side is at most this (px): ORB and brute-force
+# matching cost grow with pixels and keypoints; at 640 px and 600 keypoints a design is
+# matched in a few ms and the homography is still accurate to ~1-2 px at full resolution
+# (absorbed by the removal tolerance).
+_REG_SIDE = 640
+_N_FEATURES = 600
 _MIN_INLIERS = 20
+# A design matched with this many RANSAC inliers is certain; the others are not tried.
+_SURE_INLIERS = 120
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ def _small(image: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
 
 
 def _orb(image: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.uint8] | None]:
-    orb = cv2.ORB_create(nfeatures=1500, fastThreshold=10)
+    orb = cv2.ORB_create(nfeatures=_N_FEATURES, fastThreshold=10)
     kps, desc = orb.detectAndCompute(image, None)
     pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
     return pts, desc
@@ -92,21 +96,31 @@ def match_template(
     if desc is None or len(pts) < 8:
         return best
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    candidates = []
     for i, t in enumerate(templates):
         if t.descriptors is None or len(t.keypoints) < 8:
             continue
         pairs = matcher.knnMatch(t.descriptors, desc, k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
-        if len(good) < _MIN_INLIERS:
-            continue
+        if len(good) >= _MIN_INLIERS:
+            candidates.append((len(good), i, good))
+    # RANSAC only for the designs with the most ratio-test matches: on a wrong design it
+    # runs to its iteration cap, which dominated the time (80 ms per design).
+    candidates.sort(key=lambda c: -c[0])
+    for _, i, good in candidates[:2]:
+        t = templates[i]
         src = t.keypoints[[m.queryIdx for m in good]] / t.scale
         dst = pts[[m.trainIdx for m in good]] / s
-        hmat, inl = cv2.findHomography(src, dst, cv2.RANSAC, 4.0 / s)
+        hmat, inl = cv2.findHomography(
+            src, dst, cv2.RANSAC, 4.0 / s, maxIters=500, confidence=0.995
+        )
         if hmat is None or inl is None:
             continue
         n_in = int(inl.sum())
         if n_in >= _MIN_INLIERS and n_in > best[2]:
             best = (i, hmat, n_in)
+            if n_in >= _SURE_INLIERS:
+                break
     return best
 
 
