@@ -48,7 +48,8 @@ def _customers(session: Session, cluster_id: int) -> list[Customer]:
     from store.clustering import ClusterMember
     from store.models import Bet, Slip
 
-    ids = session.exec(
+    # one query: the customers themselves, not their ids then their rows
+    members = (
         select(Bet.customer_id)
         .join(Slip, col(Slip.bet_id) == col(Bet.id))
         .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
@@ -57,11 +58,8 @@ def _customers(session: Session, cluster_id: int) -> list[Customer]:
             ClusterMember.model_version == context.model_version(session),
             col(Bet.customer_id).is_not(None),
         )
-        .distinct()
-    ).all()
-    if not ids:
-        return []
-    return list(session.exec(select(Customer).where(col(Customer.id).in_(ids))).all())
+    )
+    return list(session.exec(select(Customer).where(col(Customer.id).in_(members))).all())
 
 
 def link_confidence(row: BetRow, anchor: float) -> float:
