@@ -864,16 +864,29 @@ def deliver_after_commit(session: Session, alert: Alert, *, min_severity: int = 
     """
     if alert.suppressed or alert.severity < min_severity:
         return
+    if _PENDING + "_any" not in session.info:  # no webhook configured: nothing to send
+        session.info[_PENDING + "_any"] = (
+            session.exec(select(Webhook.id).where(col(Webhook.active).is_(True))).first()
+            is not None
+        )
+    if not session.info[_PENDING + "_any"]:
+        return
     pending = session.info.setdefault(_PENDING, [])
     if not pending and not session.info.get(_PENDING + "_hooked"):
         session.info[_PENDING + "_hooked"] = True
         event.listen(session, "after_commit", _send_pending)
-        event.listen(session, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+        event.listen(session, "after_rollback", _forget_pending)
     if alert.id not in pending:
         pending.append(int(alert.id))  # type: ignore[arg-type]
 
 
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_PENDING + "_any", None)
+
+
 def _send_pending(session: Session) -> None:
+    session.info.pop(_PENDING + "_any", None)
     ids = session.info.pop(_PENDING, [])
     if not ids:
         return
