@@ -108,10 +108,24 @@ def _sweep_at_start(sender=None, **_kwargs: object) -> None:  # type: ignore[no-
 
 
 def run_worker(
-    *, queues: list[str], concurrency: int, beat: bool | None = None, loglevel: str = "INFO"
-) -> None:
+    *,
+    queues: list[str],
+    concurrency: int,
+    beat: bool | None = None,
+    loglevel: str = "INFO",
+    supervise: bool = True,
+) -> int:
     """``sliplink worker``: consume ``queues`` (default all) with ``concurrency`` processes;
-    the beat scheduler runs embedded when all queues are consumed (or ``beat=True``)."""
+    the beat scheduler runs embedded when all queues are consumed (or ``beat=True``).
+
+    With ``supervise`` the Celery worker runs as a child process that is started again
+    (with backoff) whenever it dies of an error: kombu's Redis transport can crash the
+    worker when the broker vanishes while messages are unacknowledged, and a worker must
+    come back with the broker without an operator.  SIGTERM/SIGINT stop both.
+    """
+    import subprocess
+    import sys
+    import time
     import uuid
 
     from store.db import migrate
@@ -121,7 +135,7 @@ def run_worker(
     unknown = sorted(set(names) - set(QUEUES))
     if unknown:
         raise SystemExit(f"--queues: unknown queue(s) {', '.join(unknown)}; use {QUEUES}")
-    if "assign" in names and concurrency > 1 and names == ["assign"]:
+    if names == ["assign"] and concurrency > 1:
         log.warning("the assign queue wants concurrency 1; assignments are serialised anyway")
     settings = _settings()
     migrate(settings.effective_database_url)
@@ -139,4 +153,36 @@ def run_worker(
         schedule = settings.data_dir / "celerybeat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", f"--schedule={schedule}"]
-    app.worker_main(argv)
+    if not supervise:
+        app.worker_main(argv)
+        return 0
+    return _supervise(
+        [sys.executable, "-m", "celery", "-A", "workers.app", *argv], time, subprocess
+    )
+
+
+def _supervise(cmd: list[str], time, subprocess) -> int:  # type: ignore[no-untyped-def]
+    import signal
+
+    stopping = False
+    child = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failures = 0
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen(cmd)
+        rc = child.wait()
+        if stopping or rc == 0:
+            return int(rc)
+        failures = 1 if time.monotonic() - started > 60 else failures + 1
+        delay = min(30.0, 2.0 ** min(failures, 5))
+        log.error("the Celery worker exited with %s; starting it again in %.0fs", rc, delay)
+        time.sleep(delay)

@@ -234,3 +234,34 @@ def test_database_restarted_mid_run(
         assert_exactly_once(st, n)
     finally:
         api.close()
+
+
+@pytest.mark.slow
+def test_a_crashed_celery_worker_is_restarted(
+    pg_url, shared_broker_url, worker_env, start_worker, tmp_path
+):
+    """``sliplink worker`` supervises the Celery worker: when it dies (here SIGKILL of the
+    Celery main process alone), it is started again and the slips still get processed."""
+    import os
+    import signal
+
+    prefix = queue_prefix()
+    env = worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix)
+    worker = start_worker(env, concurrency=1)
+    children = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text()
+    [celery_main] = [int(p) for p in children.split()]
+    os.kill(celery_main, signal.SIGKILL)
+    api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix, data_dir=tmp_path)
+    try:
+        for data in slip_images(4):
+            assert api.upload(data)[0] == 202
+        st = wait_for(
+            lambda: all_done(pg_url, 4),
+            timeout=120,
+            every=1.0,
+            what="the restarted worker to process the slips",
+        )
+        assert_exactly_once(st, 4)
+        assert worker.proc.poll() is None
+    finally:
+        api.close()
