@@ -364,3 +364,42 @@ def test_new_rows_of_a_shop_are_only_its_own(session, engine) -> None:
     till = Actor(name="till", role=Role.shop, shop_id=mine.id)
     rows, cursor = _new_rows(engine, till, FeedFilter(), first.id)  # type: ignore[arg-type]
     assert [f'"id": {own.id}' in r for r in rows] == [True] and cursor == own.id
+
+
+def test_day_activity_is_aggregated_by_the_database(session) -> None:
+    from datetime import UTC, datetime
+
+    from api.routes.ui import day_activity
+    from store import audit
+
+    day = datetime(2026, 3, 4, tzinfo=UTC)
+    s1, s2 = make_shop(session, code="A1"), make_shop(session, code="B2")
+    customer = make_customer(session)
+
+    def bet(hour: int, minute: int, *, shop, stake: float, sport: str, who=None) -> None:  # type: ignore[no-untyped-def]
+        make_bet(session, shop_id=shop.id, stake=stake, customer_id=who,
+                 placed_at=day.replace(hour=hour, minute=minute),
+                 legs=[{"sport": sport, "selection": "X"}])  # fmt: skip
+
+    bet(0, 5, shop=s1, stake=2.0, sport="Golf", who=customer.id)
+    bet(9, 59, shop=s1, stake=3.0, sport="Golf")
+    bet(9, 0, shop=s2, stake=5.5, sport="Darts", who=customer.id)
+    bet(23, 59, shop=s2, stake=1.0, sport="Golf")
+    make_bet(session, placed_at=day.replace(day=5, hour=0), stake=99.0)  # the next day
+    audit.record(session, actor="ana", action="link.confirmed", entity="link_decision")
+    audit.record(session, actor="ana", action="alert.assign", entity="alert")
+    audit.record(session, actor="system", action="alert.raise", entity="alert")
+    session.commit()
+    # audit entries are stamped now: ask for today's audit window separately
+    out = day_activity(session, start=day, end=day + timedelta(days=1))
+    assert out["totals"] == {"bets": 4, "stakes": 11.5, "customers": 1, "anonymous": 2,
+                             "shops": 2}  # fmt: skip
+    hours = out["by_hour"]
+    assert (hours[0], hours[9], hours[23], sum(hours)) == (1, 2, 1, 4)
+    assert out["stake_by_shop"] == [("A1", 5.0), ("B2", 6.5)]
+    assert out["bets_by_sport"] == [("Golf", 3), ("Darts", 1)]
+    now = utcnow()
+    today = day_activity(session, start=now - timedelta(hours=1), end=now + timedelta(hours=1))
+    staff = {who: acts for who, acts, _ in today["staff"]}
+    assert staff["ana"] == {"link.confirmed": 1, "alert.assign": 1}
+    assert sorted(e.action for e in today["reviews"]) == ["alert.assign", "link.confirmed"]
