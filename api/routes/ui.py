@@ -926,9 +926,9 @@ def _hour_of(session: Session, column: Any) -> Any:
 def day_activity(session: Session, *, start: datetime, end: datetime) -> dict[str, Any]:
     """A day's bets and staff activity, aggregated by the database (a large operator takes
     about a million bets a day, which must never be loaded row by row)."""
-    in_day = (Bet.placed_at >= start, Bet.placed_at < end)
-    n, stakes, customers, anonymous, shops_used = session.exec(
-        select(
+    in_day = (col(Bet.placed_at) >= start, col(Bet.placed_at) < end)
+    n, stakes, customers, anonymous, shops_used = session.execute(
+        sa.select(
             func.count(),
             func.coalesce(func.sum(Bet.total_stake), 0),
             func.count(func.distinct(Bet.customer_id)),
@@ -944,7 +944,7 @@ def day_activity(session: Session, *, start: datetime, end: datetime) -> dict[st
     stake_by_shop = sorted(
         (codes.get(shop_id, "(none)") if shop_id is not None else "(none)", round(float(t), 2))
         for shop_id, t in session.exec(
-            select(Bet.shop_id, func.sum(Bet.total_stake)).where(*in_day).group_by(Bet.shop_id)
+            select(Bet.shop_id, func.sum(Bet.total_stake)).where(*in_day).group_by(col(Bet.shop_id))
         ).all()
     )
     bets_by_sport = [
