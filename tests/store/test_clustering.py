@@ -247,3 +247,23 @@ def test_link_decision_validates(world) -> None:  # type: ignore[no-untyped-def]
         clustering.record_link_decision(
             session=session, slip_a=s1, slip_b=s1 + 99, decision="confirmed", actor="x", note=None
         )
+
+
+def test_would_join_answers_without_writing(world) -> None:  # type: ignore[no-untyped-def]
+    from workers.pipeline import would_join
+
+    session, settings = world
+    s1, s2 = _slip(session, seed=1), _slip(session, seed=2)
+    _embed_and_assign(session, settings, s1, _vec(6))
+    _embed_and_assign(session, settings, s2, _vec(6, tilt=0.1))
+    cid = clustering.cluster_of_slip(session=session, slip_id=s1)[0]
+    before = len(session.exec(select(ClusterMember)).all())
+    found = would_join(
+        session=session, model_version=VERSION, vector=_vec(6, tilt=0.05), threshold=THRESHOLD
+    )
+    assert found is not None and found[0] == cid and found[1] >= 0.5
+    assert (
+        would_join(session=session, model_version=VERSION, vector=_vec(1), threshold=THRESHOLD)
+        is None
+    )
+    assert len(session.exec(select(ClusterMember)).all()) == before
