@@ -192,7 +192,11 @@ def feed_page(
     categories = sorted(
         c for c in session.exec(select(Customer.risk_category).distinct()).all() if c
     )
-    sports = sorted(s for s in session.exec(select(Bet.sport).distinct()).all() if s)
+    # suggestions from recent bets only: a DISTINCT over every bet ever taken is too dear
+    recent_sports = session.exec(
+        _scoped(select(Bet.sport), actor).order_by(col(Bet.id).desc()).limit(2000)
+    ).all()
+    sports = sorted({s for s in recent_sports if s})
     return render(
         request,
         "feed.html",

@@ -272,10 +272,18 @@ def logout(
 @router.get("/ui/upload", response_class=HTMLResponse)
 def upload_page(request: Request, session: SessionDep, user_session: UISession) -> Response:
     actor = require(user_session, Role.shop, Role.analyst)
-    query = select(Bet).where(col(Bet.id).not_in(select(Slip.bet_id)))
+    # bets still waiting for their slip, among the most recent ones (never a scan of history)
+    query = select(Bet)
     if actor.role == Role.shop:
         query = query.where(Bet.shop_id == actor.shop_id)
-    waiting = session.exec(query.order_by(col(Bet.id).desc()).limit(100)).all()
+    recent = session.exec(query.order_by(col(Bet.id).desc()).limit(500)).all()
+    recent_ids = [b.id for b in recent]
+    with_slip = (
+        set(session.exec(select(Slip.bet_id).where(col(Slip.bet_id).in_(recent_ids))).all())
+        if recent_ids
+        else set()
+    )
+    waiting = [b for b in recent if b.id not in with_slip][:100]
     legs = _legs_by_bet(session, [b.id for b in waiting])  # type: ignore[misc]
     shops = [] if actor.role == Role.shop else customer_store.list_shops(session=session)
     return render(

@@ -196,7 +196,10 @@ def test_shop_staff_see_only_their_shop(browser, session) -> None:
     feed = browser.get("/ui/feed").text
     assert "Mine Here" in feed and "Elsewhere Bet" not in feed
     assert [b["id"] for b in browser.get("/bets").json()["items"]] == [own.id]
-    assert browser.get("/ui/upload").status_code == 200
+    upload = browser.get("/ui/upload")
+    assert upload.status_code == 200
+    waiting = re.findall(r'<option value="(\d+)">Bet', upload.text)
+    assert waiting == [str(own.id)]  # its own bet waiting for a slip, not the other shop's
     for page in ("/ui/customers", "/ui/alerts", "/ui/reports", "/ui/audit"):
         resp = browser.get(page)
         assert resp.status_code == 403 and "Not allowed" in resp.text, page
