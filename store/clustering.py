@@ -434,7 +434,21 @@ def list_clusters(
                 clusters_of_customer(session=session, customer_id=customer_id)
             )
         )
-    clusters = session.exec(query.order_by(col(WriterCluster.id).desc())).all()
+    query = query.order_by(col(WriterCluster.id).desc())
+    if candidate_link is None:
+        # paginate in SQL: only the page's customers are looked up
+        total = session.exec(select(func.count()).select_from(query.subquery())).one()
+        page = session.exec(query.offset(offset).limit(limit)).all()
+        page_customers = _customers_by_cluster(session=session, ids=[c.id for c in page])  # type: ignore[misc]
+        return [
+            cluster_summary(
+                c,
+                customers=sorted(page_customers.get(c.id, Counter())),  # type: ignore[arg-type]
+                candidate_link=len(page_customers.get(c.id, Counter())) >= 2,  # type: ignore[arg-type]
+            )
+            for c in page
+        ], int(total)
+    clusters = session.exec(query).all()
     customers_of = _customers_by_cluster(session=session, ids=[c.id for c in clusters])  # type: ignore[misc]
     items = []
     for c in clusters:
