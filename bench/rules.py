@@ -436,6 +436,7 @@ def time_rules(
         "rules_enabled": len(rules),
         "event_samples": samples,
         "event": event,
+        "select_1_roundtrip_p50_ms": round(statistics.median(trips), 3),
         "event_alerts_per_sample": round(raised / max(1, samples), 2),
         "event_by_rule": event_by_rule,
         "screening_seconds": round(total, 2),
