@@ -504,8 +504,16 @@ def _analyse(
 ) -> _Analysis:
     from cv import separate
 
-    w = work_frame(image, templates=templates, deskew=deskew, work_pixels=work_pixels)
-    hand = separate.separate(w.flat, w.candidates, model=separator)  # type: ignore[arg-type]
+    w = work_frame(image, deskew=deskew, work_pixels=work_pixels)
+    hand = separate.separate(w.flat, w.ink, model=separator)  # type: ignore[arg-type]
+    if templates:
+        # The registered design's print is removed from the separator's output, not before
+        # it: the separator was fitted on whole pages, and a page with its form cut away
+        # leaves print fragments (stamps, remnants) it mistook for handwriting (measured:
+        # precision 0.78 removing before, vs 0.83 without templates).
+        from cv import register
+
+        hand = register.remove_template(w.flat, w.ink, templates=templates, within=hand)
     return _Analysis(w.flat, w.ink, hand, w.bg, w.threshold, w.skew, w.f, w.low_contrast)
 
 

@@ -77,6 +77,10 @@ FEATURE_NAMES = (
     "straight_h",
     "group_straight_v",
     "group_straight_h",
+    # repetition: printed glyphs and patterns recur pixel-identical (same box and ink area),
+    # handwritten letters never quite do
+    "twins",
+    "group_twins",
 )
 
 
@@ -356,7 +360,21 @@ def _component_table(
     st_v = np.bincount(lab_f[sv.ravel()[idx] > 0], minlength=n)[1:] / a_safe
     st_h = np.bincount(lab_f[sh.ravel()[idx] > 0], minlength=n)[1:] / a_safe
 
+    # Twins: other components with the same bounding box and ink area within 3 %.
+    ai = area.astype(np.int64)
+    key = ((w.astype(np.int64) * 4096 + h.astype(np.int64)) << 22) + ai
+    tol = np.maximum(1, (0.03 * area).astype(np.int64))
+    srt = np.sort(key)
+    twins = (
+        np.searchsorted(srt, key + tol, side="right")
+        - np.searchsorted(srt, key - tol, side="left")
+        - 1
+    ).astype(np.float64)
+    twins[~big] = 0.0
+
     f = np.empty((m, len(FEATURE_NAMES)), dtype=np.float64)
+    f[:, 32] = np.log1p(twins)
+    f[:, 33] = gmean(np.log1p(twins))
     f[:, 28] = st_v
     f[:, 29] = st_h
     f[:, 30] = gmean(st_v)

@@ -183,6 +183,8 @@ def test_heldout_slips_keep_handwriting_and_drop_print(heldout_slips: Path) -> N
     assert 1 - kept / printed >= PRINT_REMOVED_BOUND, 1 - kept / printed
 
 
-RECALL_BOUND = 0.6
-PRECISION_BOUND = 0.65
-PRINT_REMOVED_BOUND = 0.97
+# Measured on this set (seed 77, 8 slips, shipped model): recall 0.865, precision 0.852,
+# print removed 0.991.
+RECALL_BOUND = 0.8
+PRECISION_BOUND = 0.75
+PRINT_REMOVED_BOUND = 0.975
