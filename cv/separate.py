@@ -787,8 +787,8 @@ def fit(
     slips: list[tuple[NDArray[np.float32], NDArray[np.int8], Layout]],
     *,
     groups: list[str] | None = None,
-    hidden: tuple[int, ...] = (32, 16),
-    max_iter: int = 40,
+    hidden: tuple[int, ...] = (64, 32),
+    max_iter: int = 60,
     context: bool = True,
     random_state: int = 0,
 ) -> Separator:
@@ -895,7 +895,7 @@ def train(
     writers: int = 40,
     slips_per_writer: int = 3,
     seed: int = 0,
-    data_dir: Path | None = None,
+    data_dir: Path | list[Path] | None = None,
     unipen_dir: Path | None = None,
     unipen_crops: int = 150,
 ) -> dict:
@@ -906,9 +906,10 @@ def train(
     """
     from sample_slips.generate import generate
 
+    dirs = [data_dir] if isinstance(data_dir, str | Path) else list(data_dir or [])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(data_dir) if data_dir else Path(tmp) / "fit"
-        if data_dir is None:
+        folder = Path(tmp) / "fit"
+        if not dirs:
             generate(
                 folder,
                 writers=writers,
@@ -917,7 +918,11 @@ def train(
                 split="fit",
                 masks=True,
             )
-        slips, slip_writers = collect(folder)
+            dirs = [folder]
+        slips, slip_writers = [], []
+        for d in dirs:
+            more, more_writers = collect(Path(d))
+            slips, slip_writers = slips + more, slip_writers + more_writers
     if unipen_dir is not None and unipen_crops > 0:
         crops, crop_writers = collect_crops(unipen_dir, limit=unipen_crops)
         slips, slip_writers = slips + crops, slip_writers + crop_writers
@@ -949,7 +954,13 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--slips-per-writer", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=MODEL_PATH)
-    p.add_argument("--data-dir", type=Path, default=None, help="an existing generated fit set")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        default=None,
+        help="an existing generated fit set (repeatable); default: generate one",
+    )
     p.add_argument(
         "--unipen-dir",
         type=Path,
