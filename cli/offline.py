@@ -292,8 +292,10 @@ def _labelled_paths(
 ) -> tuple[list[Path], list[str], list[str]]:
     on_disk = {p.name: p for p in list_images(directory)}
     paths, writers, templates = [], [], []
+    dropped = 0
     for r in read_labels(labels_path):
         if split is not None and "split" in r and r["split"] != split:
+            dropped += 1
             continue
         if r["image"] not in on_disk:
             print(f"skipped {r['image']}: not an image in {directory}", file=sys.stderr)
@@ -301,6 +303,12 @@ def _labelled_paths(
         paths.append(on_disk[r["image"]])
         writers.append(f"{directory.name}:{r['writer']}")
         templates.append(r.get("template") or "(none)")
+    if dropped:
+        print(
+            f"{labels_path}: ignored {dropped} rows whose split is not {split!r}"
+            " (never fit on held-out data; --split '' keeps every row)",
+            file=sys.stderr,
+        )
     return paths, writers, templates
 
 
