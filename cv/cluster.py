@@ -71,6 +71,7 @@ def knn_graph(
     exact_below: int = 20_000,
     kind: str = "ivf",
     nprobe: int = 8,
+    hnsw_m: int = 16,
     batch_size: int = 65_536,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """k nearest neighbours of every row, the row itself excluded.
@@ -107,6 +108,7 @@ def knn_graph(
             exact_below=exact_below,
             kind=kind,
             nprobe=nprobe,
+            hnsw_m=hnsw_m,
             ef_search=max(64, 2 * k),
         )
         index.add(np.arange(n, dtype=np.int64), x)
@@ -477,11 +479,13 @@ def _average_linkage(
     a, b, _ = _unique_pairs(a, b, n)
     val = _rowwise_dot(S, a, b) / (sizes[a] * sizes[b])
     forbid = (cannot[:, 0], cannot[:, 1]) if cannot.size else None
+    roots_before = n
     for outer in range(max_refresh + 1):
         label, a, b, val, merged = _rnn_rounds(
             label, S, sizes, a, b, val, threshold=threshold, forbid=forbid, max_rounds=max_rounds
         )
-        if outer == max_refresh or (outer > 0 and not merged):
+        # stop once a pass merges (almost) nothing: later passes only repeat the search
+        if outer == max_refresh or (outer > 0 and merged <= 1e-3 * roots_before):
             break
         # Parts of one writer whose slips are never among each other's k nearest (e.g. one
         # writer on two printed forms) share no kNN edge; their aggregated descriptors do
@@ -489,6 +493,7 @@ def _average_linkage(
         roots = np.flatnonzero(sizes >= 2)
         if roots.size < 2:
             break
+        roots_before = roots.size
         cent_nbr, _ = knn_graph(S[roots], k=min(k, roots.size - 1))
         ca = np.repeat(roots, cent_nbr.shape[1])
         cb = np.where(cent_nbr >= 0, roots[np.maximum(cent_nbr, 0)], -1).reshape(-1)
