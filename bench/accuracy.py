@@ -342,6 +342,11 @@ def _markdown(meta: dict, results: dict) -> str:
         " default samples the same 4x4x8 gradient layout densely along the ink contours"
         " (~10 ms); in exploratory runs on held-out UNIPEN writers the dense variant scored"
         " 0.22-0.24 mAP against 0.20 for detector keypoints (VLAD alone).",
+        "- A global style family (`cv/features/style.py`: size, pen width and ink darkness"
+        " on the original scan, which stroke-width normalisation removes) scored 0.10 mAP"
+        " alone on generated slips and did not improve the fusion (0.389 vs 0.393 mAP in the"
+        " same exploratory run), so it is available (`--families hinge,lbp,vlad,style`) but"
+        " not in the default.",
     ]
     return "\n".join(lines) + "\n"
 

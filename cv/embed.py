@@ -45,6 +45,7 @@ from numpy.typing import NDArray
 
 from cv.features import hinge as _hinge
 from cv.features import local as _local
+from cv.features import style as _style
 from cv.features import texture as _texture
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL_NAME = "sliplink-writer"
 METHOD_VERSION = "1.0"
-FAMILIES = ("hinge", "runlength", "lbp", "vlad")
+FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style")
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
 
 # Parameters a model is built from; also the JSON header's "params".
@@ -144,6 +145,11 @@ def extract_raw(
         raw.hist["runlength"] = _texture.run_length_histograms(ink)
     if "lbp" in families:
         raw.hist["lbp"] = _texture.lbp_histograms(ink)
+    if "style" in families:
+        q = prepared.quality
+        raw.hist["style"] = _style.style_features(
+            ink, prepared.grey, stroke_width=q.stroke_width, x_height=q.x_height
+        )
     if "vlad" in families:
         if local_descriptor == "sift":
             raw.descriptors = _local.rootsift(ink, max_keypoints=max_keypoints)

@@ -9,6 +9,8 @@ Each module implements one family from the writer-identification literature:
 - :mod:`cv.features.local`: RootSIFT (Arandjelovic & Zisserman 2012) at handwriting
   keypoints, aggregated by VLAD with power and intra normalisation (Jegou et al. 2012;
   Christlein et al. 2017).
+- :mod:`cv.features.style`: global size, pen width and ink darkness (Srihari et al. 2002),
+  which stroke-width normalisation removes from the other families.
 
 All functions are pure: numpy in, numpy out, deterministic.
 """

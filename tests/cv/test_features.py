@@ -117,3 +117,21 @@ def test_codebook_is_seeded():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="n_clusters"):
         local.fit_codebook(x[:3], n_clusters=4)
+
+
+def test_style_features_exact_blocks():
+    from cv.features import style
+
+    ink = np.zeros((10, 10), np.uint8)
+    ink[2:8, 4:6] = 255
+    grey = np.where(ink > 0, 0, 255).astype(np.uint8)
+    f = style.style_features(ink, grey, stroke_width=2.0, x_height=20.0)
+    assert f.shape == (style.style_dim(),)
+    blocks = f.reshape(5, -1)
+    np.testing.assert_allclose(blocks.sum(axis=1), 1.0, atol=1e-6)
+    # pure black ink: darkness 1 peaks in the last bin, no spread peaks in the first
+    assert blocks[3].argmax() == blocks.shape[1] - 1
+    assert blocks[4].argmax() == 0
+    assert not style.style_features(np.zeros_like(ink), grey, stroke_width=2.0, x_height=20.0).any()
+    with pytest.raises(ValueError, match="grey"):
+        style.style_features(ink, grey[:5], stroke_width=2.0, x_height=20.0)
