@@ -369,6 +369,7 @@ def rules_stage(trigger: dict[str, Any], settings: Settings) -> int:
 
 # ---------------------------------------------------------------- assignment state
 _assign_thread_lock = threading.RLock()
+_LOOKBACK = 2000  # embedding ids re-checked below the newest seen (see Assigner.refresh)
 _ADVISORY_KEY = 0x511F_11A7  # "sliplink" assignment lock
 
 
@@ -403,6 +404,7 @@ class Assigner:
         self.slip_cluster: dict[int, int] = {}
         self.sizes: Counter[int] = Counter()
         self.last_embedding = 0
+        self.seen: set[int] = set()  # embedding row ids seen within the look-back window
         self.last_member = 0
         self.epoch: int | None = None
 
@@ -423,20 +425,32 @@ class Assigner:
         if rewound or epoch != self.epoch or self.index is None or self.index.dim != dim:
             self.invalidate()
             self.index, self.epoch = VectorIndex(dim), epoch
-        rows = session.exec(
-            select(Embedding.id, Embedding.slip_id, Embedding.vector)
-            .where(
+        # Extraction commits embeddings out of id order (ids are taken at insert, rows become
+        # visible at commit), so ids just below the newest one seen may appear later: look
+        # back a window of ids and fetch only those not seen yet.
+        floor = max(0, self.last_embedding - _LOOKBACK)
+        recent = session.exec(
+            select(Embedding.id).where(
                 Embedding.model_version == self.model_version,
-                col(Embedding.id) > self.last_embedding,
+                col(Embedding.id) > floor,
                 Embedding.usable == True,  # noqa: E712 - SQL expression
             )
-            .order_by(col(Embedding.id))
         ).all()
-        if rows:
-            ids = np.array([r[1] for r in rows], dtype=np.int64)
-            vectors = np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows])
-            self.index.add(ids, vectors)
-            self.last_embedding = int(rows[-1][0] or 0)
+        missing = sorted(int(i) for i in recent if int(i) not in self.seen)  # type: ignore[arg-type]
+        for start in range(0, len(missing), 1000):
+            chunk = missing[start : start + 1000]
+            rows = session.exec(
+                select(Embedding.slip_id, Embedding.vector).where(col(Embedding.id).in_(chunk))
+            ).all()
+            if rows:
+                ids = np.array([r[0] for r in rows], dtype=np.int64)
+                vectors = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
+                self.index.add(ids, vectors)
+        if missing:
+            self.seen.update(missing)
+            self.last_embedding = max(self.last_embedding, missing[-1])
+            low = self.last_embedding - _LOOKBACK
+            self.seen = {i for i in self.seen if i > low}
         members = session.exec(
             select(ClusterMember.id, ClusterMember.slip_id, ClusterMember.cluster_id)
             .where(
@@ -463,11 +477,13 @@ class Assigner:
 
         s, emb = job.session, job.embedding
         assert emb is not None
+        # refresh first, always: every row written below must come after what others wrote
+        self.refresh(s, dim=emb.dim)
         if not emb.usable:
             self._member(s, job.slip_id, None, 0.0)
             return None
         vector = emb.array()
-        self.refresh(s, dim=emb.dim)
+        self.seen.add(int(emb.id))  # type: ignore[arg-type]  # indexed below, whatever happens
         thr = job.threshold
         if thr is None:
             model = job.model or models.model_for(
@@ -512,8 +528,9 @@ class Assigner:
         )
         s.add(row)
         s.flush()
+        # last_member is left alone: only refresh() advances it, so a row another assigner
+        # wrote with a lower id can never be skipped (the next refresh re-reads this one)
         self._set(slip_id, cluster_id)
-        self.last_member = max(self.last_member, int(row.id))  # type: ignore[arg-type]
 
     def _join(self, s: Session, slip_id: int, cluster_id: int, conf: float, vector: NDArray) -> int:
         cluster = s.get(WriterCluster, cluster_id)

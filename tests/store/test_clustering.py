@@ -267,3 +267,45 @@ def test_would_join_answers_without_writing(world) -> None:  # type: ignore[no-u
         is None
     )
     assert len(session.exec(select(ClusterMember)).all()) == before
+
+
+def test_two_assigners_never_steal_each_others_slips(world) -> None:  # type: ignore[no-untyped-def]
+    """Two processes' in-memory views of one database (regression: an assigner writing a
+    row before refreshing skipped the other's rows and re-clustered its slips)."""
+    from workers.pipeline import Assigner, assignment_lock
+
+    session, settings = world
+    first, second = Assigner(VERSION), Assigner(VERSION)
+
+    def assign(assigner: Assigner, slip_id: int, vector: np.ndarray, *, usable: bool = True):  # type: ignore[no-untyped-def]
+        emb, _ = clustering.store_embedding(
+            session=session,
+            slip_id=slip_id,
+            model_version=VERSION,
+            vector=vector,
+            usable=usable,
+            quality={},
+        )
+        session.commit()
+        job = SlipJob(
+            session=session,
+            settings=settings,
+            config=PipelineConfig(),
+            slip_id=slip_id,
+            model_version=VERSION,
+            threshold=THRESHOLD,
+            embedding=emb,
+        )
+        with assignment_lock(session):
+            cid = assigner.assign(job)
+        session.commit()
+        return cid
+
+    s1, s2, s3, s4 = (_slip(session, seed=s) for s in (1, 2, 3, 4))
+    second.refresh(session, dim=DIM)  # the second process has looked once, early
+    assign(first, s1, _vec(6))
+    cid = assign(first, s2, _vec(6, tilt=0.1))
+    assert assign(second, s3, _vec(0), usable=False) is None  # writes a row, no cluster
+    assert assign(second, s4, _vec(6, tilt=0.05)) == cid
+    assert _clusters(session) == {s1: cid, s2: cid, s3: None, s4: cid}
+    assert session.get(WriterCluster, cid).size == 3
