@@ -12,19 +12,21 @@ upload-to-assignment latency (``cluster_members.joined_at - slips.uploaded_at``)
 measures the pipeline's capacity.  Needs Redis (127.0.0.1:6379) and PostgreSQL
 (127.0.0.1:5432); uses Redis DB 14 and queue names unique to the run.
 
-Measured 2026-11-22 on the 2-core dev VM while other jobs held the load average near 10,
-shipped default model (``--slips 80``; upload, API and workers share the 2 cores):
+Measured 2026-11-22 on the 2-core dev VM (load average ~3 from other jobs), the default
+model, Redis + PostgreSQL on the same machine; the uploading API shares the 2 cores:
 
     workers  slips/s   p50 s   p95 s
-          1     2.98    8.28   10.12     (uploads as fast as possible: latency = backlog)
-          2     3.86    3.05    6.30
-          4     3.04    8.00   10.48
-          2     2.95    0.39    0.73     (--rate 3: paced below capacity)
+          1     7.95    3.10    3.28     (80 slips uploaded as fast as possible: latency
+          2    13.60    0.75    0.98      is time spent queued behind the backlog)
+          4    12.36    0.98    1.14
+          2     3.99    0.07    0.09     --rate 4
+          2     9.85    0.09    0.13     --rate 10
+          2    13.22    1.07    9.70     --rate 40 (200 slips): above capacity, backlog grows
 
-Embedding dominates (about 0.35 s of CPU per slip in ``cv.embed``; the pipeline's own steps
--- claim, PNG decode, store, assign -- take about 0.15 s together, see the
-``sliplink_task_duration_seconds`` histogram), so 40 slips/s on 2 cores needs a ~10x faster
-extractor; the plumbing itself scales out by adding extract workers on other machines.
+Under a load average of ~10 the same runs gave 3.0 / 3.9 / 3.0 slips/s.  Extraction
+(``cv.embed``) is most of the CPU per slip; the plumbing (claim, PNG decode, store, assign)
+is a few tens of ms (``sliplink_task_duration_seconds``).  40 slips/s on 2 cores needs a
+~3x faster extractor; beyond that, add extract workers on other machines.
 """
 
 from __future__ import annotations
