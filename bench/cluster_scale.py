@@ -254,8 +254,10 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     ok = np.array([e is None for e in errors])
     fit = ok & (fold == 0)
     held = ok & (fold == 1)
-    model.fit_raw([raws[i] for i in np.flatnonzero(fit)], writers[fit].tolist())
-    X = model.transform_raw([raws[i] for i in np.flatnonzero(held)])
+    usable = [r for r in raws if r is not None]
+    pos = np.cumsum(ok) - 1  # index of each readable file in `usable`
+    model.fit_raw([usable[i] for i in pos[fit]], writers[fit].tolist())
+    X = model.transform_raw([usable[i] for i in pos[held]])
     w = writers[held]
     kk = min(k, len(w) - 1)
     nb = knn_graph(X, k=kk)
@@ -267,9 +269,8 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     at_model = clustering_scores(
         w, cluster_embeddings(X, threshold=float(model.threshold_), k=kk, neighbours=nb)
     )
-    at_best = clustering_scores(
-        w, cluster_embeddings(X, threshold=float(cal["best_f1_threshold"]), k=kk, neighbours=nb)
-    )
+    best_t = float(cal["best_f1_threshold"])  # type: ignore[arg-type]
+    at_best = clustering_scores(w, cluster_embeddings(X, threshold=best_t, k=kk, neighbours=nb))
     counts = np.unique(w, return_counts=True)[1]
     return {
         "folder": str(folder),

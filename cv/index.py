@@ -134,17 +134,17 @@ class VectorIndex:
         if not approx:
             return faiss.IndexFlatIP(self.dim)
         if self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
-            index.hnsw.efSearch = self.ef_search
-            return index
+            hnsw: Any = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = self.ef_construction
+            hnsw.hnsw.efSearch = self.ef_search
+            return hnsw
         assert train is not None and len(train) > 0
         n = len(train)
         # ~4 sqrt(n) lists, each with >= 39 training rows (faiss's k-means minimum)
         nlist = self.nlist or int(np.clip(4 * np.sqrt(n), 1, 65_536))
         nlist = max(1, min(nlist, n // 39 or 1))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer: Any = faiss.IndexFlatIP(self.dim)
+        index: Any = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
         quantizer.this.disown()
         rng = np.random.default_rng(0)
