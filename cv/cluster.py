@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Fallback cosine threshold when the embedding model carries no calibrated one.  The
-#: synthetic benchmark (bench/cluster_scale.py) calibrates to 0.48 at pairwise precision
+#: synthetic benchmark (bench/cluster_scale.py) calibrates to 0.46 at pairwise precision
 #: >= 0.98 (best F1 at 0.50); real models should carry their own (``threshold_``).
 DEFAULT_THRESHOLD = 0.5
 #: Width of the logistic that turns evidence - threshold into a 0..1 confidence.
