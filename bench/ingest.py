@@ -51,8 +51,10 @@ def _scan_png(rng: np.random.Generator) -> bytes:
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:
     arr = np.asarray(latencies) * 1000
-    return {"p50_ms": round(float(np.percentile(arr, 50)), 2),
-            "p99_ms": round(float(np.percentile(arr, 99)), 2)}  # fmt: skip
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p99_ms": round(float(np.percentile(arr, 99)), 2),
+    }
 
 
 async def _drive(url: str, key: str, *, seconds: float, concurrency: int, make_request):  # type: ignore[no-untyped-def]
@@ -60,8 +62,9 @@ async def _drive(url: str, key: str, *, seconds: float, concurrency: int, make_r
     errors = 0
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30,
-                                 limits=limits) as client:  # fmt: skip
+    async with httpx.AsyncClient(
+        base_url=url, headers={"X-API-Key": key}, timeout=30, limits=limits
+    ) as client:
 
         async def one_client(n: int) -> None:
             nonlocal errors
@@ -76,8 +79,12 @@ async def _drive(url: str, key: str, *, seconds: float, concurrency: int, make_r
         started = time.perf_counter()
         await asyncio.gather(*(one_client(n) for n in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": errors,
-            "per_second": round(len(latencies) / elapsed, 1), **_percentiles(latencies)}  # fmt: skip
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "per_second": round(len(latencies) / elapsed, 1),
+        **_percentiles(latencies),
+    }
 
 
 def main() -> None:
@@ -114,11 +121,25 @@ def main() -> None:
         env = os.environ | {"SLIPLINK_DATABASE_URL": url_db, "SLIPLINK_ENVIRONMENT": "test"}
         env.pop("SLIPLINK_BROKER_URL", None)
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "cli.runtime:build_app",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.server_workers),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "cli.runtime:build_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.server_workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         url = f"http://127.0.0.1:{port}"
         for _ in range(200):
             try:
@@ -130,17 +151,32 @@ def main() -> None:
         bet_ids: list[int] = []
 
         async def post_bet(client, n, i):  # type: ignore[no-untyped-def]
-            resp = await client.post("/bets", json={
-                "shop_id": shop_id, "customer_id": customer_id if i % 2 else None,
-                "stake": 5.0 + (i % 7), "bet_type": "single",
-                "legs": [{"sport": "Horse Racing", "event": "3.15 Ascot",
-                          "selection": f"Runner {i % 13}", "odds": 4.5}]})  # fmt: skip
+            resp = await client.post(
+                "/bets",
+                json={
+                    "shop_id": shop_id,
+                    "customer_id": customer_id if i % 2 else None,
+                    "stake": 5.0 + (i % 7),
+                    "bet_type": "single",
+                    "legs": [
+                        {
+                            "sport": "Horse Racing",
+                            "event": "3.15 Ascot",
+                            "selection": f"Runner {i % 13}",
+                            "odds": 4.5,
+                        }
+                    ],
+                },
+            )
             if resp.status_code == 201:
                 bet_ids.append(resp.json()["id"])
             return resp.status_code == 201
 
-        bets = asyncio.run(_drive(url, key, seconds=args.seconds,
-                                  concurrency=args.concurrency, make_request=post_bet))  # fmt: skip
+        bets = asyncio.run(
+            _drive(
+                url, key, seconds=args.seconds, concurrency=args.concurrency, make_request=post_bet
+            )
+        )
 
         rng = np.random.default_rng(0)
         base = _scan_png(rng)
@@ -160,22 +196,30 @@ def main() -> None:
             bet_id = bet_ids[k % len(bet_ids)]
             # a unique trailing chunk-free byte change: vary the tEXt-free tail via a comment
             data = bytes(data) + k.to_bytes(8, "little")
-            resp = await client.post(f"/bets/{bet_id}/slip",
-                                     files={"slip": ("s.png", data, "image/png")})  # fmt: skip
+            resp = await client.post(
+                f"/bets/{bet_id}/slip", files={"slip": ("s.png", data, "image/png")}
+            )
             return resp.status_code in (200, 202, 409)
 
-        uploads = asyncio.run(_drive(url, key, seconds=args.seconds,
-                                     concurrency=args.upload_concurrency, make_request=upload))  # fmt: skip
+        uploads = asyncio.run(
+            _drive(
+                url,
+                key,
+                seconds=args.seconds,
+                concurrency=args.upload_concurrency,
+                make_request=upload,
+            )
+        )
         result = {
             "benchmark": "ingest",
             "database": "postgresql",
             "server_workers": args.server_workers,
             "cpu_count": os.cpu_count(),
             "bets": bets,
-            "slip_uploads": uploads | {"image": "1000x1200 greyscale PNG (1.2 MP)",
-                                       "png_bytes": len(pngs[0])},
+            "slip_uploads": uploads
+            | {"image": "1000x1200 greyscale PNG (1.2 MP)", "png_bytes": len(pngs[0])},
             "targets": {"bets_per_second": 400, "bets_p99_ms": 100, "uploads_per_second": 40},
-        }  # fmt: skip
+        }
         print(json.dumps(result, indent=2))
         out = ROOT / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,1 @@
-"""Pure image and ML code for handwriting: uint8 greyscale arrays in, float32 vectors and labels out; no DB, no HTTP, no I/O."""
+"""Pure image and ML code: uint8 greyscale in, float32 vectors and labels out; no I/O."""

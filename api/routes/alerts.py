@@ -206,4 +206,5 @@ def list_observations(
     rows = session.exec(query.order_by(col(service.StaffObservation.at).desc()).limit(limit))
     return [ObservationPublic.model_validate(r) for r in rows.all()]
 
+
 ROUTERS = (router, rules_router, observations_router)

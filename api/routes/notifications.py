@@ -92,4 +92,5 @@ def deliveries(
         for d in rows
     ]
 
+
 ROUTERS = (router,)

@@ -34,15 +34,26 @@ def test_minimal_shape_is_stored_with_its_id(client, session):
 def test_full_shape_each_way_yankee_total(client, session):
     shop = make_shop(session)
     legs = [
-        {"sport": "Horse Racing", "event": f"{h}.15 Ascot", "selection": f"Runner {h}",
-         "odds": 3.0 + h, "event_start": "2026-11-22T14:15:00Z"}
+        {
+            "sport": "Horse Racing",
+            "event": f"{h}.15 Ascot",
+            "selection": f"Runner {h}",
+            "odds": 3.0 + h,
+            "event_start": "2026-11-22T14:15:00Z",
+        }
         for h in range(1, 5)
-    ]  # fmt: skip
+    ]
     resp = client.post(
         "/bets",
-        json={"shop_id": shop.id, "stake": 0.5, "bet_type": "Yankee", "each_way": True,
-              "legs": legs, "placed_at": "2026-11-22T10:00:00+01:00"},
-    )  # fmt: skip
+        json={
+            "shop_id": shop.id,
+            "stake": 0.5,
+            "bet_type": "Yankee",
+            "each_way": True,
+            "legs": legs,
+            "placed_at": "2026-11-22T10:00:00+01:00",
+        },
+    )
     assert resp.status_code == 201, resp.text
     body = resp.json()
     assert body["anonymous"] is True
@@ -65,9 +76,11 @@ def test_bad_bets_are_refused_with_the_field_named(client, session):
         (MINIMAL | {"odds": 0.5, "customerId": None}, "odds"),
         ({"stake": 5, "legs": []}, "leg"),
         ({"stake": 5, "legs": [{"sport": "Golf"}]}, "selection"),
-        ({"stake": 5, "bet_type": "roulette", "legs": [{"sport": "x", "selection": "y"}]},
-         "bet_type"),
-    ]  # fmt: skip
+        (
+            {"stake": 5, "bet_type": "roulette", "legs": [{"sport": "x", "selection": "y"}]},
+            "bet_type",
+        ),
+    ]
     for payload, field in cases:
         resp = client.post("/bets", json=payload)
         assert resp.status_code == 422, (payload, resp.text)
@@ -83,7 +96,9 @@ def test_nan_and_infinite_stakes_are_refused(client, session):
 
 
 def test_malformed_json_is_a_4xx_naming_the_problem(client, session):
-    resp = client.post("/bets", content=b'{"amount": 10,', headers={"content-type": "application/json"})
+    resp = client.post(
+        "/bets", content=b'{"amount": 10,', headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 422
     assert "JSON" in resp.text
     _assert_nothing_written(session, 0)
@@ -117,8 +132,12 @@ def test_feed_filters_and_pagination(client, session):
 
     a = post(shop_id=north.id, customer_id=risky.id, stake=50, placed_at=t0)
     b = post(shop_id=south.id, customer_id=normal.id, stake=2, placed_at=t0 + timedelta(hours=1))
-    c = post(shop_id=south.id, stake=20, placed_at=t0 + timedelta(hours=2),
-             legs=[{"sport": "Football", "selection": "Arsenal"}])  # fmt: skip
+    c = post(
+        shop_id=south.id,
+        stake=20,
+        placed_at=t0 + timedelta(hours=2),
+        legs=[{"sport": "Football", "selection": "Arsenal"}],
+    )
 
     def ids(**params):
         resp = client.get("/bets", params=params)
@@ -133,8 +152,10 @@ def test_feed_filters_and_pagination(client, session):
     assert ids(selection="golden  ARROW") == [b, a]
     assert ids(sport="football") == [c]
     assert ids(shop_id=south.id) == [c, b]
-    assert ids(placed_from=(t0 + timedelta(minutes=30)).isoformat(),
-               placed_to=(t0 + timedelta(minutes=90)).isoformat()) == [b]  # fmt: skip
+    assert ids(
+        placed_from=(t0 + timedelta(minutes=30)).isoformat(),
+        placed_to=(t0 + timedelta(minutes=90)).isoformat(),
+    ) == [b]
     page = client.get("/bets", params={"limit": 2, "offset": 2}).json()
     assert page["total"] == 3 and [i["id"] for i in page["items"]] == [a]
     assert client.get("/bets", params={"limit": 0}).status_code == 422
@@ -147,8 +168,9 @@ def test_a_shop_key_sees_and_writes_only_its_own_shop(client, session, keys):
     resp = client.post("/bets", json=MINIMAL | {"customerId": None}, headers=till)
     assert resp.status_code == 201 and resp.json()["shop_id"] == mine.id
     own = resp.json()["id"]
-    resp = client.post("/bets", json=MINIMAL | {"customerId": None, "shopId": other.id},
-                       headers=till)  # fmt: skip
+    resp = client.post(
+        "/bets", json=MINIMAL | {"customerId": None, "shopId": other.id}, headers=till
+    )
     assert resp.status_code == 403
     theirs = client.post("/bets", json=MINIMAL | {"customerId": None, "shopId": other.id})
     assert client.get(f"/bets/{theirs.json()['id']}", headers=till).status_code == 404

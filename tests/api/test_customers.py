@@ -7,8 +7,15 @@ from tests.conftest import auth
 
 
 def test_customer_create_read_update_with_audit(client, session):
-    resp = client.post("/customers", json={"external_ref": "C-1", "name": "Ann", "stake_factor": 0.5,
-                                           "restricted_sports": ["Tennis"]})  # fmt: skip
+    resp = client.post(
+        "/customers",
+        json={
+            "external_ref": "C-1",
+            "name": "Ann",
+            "stake_factor": 0.5,
+            "restricted_sports": ["Tennis"],
+        },
+    )
     assert resp.status_code == 201, resp.text
     cid = resp.json()["id"]
     assert client.get(f"/customers/{cid}").json()["restricted_sports"] == ["Tennis"]
@@ -24,8 +31,12 @@ def test_customer_bad_input(client):
     assert client.post("/customers", json={"external_ref": "C-2"}).status_code == 201
     dup = client.post("/customers", json={"external_ref": "C-2"})
     assert dup.status_code == 409 and "external_ref" in dup.json()["detail"]
-    assert client.post("/customers", json={"external_ref": "X", "stake_factor": -1}).status_code == 422
-    assert client.post("/customers", json={"external_ref": "Y", "status": "gone"}).status_code == 422
+    assert (
+        client.post("/customers", json={"external_ref": "X", "stake_factor": -1}).status_code == 422
+    )
+    assert (
+        client.post("/customers", json={"external_ref": "Y", "status": "gone"}).status_code == 422
+    )
     assert client.get("/customers/999").status_code == 404
     assert client.patch("/customers/999", json={"name": "x"}).status_code == 404
     assert len(client.get("/customers").json()) == 1

@@ -91,7 +91,9 @@ def _bomb_png(cols: int, rows: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)
     body = zlib.compress(b"\x00" * 1000)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_and_oversized_files_are_413(client, session, app):
@@ -115,7 +117,9 @@ def test_a_different_image_conflicts_unless_replaced_and_audited(client, session
     assert resp.status_code == 202 and resp.json()["id"] == first["id"]
     assert resp.json()["width"] == 500 and resp.json()["sha256"] != first["sha256"]
     session.expire_all()
-    actions = [e.action for e in session.exec(select(AuditEntry).where(AuditEntry.entity == "slip"))]
+    actions = [
+        e.action for e in session.exec(select(AuditEntry).where(AuditEntry.entity == "slip"))
+    ]
     assert actions == ["slip.upload", "slip.replace"]
     assert len(session.exec(select(SlipImage)).all()) == 1
 
