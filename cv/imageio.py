@@ -40,7 +40,7 @@ def decode_greyscale(data: bytes, *, max_pixels: int = 50_000_000) -> tuple[NDAr
             img = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"image header claims too many pixels, over the limit of {max_pixels} ({exc})",
+            f"image too large: the header claims too many pixels (max_pixels={max_pixels}; {exc})",
             kind="too_large",
         ) from None
     except UnidentifiedImageError:
@@ -60,7 +60,8 @@ def decode_greyscale(data: bytes, *, max_pixels: int = 50_000_000) -> tuple[NDAr
         raise ImageError("the image has no pixels", kind="corrupt")
     if cols * rows > max_pixels:
         raise ImageError(
-            f"image is {cols}x{rows} = {cols * rows} pixels, over the limit of {max_pixels}",
+            f"image too large: {cols}x{rows} = {cols * rows} pixels, over the limit "
+            f"(max_pixels={max_pixels})",
             kind="too_large",
         )
     try:
@@ -72,7 +73,9 @@ def decode_greyscale(data: bytes, *, max_pixels: int = 50_000_000) -> tuple[NDAr
             img = ImageOps.exif_transpose(img) or img
             grey = _to_grey(img)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"corrupt or truncated image data: {exc}", kind="corrupt") from None
+        raise ImageError(
+            f"corrupt or truncated image data, cannot decode: {exc}", kind="corrupt"
+        ) from None
     return grey, fmt
 
 

@@ -15,9 +15,7 @@ The pipeline (one pass, top to bottom in :func:`preprocess`):
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,41 +121,15 @@ def load_image(data: bytes, *, max_pixels: int = 50_000_000) -> NDArray[np.uint8
     ValueError
         On empty, corrupt, unsupported or too large input; the message says which.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from cv.imageio import decode_greyscale
 
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValueError(f"data must be bytes, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("data is empty")
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns (and raises beyond 2x) on bombs; we check the size ourselves.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(bytes(data)))
-            cols, rows = img.size
-            if cols <= 0 or rows <= 0:
-                raise ValueError(f"image has empty size {cols}x{rows}")
-            if rows * cols > max_pixels:
-                raise ValueError(
-                    f"image is too large: {cols}x{rows} = {rows * cols} pixels "
-                    f"exceeds max_pixels={max_pixels}"
-                )
-            if img.format not in {"PNG", "JPEG", "TIFF", "MPO"}:
-                raise ValueError(f"unsupported image format {img.format!r}; use PNG, JPEG or TIFF")
-            img.seek(0)
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except ValueError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"image is too large (decompression bomb refused): {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot decode image: {exc}") from exc
-    except Exception as exc:  # Pillow raises assorted errors on truncated/corrupt files
-        raise ValueError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
-    return _pil_to_grey(img)
+    # one decoder for the whole product: the upload path uses the same function
+    image, _ = decode_greyscale(bytes(data), max_pixels=max_pixels)
+    return image
 
 
 def _pil_to_grey(img) -> NDArray[np.uint8]:
