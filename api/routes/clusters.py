@@ -56,7 +56,11 @@ def list_clusters(
     min_size: int | None = Query(None, ge=1),
     customer_id: int | None = None,
     candidate_link: bool | None = None,
-    status: str | None = Query("active", description="active | merged | dissolved; empty = all"),
+    status: str | None = Query(
+        "active",
+        pattern="^(active|merged|dissolved)?$",
+        description="active | merged | dissolved; empty = all",
+    ),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> ClusterPage:

@@ -4,11 +4,12 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from api.deps import AnalystUser, AnyUser, SessionDep
 from store import settle
-from store.errors import NotFound
+from store.errors import Conflict, NotFound
 from store.models import as_utc, utcnow
 from store.trading import Event, EventStatus
 
@@ -42,8 +43,12 @@ def create_event(event_in: EventCreate, session: SessionDep, _actor: AnalystUser
     event = Event.model_validate(
         event_in.model_dump() | {"start_time": as_utc(event_in.start_time)}
     )
-    session.add(event)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"name: event {event_in.name!r} at {event_in.start_time} exists") from None
     return event
 
 
