@@ -22,7 +22,8 @@ def serve(
 
     app = build_app()
     typer.echo(f"sliplink serving on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # open live-feed streams would otherwise hold shutdown for minutes
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
 def worker(
