@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 import store.alerts  # noqa: F401 - alerts, cases, observations, webhooks
 import store.clustering  # noqa: F401 - the pipeline's tables
 import store.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import store.models_registry  # noqa: F401 - model versions, files, rollouts, reports
 import store.trading  # noqa: F401 - events, results, factoring, prices, exclusions
 import store.users  # noqa: F401 - web UI users
 
