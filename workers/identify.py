@@ -1,23 +1,50 @@
 """Who wrote this slip? The counter check's question, answered without storing anything:
-embed the image with the active model and ask the assignment index which cluster it would
-join, and which customer accounts that cluster holds."""
+embed the image with the active model, ask the assignment index which cluster it would join
+and which stored slips are nearest (a slip left on its own counts too), and which customer
+accounts those hold."""
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
 
 from cv.imageio import ImageError, decode_greyscale
 from store import clustering
 from store.errors import Invalid, TooLarge, UnsupportedImage
+from store.models import Bet, Slip
 from store.settings import Settings
 from workers import model as models
-from workers.pipeline import would_join
+from workers.pipeline import match_slip
+
+# neighbours looked at: enough to see a writer's few earlier slips, cheap to search
+NEIGHBOURS = 10
 
 
-def identify_writer(
-    *, session: Session, settings: Settings, image_bytes: bytes
-) -> tuple[int, float, list[int]] | None:
-    """(cluster id, confidence, customer ids) of the cluster the slip would join, or None."""
+@dataclass(frozen=True)
+class SlipNeighbour:
+    """A stored slip whose handwriting matches, with the customer of its bet (None when the
+    bet was anonymous)."""
+
+    slip_id: int
+    bet_id: int
+    customer_id: int | None
+    similarity: float
+    cluster_id: int | None
+
+
+@dataclass
+class WriterIdentity:
+    cluster_id: int | None = None
+    confidence: float | None = None
+    usable: bool = True
+    matches: list[SlipNeighbour] = field(default_factory=list)
+    customer_ids: list[int] = field(default_factory=list)
+
+
+def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes) -> WriterIdentity:
+    """The writer's cluster (if the slip would join one), the stored slips whose similarity
+    clears the model's calibrated threshold, and the customers behind both."""
     try:
         image, _ = decode_greyscale(image_bytes, max_pixels=settings.max_image_pixels)
     except ImageError as exc:
@@ -27,15 +54,38 @@ def identify_writer(
     model = models.model_for(version, session=session, settings=settings)
     features = models.extract(model, image)
     if not features.usable:
-        return None
-    found = would_join(
+        return WriterIdentity(usable=False)
+    threshold = models.threshold(model)
+    found = match_slip(
         session=session,
         model_version=version,
         vector=features.vector,
-        threshold=models.threshold(model),
+        threshold=threshold,
+        k=NEIGHBOURS,
     )
-    if found is None:
-        return None
-    cluster_id, confidence = found
-    customers = clustering.cluster_customers(session=session, cluster_id=cluster_id)
-    return cluster_id, confidence, sorted(customers)
+    close = [(sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= threshold]
+    bets = _bets_of_slips(session, [sid for sid, _, _ in close])
+    matches = [
+        SlipNeighbour(sid, bets[sid][0], bets[sid][1], round(sim, 4), cid)
+        for sid, sim, cid in close
+        if sid in bets  # a slip deleted since the index saw it
+    ]
+    identity = WriterIdentity(matches=matches)
+    customers = {m.customer_id for m in matches if m.customer_id is not None}
+    if found.cluster is not None:
+        identity.cluster_id, identity.confidence = found.cluster[0], round(found.cluster[1], 4)
+        customers.update(clustering.cluster_customers(session=session, cluster_id=found.cluster[0]))
+    identity.customer_ids = sorted(customers)
+    return identity
+
+
+def _bets_of_slips(session: Session, slip_ids: list[int]) -> dict[int, tuple[int, int | None]]:
+    """slip id -> (bet id, customer id) in one query."""
+    if not slip_ids:
+        return {}
+    rows = session.exec(
+        select(Slip.id, Bet.id, Bet.customer_id)
+        .join(Bet, col(Bet.id) == col(Slip.bet_id))
+        .where(col(Slip.id).in_(slip_ids))
+    ).all()
+    return {int(s): (int(b), c) for s, b, c in rows}  # type: ignore[arg-type]

@@ -585,23 +585,53 @@ def would_join(
 ) -> tuple[int, float] | None:
     """(cluster id, confidence) a slip with this embedding would join, writing nothing; None
     when it would stay alone.  Read-only use of the assignment index (e.g. counter checks)."""
+    return match_slip(
+        session=session, model_version=model_version, vector=vector, threshold=threshold, k=10
+    ).cluster
+
+
+@dataclass(frozen=True)
+class SlipMatch:
+    """What the assignment index says about a slip that is not stored: the cluster it would
+    join (``(cluster id, confidence)`` or None) and its nearest stored slips, best first, as
+    ``(slip id, cosine similarity, cluster id or None)``: singletons included."""
+
+    cluster: tuple[int, float] | None
+    neighbours: list[tuple[int, float, int | None]]
+
+
+def match_slip(
+    *,
+    session: Session,
+    model_version: str,
+    vector: NDArray[np.float32],
+    threshold: float,
+    k: int = 10,
+) -> SlipMatch:
+    """Read-only look-up of one embedding in the assignment index (one refresh, one search)."""
     from cv.cluster import assign_incremental
 
     with _assign_thread_lock:
         assigner = _assigner(session, model_version)
         assigner.refresh(session, dim=int(vector.shape[0]))
         if assigner.index is None or len(assigner.index) == 0:
-            return None
+            return SlipMatch(None, [])
+        scores, ids = assigner.index.search(vector, int(k))
+        neighbours = [
+            (int(i), float(sc), assigner.slip_cluster.get(int(i)))
+            for i, sc in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+            if i >= 0
+        ]
         found = assign_incremental(
             vector,
             index=assigner.index,
             slip_cluster=assigner.slip_cluster,
             threshold=threshold,
+            k=int(k),
             cluster_sizes=assigner.sizes,
         )
-    if found.cluster_id is None:
-        return None
-    return int(found.cluster_id), float(found.confidence)
+    cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
+    return SlipMatch(cluster, neighbours)
 
 
 def _assigner(session: Session, model_version: str) -> Assigner:

@@ -65,15 +65,15 @@ async def pre_acceptance_check(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "bet"
         raise Invalid(f"bet.{where}: {first['msg']}") from None
-    linked, cluster_id, confidence = [], None, None
+    linked: list[int] = []
+    identity = None
     if image_bytes is not None:
         from workers.identify import identify_writer
 
-        found = await run_in_threadpool(
+        identity = await run_in_threadpool(
             identify_writer, session=session, settings=settings, image_bytes=image_bytes
         )
-        if found is not None:
-            cluster_id, confidence, linked = found
+        linked = list(identity.customer_ids)
     if bet_in.customer_id is not None:
         linked = [*linked, *await run_in_threadpool(_inherited, session, bet_in.customer_id)]
     limits = CheckLimits(
@@ -88,10 +88,14 @@ async def pre_acceptance_check(
         bet_in=bet_in,
         limits=limits,
         linked_customer_ids=linked,
-        cluster_id=cluster_id,
-        link_confidence=confidence,
+        cluster_id=identity.cluster_id if identity else None,
+        link_confidence=identity.confidence if identity else None,
     )
-    return asdict(result) | {"slip_checked": image_bytes is not None}
+    return asdict(result) | {
+        "slip_checked": identity is not None,
+        "slip_usable": identity.usable if identity else None,
+        "slip_matches": [asdict(m) for m in identity.matches] if identity else [],
+    }
 
 
 def _inherited(session: Session, customer_id: int) -> list[int]:

@@ -1,0 +1,99 @@
+"""The counter check with a slip image: the writer is found among the stored slips, even a
+slip the clusterer left on its own, and the matched customer's status applies."""
+
+from __future__ import annotations
+
+import json
+
+from sqlmodel import select
+
+from store.clustering import ClusterMember
+from tests.conftest import REPO_ROOT, auth
+from tests.factories import make_customer, make_shop
+from workers import pipeline
+
+SET = REPO_ROOT / "sample_slips" / "set"
+# two slips of writer w001 (cosine 0.80 under the shipped model, over its 0.74 threshold)
+# and one of writer w004 (cosine below 0 with both)
+STORED, SAME_HAND, OTHER_HAND = "slip_00004.jpg", "slip_00003.jpg", "slip_00016.jpg"
+BET = {"stake": 10, "legs": [{"sport": "Horse Racing", "selection": "Golden Arrow", "odds": 3.0}]}
+
+
+def _stored_slip(client, settings, *, customer_id: int) -> int:
+    """A bet with its slip, run through the real extract and assign stages."""
+    resp = client.post("/bets", json=BET | {"customer_id": customer_id})
+    assert resp.status_code == 201, resp.text
+    bet_id = resp.json()["id"]
+    image = (SET / STORED).read_bytes()
+    resp = client.post(f"/bets/{bet_id}/slip", files={"slip": (STORED, image, "image/jpeg")})
+    assert resp.status_code == 202, resp.text
+    slip_id = resp.json()["id"]
+    assert pipeline.extract_stage(slip_id, None, settings).extracted
+    pipeline.assign_stage(slip_id, None, settings)
+    return slip_id
+
+
+def _check(client, till, image_name: str | None, **bet):  # type: ignore[no-untyped-def]
+    if image_name is None:
+        resp = client.post("/checks", json=BET | bet, headers=till)
+    else:
+        image = (SET / image_name).read_bytes()
+        resp = client.post(
+            "/checks",
+            data={"bet": json.dumps(BET | bet)},
+            files={"slip": (image_name, image, "image/jpeg")},
+            headers=till,
+        )
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_a_slip_left_on_its_own_still_identifies_its_writer(client, session, settings, keys):
+    excluded = make_customer(session, status="self_excluded")
+    slip_id = _stored_slip(client, settings, customer_id=excluded.id)
+    # one slip of the writer: the clusterer leaves it on its own, so no cluster can answer
+    member = session.exec(select(ClusterMember).where(ClusterMember.slip_id == slip_id)).one()
+    assert member.cluster_id is None
+    till = auth(keys.shop(make_shop(session).id))
+
+    same = _check(client, till, SAME_HAND)
+    assert same["slip_checked"] and same["slip_usable"] and same["cluster_id"] is None
+    [match] = same["slip_matches"]
+    assert (match["slip_id"], match["customer_id"], match["cluster_id"]) == (
+        slip_id,
+        excluded.id,
+        None,
+    )
+    assert 0.74 < match["similarity"] <= 1.0
+    assert same["customer_ids"] == [excluded.id]
+    assert same["decision"] == "reject" and same["max_stake"] == 0
+    assert "(handwriting match) is self-excluded" in same["reasons"][0]
+
+    other = _check(client, till, OTHER_HAND)
+    assert (other["decision"], other["slip_matches"], other["customer_ids"]) == ("accept", [], [])
+    plain = _check(client, till, None)
+    assert plain["decision"] == "accept" and plain["slip_checked"] is False
+    # the checks wrote nothing: still one membership, the stored slip's
+    assert len(session.exec(select(ClusterMember)).all()) == 1
+
+
+def test_a_factored_writer_under_another_name_gets_the_factor(client, session, settings, keys):
+    factored = make_customer(session, stake_factor=0.1)
+    stranger = make_customer(session)
+    _stored_slip(client, settings, customer_id=factored.id)
+    till = auth(keys.shop(make_shop(session).id))
+    got = _check(client, till, SAME_HAND, customer_id=stranger.id, stake=80)
+    assert got["customer_ids"] == [stranger.id, factored.id]
+    assert (got["decision"], got["max_stake"], got["stake_factor"]) == ("refer", 50.0, 0.1)
+    assert "over the maximum 50.00 (stake factor 0.1)" in got["reasons"][0]
+
+
+def test_unreadable_slip_is_refused_with_its_reason(client, session, keys):
+    till = auth(keys.shop(make_shop(session).id))
+    resp = client.post(
+        "/checks",
+        data={"bet": json.dumps(BET)},
+        files={"slip": ("x.png", b"not an image", "image/png")},
+        headers=till,
+    )
+    assert resp.status_code in (415, 422) and resp.json()["detail"].startswith("slip:")
