@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel import select
 
-from store.models import AuditEntry
+from store.models import AuditEntry, utcnow
 from store.trading import FactorChange
 from tests.conftest import auth
 from tests.factories import make_customer, make_shop
@@ -211,9 +213,9 @@ def test_odds_feed_price_drop_and_steamers(client):
     prices = [
         {"selection": "Quick Silver", "bookmaker": b, "odds": o, "at": at}
         for b, series in {"A": (11.0, 5.0), "B": (10.0, 4.5), "C": (12.0, 6.0)}.items()
-        for o, at in zip(series, ["2026-11-22T00:00:00Z", None], strict=True)
+        for o, at in zip(series, [(utcnow() - timedelta(hours=30)).isoformat(), None], strict=True)
     ]
-    # the first snapshot of each bookmaker is old, the second is now
+    # the first snapshot of each bookmaker is 30 hours old, the second is now
     prices = [p if p["at"] else {k: v for k, v in p.items() if k != "at"} for p in prices]
     resp = client.post("/odds", json={"prices": prices})
     assert resp.status_code == 201 and resp.json() == {"stored": 6}
