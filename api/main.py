@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import errors, ratelimit
+from api import errors, privacy, ratelimit
 from api.routes import (
+    admin,
     bets,
     checks,
     clusters,
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
         "login": ratelimit.SlidingWindow(limit=settings.login_attempts_per_minute, seconds=60),
     }
     errors.install(app)
-    for module in (health, bets, slips, customers, shops):
+    app.add_middleware(privacy.MaskPersonalData)  # the ml role never sees personal data
+    for module in (health, bets, slips, customers, shops, admin):
         app.include_router(module.router)
     for module in (events, exposure, factoring, checks, odds, exclusions, reports):  # bet lifecycle
         app.include_router(module.router)

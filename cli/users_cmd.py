@@ -161,8 +161,9 @@ def keys_create(
     try:
         with _scope() as session:
             row, plaintext = create_api_key(
-                session=session, name=name, role=the_role, shop_id=_shop_id(session, shop)
-            )
+                session=session, name=name, role=the_role, shop_id=_shop_id(session, shop),
+                actor=CLI_ACTOR,
+            )  # fmt: skip
             key_id = row.id
     except DomainError as exc:
         _fail(exc.detail)
@@ -192,15 +193,12 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: int = typer.Argument(..., help="the key's id (see keys list)")) -> None:
     """Revoke an API key at once."""
-    from store import audit
     from store.access import revoke_api_key
     from store.errors import DomainError
 
     try:
         with _scope() as session:
-            revoke_api_key(session=session, key_id=key_id)
-            audit.record(session, actor=CLI_ACTOR.name, action="apikey.revoke",
-                         entity="api_key", entity_id=key_id)  # fmt: skip
+            revoke_api_key(session=session, key_id=key_id, actor=CLI_ACTOR)  # audited
     except DomainError as exc:
         _fail(exc.detail)
     typer.echo(f"revoked key {key_id}")

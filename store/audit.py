@@ -27,7 +27,8 @@ def record(
         entity_id=str(entity_id),
         before=_jsonable(before),
         after=_jsonable(after),
-        remote_addr=remote_addr,
+        # an API request puts its client's address on the session (api.deps.get_session)
+        remote_addr=remote_addr or session.info.get("remote_addr"),
     )
     session.add(entry)
     return entry

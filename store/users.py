@@ -1,10 +1,11 @@
-"""People who log in to the web UI: argon2 password hashes and signed session cookies.
+"""People who log in to the web UI: argon2 password hashes and server-side sessions.
 
 API keys (``store.access``) stay the way scripts and shop tills authenticate; a user is a
-person with a password, a role and, for shop staff, a shop.  Sessions are stateless signed
-cookies (HMAC-SHA256 with the settings' secret key) that carry the user id, an expiry, a
-random nonce (from which the CSRF token is derived) and a fingerprint of the password hash,
-so changing a password or disabling the user ends every session at its next request.
+person with a password, a role and, for shop staff, a shop.  A login makes a row in
+``user_sessions``; the cookie carries a random token (only its SHA-256 is stored), signed
+with the settings' secret key, and the CSRF token is derived from it.  Logging out revokes
+the row, so a copied cookie stops working too; changing a password or disabling the user
+revokes all of the user's sessions.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ import hmac
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from store import audit
 from store.access import Actor
 from store.errors import Conflict, Invalid, NotFound
-from store.models import Role, Shop, _enum, utcnow
+from store.models import Role, Shop, _enum, as_utc, utcnow
 
 SESSION_COOKIE = "sliplink_session"
 SESSION_SECONDS = 12 * 3600
@@ -66,6 +66,7 @@ class UserSession:
     actor: Actor
     csrf_token: str
     expires_at: float
+    session_id: int
 
 
 def hash_password(password: str) -> str:
@@ -139,6 +140,7 @@ def disable_user(*, session: Session, username: str, actor: Actor) -> User:
     if user.disabled_at is None:
         user.disabled_at = utcnow()
         session.add(user)
+        _revoke_all(session, user.id)  # type: ignore[arg-type]
         audit.record(session, actor=actor.name, action="user.disable", entity="user",
                      entity_id=user.id, after={"username": user.username})  # fmt: skip
     return user
@@ -152,6 +154,7 @@ def set_password(*, session: Session, username: str, password: str, actor: Actor
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
     session.add(user)
+    _revoke_all(session, user.id)  # type: ignore[arg-type]
     audit.record(session, actor=actor.name, action="user.password", entity="user",
                  entity_id=user.id)  # fmt: skip
     return user
@@ -185,7 +188,22 @@ def authenticate(
     return user
 
 
-# ---------------------------------------------------------------- signed session cookies
+# ---------------------------------------------------------------- server-side sessions
+class LoginSession(SQLModel, table=True):
+    """One web UI login.  The cookie carries a random token; only its SHA-256 is stored, and
+    the row is what makes the cookie valid, so logging out (or an admin) can end it."""
+
+    __tablename__ = "user_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow, nullable=False)
+    expires_at: datetime = Field(nullable=False)
+    revoked_at: datetime | None = None
+    remote_addr: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=200)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -199,9 +217,12 @@ def _sign(secret: str, purpose: str, payload: str) -> str:
     return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
 
 
-def _fingerprint(user: User) -> str:
-    # changes when the password does, which invalidates older cookies
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _at(now: float | None) -> datetime:
+    return utcnow() if now is None else datetime.fromtimestamp(now, UTC)
 
 
 def csrf_token_for(secret: str, nonce: str) -> str:
@@ -209,15 +230,30 @@ def csrf_token_for(secret: str, nonce: str) -> str:
 
 
 def issue_session(
-    user: User, *, secret: str, lifetime: int = SESSION_SECONDS, now: float | None = None
+    user: User,
+    *,
+    session: Session,
+    secret: str,
+    lifetime: int = SESSION_SECONDS,
+    now: float | None = None,
+    remote_addr: str | None = None,
+    user_agent: str | None = None,
 ) -> str:
-    """The cookie value for a fresh session of ``user``."""
-    body = {
-        "u": user.id,
-        "e": int((now if now is not None else time.time()) + lifetime),
-        "n": secrets.token_urlsafe(16),
-        "f": _fingerprint(user),
-    }
+    """Start a session for ``user`` (a row in ``user_sessions``); returns the cookie value.
+
+    The cookie is signed as well, so forged values are refused before any database read."""
+    started = _at(now)
+    token = secrets.token_urlsafe(32)
+    expires = started + timedelta(seconds=lifetime)
+    # sessions long expired are of no use to anyone: drop them as new ones are made
+    session.exec(  # type: ignore[call-overload]
+        delete(LoginSession).where(col(LoginSession.expires_at) < started - timedelta(days=7))
+    )
+    session.add(LoginSession(user_id=user.id, token_hash=_token_hash(token),  # type: ignore[arg-type]
+                             created_at=started, expires_at=expires, remote_addr=remote_addr,
+                             user_agent=(user_agent or "")[:200] or None))  # fmt: skip
+    session.flush()
+    body = {"u": user.id, "e": int(expires.timestamp()), "n": token}
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
     return f"{payload}.{_sign(secret, 'session', payload)}"
 
@@ -231,23 +267,79 @@ def read_session(
         return None
     try:
         body = json.loads(_unb64(payload))
-        user_id, expires, nonce, fingerprint = int(body["u"]), body["e"], body["n"], body["f"]
+        user_id, token = int(body["u"]), str(body["n"])
     except (ValueError, KeyError, TypeError):
         return None
-    if expires < (now if now is not None else time.time()):
+    at = _at(now)
+    row = session.exec(
+        select(LoginSession).where(LoginSession.token_hash == _token_hash(token))
+    ).first()
+    if row is None or row.user_id != user_id or row.revoked_at is not None:
+        return None
+    if as_utc(row.expires_at) <= at:
         return None
     user = session.get(User, user_id)
     if user is None or user.disabled_at is not None:
         return None
-    if not hmac.compare_digest(str(fingerprint), _fingerprint(user)):
-        return None
     return UserSession(
         user_id=user_id,
         actor=actor_of(user),
-        csrf_token=csrf_token_for(secret, str(nonce)),
-        expires_at=float(expires),
+        csrf_token=csrf_token_for(secret, token),
+        expires_at=as_utc(row.expires_at).timestamp(),
+        session_id=row.id,  # type: ignore[arg-type]
     )
 
 
 def csrf_ok(user_session: UserSession, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(str(token), user_session.csrf_token)
+
+
+def end_session(
+    *, session: Session, user_session: UserSession, remote_addr: str | None = None
+) -> None:
+    """Logout: the session's row is revoked, so its cookie stops working everywhere at once."""
+    row = session.get(LoginSession, user_session.session_id)
+    if row is None or row.revoked_at is not None:
+        return
+    row.revoked_at = utcnow()
+    session.add(row)
+    audit.record(session, actor=user_session.actor.name, action="user.logout", entity="user",
+                 entity_id=user_session.user_id, remote_addr=remote_addr)  # fmt: skip
+
+
+def _revoke_all(session: Session, user_id: int) -> int:
+    rows = session.exec(
+        select(LoginSession).where(
+            LoginSession.user_id == user_id, col(LoginSession.revoked_at).is_(None)
+        )
+    ).all()
+    now = utcnow()
+    for row in rows:
+        row.revoked_at = now
+        session.add(row)
+    return len(rows)
+
+
+def end_all_sessions(*, session: Session, username: str, actor: Actor) -> int:
+    """Log a user out everywhere (a lost laptop, a stolen cookie); returns how many ended."""
+    user = user_by_name(session=session, username=username)
+    if user is None:
+        raise NotFound(f"user {username!r} not found")
+    ended = _revoke_all(session, user.id)  # type: ignore[arg-type]
+    audit.record(session, actor=actor.name, action="user.logout_all", entity="user",
+                 entity_id=user.id, after={"sessions_ended": ended})  # fmt: skip
+    return ended
+
+
+def active_sessions(*, session: Session, user_id: int) -> list[LoginSession]:
+    return list(
+        session.exec(
+            select(LoginSession)
+            .where(
+                LoginSession.user_id == user_id,
+                col(LoginSession.revoked_at).is_(None),
+                col(LoginSession.expires_at) > utcnow(),
+            )
+            .order_by(col(LoginSession.id))
+        ).all()
+    )

@@ -31,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from api import permissions
 from api.deps import AnyUser, SessionDep
 from store import customers as customer_store
 from store import users
@@ -85,6 +86,7 @@ def ui_session(request: Request, session: SessionDep) -> users.UserSession:
     if user_session is None:
         raise LoginRequired()
     request.state.user_session = user_session
+    permissions.admit(request, user_session.actor)  # the one access table
     return user_session
 
 
@@ -250,7 +252,8 @@ def login(
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         users.SESSION_COOKIE,
-        users.issue_session(user, secret=request.app.state.settings.secret_key),
+        users.issue_session(user, session=session, secret=request.app.state.settings.secret_key,
+                            remote_addr=client, user_agent=request.headers.get("user-agent")),
         max_age=users.SESSION_SECONDS, httponly=True, samesite="lax", path="/",
         secure=_secure(request),
     )  # fmt: skip
@@ -260,9 +263,15 @@ def login(
 
 @router.post("/logout")
 def logout(
-    user_session: UISession, csrf_token: Annotated[str, Form(max_length=200)] = ""
+    request: Request,
+    session: SessionDep,
+    user_session: UISession,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     check_form_csrf(user_session, csrf_token)
+    # revoked in the database: a copy of the cookie (stolen, or in another tab) stops working
+    users.end_session(session=session, user_session=user_session,
+                      remote_addr=request.client.host if request.client else None)  # fmt: skip
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(users.SESSION_COOKIE, path="/")
     return response

@@ -186,5 +186,7 @@ def test_requests_without_a_valid_key_are_401(client):
 def test_bet_creation_is_audited(client, session):
     bet_id = client.post("/bets", json=MINIMAL | {"customerId": None}).json()["id"]
     session.expire_all()
-    entry = session.exec(select(AuditEntry).where(AuditEntry.entity_id == str(bet_id))).one()
+    entry = session.exec(
+        select(AuditEntry).where(AuditEntry.entity == "bet", AuditEntry.entity_id == str(bet_id))
+    ).one()
     assert entry.action == "bet.create" and entry.after["stake"] == 10.0

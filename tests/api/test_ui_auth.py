@@ -162,7 +162,8 @@ def test_tampered_expired_and_stale_cookies_are_refused(session, settings) -> No
     make_user(session, "alice", Role.analyst)
     user = users.user_by_name(session=session, username="alice")
     secret = settings.secret_key
-    value = users.issue_session(user, secret=secret, now=1000.0)  # type: ignore[arg-type]
+    value = users.issue_session(user, session=session, secret=secret, now=1000.0)  # type: ignore[arg-type]
+    session.commit()
     ok = users.read_session(value, session=session, secret=secret, now=1000.0 + 60)
     assert ok is not None and ok.actor == Actor(name="alice", role=Role.analyst)
     later = 1000.0 + users.SESSION_SECONDS + 1
