@@ -19,7 +19,13 @@ from cli import server  # noqa: E402
 server.register(app)
 
 # Command groups owned by other modules; each registers its commands on the app.
-for _name in ("cli.offline", "cli.cluster_cmd", "cli.users_cmd", "cli.rules_cmd"):
+for _name in (
+    "cli.offline",
+    "cli.cluster_cmd",
+    "cli.users_cmd",
+    "cli.rules_cmd",
+    "cli.models_cmd",
+):
     if importlib.util.find_spec(_name) is not None:
         importlib.import_module(_name).register(app)
 if importlib.util.find_spec("cli.samples") is not None:

@@ -183,11 +183,13 @@ def evaluate_embeddings(
     *,
     templates: np.ndarray | None = None,
     threshold: float | None = None,
+    labels_out: list | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
     ``threshold`` is the clustering threshold; None uses the operating threshold at
     pairwise precision >= 0.98 measured on these pairs (an oracle, reported as such).
+    The predicted cluster labels are appended to ``labels_out`` when given.
     """
     from cv import metrics
 
@@ -210,7 +212,127 @@ def evaluate_embeddings(
     result["cluster_threshold"] = float(thr)
     result["cluster_method"] = how
     result.update(metrics.clustering_scores(writers, labels))
+    if labels_out is not None:
+        labels_out.append(labels)
     return result
+
+
+def _model_threshold(model) -> float | None:
+    """The model's calibrated threshold; 1.0 is its "no operating point found" placeholder,
+    then the clusterer's default."""
+    threshold = getattr(model, "threshold_", None)
+    if threshold is None or not threshold < 1.0:
+        try:
+            from cv.cluster import DEFAULT_THRESHOLD
+        except ImportError:
+            return None
+        return float(DEFAULT_THRESHOLD)
+    return float(threshold)
+
+
+def _folder_figures(
+    directory: Path,
+    *,
+    labels_path: Path,
+    model,
+    templates,
+    jobs: int,
+    threshold: float | None,
+    labels_out: list | None = None,
+) -> tuple[dict, np.ndarray, list[dict[str, str]], list[Path]]:
+    """Embed the labelled images of ``directory`` and compute the eval figures.
+    Returns (figures, embeddings of the readable images, their label rows, their paths)."""
+    _check_jobs(jobs)
+    on_disk = {p.name: p for p in list_images(directory)}
+    rows = read_labels(labels_path)
+    missing = [r["image"] for r in rows if r["image"] not in on_disk]
+    for name in missing:
+        print(f"skipped {name}: listed in labels but not an image in {directory}", file=sys.stderr)
+    rows = [r for r in rows if r["image"] in on_disk]
+    if len(rows) < 2:
+        _fail(f"{labels_path}: fewer than 2 labelled images found in {directory}")
+    paths = [on_disk[r["image"]] for r in rows]
+    x, ok, elapsed = _embed(paths, model=model, jobs=jobs, templates=templates)
+    rows = [r for r, good in zip(rows, ok, strict=True) if good]
+    kept = [p for p, good in zip(paths, ok, strict=True) if good]
+    x = x[ok]
+    writers = np.array([r["writer"] for r in rows])
+    tmpl = (
+        np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
+    )
+    result = evaluate_embeddings(
+        x, writers, templates=tmpl, threshold=threshold, labels_out=labels_out
+    )
+    result["model"] = model.version
+    result["skipped"] = int((~ok).sum()) + len(missing)
+    result["seconds"] = elapsed
+    result["slips_per_second"] = len(paths) / max(elapsed, 1e-9)
+    result["jobs"] = jobs
+    return result, x, rows, kept
+
+
+def _write_report(out_dir: Path, *, x, rows, paths, labels, figures: dict, title: str) -> Path:
+    from cli.eval_report import write_report
+
+    shown = {k: v for k, v in figures.items() if k not in ("seconds", "jobs")}
+    shown["threshold"] = float(figures["cluster_threshold"])
+    page = write_report(
+        out_dir,
+        embeddings=x,
+        writers=[r["writer"] for r in rows],
+        images=paths,
+        predicted=np.asarray(labels, dtype=np.int64),
+        figures=shown,
+        title=title,
+    )
+    print(f"report: {page}", file=sys.stderr)
+    return page
+
+
+def folder_evaluation(
+    directory: Path,
+    *,
+    labels_path: Path,
+    model,
+    threshold: float | None,
+    jobs: int,
+    target_precision: float,
+    report: Path | None,
+    title: str,
+) -> tuple[dict, tuple[float, float]]:
+    """Eval figures of ``model`` on a labelled folder (``sliplink models evaluate``), the
+    operating point (threshold, recall) for ``target_precision`` and, with ``report``, the
+    HTML report written there."""
+    from cv import metrics
+
+    labels: list = []
+    result, x, rows, paths = _folder_figures(
+        directory,
+        labels_path=labels_path,
+        model=model,
+        templates=None,
+        jobs=jobs,
+        threshold=threshold,
+        labels_out=labels,
+    )
+    writers = np.array([r["writer"] for r in rows])
+    iu = np.triu_indices(len(writers), k=1)
+    op = metrics.precision_threshold(
+        (x @ x.T)[iu], writers[iu[0]] == writers[iu[1]], target_precision=target_precision
+    )
+    result["target_precision"] = target_precision
+    result["threshold_at_target"] = op["threshold"]
+    result["recall_at_target"] = op["recall"]
+    print(
+        f"{directory.name}: mAP {result['map']:.3f} top-1 {result['top1']:.3f} "
+        f"pairwise F1 {result['pairwise_f1']:.3f}; threshold {op['threshold']:.4f} for "
+        f"precision >= {target_precision}, recall {op['recall']:.3f}"
+    )
+    if report is not None:
+        _write_report(
+            report, x=x, rows=rows, paths=paths, labels=labels[0], figures=result, title=title
+        )
+    return result, (op["threshold"], op["recall"])
 
 
 def eval_command(
@@ -222,49 +344,33 @@ def eval_command(
     templates_dir: Path | None,
     jobs: int,
     threshold: float | None,
+    report: Path | None = None,
 ) -> dict:
     _check_jobs(jobs)
-    on_disk = {p.name: p for p in list_images(directory)}
-    rows = read_labels(labels_path)
-    missing = [r["image"] for r in rows if r["image"] not in on_disk]
-    for name in missing:
-        print(f"skipped {name}: listed in labels but not an image in {directory}", file=sys.stderr)
-    rows = [r for r in rows if r["image"] in on_disk]
-    if len(rows) < 2:
-        _fail(f"{labels_path}: fewer than 2 labelled images found in {directory}")
+    list_images(directory)
+    read_labels(labels_path)
     model = _load_model(model_path)
     templates = _load_templates(templates_dir)
-    paths = [on_disk[r["image"]] for r in rows]
-    x, ok, elapsed = _embed(paths, model=model, jobs=jobs, templates=templates)
-    rows = [r for r, good in zip(rows, ok, strict=True) if good]
-    x = x[ok]
-    writers = np.array([r["writer"] for r in rows])
-    tmpl = (
-        np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
-    )
     if threshold is None:
-        # the model's calibrated threshold; 1.0 is its "no operating point found" placeholder
-        threshold = getattr(model, "threshold_", None)
-        if threshold is None or not threshold < 1.0:
-            try:
-                from cv.cluster import DEFAULT_THRESHOLD
-            except ImportError:
-                threshold = None
-            else:
-                threshold = float(DEFAULT_THRESHOLD)
-    result = evaluate_embeddings(x, writers, templates=tmpl, threshold=threshold)
-    result["model"] = model.version
-    result["skipped"] = int((~ok).sum()) + len(missing)
-    result["seconds"] = elapsed
-    result["slips_per_second"] = len(paths) / max(elapsed, 1e-9)
-    result["jobs"] = jobs
+        threshold = _model_threshold(model)
+    labels: list = []
+    result, x, rows, paths = _folder_figures(
+        directory,
+        labels_path=labels_path,
+        model=model,
+        templates=templates,
+        jobs=jobs,
+        threshold=threshold,
+        labels_out=labels,
+    )
+    tmpl = rows and "template" in rows[0]
     r = result
     lines = [
         f"model            {r['model']}",
         f"images           {r['n']} ({r['writers']} writers, {r['skipped']} skipped)",
         f"retrieval        mAP {r['map']:.3f}  top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}",
     ]
-    if tmpl is not None:
+    if tmpl:
         lines.append(
             f"template share   top-1 shares the template {r['template_rate']:.3f} "
             f"(chance {r['template_chance']:.3f})"
@@ -278,6 +384,51 @@ def eval_command(
         f"throughput       {r['slips_per_second']:.1f} slips/s with {jobs} job(s)",
     ]
     print("\n".join(lines))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if report is not None:
+        _write_report(
+            report,
+            x=x,
+            rows=rows,
+            paths=paths,
+            labels=labels[0],
+            figures=result,
+            title=f"sliplink evaluation of {result['model']} on {directory.name}",
+        )
+    return result
+
+
+def reviews_eval_command(
+    *,
+    json_out: Path | None,
+    model_path: Path | None,
+    threshold: float | None,
+) -> dict:
+    """``sliplink eval --from-reviews``: pair precision/recall on the risk team's confirmed
+    and rejected links (from the configured database).  The model is ``--model`` or the
+    active version; stored embeddings of that version are used, the rest computed."""
+    from cli import models_cmd
+    from workers import model as worker_model
+
+    settings = models_cmd._settings()
+    with models_cmd._session(settings) as s:
+        if model_path is not None:
+            model = _load_model(model_path)
+        else:
+            version = worker_model.ensure_active_model(session=s, settings=settings)
+            s.commit()
+            model = worker_model.model_for(version, session=s, settings=settings)
+        if threshold is None:
+            threshold = worker_model.threshold(model)
+        try:
+            result, _, _ = models_cmd.evaluate_reviews(
+                s, model=model, version=str(model.version), threshold=threshold
+            )
+        except models_cmd.CliError as exc:
+            _fail(str(exc))
+    print(models_cmd.format_reviews(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -321,6 +472,9 @@ def train_command(
     split: str | None,
     jobs: int,
     params: dict,
+    from_reviews: bool = False,
+    register: bool = False,
+    actor: str = "cli",
 ) -> None:
     from cv.embed import EmbeddingModel, extract_files
     from sample_slips.splits import unipen_split
@@ -347,36 +501,159 @@ def train_command(
                 paths.append(on_disk[r["image"]])
                 writers.append(f"unipen:{r['writer']}")
                 templates.append("(crop)")
-    if len(set(writers)) < 2:
-        _fail("training needs labelled images of at least 2 writers")
     try:
         model = EmbeddingModel(**params)
         model._validate()
     except (TypeError, ValueError) as exc:
         _fail(str(exc))
-    print(f"training on {len(paths)} images of {len(set(writers))} writers", file=sys.stderr)
+    review_groups: list[list[int]] = []
+    if from_reviews:
+        review_groups = _review_writer_groups()
+    if len(set(writers)) + len(review_groups) < 2:
+        _fail("training needs labelled images of at least 2 writers")
+    n_review = sum(len(g) for g in review_groups)
+    print(
+        f"training on {len(paths) + n_review} images of "
+        f"{len(set(writers)) + len(review_groups)} writers"
+        + (f" ({len(review_groups)} from reviewed links)" if from_reviews else ""),
+        file=sys.stderr,
+    )
     raws, errors = extract_files(paths, model=model, jobs=jobs, progress=_Progress("features"))
     for err in errors:
         if err is not None:
             print(f"skipped {err}", file=sys.stderr)
     keep = [i for i, e in enumerate(errors) if e is None]
-    model.fit_raw(
-        [r for r in (raws[i] for i in keep) if r is not None],
-        [writers[i] for i in keep],
-        nuisance=[templates[i] for i in keep],
-    )
+    fit_raws = [r for r in (raws[i] for i in keep) if r is not None]
+    fit_writers = [writers[i] for i in keep]
+    fit_nuisance = [templates[i] for i in keep]
+    if review_groups:
+        r_raws, r_writers = _review_raws(review_groups, model=model)
+        fit_raws += r_raws
+        fit_writers += r_writers
+        fit_nuisance += ["(slip)"] * len(r_raws)
+    try:
+        model.fit_raw(fit_raws, fit_writers, nuisance=fit_nuisance)
+    except ValueError as exc:
+        _fail(str(exc))
     model.save(out)
     print(f"wrote {out}: {model.version} (dim {model.dim})", file=sys.stderr)
+    if register:
+        from workers.rollout import score_reference
+
+        fit_data = {
+            "folders": [str(d) for d in directories] + [str(u) for u in unipen_fit],
+            "split": split,
+            "images": len(fit_raws),
+            "writers": len(set(fit_writers)),
+            "review_groups": len(review_groups),
+            "review_slips": n_review,
+        }
+        reference = score_reference(
+            model.transform_raw(fit_raws), source=f"fitting data ({len(fit_raws)} images)"
+        )
+        _register_trained(out, model, fit_data=fit_data, reference=reference, actor=actor)
+
+
+def _review_writer_groups() -> list[list[int]]:
+    """Writers from the risk team's verdicts: slips joined by confirmed links (connected
+    components).  A component holding a rejected pair is dropped: the verdicts contradict
+    each other there, so it labels nobody."""
+    from cli import models_cmd
+
+    settings = models_cmd._settings()
+    with models_cmd._session(settings) as s:
+        pairs, same = models_cmd.review_pairs(s)
+    parent: dict[int, int] = {}
+
+    def root(a: int) -> int:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for (a, b), ok in zip(pairs, same, strict=True):
+        if ok:
+            parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for a in list(parent):
+        groups.setdefault(root(a), []).append(a)
+    bad = {
+        root(a)
+        for (a, b), ok in zip(pairs, same, strict=True)
+        if not ok and a in parent and b in parent and root(a) == root(b)
+    }
+    if bad:
+        print(
+            f"reviews: {len(bad)} linked group(s) contain a rejected pair, left out",
+            file=sys.stderr,
+        )
+    return [sorted(g) for r, g in sorted(groups.items()) if r not in bad and len(g) >= 2]
+
+
+def _review_raws(groups: list[list[int]], *, model) -> tuple[list, list[str]]:
+    """Raw features of the reviewed slips (stored images), labelled by group."""
+    from cli import models_cmd
+    from cv.imageio import ImageError, decode_greyscale
+    from store.models import SlipImage
+
+    settings = models_cmd._settings()
+    raws, writers = [], []
+    with models_cmd._session(settings) as s:
+        for g in groups:
+            for sid in g:
+                image = s.get(SlipImage, sid)
+                if image is None:
+                    print(f"skipped slip {sid}: no stored image", file=sys.stderr)
+                    continue
+                try:
+                    grey, _ = decode_greyscale(image.png)
+                except ImageError as exc:
+                    print(f"skipped slip {sid}: {exc}", file=sys.stderr)
+                    continue
+                raws.append(model.extract(grey))
+                writers.append(f"review:{g[0]}")
+    return raws, writers
+
+
+def _register_trained(out: Path, model, *, fit_data: dict, reference: dict, actor: str) -> None:
+    from cli import models_cmd
+    from store import models_registry
+
+    settings = models_cmd._settings()
+    with models_cmd._session(settings) as s:
+        row, created = models_registry.register_model(
+            session=s,
+            model=model,
+            data=out.read_bytes(),
+            source=str(out),
+            actor=actor,
+            fit_data=fit_data,
+            reference=reference,
+        )
+        s.commit()
+    print(f"{'registered' if created else 'already registered'}: {row.version}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ typer
 
 
+def _default_actor() -> str:
+    from cli.models_cmd import default_actor
+
+    return default_actor()
+
+
 def _run(fn, *args, **kwargs):
+    from store.errors import DomainError
+
     try:
         return fn(*args, **kwargs)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(code=2) from None
+    except DomainError as exc:  # the database refused (e.g. an unknown model version)
+        print(f"error: {exc.detail}", file=sys.stderr)
         raise typer.Exit(code=2) from None
 
 
@@ -411,8 +688,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def evaluate(
-        directory: Annotated[Path, typer.Argument(help="Folder of labelled images.")],
-        labels: Annotated[Path, typer.Option("--labels", help="CSV with image,writer[,template].")],
+        directory: Annotated[
+            Path | None, typer.Argument(help="Folder of labelled images (or --from-reviews).")
+        ] = None,
+        labels: Annotated[
+            Path | None, typer.Option("--labels", help="CSV with image,writer[,template].")
+        ] = None,
         json_out: Annotated[
             Path | None, typer.Option("--json", help="Also write the figures as JSON.")
         ] = None,
@@ -427,8 +708,30 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--threshold", help="Clustering threshold (default: the model's own)."),
         ] = None,
+        report: Annotated[
+            Path | None,
+            typer.Option("--report", help="Write the HTML report (index.html + PNGs) here."),
+        ] = None,
+        from_reviews: Annotated[
+            bool,
+            typer.Option(
+                "--from-reviews",
+                help="Evaluate on the risk team's confirmed/rejected links in the database "
+                "(model: --model, else the active version).",
+            ),
+        ] = False,
     ) -> None:
-        """Retrieval, clustering and template-share figures on labelled images."""
+        """Retrieval, clustering and template-share figures on labelled images, or pair
+        precision/recall on reviewed links (--from-reviews)."""
+        if from_reviews:
+            if directory is not None or labels is not None or report is not None:
+                print("error: --from-reviews takes no DIR, --labels or --report", file=sys.stderr)
+                raise typer.Exit(code=2)
+            _run(reviews_eval_command, json_out=json_out, model_path=model, threshold=threshold)
+            return
+        if directory is None or labels is None:
+            print("error: give DIR --labels FILE, or --from-reviews", file=sys.stderr)
+            raise typer.Exit(code=2)
         _run(
             eval_command,
             directory,
@@ -438,6 +741,7 @@ def register(app: typer.Typer) -> None:
             templates_dir=templates,
             jobs=jobs,
             threshold=threshold,
+            report=report,
         )
 
     @app.command("train")
@@ -482,6 +786,20 @@ def register(app: typer.Typer) -> None:
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
         ] = 3.0,
         seed: Annotated[int, typer.Option("--seed", help="random_state of the model.")] = 0,
+        from_reviews: Annotated[
+            bool,
+            typer.Option(
+                "--from-reviews",
+                help="Also fit on slips joined by confirmed links in the database.",
+            ),
+        ] = False,
+        register_model: Annotated[
+            bool,
+            typer.Option("--register", help="Add the model to the database's registry."),
+        ] = False,
+        actor: Annotated[
+            str | None, typer.Option("--actor", help="Who trained it (registry).")
+        ] = None,
     ) -> None:
         """Fit the embedding model on labelled slips and save it."""
         params = dict(
@@ -503,4 +821,7 @@ def register(app: typer.Typer) -> None:
             split=split if split else None,
             jobs=jobs,
             params=params,
+            from_reviews=from_reviews,
+            register=register_model,
+            actor=actor or _default_actor(),
         )

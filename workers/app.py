@@ -40,6 +40,10 @@ ROUTES = {
     "sliplink.purge": "maintenance",
     "sliplink.flow": "maintenance",
     "sliplink.reembed": "maintenance",
+    "sliplink.rollout_tick": "maintenance",
+    "sliplink.reembed_batch": "extract",
+    "sliplink.rollout_finish": "assign",
+    "sliplink.drift": "maintenance",
 }
 
 
@@ -86,7 +90,7 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 app = make_celery(_settings().broker_url)
-app.conf.include = ["workers.tasks"]
+app.conf.include = ["workers.tasks", "workers.model_tasks"]
 
 
 @signals.worker_process_init.connect

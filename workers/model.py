@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from store import clustering
 from store.settings import Settings
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[str, Any] = {}  # version -> EmbeddingModel, loaded once per process
+_registered: set[str] = set()  # versions known to be in the registry
 
 
 @dataclass(frozen=True)
@@ -48,38 +50,107 @@ def configured_model(settings: Settings) -> Any:
         return _models[key]
 
 
+def _configured_file(settings: Settings) -> Path:
+    from cv.embed import DEFAULT_MODEL_PATH
+
+    return Path(settings.model_path) if settings.model_path else Path(DEFAULT_MODEL_PATH)
+
+
+def register_configured(*, session: Session, settings: Settings) -> str:
+    """Put the configured model in the registry (once per process) and return its version."""
+    model = configured_model(settings)
+    with _lock:
+        if model.version in _registered:
+            return str(model.version)
+    from store import models_registry
+
+    if models_registry.model_file(session=session, version=model.version) is None:
+        path = _configured_file(settings)
+        models_registry.register_model(
+            session=session,
+            model=model,
+            data=path.read_bytes(),
+            source=str(settings.model_path) if settings.model_path else "shipped",
+        )
+    with _lock:
+        _registered.add(model.version)
+    return str(model.version)
+
+
 def ensure_active_model(*, session: Session, settings: Settings) -> str:
     """The active model version.
 
     The configured model (``model_path`` or the shipped default) is activated when nothing
-    is active yet, or when it differs from an active model that was itself the configured
-    one (a new shipped model after an upgrade, or a new ``SLIPLINK_MODEL_PATH``).  A model
-    activated from an explicit file (``models activate``) stays until the next activation.
-    Activating a new version makes the sweeper re-embed every slip under it.
+    is active yet, or when it differs from an active model that was itself activated
+    automatically from the configuration (a new shipped model after an upgrade, or a new
+    ``SLIPLINK_MODEL_PATH``).  A version a person activated (``sliplink models activate``,
+    whose rollout switches serving only once the version is complete) stays until the next
+    activation.  The configured model is always in the registry, so it can be activated
+    again (rollback) from any machine.
     """
     row = clustering.active_model(session=session)
     model = configured_model(settings)
     path = str(settings.model_path) if settings.model_path else None
-    if row is None or (row.version != model.version and (row.path is None or path is not None)):
+    automatic = row is not None and row.actor == "system"
+    if row is None or (
+        automatic and row.version != model.version and (row.path is None or path is not None)
+    ):
+        register_configured(session=session, settings=settings)
         clustering.activate_model(session=session, version=model.version, path=path)
         return str(model.version)
     return row.version
 
 
 def model_for(version: str, *, session: Session, settings: Settings) -> Any:
-    """The loaded model of ``version``: the configured one, or the activated file."""
+    """The loaded model of ``version``: the configured one or a registered one (loaded once
+    per process from the registry's stored file).  Also refreshes the version's calibrated
+    threshold from the registry, so a new calibration applies without a restart."""
+    _refresh_threshold(version, session)
     with _lock:
         if version in _models:
             return _models[version]
     model = configured_model(settings)
     if model.version == version:
         return model
-    row = clustering.active_model(session=session)
-    if row is None or row.version != version or not row.path:
-        raise LookupError(f"model version {version} is not loadable in this process")
-    loaded = _load(Path(row.path))
+    from store import models_registry
+
+    data = models_registry.model_file(session=session, version=version)
+    if data is not None:
+        loaded = models_registry.load_model_bytes(
+            data, cache_dir=settings.data_dir / "models", version=version
+        )
+    else:
+        # an activation from a file path (before the registry kept files)
+        paths = session.exec(
+            select(clustering.ModelActivation.path).where(
+                clustering.ModelActivation.version == version,
+                col(clustering.ModelActivation.path).is_not(None),
+            )
+        ).all()
+        if not paths:
+            raise LookupError(f"model version {version} is not loadable in this process")
+        loaded = _load(Path(str(paths[-1])))
     with _lock:
         return _models.setdefault(loaded.version, loaded)
+
+
+_THRESHOLD_TTL_S = 10.0
+_thresholds: dict[str, tuple[float | None, float]] = {}  # version -> (threshold, read at)
+
+
+def _refresh_threshold(version: str, session: Session) -> None:
+    now = time.monotonic()
+    with _lock:
+        cached = _thresholds.get(version)
+        if cached is not None and now - cached[1] < _THRESHOLD_TTL_S:
+            return
+    from store.models_registry import ModelVersion
+
+    value = session.exec(
+        select(ModelVersion.threshold).where(ModelVersion.version == version)
+    ).first()
+    with _lock:
+        _thresholds[version] = (float(value) if value is not None else None, now)
 
 
 def extract(model: Any, image: NDArray[np.uint8]) -> Features:
@@ -94,8 +165,13 @@ def extract(model: Any, image: NDArray[np.uint8]) -> Features:
 
 
 def threshold(model: Any) -> float:
-    """The model's calibrated cosine threshold, else the clusterer's default."""
+    """The version's threshold calibrated in the registry, else the one the model file
+    carries, else the clusterer's default."""
     from cv.cluster import DEFAULT_THRESHOLD
 
+    with _lock:
+        calibrated = _thresholds.get(str(getattr(model, "version", "")), (None, 0.0))[0]
+    if calibrated is not None:
+        return float(calibrated)
     value = getattr(model, "threshold_", None)
     return float(value) if value is not None else float(DEFAULT_THRESHOLD)

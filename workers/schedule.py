@@ -31,6 +31,16 @@ def beat_schedule(config: PipelineConfig) -> dict[str, dict[str, Any]]:
             "schedule": crontab(hour=4, minute=0),
             "options": {"queue": config.queue("maintenance")},
         },
+        "model-rollout": {
+            "task": "sliplink.rollout_tick",
+            "schedule": config.sweep_every_s,
+            "options": {"queue": config.queue("maintenance"), "expires": 60},
+        },
+        "drift-watch": {
+            "task": "sliplink.drift",
+            "schedule": crontab(day_of_week=1, hour=5, minute=0),
+            "options": {"queue": config.queue("maintenance")},
+        },
         "screening": {
             "task": "sliplink.screening",
             "schedule": crontab(hour=6, minute=0),
