@@ -158,6 +158,9 @@ class LegBase(SQLModel):
     market: str = Field(default="Win", max_length=64)
     selection: str = Field(min_length=1, max_length=200)
     odds: float | None = Field(default=None, gt=1.0, le=100_000)
+    # the odds feed's stable event id, when the till has it: settlement links the leg to its
+    # event by this id first, by event name + date otherwise
+    event_ref: str | None = Field(default=None, max_length=100, index=True)
 
 
 class LegCreate(LegBase):

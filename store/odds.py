@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from store.models import Bet, BetStatus, Leg, as_utc, selection_key, utcnow
@@ -14,8 +15,8 @@ from store.trading import PriceSnapshot
 
 
 def record_prices(*, session: Session, snapshots: list[dict]) -> int:  # type: ignore[type-arg]
-    """Store a batch of snapshots: ``selection``, ``bookmaker``, ``odds``, optional ``event``
-    and ``at`` (default now)."""
+    """Store a batch of snapshots: ``selection``, ``bookmaker``, ``odds``, optional ``event``,
+    ``event_ref`` (the feed's stable event id) and ``at`` (default now)."""
     for snap in snapshots:
         at = snap.get("at")
         session.add(
@@ -23,6 +24,7 @@ def record_prices(*, session: Session, snapshots: list[dict]) -> int:  # type: i
                 selection=snap["selection"],
                 selection_key=selection_key(snap["selection"]),
                 event=snap.get("event") or "",
+                event_ref=snap.get("event_ref") or None,
                 bookmaker=snap["bookmaker"],
                 odds=float(snap["odds"]),
                 at=as_utc(at) if isinstance(at, datetime) else utcnow(),
@@ -42,18 +44,23 @@ class PriceDrop:
 
 
 def price_drop(
-    *, session: Session, selection: str, since: datetime, until: datetime
+    *,
+    session: Session,
+    selection: str,
+    since: datetime,
+    until: datetime,
+    event_ref: str | None = None,
 ) -> PriceDrop | None:
     """How far a selection's price fell across bookmakers between ``since`` and ``until``:
-    per bookmaker first vs last price in the window, then the median over bookmakers."""
+    per bookmaker first vs last price in the window, then the median over bookmakers.  With
+    ``event_ref`` only that event's snapshots count ("Trap 1" runs in every greyhound race)."""
     key = selection_key(selection)
-    rows = session.exec(
-        select(PriceSnapshot)
-        .where(
-            PriceSnapshot.selection_key == key, PriceSnapshot.at >= since, PriceSnapshot.at <= until
-        )
-        .order_by(col(PriceSnapshot.at), col(PriceSnapshot.id))
-    ).all()
+    query = select(PriceSnapshot).where(
+        PriceSnapshot.selection_key == key, PriceSnapshot.at >= since, PriceSnapshot.at <= until
+    )
+    if event_ref is not None:
+        query = query.where(PriceSnapshot.event_ref == event_ref)
+    rows = session.exec(query.order_by(col(PriceSnapshot.at), col(PriceSnapshot.id))).all()
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     for row in rows:
@@ -84,20 +91,22 @@ def steamer_bets(
     min_ratio: float = 1.5,
     window: timedelta = timedelta(hours=24),
     now: datetime,
+    event_ref: str | None = None,
 ) -> list[Bet]:
     """Open bets on a selection taken at a price at least ``min_ratio`` times the price now:
-    someone knew before the market did."""
+    someone knew before the market did.  With ``event_ref``, legs naming another event's id
+    are left out (legs without an id still count)."""
     key = selection_key(selection)
-    return list(
-        session.exec(
-            select(Bet)
-            .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
-            .where(
-                Leg.selection_key == key,
-                Leg.odds >= current_odds * min_ratio,  # type: ignore[operator]
-                Bet.placed_at >= now - window,
-                Bet.status == BetStatus.open,
-            )
-            .order_by(col(Bet.placed_at))
-        ).all()
+    query = (
+        select(Bet)
+        .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
+        .where(
+            Leg.selection_key == key,
+            Leg.odds >= current_odds * min_ratio,  # type: ignore[operator]
+            Bet.placed_at >= now - window,
+            Bet.status == BetStatus.open,
+        )
     )
+    if event_ref is not None:
+        query = query.where(or_(col(Leg.event_ref).is_(None), Leg.event_ref == event_ref))
+    return list(session.exec(query.distinct().order_by(col(Bet.placed_at))).all())

@@ -76,10 +76,41 @@ def record_results(
     return stored, settle_event_bets(session=session, event=event)
 
 
+def leg_events(session: Session, leg: Leg) -> list[Event]:
+    """The events a leg may belong to.  By the feed's stable id when the leg carries one and
+    an event has it; otherwise by event name and start date, never taking an event whose own
+    stable id differs from the leg's (two meetings can both run a "3.15")."""
+    if leg.event_ref:
+        event = session.exec(select(Event).where(Event.external_id == leg.event_ref)).first()
+        if event is not None:
+            return [event]
+    if not leg.event:
+        return []
+    events = session.exec(
+        select(Event)
+        .where(func.lower(Event.name) == leg.event.lower())
+        .order_by(col(Event.start_time), col(Event.id))
+    ).all()
+    return [
+        e
+        for e in events
+        if (leg.event_start is None or e.start_time.date() == leg.event_start.date())
+        and (leg.event_ref is None or e.external_id is None)
+    ]
+
+
 def _event_legs(session: Session, event: Event) -> list[Leg]:
-    day = event.start_time.date()
-    legs = session.exec(select(Leg).where(func.lower(Leg.event) == event.name.lower())).all()
-    return [leg for leg in legs if leg.event_start is None or leg.event_start.date() == day]
+    """Legs linked to ``event`` (see :func:`leg_events`)."""
+    by_name = select(Leg).where(func.lower(Leg.event) == event.name.lower())
+    candidates = {leg.id: leg for leg in session.exec(by_name).all()}
+    if event.external_id:
+        by_ref = select(Leg).where(Leg.event_ref == event.external_id)
+        candidates |= {leg.id: leg for leg in session.exec(by_ref).all()}
+    return [
+        leg
+        for leg in candidates.values()
+        if any(e.id == event.id for e in leg_events(session, leg))
+    ]
 
 
 def settle_event_bets(*, session: Session, event: Event) -> list[Bet]:
@@ -94,10 +125,7 @@ def settle_event_bets(*, session: Session, event: Event) -> list[Bet]:
 
 
 def _leg_result(session: Session, leg: Leg) -> tuple[SelectionResult, Event] | None:
-    events = session.exec(select(Event).where(func.lower(Event.name) == leg.event.lower())).all()
-    for event in events:
-        if leg.event_start is not None and event.start_time.date() != leg.event_start.date():
-            continue
+    for event in leg_events(session, leg):
         if event.status != EventStatus.result and event.status != EventStatus.abandoned:
             continue
         row = session.exec(

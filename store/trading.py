@@ -20,11 +20,14 @@ class EventStatus(enum.StrEnum):
 
 
 class Event(SQLModel, table=True):
-    """A race or match.  Legs name their event by text; ``name`` + start date match them."""
+    """A race or match.  A leg is linked to its event by the feed's stable id
+    (``external_id`` = the leg's ``event_ref``) when both have one, otherwise by ``name`` and
+    start date."""
 
     __tablename__ = "events"
     __table_args__ = (UniqueConstraint("name", "start_time", name="uq_events_name_start"),)
     id: int | None = Field(default=None, primary_key=True)
+    external_id: str | None = Field(default=None, max_length=100, unique=True)
     sport: str = Field(max_length=64, index=True)
     name: str = Field(max_length=200, index=True)
     venue: str | None = Field(default=None, max_length=100)
@@ -72,6 +75,7 @@ class PriceSnapshot(SQLModel, table=True):
     selection_key: str = Field(max_length=200, index=True)
     selection: str = Field(max_length=200)
     event: str = Field(default="", max_length=200)
+    event_ref: str | None = Field(default=None, max_length=100, index=True)
     bookmaker: str = Field(max_length=64)
     odds: float = Field(gt=1.0)
     at: datetime = Field(default_factory=utcnow, index=True, nullable=False)

@@ -19,6 +19,13 @@ router = APIRouter(prefix="/events", tags=["events and results"])
 class EventCreate(BaseModel):
     sport: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200, description="as legs name it, e.g. 3.15 Ascot")
+    external_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="the odds feed's stable event id; legs that carry it as event_ref settle "
+        "from this event whatever its name",
+    )
     venue: str | None = None
     start_time: datetime
     place_fraction: float = Field(0.25, gt=0, le=1)
@@ -43,6 +50,11 @@ def create_event(event_in: EventCreate, session: SessionDep, _actor: AnalystUser
     event = Event.model_validate(
         event_in.model_dump() | {"start_time": as_utc(event_in.start_time)}
     )
+    if (
+        event_in.external_id is not None
+        and session.exec(select(Event.id).where(Event.external_id == event_in.external_id)).first()
+    ):
+        raise Conflict(f"external_id: an event with id {event_in.external_id!r} exists")
     try:
         with session.begin_nested():
             session.add(event)
@@ -57,11 +69,14 @@ def list_events(
     session: SessionDep,
     _actor: AnyUser,
     sport: str | None = None,
+    external_id: str | None = Query(None, max_length=100),
     limit: int = Query(50, ge=1, le=500),
 ) -> list[Event]:
     query = select(Event)
     if sport:
         query = query.where(Event.sport == sport)
+    if external_id:
+        query = query.where(Event.external_id == external_id)
     return list(session.exec(query.order_by(col(Event.start_time).desc()).limit(limit)).all())
 
 

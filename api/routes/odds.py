@@ -17,6 +17,7 @@ router = APIRouter(prefix="/odds", tags=["odds"])
 class PriceIn(BaseModel):
     selection: str = Field(min_length=1, max_length=200)
     event: str = Field("", max_length=200)
+    event_ref: str | None = Field(None, min_length=1, max_length=100, description="feed event id")
     bookmaker: str = Field(min_length=1, max_length=64)
     odds: float = Field(gt=1.0, le=100_000, allow_inf_nan=False)
     at: datetime | None = None
@@ -39,21 +40,25 @@ def selection_prices(
     session: SessionDep,
     _actor: AnalystUser,
     hours: int = Query(24, ge=1, le=24 * 14),
+    event_ref: str | None = Query(None, min_length=1, max_length=100),
 ) -> dict[str, object]:
     """A selection's recent prices, its move across bookmakers and the bets taken before it."""
     now = utcnow()
     since = now - timedelta(hours=hours)
-    rows = session.exec(
-        select(PriceSnapshot)
-        .where(PriceSnapshot.selection_key == selection_key(selection), PriceSnapshot.at >= since)
-        .order_by(col(PriceSnapshot.at))
-    ).all()
-    drop = odds.price_drop(session=session, selection=selection, since=since, until=now)
+    query = select(PriceSnapshot).where(
+        PriceSnapshot.selection_key == selection_key(selection), PriceSnapshot.at >= since
+    )
+    if event_ref is not None:
+        query = query.where(PriceSnapshot.event_ref == event_ref)
+    rows = session.exec(query.order_by(col(PriceSnapshot.at))).all()
+    drop = odds.price_drop(
+        session=session, selection=selection, since=since, until=now, event_ref=event_ref
+    )
     steamers = []
     if drop is not None:
         steamers = odds.steamer_bets(
             session=session, selection=selection, current_odds=drop.to_odds,
-            window=timedelta(hours=hours), now=now,
+            window=timedelta(hours=hours), now=now, event_ref=event_ref,
         )  # fmt: skip
     return {
         "selection": selection,

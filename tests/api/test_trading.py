@@ -110,6 +110,63 @@ def test_abandoned_event_voids_and_bad_results_are_refused(client):
     )
 
 
+def test_legs_settle_by_the_feeds_event_id_and_by_name_without_one(client):
+    def bet(event: str, ref: str | None) -> int:
+        leg = {"sport": "Horse Racing", "event": event, "event_start": START,
+               "selection": "Golden Arrow", "odds": 3.0, "event_ref": ref}  # fmt: skip
+        resp = client.post("/bets", json={"stake": 10.0, "legs": [leg]})
+        assert resp.status_code == 201 and resp.json()["legs"][0]["event_ref"] == ref
+        return resp.json()["id"]
+
+    ascot = _event(client, external_id="feed-1001")
+    by_id = bet("Ascot 15:15", "feed-1001")  # the till typed the name its own way
+    by_name = bet("3.15 Ascot", None)
+    # same name, but the feed says another meeting's race: never settled from this event
+    elsewhere = bet("3.15 Ascot", "feed-2002")
+    resp = client.post(
+        f"/events/{ascot}/results",
+        json={"results": [{"selection": "Golden Arrow", "result": "won"}]},
+    )
+    assert sorted(resp.json()["settled_bets"]) == sorted([by_id, by_name])
+    assert client.get(f"/bets/{elsewhere}").json()["status"] == "open"
+    other = _event(client, name="3.15 Ascot (IRE)", external_id="feed-2002")
+    resp = client.post(
+        f"/events/{other}/results",
+        json={"results": [{"selection": "Golden Arrow", "result": "lost"}]},
+    )
+    assert resp.json()["settled_bets"] == [elsewhere]
+    assert client.get(f"/bets/{elsewhere}").json()["status"] == "lost"
+    assert client.get(f"/bets/{by_id}").json()["status"] == "won"
+    # the feed's id is unique and can be looked up
+    dup = client.post(
+        "/events",
+        json={
+            "sport": "Horse Racing",
+            "name": "x",
+            "start_time": START,
+            "external_id": "feed-1001",
+        },
+    )
+    assert dup.status_code == 409 and dup.json()["detail"].startswith("external_id:")
+    [found] = client.get("/events", params={"external_id": "feed-2002"}).json()
+    assert found["id"] == other
+
+
+def test_price_moves_per_event_id(client):
+    old = (utcnow() - timedelta(hours=3)).isoformat()
+    prices = [
+        {"selection": "Trap 1", "event_ref": ref, "bookmaker": b, "odds": o, "at": at}
+        for ref, series in {"dog-1": (5.0, 2.0), "dog-2": (5.0, 5.0)}.items()
+        for b in ("A", "B")
+        for o, at in zip(series, [old, utcnow().isoformat()], strict=True)
+    ]
+    assert client.post("/odds", json={"prices": prices}).status_code == 201
+    first = client.get("/odds/trap 1", params={"event_ref": "dog-1"}).json()
+    assert len(first["prices"]) == 4 and abs(first["drop"]["median_drop"] - 0.75) < 1e-9
+    second = client.get("/odds/trap 1", params={"event_ref": "dog-2"}).json()
+    assert second["drop"]["median_drop"] == 0.0
+
+
 def test_exposure_lists_the_largest_liabilities(client):
     _bet(client, selection="Golden Arrow", odds=5.0, stake=100)  # liability 400
     _bet(client, selection="Golden Arrow", odds=5.0, stake=10)  # 40
