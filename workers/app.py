@@ -38,6 +38,7 @@ ROUTES = {
     "sliplink.screening": "rules",
     "sliplink.sweep": "maintenance",
     "sliplink.purge": "maintenance",
+    "sliplink.exclusions": "maintenance",
     "sliplink.flow": "maintenance",
     "sliplink.reembed": "maintenance",
     "sliplink.rollout_tick": "maintenance",

@@ -915,6 +915,18 @@ def purge_retention(*, settings: Settings, now: datetime | None = None) -> int:
     return len(old)
 
 
+def apply_exclusions_now(*, settings: Settings, now: datetime | None = None) -> dict[str, int]:
+    """The daily self-exclusion pass (``store.exclusions.apply_exclusions``): exclusions that
+    start today take effect, ended ones past their 24 h cooling-off are reinstated."""
+    from store.exclusions import apply_exclusions
+
+    engine = get_engine(settings.effective_database_url)
+    with Session(engine) as session:
+        counts = apply_exclusions(session=session, now=now or utcnow())
+        session.commit()
+    return counts
+
+
 def run_screening(*, settings: Settings) -> int:
     """Daily screening rules (``rules.engine.run_screening``), if the engine is installed."""
     try:
@@ -1178,9 +1190,12 @@ class InProcessPipeline:
 
     def _daily(self) -> None:
         self.recluster_now()
-        self._go(
-            self._rules, "rules", lambda: None if run_screening(settings=self.settings) else None
-        )
+
+        def register_then_screen() -> None:
+            apply_exclusions_now(settings=self.settings)  # the screening reads the statuses
+            run_screening(settings=self.settings)
+
+        self._go(self._rules, "rules", register_then_screen)
         purge_retention(settings=self.settings)
 
 

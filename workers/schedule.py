@@ -31,6 +31,12 @@ def beat_schedule(config: PipelineConfig) -> dict[str, dict[str, Any]]:
             "schedule": crontab(hour=4, minute=0),
             "options": {"queue": config.queue("maintenance")},
         },
+        # self-exclusions starting or ending today, before the 06:00 screening reads them
+        "self-exclusions": {
+            "task": "sliplink.exclusions",
+            "schedule": crontab(hour=0, minute=5),
+            "options": {"queue": config.queue("maintenance")},
+        },
         "model-rollout": {
             "task": "sliplink.rollout_tick",
             "schedule": config.sweep_every_s,

@@ -127,6 +127,15 @@ def screening(self: Task) -> int:
         return 0
 
 
+@app.task(name="sliplink.exclusions", **_OPTIONS)
+def exclusions(self: Task) -> dict[str, int]:
+    try:
+        return pipeline.apply_exclusions_now(settings=_settings())
+    except pipeline.TRANSIENT as exc:
+        _retry(self, exc)
+        return {}
+
+
 @app.task(name="sliplink.purge", **_OPTIONS)
 def purge(self: Task) -> int:
     try:
