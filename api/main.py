@@ -18,6 +18,7 @@ from api.routes import (
     feed,
     health,
     metrics,
+    models,
     odds,
     reports,
     shops,
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
         app.include_router(module.router)
     for module in (clusters, metrics):  # the pipeline's routes
         app.include_router(module.router)
+    app.include_router(models.router)  # model registry and rollouts
     from api.routes import alerts, notifications  # alerts, cases, rules, feed, webhooks
 
     for module in (alerts, notifications):
@@ -60,4 +62,5 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
     ui.install(app)  # web UI: static files, security headers, HTML error pages
     for module in (ui, feed):  # the web UI's pages and live feed
         app.include_router(module.router)
+    app.include_router(models.ui_router)  # the model pages
     return app

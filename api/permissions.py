@@ -28,6 +28,7 @@ COUNTER = frozenset({SHOP, ANALYST, ADMIN})  # takes bets and slips at the count
 RISK = frozenset({ANALYST, ADMIN})  # reviews customers, alerts, money
 MODELS = frozenset({ANALYST, ML, ADMIN})  # handwriting clusters and their evaluation
 ADMINS = frozenset({ADMIN})
+ML_ONLY = frozenset({ML, ADMIN})  # changes the model that serves
 
 # "METHOD /path/template" -> roles.  Shop scoping (a till sees only its own shop) happens in
 # the store services on top of this; this table only says who may call the operation at all.
@@ -74,6 +75,14 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "GET /clusters": MODELS,
     "GET /clusters/{cluster_id}": MODELS,
     "POST /links": RISK,
+    # embedding model versions: everyone on models reads them; ml and admin roll them out
+    "GET /models": MODELS,
+    "GET /models/rollout": MODELS,
+    "GET /models/{version}": MODELS,
+    "GET /models/{version}/report/{name}": MODELS,
+    "POST /models/{version}/activate": ML_ONLY,
+    "POST /models/rollback": ML_ONLY,
+    "POST /models/rollout/cancel": ML_ONLY,
     # alerts and cases
     "GET /alerts": RISK,
     "GET /alerts/{alert_id}": RISK,
@@ -113,6 +122,9 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "GET /ui/alerts/{alert_id}": RISK,
     "GET /ui/reports": MODELS,
     "GET /ui/audit": RISK,
+    "GET /ui/models": MODELS,
+    "GET /ui/models/{version}": MODELS,
+    "GET /ui/models/{version}/report/{name}": MODELS,
 }
 
 

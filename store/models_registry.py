@@ -24,7 +24,13 @@ from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from store import audit
-from store.clustering import Embedding, ModelActivation, activate_model, active_model
+from store.clustering import (
+    Embedding,
+    ModelActivation,
+    activate_model,
+    active_model,
+    insert_or_ignore,
+)
 from store.errors import Conflict, Invalid, NotFound
 from store.models import Slip, SlipStatus, _enum, utcnow
 
@@ -155,33 +161,46 @@ def register_model(
     """Add ``model`` (and its file) to the registry; returns (row, created).  Registering a
     version again keeps the row and fills in only what it lacked (audited when created)."""
     version = str(model.version)
-    row = session.exec(select(ModelVersion).where(ModelVersion.version == version)).first()
-    created = row is None
+
+    def existing() -> ModelVersion | None:
+        return session.exec(select(ModelVersion).where(ModelVersion.version == version)).first()
+
+    row = existing()
+    created = False
     if row is None:
         threshold = getattr(model, "threshold_", None)
         usable = threshold is not None and -1.0 <= float(threshold) < 1.0
-        params = model.get_params() if hasattr(model, "get_params") else {}
-        row = ModelVersion(
-            version=version,
-            dim=int(getattr(model, "dim", 0)),
-            params=params,
-            threshold=float(threshold) if usable else None,
-            # cv.embed calibrates at pairwise precision 0.98 on held-out training writers
-            target_precision=0.98 if usable else None,
-            source=source[:1000],
-            trained_by=actor[:100],
-            note=note,
-        )
-    if fit_data and not row.fit_data:
-        row.fit_data = fit_data
-    if reference and not row.reference:
-        row.reference = reference
-    session.add(row)
-    if session.get(ModelFile, version) is None:
         blob = data if data is not None else model_bytes(model)
-        row.file_sha256 = hashlib.sha256(blob).hexdigest()
-        session.add(ModelFile(version=version, npz=blob))
-    session.flush()
+        # two processes may register the same version at once: the unique constraint decides
+        row, created = insert_or_ignore(
+            session,
+            ModelVersion(
+                version=version,
+                dim=int(getattr(model, "dim", 0)),
+                params=model.get_params() if hasattr(model, "get_params") else {},
+                threshold=float(threshold) if usable else None,
+                # cv.embed calibrates at pairwise precision 0.98 on held-out training writers
+                target_precision=0.98 if usable else None,
+                source=source[:1000],
+                file_sha256=hashlib.sha256(blob).hexdigest(),
+                trained_by=actor[:100],
+                note=note,
+            ),
+            existing=existing,
+        )
+        insert_or_ignore(
+            session,
+            ModelFile(version=version, npz=blob),
+            existing=lambda: session.get(ModelFile, version),
+        )
+    changed = False
+    if fit_data and not row.fit_data:
+        row.fit_data, changed = fit_data, True
+    if reference and not row.reference:
+        row.reference, changed = reference, True
+    if changed:
+        session.add(row)
+        session.flush()
     if created:
         audit.record(
             session,

@@ -93,7 +93,9 @@ def reembed_slips(*, settings: Settings, version: str, slip_ids: list[int]) -> i
     written = 0
     with Session(_engine(settings), expire_on_commit=False) as s:
         current = dict(
-            s.exec(select(Slip.id, Slip.sha256).where(col(Slip.id).in_([f[0] for f in features])))
+            s.exec(
+                select(Slip.id, Slip.sha256).where(col(Slip.id).in_([f[0] for f in features]))
+            ).all()
         )
         for slip_id, sha, f in features:
             if current.get(slip_id) != sha:
