@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import union
 from sqlmodel import Session, col, select
 
 from store.clustering import (
@@ -42,6 +43,8 @@ class BetRow:
     slip_id: int | None
     cluster_id: int | None
     confidence: float | None  # of the slip's cluster membership
+    status: str = ""  # BetStatus value
+    odds: float | None = None
 
 
 def model_version(session: Session) -> str:
@@ -68,6 +71,38 @@ def reset(session: Session) -> None:
     """Forget the model version and memoised reads (start of an engine run)."""
     session.info.pop("rules_model_version", None)
     session.info.pop("rules_memo", None)
+    session.info.pop("rules_horizon", None)
+
+
+def bet(*, session: Session, bet_id: int) -> Bet | None:
+    """The bet, held for the engine run (the session's identity map is weak: without a
+    reference every kind asking for the trigger's bet would read it again)."""
+    return memo(session, ("bet", bet_id), lambda: _bet(session, bet_id))
+
+
+def _bet(session: Session, bet_id: int) -> Bet | None:
+    """The bet with its slip and that slip's membership, in one query (every event run asks
+    for all three); the slip and membership go to the memo of `slip_of_bet` / `membership`."""
+    row = session.exec(
+        select(Bet, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)  # type: ignore[call-overload]
+        .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
+        .outerjoin(
+            ClusterMember,
+            (col(ClusterMember.slip_id) == col(Slip.id))
+            & (col(ClusterMember.model_version) == model_version(session)),
+        )
+        .where(Bet.id == bet_id)
+    ).first()
+    if row is None:
+        return None
+    found, slip_id, cluster_id, confidence = row
+    cache = session.info["rules_memo"]
+    cache[("slip_of_bet", bet_id)] = slip_id
+    if slip_id is not None:
+        cache[("membership", slip_id)] = (
+            None if cluster_id is None else (int(cluster_id), float(confidence))
+        )
+    return found  # type: ignore[no-any-return]
 
 
 def slip_of_bet(*, session: Session, bet_id: int) -> int | None:
@@ -99,11 +134,11 @@ def _membership(session: Session, slip_id: int) -> tuple[int, float] | None:
 def pivot_of_bet(*, session: Session, bet_id: int) -> tuple[str, int] | None:
     """``("customer", id)`` when the bet names a customer, else ``("cluster", id)`` of its
     slip, else None (an anonymous bet whose slip is not clustered yet)."""
-    bet = session.get(Bet, bet_id)
-    if bet is None:
+    found_bet = bet(session=session, bet_id=bet_id)
+    if found_bet is None:
         return None
-    if bet.customer_id is not None:
-        return "customer", bet.customer_id
+    if found_bet.customer_id is not None:
+        return "customer", found_bet.customer_id
     slip_id = slip_of_bet(session=session, bet_id=bet_id)
     found = membership(session=session, slip_id=slip_id) if slip_id is not None else None
     return ("cluster", found[0]) if found else None
@@ -148,6 +183,8 @@ _BET_COLUMNS = (
     Bet.sport,
     Bet.returns,
     Bet.settled_at,
+    Bet.status,
+    Bet.odds,
 )
 
 
@@ -164,14 +201,63 @@ def cluster_rows(
     ids = tuple(sorted(set(cluster_ids)))
     if not ids:
         return []
+    # a read of more clusters (a customer's linked clusters) over the window serves too
+    for key, entries in list(session.info.get("rules_memo", {}).items()):
+        if key[:2] == ("covered", "cluster_rows") and key[3] == settled and set(ids) < set(key[2]):
+            rows = _cut(entries, since, until, settled)
+            if rows is not None:
+                return [r for r in rows if r.cluster_id in ids]
     return _covered(
         session,
         ("cluster_rows", ids, settled),
         since,
         until,
         settled,
-        lambda: _cluster_rows(session, ids, since, until, settled),
+        lambda lo, hi: _cluster_rows(session, ids, lo, hi, settled),
     )
+
+
+def _entries(
+    session: Session, key: tuple[Any, ...]
+) -> list[tuple[datetime | None, datetime | None, list[BetRow]]]:
+    model_version(session)  # a new evaluation starts with an empty memo
+    return session.info.setdefault("rules_memo", {}).setdefault(("covered", *key), [])  # type: ignore[no-any-return]
+
+
+def _cut(
+    entries: list[tuple[datetime | None, datetime | None, list[BetRow]]],
+    since: datetime | None,
+    until: datetime | None,
+    settled: bool,
+) -> list[BetRow] | None:
+    """The rows of ``[since, until]`` from an entry whose window covers it, else None."""
+
+    def inside(r: BetRow) -> bool:
+        at = r.settled_at if settled else r.placed_at
+        if at is None:
+            return False
+        return (since is None or at >= as_utc(since)) and (until is None or at <= as_utc(until))
+
+    for e_since, e_until, rows in entries:
+        if (e_since is None or (since is not None and e_since <= since)) and (
+            e_until is None or (until is not None and e_until >= until)
+        ):
+            return [r for r in rows if inside(r)]
+    return None
+
+
+def _load_window(
+    session: Session, since: datetime | None, until: datetime | None, settled: bool
+) -> tuple[datetime | None, datetime | None]:
+    """What a miss reads: at least the run's horizon (`set_horizon`) when the request falls
+    in it, so that the first rule to ask loads what every later one needs."""
+    horizon = session.info.get("rules_horizon")
+    if horizon is None or settled or since is None or until is None:
+        return since, until
+    h_since, h_until = horizon
+    if h_since <= as_utc(until) <= h_until:
+        return min(as_utc(since), h_since), h_until
+    return since, until
 
 
 def _covered(
@@ -180,31 +266,25 @@ def _covered(
     since: datetime | None,
     until: datetime | None,
     settled: bool,
-    compute: Callable[[], list[BetRow]],
+    compute: Callable[[datetime | None, datetime | None], list[BetRow]],
 ) -> list[BetRow]:
     """Rows for ``[since, until]``, cut from an earlier read of the same key over a window
-    that covers it (rules ask for 30 d, 72 h and 24 h of the same pivot in one run)."""
-    model_version(session)  # a new evaluation starts with an empty memo
-    entries: list[tuple[datetime | None, datetime | None, list[BetRow]]] = session.info.setdefault(
-        "rules_memo", {}
-    ).setdefault(("covered", *key), [])
-    for e_since, e_until, rows in entries:
-        if (e_since is None or (since is not None and e_since <= since)) and (
-            e_until is None or (until is not None and e_until >= until)
-        ):
+    that covers it (rules ask for 90 d, 30 d, 72 h and 24 h of the same pivot in one run)."""
+    entries = _entries(session, key)
+    found = _cut(entries, since, until, settled)
+    if found is not None:
+        return found
+    lo, hi = _load_window(session, since, until, settled)
+    entries.append((lo, hi, compute(lo, hi)))
+    return _cut(entries[-1:], since, until, settled) or []
 
-            def inside(r: BetRow) -> bool:
-                at = r.settled_at if settled else r.placed_at
-                if at is None:
-                    return False
-                return (since is None or at >= as_utc(since)) and (
-                    until is None or at <= as_utc(until)
-                )
 
-            return [r for r in rows if inside(r)]
-    rows = compute()
-    entries.append((since, until, rows))
-    return rows
+def set_horizon(session: Session, since: datetime, until: datetime) -> None:
+    """Declare the span of history this engine run reads (an event trigger: the longest
+    look-back of the event rules up to the trigger): a pivot's bets are then read once over
+    it and every rule's window is cut from that read (`reset` forgets it)."""
+    model_version(session)
+    session.info["rules_horizon"] = (as_utc(since), as_utc(until))
 
 
 def _cluster_rows(
@@ -241,7 +321,7 @@ def customer_rows(
         since,
         until,
         False,
-        lambda: _customer_rows(session, customer_id, since, until),
+        lambda lo, hi: _customer_rows(session, customer_id, lo, hi),
     )
 
 
@@ -261,6 +341,47 @@ def _customer_rows(
     return [_row(r) for r in session.exec(_between(query, since, until)).all()]
 
 
+def _prefetch_customer(
+    session: Session,
+    customer_id: int,
+    clusters: tuple[int, ...],
+    since: datetime | None,
+    until: datetime | None,
+) -> None:
+    """Read a customer pivot's own bets and its linked clusters' bets in one query (a UNION
+    of two indexed selections of bet ids; ``customer_id = :c OR id IN (...)`` in one
+    condition would defeat both indexes) and file them under `customer_rows` and
+    `cluster_rows`."""
+    own_entries = _entries(session, ("customer_rows", customer_id))
+    linked_entries = _entries(session, ("cluster_rows", clusters, False))
+    if not clusters or (
+        _cut(own_entries, since, until, False) is not None
+        and _cut(linked_entries, since, until, False) is not None
+    ):
+        return
+    lo, hi = _load_window(session, since, until, False)
+    version = model_version(session)
+    own_ids = _between(select(Bet.id).where(Bet.customer_id == customer_id), lo, hi)
+    linked_ids = (
+        select(Slip.bet_id)
+        .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+        .where(col(ClusterMember.cluster_id).in_(clusters), ClusterMember.model_version == version)
+    )
+    query = (
+        select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)  # type: ignore[call-overload]
+        .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
+        .outerjoin(
+            ClusterMember,
+            (col(ClusterMember.slip_id) == col(Slip.id))
+            & (col(ClusterMember.model_version) == version),
+        )
+        .where(col(Bet.id).in_(union(own_ids, linked_ids)))
+    )
+    rows = [_row(r) for r in session.exec(_between(query, lo, hi)).all()]
+    own_entries.append((lo, hi, [r for r in rows if r.customer_id == customer_id]))
+    linked_entries.append((lo, hi, [r for r in rows if r.cluster_id in clusters]))
+
+
 def bet_rows_of_pivot(
     *,
     session: Session,
@@ -273,8 +394,9 @@ def bet_rows_of_pivot(
     if pivot_kind == "cluster":
         rows = cluster_rows(session=session, cluster_ids=[pivot_id], since=since, until=until)
     elif pivot_kind == "customer":
-        own = customer_rows(session=session, customer_id=pivot_id, since=since, until=until)
         clusters = linked_clusters(session=session, customer_id=pivot_id)
+        _prefetch_customer(session, pivot_id, tuple(sorted(clusters)), since, until)
+        own = customer_rows(session=session, customer_id=pivot_id, since=since, until=until)
         linked = cluster_rows(session=session, cluster_ids=clusters, since=since, until=until)
         rows = own + linked
     else:
@@ -365,7 +487,7 @@ def _between(query, since: datetime | None, until: datetime | None, *, settled: 
 def _row(r: Any) -> BetRow:
     """A BetRow from ``(*_BET_COLUMNS, slip id, cluster id, confidence)``."""
     bet_id, placed, shop, customer_id, stake, currency, sport, returns, settled = r[:9]
-    slip_id, cluster_id, conf = r[9], r[10], r[11]
+    status, odds, slip_id, cluster_id, conf = r[9], r[10], r[11], r[12], r[13]
     return BetRow(
         bet_id=int(bet_id),
         placed_at=as_utc(placed),
@@ -379,4 +501,6 @@ def _row(r: Any) -> BetRow:
         slip_id=None if slip_id is None else int(slip_id),
         cluster_id=None if cluster_id is None else int(cluster_id),
         confidence=None if conf is None or cluster_id is None else float(conf),
+        status=str(getattr(status, "value", status)),
+        odds=None if odds is None else float(odds),
     )

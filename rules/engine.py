@@ -333,10 +333,11 @@ def _run(session: Session, rules: list[Rule], trigger: Trigger, now: datetime) -
         record_milestone(session=session, now=now)
     settings = engine_settings()
     boosters = _boosters(rules)
+    rules = [r for r in rules if trigger.kind in REGISTRY[r.kind].triggers]
+    if trigger.kind != "schedule":
+        _set_event_horizon(session, rules, trigger)
     alerts: dict[int, Alert] = {}
     for rule in rules:
-        if trigger.kind not in REGISTRY[rule.kind].triggers:
-            continue
         for finding in _evaluate(session, rule, trigger):
             boost = _boost_for(session, boosters, rule, finding, trigger.at)
             decision = decide(rule, finding, settings=settings, boost=boost)
@@ -352,6 +353,36 @@ def _run(session: Session, rules: list[Rule], trigger: Trigger, now: datetime) -
             )
             alerts[alert.id] = alert  # type: ignore[index]
     return list(alerts.values())
+
+
+def lookback(rule: Rule) -> timedelta:
+    """How much history before its trigger a rule reads: the kind's own answer (kinds with
+    several windows in their params) or the rule's window."""
+    kind = REGISTRY[rule.kind]
+    if hasattr(kind, "lookback"):
+        return kind.lookback(rule)  # type: ignore[no-any-return]
+    return rule.window or timedelta(0)
+
+
+def _set_event_horizon(session: Session, rules: list[Rule], trigger: Trigger) -> None:
+    """The span of history the event rules read, from the longest look-back up to the trigger
+    (and the trigger's bet): each pivot's bets are then read once for all rules."""
+    span = max((lookback(r) for r in rules), default=timedelta(0))
+    if span <= timedelta(0):
+        return
+    start = end = as_utc(trigger.at)
+    pivot = None
+    if trigger.bet_id is not None:
+        bet = context.bet(session=session, bet_id=trigger.bet_id)
+        if bet is not None:
+            placed = as_utc(bet.placed_at)
+            start, end = min(start, placed), max(end, placed)
+            pivot = context.pivot_of_bet(session=session, bet_id=trigger.bet_id)
+    context.set_horizon(session, start - span, end)
+    if pivot is not None:  # read now, whichever rule asks first and for whatever window
+        context.bet_rows_of_pivot(
+            session=session, pivot_kind=pivot[0], pivot_id=pivot[1], since=start - span, until=end
+        )
 
 
 def _open_alert(session: Session, rule: Rule, finding: Finding) -> Alert | None:

@@ -5,9 +5,8 @@ Skipped by `rules.kinds.discover` (leading underscore). Everything here reads; n
 A *pivot* is what a finding is about: the customer when the bet names one, otherwise the
 handwriting cluster of the bet's slip. A customer pivot's bets are the customer's own bets plus
 those whose slips sit in a cluster holding one of the customer's slips; a cluster pivot's bets
-are those whose slips sit in the cluster. The pivot is expressed as a SQL condition on ``bets``
-(`pivot_clause`) so that window totals are aggregated by the database, on the indexed
-``customer_id`` / ``placed_at`` columns, instead of loading rows.
+are those whose slips sit in the cluster. An event run reads a pivot's bets once over its
+horizon (`pivot_rows`); every rule's windows, totals and medians are cut from that read.
 """
 
 from __future__ import annotations
@@ -17,13 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, union
+from sqlalchemy import ColumnElement, func, union
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from rules import context
+from rules.kinds._links import customers_of_cluster
 from rules.types import Rule, Trigger
-from store.clustering import ClusterMember, ClusterStatus, WriterCluster, cluster_customers
+from store.clustering import ClusterMember, ClusterStatus, WriterCluster
 from store.models import Bet, BetStatus, Customer, Leg, Slip, as_utc
 
 # Settled with a result that moved money; void bets are refunded and count neither as stakes
@@ -64,50 +64,35 @@ def _cache(session: Session) -> dict[Any, Any]:
 
 
 # ---------------------------------------------------------------- pivots
-def _cluster_bet_ids(session: Session, cluster_ids: Sequence[int]) -> list[int]:
-    """Ids of the bets whose slips are members of ``cluster_ids`` (active model), held for the
-    engine run.
+def pivot_rows(
+    session: Session, pivot_kind: str, pivot_id: int, *, since: datetime, until: datetime
+) -> list[context.BetRow]:
+    """The pivot's bets placed in ``(since, until]``, oldest first.
 
-    Fetched as a list rather than used as a sub-select: ``customer_id = :c OR id IN (SELECT
-    ...)`` defeats the indexes on PostgreSQL (a sequential scan of every bet, ~0.5 s at a
-    million bets), while ``customer_id = :c OR id IN (:ids)`` is a BitmapOr of two index scans.
+    Read through `rules.context.bet_rows_of_pivot`: in an event run the first rule to ask
+    loads the run's whole horizon (the customer's own bets, the customer's linked clusters,
+    and those clusters' bets: three indexed queries, or one for a cluster) and every other
+    window of every rule is cut from it in memory.  (A single ``customer_id = :c OR id IN
+    (...)`` condition, the earlier form, cost one aggregate query per rule and window.)
     """
-    key = ("cluster_bets", tuple(sorted(cluster_ids)))
-    cache = _cache(session)
-    if key not in cache:
-        rows = session.exec(
-            select(Slip.bet_id)
-            .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
-            .where(
-                col(ClusterMember.cluster_id).in_(list(cluster_ids)),
-                ClusterMember.model_version == context.model_version(session),
-            )
-        ).all()
-        cache[key] = sorted({int(r) for r in rows})
-    return list(cache[key])
+    rows = context.bet_rows_of_pivot(
+        session=session, pivot_kind=pivot_kind, pivot_id=pivot_id, since=since, until=until
+    )
+    return [r for r in rows if r.placed_at > since]
+
+
+def pivot_ids_clause(
+    session: Session, pivot_kind: str, pivot_id: int, *, since: datetime, until: datetime
+) -> ColumnElement[bool]:
+    """SQL condition on ``bets`` selecting the pivot's bets placed in ``(since, until]`` by
+    id (for the kinds that join legs): a primary-key lookup."""
+    ids = [r.bet_id for r in pivot_rows(session, pivot_kind, pivot_id, since=since, until=until)]
+    return col(Bet.id).in_(ids)
 
 
 def linked_clusters(session: Session, customer_id: int) -> list[int]:
-    """Active clusters holding at least one of the customer's own slips (held for the engine
-    run: every kind evaluating the trigger asks)."""
-    key = ("linked", customer_id)
-    cache = _cache(session)
-    if key not in cache:
-        cache[key] = sorted(context.linked_clusters(session=session, customer_id=customer_id))
-    return list(cache[key])
-
-
-def pivot_clause(session: Session, pivot_kind: str, pivot_id: int) -> ColumnElement[bool]:
-    """SQL condition on ``bets`` selecting the pivot's bets (as `rules.context.bets_of_pivot`)."""
-    if pivot_kind == "customer":
-        own = col(Bet.customer_id) == pivot_id
-        clusters = linked_clusters(session, pivot_id)
-        if not clusters:
-            return own
-        return or_(own, col(Bet.id).in_(_cluster_bet_ids(session, clusters)))
-    if pivot_kind == "cluster":
-        return col(Bet.id).in_(_cluster_bet_ids(session, [pivot_id]))
-    raise ValueError(f"pivot_kind: expected 'customer' or 'cluster', got {pivot_kind!r}")
+    """Active clusters holding at least one of the customer's own slips."""
+    return sorted(context.linked_clusters(session=session, customer_id=customer_id))
 
 
 def pivot_of_bet(session: Session, bet: Bet) -> tuple[str, int] | None:
@@ -127,7 +112,7 @@ def trigger_bet(session: Session, trigger: Trigger) -> Bet | None:
     if key not in cache:
         bet = None
         if trigger.bet_id is not None:
-            bet = session.get(Bet, trigger.bet_id)
+            bet = context.bet(session=session, bet_id=trigger.bet_id)
         elif trigger.slip_id is not None:
             slip = session.get(Slip, trigger.slip_id)
             bet = session.get(Bet, slip.bet_id) if slip is not None else None
@@ -184,7 +169,8 @@ def event_pivots(session: Session, trigger: Trigger) -> list[tuple[str, int, dat
     anchor = found[2] if found is not None else utc(trigger.at)
     bet = found[3] if found is not None else None
     seen = {(k, i) for k, i, _, _ in out}
-    for customer_id in sorted(cluster_customers(session=session, cluster_id=cluster_id)):
+    known = customers_of_cluster(session=session, cluster_id=cluster_id)  # held for the run
+    for customer_id in sorted(int(c.id) for c in known):  # type: ignore[arg-type]
         if ("customer", customer_id) not in seen:
             out.append(("customer", customer_id, anchor, bet))
     return out
@@ -386,39 +372,23 @@ def pivot_sums_since(
     until: datetime,
     fx_to_gbp: Mapping[str, float] | None = None,
 ) -> list[dict[str, float]]:
-    """`pivot_sums` for several windows ``(since, until]`` sharing one end, in one query
-    (one round trip: the per-event budget is counted in queries)."""
-    settled = col(Bet.status).in_(SETTLED)
-    columns: list[Any] = [Bet.currency]
-    for since in sinces:
-        inside = col(Bet.placed_at) > since
-        columns += [
-            func.sum(Bet.total_stake).filter(NOT_VOID, inside),
-            func.sum(Bet.total_stake).filter(settled, inside),
-            func.sum(func.coalesce(Bet.returns, 0)).filter(settled, inside),
-            func.count(col(Bet.id)).filter(NOT_VOID, inside),
-        ]
-    rows = session.exec(
-        select(*columns)
-        .where(
-            pivot_clause(session, pivot_kind, pivot_id),
-            col(Bet.placed_at) > min(sinces),
-            col(Bet.placed_at) <= until,
-        )
-        .group_by(Bet.currency)
-    ).all()
+    """`pivot_sums` for several windows ``(since, until]`` sharing one end, from one read of
+    the pivot's bets (`pivot_rows`)."""
+    rows = pivot_rows(session, pivot_kind, pivot_id, since=min(sinces), until=until)
     rates = {str(k).upper(): float(v) for k, v in (fx_to_gbp or {}).items()}
     out = []
-    for i in range(len(sinces)):
+    for since in sinces:
         staked = settled_staked = returns = 0.0
         bets = 0
-        for row in rows:
-            rate = rates.get(str(row[0]).upper(), 1.0)
-            st, sst, ret, n = row[1 + 4 * i : 5 + 4 * i]
-            staked += float(st or 0.0) * rate
-            settled_staked += float(sst or 0.0) * rate
-            returns += float(ret or 0.0) * rate
-            bets += int(n or 0)
+        for r in rows:
+            if r.placed_at <= since or r.status == BetStatus.void:
+                continue
+            rate = rates.get(r.currency.upper(), 1.0)
+            staked += r.stake * rate
+            bets += 1
+            if r.status in SETTLED:
+                settled_staked += r.stake * rate
+                returns += (r.returns or 0.0) * rate
         out.append({
             "staked": money(staked),
             "settled_staked": money(settled_staked),
@@ -439,15 +409,7 @@ def pivot_bet_ids(
     limit: int = 200,
 ) -> list[int]:
     """The pivot's non-void bets placed in ``(since, until]``, newest first, at most ``limit``."""
-    rows = session.exec(
-        select(Bet.id)
-        .where(
-            pivot_clause(session, pivot_kind, pivot_id),
-            col(Bet.placed_at) > since,
-            col(Bet.placed_at) <= until,
-            NOT_VOID,
-        )
-        .order_by(col(Bet.placed_at).desc(), col(Bet.id).desc())
-        .limit(limit)
-    ).all()
-    return [int(r) for r in rows if r is not None]
+    rows = pivot_rows(session, pivot_kind, pivot_id, since=since, until=until)
+    live = [r for r in rows if r.status != BetStatus.void]
+    live.sort(key=lambda r: (r.placed_at, r.bet_id), reverse=True)
+    return [r.bet_id for r in live[: max(limit, 0)]]

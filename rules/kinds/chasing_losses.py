@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from rules.kinds import _pattern_common as pc
 from rules.types import Finding, Rule, Trigger
-from store.models import Bet, BetStatus
+from store.models import BetStatus
 
 DEFAULTS = MappingProxyType(
     {
@@ -36,6 +36,10 @@ class ChasingLosses:
     defaults = DEFAULTS
     triggers = frozenset({"bet_placed", "bet_settled"})
 
+    def lookback(self, rule: Rule) -> timedelta:
+        p = pc.params_of(rule, DEFAULTS)
+        return pc.window_of(rule, DEFAULT_WINDOW) + timedelta(hours=float(p["lookback_hours"]))
+
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)
         window = pc.window_of(rule, DEFAULT_WINDOW)
@@ -44,18 +48,10 @@ class ChasingLosses:
             return []
         kind, pid, anchor, _bet = found
         start = anchor - window
-        rows = session.exec(
-            select(Bet.id, Bet.placed_at, Bet.total_stake, Bet.status, Bet.settled_at)  # type: ignore[call-overload]
-            .where(
-                pc.pivot_clause(session, kind, pid),
-                col(Bet.placed_at) > start - timedelta(hours=float(p["lookback_hours"])),
-                col(Bet.placed_at) <= anchor,
-            )
-            .order_by(col(Bet.placed_at), col(Bet.id))
-        ).all()
+        rows = pc.pivot_rows(session, kind, pid, until=anchor,
+                             since=start - timedelta(hours=float(p["lookback_hours"])))  # fmt: skip
         chases = find_chases(
-            [(int(i), pc.utc(t), float(s), str(st), pc.utc(x) if x else None)
-             for i, t, s, st, x in rows],
+            [(r.bet_id, r.placed_at, r.stake, r.status, r.settled_at) for r in rows],
             min_losses=int(p["min_losses"]),
             stake_multiple=float(p["stake_multiple"]),
             since=start,

@@ -41,6 +41,10 @@ class HighSpend:
     defaults = DEFAULTS
     triggers = frozenset({"bet_placed", "bet_settled", "slip_clustered", "schedule"})
 
+    def lookback(self, rule: Rule) -> timedelta:
+        p = pc.params_of(rule, DEFAULTS)
+        return timedelta(days=max(float(p["stake_window_days"]), float(p["loss_window_days"])))
+
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)
         stake_thr, loss_thr = float(p["stake_threshold_gbp"]), float(p["loss_threshold_gbp"])

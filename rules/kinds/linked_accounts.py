@@ -38,7 +38,7 @@ class LinkedAccounts:
             if trigger.customer_id is not None:
                 customers.add(trigger.customer_id)
             elif trigger.bet_id is not None:
-                bet = session.get(Bet, trigger.bet_id)
+                bet = context.bet(session=session, bet_id=trigger.bet_id)
                 if bet is not None and bet.customer_id is not None:
                     customers.add(bet.customer_id)
         out = []

@@ -72,8 +72,8 @@ class LowRiskWashing:
             select(Bet.id, Bet.total_stake, Bet.odds, Bet.currency, Leg.event, Leg.market,
                    Leg.selection_key, func.count(Leg.id).over(partition_by=Leg.bet_id))
             .join(Leg, col(Leg.bet_id) == col(Bet.id))
-            .where(pc.pivot_clause(session, kind, pid), col(Bet.placed_at) > since,
-                   col(Bet.placed_at) <= anchor, pc.NOT_VOID)
+            .where(pc.pivot_ids_clause(session, kind, pid, since=since, until=anchor),
+                   pc.NOT_VOID)
         ).all()  # fmt: skip
         rates = {str(k).upper(): float(v) for k, v in p["fx_to_gbp"].items()}
         odds: dict[int, float] = {}

@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from rules.kinds import _pattern_common as pc
 from rules.types import Finding, Rule, Trigger
-from store.models import Bet
+from store.models import BetStatus
 
 DEFAULTS = MappingProxyType(
     {
@@ -34,6 +33,10 @@ class MultiShop:
     name = "multi_shop"
     defaults = DEFAULTS
     triggers = frozenset({"bet_placed", "slip_clustered"})
+
+    def lookback(self, rule: Rule) -> timedelta:
+        p = pc.params_of(rule, DEFAULTS)
+        return max(timedelta(hours=float(p["day_hours"])), timedelta(days=float(p["week_days"])))
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)
@@ -92,22 +95,17 @@ class MultiShop:
     ) -> dict[int, tuple[datetime, datetime, int]]:
         """Shop id -> (first and last placement, last bet id) of the pivot's non-void bets in
         the window: one query serves both windows."""
-        rows = session.exec(
-            select(Bet.shop_id, func.min(Bet.placed_at), func.max(Bet.placed_at), func.max(Bet.id))
-            .where(
-                pc.pivot_clause(session, kind, pid),
-                col(Bet.placed_at) > since,
-                col(Bet.placed_at) <= until,
-                col(Bet.shop_id).is_not(None),
-                pc.NOT_VOID,
-            )
-            .group_by(col(Bet.shop_id))
-        ).all()
-        return {
-            int(s): (pc.utc(t0), pc.utc(t1), int(b))
-            for s, t0, t1, b in rows
-            if s is not None and b is not None
-        }
+        out: dict[int, tuple[datetime, datetime, int]] = {}
+        for r in pc.pivot_rows(session, kind, pid, since=since, until=until):
+            if r.shop_id is None or r.status == BetStatus.void:
+                continue
+            seen = out.get(r.shop_id)
+            if seen is None:
+                out[r.shop_id] = (r.placed_at, r.placed_at, r.bet_id)
+            else:
+                out[r.shop_id] = (min(seen[0], r.placed_at), max(seen[1], r.placed_at),
+                                  max(seen[2], r.bet_id))  # fmt: skip
+        return out
 
 
 KIND = MultiShop()

@@ -140,8 +140,8 @@ class PriceBeating:
             select(Bet.id, Leg.id, Leg.odds, Leg.event, Leg.event_start, Leg.selection_key,
                    func.count(Leg.id).over(partition_by=Leg.bet_id))
             .join(Leg, col(Leg.bet_id) == col(Bet.id))
-            .where(pc.pivot_clause(session, kind, pid), col(Bet.placed_at) > since,
-                   col(Bet.placed_at) <= anchor, col(Bet.status).in_(pc.SETTLED),
+            .where(pc.pivot_ids_clause(session, kind, pid, since=since, until=anchor),
+                   col(Bet.status).in_(pc.SETTLED),
                    col(Bet.odds).is_not(None))
             .order_by(col(Bet.placed_at).desc(), col(Bet.id).desc())
         ).all()  # fmt: skip

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from rules import context
 from rules.kinds._links import customers_of_cluster, link_confidence, trigger_cluster, window_of
 from rules.types import Finding, Rule, Trigger
-from store.models import Bet, Customer, CustomerStatus, as_utc
+from store.models import Customer, CustomerStatus, as_utc
 
 
 class SelfExcluded:
@@ -38,19 +38,21 @@ class SelfExcluded:
                 candidates[c.id] = c  # type: ignore[index]
                 clusters[c.id] = sorted(context.linked_clusters(session=session, customer_id=c.id))  # type: ignore[arg-type,index]
         else:
-            if trigger.bet_id is not None:
-                bet = session.get(Bet, trigger.bet_id)
-                if bet is not None and bet.customer_id is not None:
-                    own = session.get(Customer, bet.customer_id)
-                    if own is not None and own.status == CustomerStatus.self_excluded:
-                        candidates[own.id] = own  # type: ignore[index]
-                        clusters.setdefault(own.id, [])  # type: ignore[arg-type]
+            # the cluster's customers first: the bet's own customer is usually one of them,
+            # and then already in the session
             found = trigger_cluster(session=session, trigger=trigger)
             if found is not None:
                 for c in customers_of_cluster(session=session, cluster_id=found[0]):
                     if c.status == CustomerStatus.self_excluded:
                         candidates[c.id] = c  # type: ignore[index]
                         clusters.setdefault(c.id, []).append(found[0])  # type: ignore[arg-type]
+            if trigger.bet_id is not None:
+                bet = context.bet(session=session, bet_id=trigger.bet_id)
+                if bet is not None and bet.customer_id is not None:
+                    own = session.get(Customer, bet.customer_id)
+                    if own is not None and own.status == CustomerStatus.self_excluded:
+                        candidates[own.id] = own  # type: ignore[index]
+                        clusters.setdefault(own.id, [])  # type: ignore[arg-type]
         out = []
         for cid, customer in sorted(candidates.items()):
             f = self._finding(session, rule, customer, clusters.get(cid, []), since, until)

@@ -13,12 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from rules.kinds import _pattern_common as pc
 from rules.types import Finding, Rule, Trigger
-from store.models import Bet
 
 DEFAULTS = MappingProxyType(
     {
@@ -44,14 +42,11 @@ class SessionIntensity:
             return []
         kind, pid, anchor, bet = found
         if trigger.kind == "bet_settled" and bet is not None:
-            last = session.exec(
-                select(func.max(Bet.placed_at)).where(
-                    pc.pivot_clause(session, kind, pid),
-                    col(Bet.placed_at) >= anchor,
-                    col(Bet.placed_at) <= anchor + window,
-                )
-            ).one()
-            anchor = pc.utc(last) if last is not None else anchor
+            # the session the settled bet belongs to: up to the last bet placed in the window
+            # after it (including itself, hence the read from just before it)
+            later = pc.pivot_rows(session, kind, pid, since=anchor - timedelta(microseconds=1),
+                                  until=anchor + window)  # fmt: skip
+            anchor = max((r.placed_at for r in later), default=anchor)
         sums = pc.pivot_sums(session, kind, pid, since=anchor - window, until=anchor,
                              fx_to_gbp=p["fx_to_gbp"])  # fmt: skip
         min_bets, min_loss = int(p["min_bets"]), float(p["min_session_loss_gbp"])

@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from rules import context
 from rules.kinds import _pattern_common as pc
 from rules.types import Finding, Rule, Trigger
-from store.models import Bet
+from store.models import BetStatus
 
 DEFAULTS = MappingProxyType(
     {
@@ -41,18 +42,15 @@ class StakeSpike:
         kind, pid, anchor, bet = found
         if bet is None or bet.id is None or bet.status == "void":
             return []
-        # only the stakes are fetched (a column, not rows): the median is not portable SQL
-        rows = session.exec(
-            select(Bet.id, Bet.total_stake)
-            .where(
-                pc.pivot_clause(session, kind, pid),
-                col(Bet.placed_at) >= anchor - window,
-                col(Bet.placed_at) <= anchor,
-                col(Bet.id) != bet.id,
-                pc.NOT_VOID,
-            )
-            .order_by(col(Bet.placed_at).desc(), col(Bet.id).desc())
-        ).all()
+        # the window is [anchor - window, anchor]: a bet exactly at its start still counts
+        prior = [
+            r
+            for r in context.bet_rows_of_pivot(session=session, pivot_kind=kind, pivot_id=pid,
+                                               since=anchor - window, until=anchor)
+            if r.bet_id != bet.id and r.status != BetStatus.void
+        ]  # fmt: skip
+        prior.sort(key=lambda r: (r.placed_at, r.bet_id), reverse=True)
+        rows = [(r.bet_id, r.stake) for r in prior]
         if len(rows) < int(p["min_prior_bets"]):
             return []
         baseline = pc.median([float(s) for _, s in rows])
