@@ -6,7 +6,8 @@ from sqlalchemy.exc import DBAPIError
 
 from store.db import downgrade, migrate
 
-TABLES = {"shops", "customers", "bets", "legs", "slips", "slip_images", "audit_log", "api_keys"}
+TABLES = {"shops", "customers", "bets", "legs", "slips", "slip_images", "audit_log", "api_keys",
+          "users", "user_sessions"}  # fmt: skip
 
 
 def _tables(url: str) -> set[str]:
