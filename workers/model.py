@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[str, Any] = {}  # version -> EmbeddingModel, loaded once per process
-_registered: set[str] = set()  # versions known to be in the registry
+_registered: set[tuple[str, str]] = set()  # (database, version) known to be registered
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,9 @@ def _configured_file(settings: Settings) -> Path:
 def register_configured(*, session: Session, settings: Settings) -> str:
     """Put the configured model in the registry (once per process) and return its version."""
     model = configured_model(settings)
+    key = (str(session.get_bind().engine.url), str(model.version))
     with _lock:
-        if model.version in _registered:
+        if key in _registered:
             return str(model.version)
     from store import models_registry
 
@@ -73,7 +74,7 @@ def register_configured(*, session: Session, settings: Settings) -> str:
             source=str(settings.model_path) if settings.model_path else "shipped",
         )
     with _lock:
-        _registered.add(model.version)
+        _registered.add(key)
     return str(model.version)
 
 
