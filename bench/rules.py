@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import create_engine, text
+from sqlalchemy import event as sa_event
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -340,6 +342,12 @@ def time_rules(
     from store.db import get_engine
 
     engine = get_engine(url)
+    queries = [0]
+
+    @sa_event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args: object) -> None:
+        queries[0] += 1
+
     with Session(engine) as session:
         rules = [r for r in active_rules(session=session) if r.enabled]
         session.commit()  # numbers the rule versions once
@@ -350,6 +358,8 @@ def time_rules(
     # recent bets (the last ~2 days of history), as the pipeline sees them
     ids = rng.integers(max(1, last - 5000), last + 1, samples + 20)
     timings: dict[str, list[float]] = {"bet_placed": [], "slip_clustered": [], "both": []}
+    cpu: list[float] = []  # this process's CPU for both triggers (the rest is waiting)
+    per_event_queries: list[int] = []
     per_rule: dict[str, list[float]] = {r.id: [] for r in rules}
     raised = 0
     for n, bet_id in enumerate(ids):
@@ -371,6 +381,7 @@ def time_rules(
                 cluster_id=cluster_id,
                 customer_id=customer_id,
             )
+            q0, c0 = queries[0], time.process_time()
             t0 = time.perf_counter()
             if only:
                 a = _run(session, rules, placed, at)
@@ -381,6 +392,7 @@ def time_rules(
                 t1 = time.perf_counter()
                 b = run_event_rules(session=session, trigger=joined, now=at)
             t2 = time.perf_counter()
+            spent_cpu, spent_queries = time.process_time() - c0, queries[0] - q0
             session.rollback()
             if n >= 20:
                 for rule in rules:  # each rule alone, both triggers
@@ -394,6 +406,8 @@ def time_rules(
             timings["bet_placed"].append((t1 - t0) * 1000)
             timings["slip_clustered"].append((t2 - t1) * 1000)
             timings["both"].append((t2 - t0) * 1000)
+            cpu.append(spent_cpu * 1000)
+            per_event_queries.append(spent_queries)
             raised += len(a) + len(b)
     event = {
         k: {
@@ -436,6 +450,9 @@ def time_rules(
         "rules_enabled": len(rules),
         "event_samples": samples,
         "event": event,
+        "event_both_cpu_p50_ms": round(statistics.median(cpu), 2),
+        "event_both_queries_mean": round(statistics.fmean(per_event_queries), 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "select_1_roundtrip_p50_ms": round(statistics.median(trips), 3),
         "event_alerts_per_sample": round(raised / max(1, samples), 2),
         "event_by_rule": event_by_rule,

@@ -124,15 +124,39 @@ def sync_versions(*, session: Session, rules: list[Rule]) -> list[Rule]:
             latest[rule_id] = (version, digest)
     out = []
     for rule in rules:
-        digest = content_hash(rule)
+        digest = _digest(rule)
         found = latest.get(rule.id)
         if found is not None and found[1] == digest:
             version = found[0]
         else:
             version = _version_for(session, rule, digest)
             latest[rule.id] = (version, digest)
-        out.append(replace(rule, version=version))
+        out.append(rule if rule.version == version else _numbered(rule, version))
     return out
+
+
+# loaded rules are cached objects: their digests and numbered copies are kept with them (the
+# hash of a rule's content costs more than the rest of an event run's bookkeeping)
+_digests: dict[int, tuple[Rule, str]] = {}
+_numbered_rules: dict[tuple[int, int], tuple[Rule, Rule]] = {}
+
+
+def _digest(rule: Rule) -> str:
+    found = _digests.get(id(rule))
+    if found is None or found[0] is not rule:
+        if len(_digests) > 10_000:
+            _digests.clear()
+        found = _digests[id(rule)] = (rule, content_hash(rule))
+    return found[1]
+
+
+def _numbered(rule: Rule, version: int) -> Rule:
+    found = _numbered_rules.get((id(rule), version))
+    if found is None or found[0] is not rule:
+        if len(_numbered_rules) > 10_000:
+            _numbered_rules.clear()
+        found = _numbered_rules[(id(rule), version)] = (rule, replace(rule, version=version))
+    return found[1]
 
 
 def _version_for(session: Session, rule: Rule, digest: str) -> int:
@@ -176,6 +200,7 @@ def active_rules(*, session: Session, paths: list[str] | None = None) -> list[Ru
 
 
 _settings_cache: dict[tuple[tuple[str, float, int], ...], EngineSettings] = {}
+_last_settings: dict[tuple[str, ...], tuple[tuple[str, float, int], ...]] = {}
 
 
 def engine_settings(paths: list[str] | None = None) -> EngineSettings:
@@ -185,7 +210,14 @@ def engine_settings(paths: list[str] | None = None) -> EngineSettings:
 
         extra = os.environ.get("SLIPLINK_RULES_DIR")
         paths = [extra] if extra else []
-    signature = _signature(tuple(paths))
+    key = ("settings", *paths)
+    with _cache_lock:  # look at the files again at most every RECHECK_SECONDS, as the rules
+        recent = time.monotonic() - _checked.get(key, 0.0) < RECHECK_SECONDS
+        signature = _last_settings.get(key)
+    if not recent or signature is None:
+        signature = _signature(tuple(paths))
+        with _cache_lock:
+            _checked[key], _last_settings[key] = time.monotonic(), signature
     found = _settings_cache.get(signature)
     if found is None:
         found = _settings_cache[signature] = load_engine_settings(paths)
