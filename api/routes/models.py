@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import AnyUser, SessionDep
+from api.routes.ui import UISession, render
 from store import models_registry as registry
 from store.errors import Conflict, NotFound
 from store.models import Role
@@ -133,10 +134,7 @@ def _run_in_thread(settings: Any) -> None:
 
 # ---------------------------------------------------------------- web UI pages
 @ui_router.get("/ui/models", response_class=HTMLResponse)
-def models_page(request: Request, session: SessionDep) -> Response:
-    from api.routes.ui import render, ui_session
-
-    user_session = ui_session(request, session)
+def models_page(request: Request, session: SessionDep, user_session: UISession) -> Response:
     _register_configured(request, session)
     return render(
         request,
@@ -150,10 +148,9 @@ def models_page(request: Request, session: SessionDep) -> Response:
 
 
 @ui_router.get("/ui/models/{version}", response_class=HTMLResponse)
-def model_page(version: str, request: Request, session: SessionDep) -> Response:
-    from api.routes.ui import render, ui_session
-
-    user_session = ui_session(request, session)
+def model_page(
+    version: str, request: Request, session: SessionDep, user_session: UISession
+) -> Response:
     row = registry.resolve(session=session, ref=version)
     info = registry.detail(session=session, version=row.version)
     return render(
@@ -168,8 +165,7 @@ def model_page(version: str, request: Request, session: SessionDep) -> Response:
 
 
 @ui_router.get("/ui/models/{version}/report/{name}")
-def model_report_page(version: str, name: str, request: Request, session: SessionDep) -> Response:
-    from api.routes.ui import ui_session
-
-    ui_session(request, session)
+def model_report_page(
+    version: str, name: str, session: SessionDep, user_session: UISession
+) -> Response:
     return _report_response(session, version, name)
