@@ -1,4 +1,4 @@
-"""`sliplink users create|list|disable|password` and `sliplink keys create|list|revoke`.
+"""`sliplink users create|list|disable|password|logout` and `sliplink keys create|list|revoke`.
 
 Both work on the configured database (``SLIPLINK_DATABASE_URL`` or the embedded default),
 migrating it first, and write the audit log as the ``cli`` actor.
@@ -145,6 +145,20 @@ def users_password(
     except DomainError as exc:
         _fail(exc.detail)
     typer.echo(f"password changed for {username}")
+
+
+@users_app.command("logout")
+def users_logout(username: str = typer.Argument(...)) -> None:
+    """End every web session of a user now (a lost laptop, a copied cookie)."""
+    from store import users
+    from store.errors import DomainError
+
+    try:
+        with _scope() as session:
+            ended = users.end_all_sessions(session=session, username=username, actor=CLI_ACTOR)
+    except DomainError as exc:
+        _fail(exc.detail)
+    typer.echo(f"ended {ended} session(s) of {username}")
 
 
 @keys_app.command("create")

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from api.deps import AdminUser, SessionDep
 from store import users
 from store.access import create_api_key, list_api_keys, revoke_api_key
+from store.errors import Conflict
 from store.models import ApiKey, AuditEntry, AuditPublic, Role
 
 router = APIRouter(tags=["admin"])
@@ -95,7 +96,10 @@ def create_key(body: KeyIn, session: SessionDep, actor: AdminUser) -> KeyCreated
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyPublic)
 def revoke_key(key_id: int, session: SessionDep, actor: AdminUser) -> KeyPublic:
-    """Revoke a key: its next request is refused."""
+    """Revoke a key: its next request is refused.  Not the key of this very request: an
+    admin locking themselves out is a mistake (another admin key or the CLI can do it)."""
+    if actor.key_id == key_id:
+        raise Conflict(f"key {key_id} is the key of this request: revoke it with another key")
     return _key_public(revoke_api_key(session=session, key_id=key_id, actor=actor))
 
 

@@ -136,6 +136,8 @@ def test_a_revoked_key_is_refused_at_once_and_both_steps_are_audited(client, key
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert client.get("/bets", headers=auth(key)).status_code == 401
     assert client.post("/keys/999999/revoke").status_code == 404
+    own = client.post("/keys/1/revoke")  # the admin key of these requests is key 1
+    assert own.status_code == 409 and client.get("/keys").status_code == 200
     trail = client.get("/audit", params={"entity": "api_key", "entity_id": str(key_id)}).json()
     actions = [e["action"] for e in trail["items"]]
     assert actions == ["apikey.revoke", "apikey.create"]  # newest first
