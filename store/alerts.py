@@ -525,6 +525,12 @@ def add_note(*, session: Session, alert_id: int, text: str, actor: Actor) -> Ale
     return event
 
 
+# what a rule's findings are about: a customer or a handwriting cluster (rules 1-12, 16), a
+# selection (runs on a selection, liability: rules 13 and 15) or a group of tickets named by
+# its first bet (linked outsider multiples: rule 14)
+SNOOZABLE_PIVOTS = ("customer", "cluster", "selection", "bet")
+
+
 def snooze(
     *,
     session: Session,
@@ -540,8 +546,8 @@ def snooze(
     until = as_utc(until)
     if until <= utcnow():
         raise Invalid("until: must be in the future")
-    if pivot_kind not in ("customer", "cluster"):
-        raise Invalid("pivot_kind: must be customer or cluster")
+    if pivot_kind not in SNOOZABLE_PIVOTS:
+        raise Invalid(f"pivot_kind: must be one of {', '.join(SNOOZABLE_PIVOTS)}")
     row = Snooze(
         rule_id=rule_id,
         pivot_kind=pivot_kind,

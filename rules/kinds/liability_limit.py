@@ -61,12 +61,13 @@ class LiabilityLimit:
             )
             on_selection = col(Bet.id).in_(select(Leg.bet_id).where(*conds))
             priced = col(Bet.potential_return).is_not(None)
-            liability, n_priced, n_unpriced, stakes = session.exec(
+            liability, n_priced, n_unpriced, stakes, oldest = session.exec(
                 select(
                     func.sum(col(Bet.potential_return) - col(Bet.total_stake)).filter(priced),
                     func.count(col(Bet.id)).filter(priced),
                     func.count(col(Bet.id)).filter(col(Bet.potential_return).is_(None)),
                     func.sum(Bet.total_stake),
+                    func.min(Bet.placed_at),
                 ).where(on_selection, Bet.status == BetStatus.open)
             ).one()
             liability = pc.money(liability)
@@ -98,7 +99,9 @@ class LiabilityLimit:
                         "open_stakes_gbp": pc.money(stakes),
                     },
                     evidence=evidence,
-                    window_start=anchor,
+                    # the liability builds up from the oldest open bet: while it stays open,
+                    # later findings on the selection add to the same alert
+                    window_start=min(pc.utc(oldest), anchor) if oldest is not None else anchor,
                     window_end=anchor,
                 )
             )
