@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import Select, func, union
+from sqlmodel import Session, col, select
 
+from store.clustering import ClusterMember
 from store.exposure import selection_liability
 from store.models import (
     BET_LINES,
@@ -17,6 +18,7 @@ from store.models import (
     Customer,
     CustomerStatus,
     Leg,
+    Slip,
     selection_key,
     utcnow,
 )
@@ -62,12 +64,15 @@ def check_bet(
     linked_customer_ids: list[int] | None = None,
     cluster_id: int | None = None,
     link_confidence: float | None = None,
+    matched_bet_ids: list[int] | None = None,
 ) -> CheckResult:
     """Decide on a bet about to be taken.
 
     ``linked_customer_ids`` are the accounts whose handwriting matches the slip (when a slip
     was given): the strictest factor and any exclusion among them applies, as if the bet were
-    theirs, so writing a slip under another name does not get around a limit.
+    theirs, so writing a slip under another name does not get around a limit.  The writer's
+    open stake and repeated bets count the bets of those accounts, of the handwriting cluster
+    ``cluster_id`` and of the matching slips' bets ``matched_bet_ids``, anonymous ones too.
     """
     customer_ids = [c for c in [bet_in.customer_id, *(linked_customer_ids or [])] if c]
     customers = [c for c in (session.get(Customer, i) for i in dict.fromkeys(customer_ids)) if c]
@@ -110,29 +115,29 @@ def check_bet(
             result.max_stake = min(
                 result.max_stake, round(max_win / max(_product(odds) - 1, 1e-9), 2)
             )  # type: ignore[arg-type]
-    if result.customer_ids:
+    writer_bets = _writer_bets(result.customer_ids, cluster_id, matched_bet_ids or [])
+    if writer_bets is not None:
         open_stake = float(
             session.exec(
                 select(func.coalesce(func.sum(Bet.total_stake), 0)).where(
-                    Bet.customer_id.in_(result.customer_ids),  # type: ignore[union-attr]
-                    Bet.status == BetStatus.open,
+                    col(Bet.id).in_(writer_bets), Bet.status == BetStatus.open
                 )
             ).one()
         )
+        whose = "open stakes" if cluster_id is None else "open stakes of the writer's cluster"
         if open_stake + total > limits.max_open_stake * factor:
             result.refer(
-                f"open stakes {open_stake:.2f} + {total:.2f} would pass the limit "
+                f"{whose} {open_stake:.2f} + {total:.2f} would pass the limit "
                 f"{limits.max_open_stake * factor:.2f}"
             )
         since = utcnow() - limits.repeat_window
         for leg in bet_in.legs:
             key = selection_key(leg.selection)
             recent = session.exec(
-                select(func.count())
-                .select_from(Bet)
+                select(func.count(func.distinct(Bet.id)))
                 .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
                 .where(
-                    Bet.customer_id.in_(result.customer_ids),  # type: ignore[union-attr]
+                    col(Bet.id).in_(writer_bets),
                     Bet.placed_at >= since,
                     Leg.selection_key == key,
                 )
@@ -153,6 +158,27 @@ def check_bet(
     if result.decision == "reject":
         result.max_stake = 0.0
     return result
+
+
+def _writer_bets(
+    customer_ids: list[int], cluster_id: int | None, bet_ids: list[int]
+) -> Select | None:  # type: ignore[type-arg]
+    """The ids of the bets taken from this writer, as one SQL set: the accounts' bets, the
+    cluster's slips' bets and the matched slips' bets (None when nothing identifies them)."""
+    parts = []
+    if customer_ids:
+        parts.append(select(Bet.id).where(col(Bet.customer_id).in_(customer_ids)))
+    if cluster_id is not None:
+        parts.append(
+            select(Slip.bet_id)
+            .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+            .where(ClusterMember.cluster_id == cluster_id)
+        )
+    if bet_ids:
+        parts.append(select(Bet.id).where(col(Bet.id).in_(bet_ids)))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else union(*parts)  # type: ignore[return-value]
 
 
 def _product(values: list[float]) -> float:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -11,9 +12,13 @@ from starlette.datastructures import UploadFile
 
 from api.deps import SessionDep, SettingsDep, ShopUser
 from store import factoring
-from store.checks import CheckLimits, check_bet
+from store.checks import CheckLimits, CheckResult, check_bet
 from store.errors import Invalid, TooLarge
 from store.models import BetCreate, Customer
+from store.settings import Settings
+
+if TYPE_CHECKING:
+    from workers.identify import WriterIdentity
 
 router = APIRouter(tags=["checks"])
 
@@ -65,37 +70,46 @@ async def pre_acceptance_check(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "bet"
         raise Invalid(f"bet.{where}: {first['msg']}") from None
-    linked: list[int] = []
-    identity = None
-    if image_bytes is not None:
-        from workers.identify import identify_writer
-
-        identity = await run_in_threadpool(
-            identify_writer, session=session, settings=settings, image_bytes=image_bytes
-        )
-        linked = list(identity.customer_ids)
-    if bet_in.customer_id is not None:
-        linked = [*linked, *await run_in_threadpool(_inherited, session, bet_in.customer_id)]
-    limits = CheckLimits(
-        max_stake=settings.check_max_stake,
-        max_potential_win=settings.check_max_potential_win,
-        max_open_stake=settings.check_max_open_stake,
-        max_selection_liability=settings.check_max_selection_liability,
-    )
-    result = await run_in_threadpool(
-        check_bet,
-        session=session,
-        bet_in=bet_in,
-        limits=limits,
-        linked_customer_ids=linked,
-        cluster_id=identity.cluster_id if identity else None,
-        link_confidence=identity.confidence if identity else None,
+    result, identity = await run_in_threadpool(
+        _decide, session=session, settings=settings, bet_in=bet_in, image_bytes=image_bytes
     )
     return asdict(result) | {
         "slip_checked": identity is not None,
         "slip_usable": identity.usable if identity else None,
         "slip_matches": [asdict(m) for m in identity.matches] if identity else [],
     }
+
+
+def _decide(
+    *, session: Session, settings: Settings, bet_in: BetCreate, image_bytes: bytes | None
+) -> tuple[CheckResult, WriterIdentity | None]:
+    """The writer (with a slip), the accounts whose factor applies, the decision: in one
+    worker thread, since every hop to the thread pool waits for a core on a busy machine."""
+    linked: list[int] = []
+    identity = None
+    if image_bytes is not None:
+        from workers.identify import identify_writer  # the CV stack loads on the first slip
+
+        identity = identify_writer(session=session, settings=settings, image_bytes=image_bytes)
+        linked = list(identity.customer_ids)
+    if bet_in.customer_id is not None:
+        linked += _inherited(session, bet_in.customer_id)
+    limits = CheckLimits(
+        max_stake=settings.check_max_stake,
+        max_potential_win=settings.check_max_potential_win,
+        max_open_stake=settings.check_max_open_stake,
+        max_selection_liability=settings.check_max_selection_liability,
+    )
+    result = check_bet(
+        session=session,
+        bet_in=bet_in,
+        limits=limits,
+        linked_customer_ids=linked,
+        cluster_id=identity.cluster_id if identity else None,
+        link_confidence=identity.confidence if identity else None,
+        matched_bet_ids=[m.bet_id for m in identity.matches] if identity else [],
+    )
+    return result, identity
 
 
 def _inherited(session: Session, customer_id: int) -> list[int]:

@@ -19,13 +19,15 @@ STORED, SAME_HAND, OTHER_HAND = "slip_00004.jpg", "slip_00003.jpg", "slip_00016.
 BET = {"stake": 10, "legs": [{"sport": "Horse Racing", "selection": "Golden Arrow", "odds": 3.0}]}
 
 
-def _stored_slip(client, settings, *, customer_id: int) -> int:
+def _stored_slip(
+    client, settings, *, customer_id: int | None, stake: float = 10, image: str = STORED
+) -> int:
     """A bet with its slip, run through the real extract and assign stages."""
-    resp = client.post("/bets", json=BET | {"customer_id": customer_id})
+    resp = client.post("/bets", json=BET | {"customer_id": customer_id, "stake": stake})
     assert resp.status_code == 201, resp.text
     bet_id = resp.json()["id"]
-    image = (SET / STORED).read_bytes()
-    resp = client.post(f"/bets/{bet_id}/slip", files={"slip": (STORED, image, "image/jpeg")})
+    data = (SET / image).read_bytes()
+    resp = client.post(f"/bets/{bet_id}/slip", files={"slip": (image, data, "image/jpeg")})
     assert resp.status_code == 202, resp.text
     slip_id = resp.json()["id"]
     assert pipeline.extract_stage(slip_id, None, settings).extracted
@@ -86,6 +88,25 @@ def test_a_factored_writer_under_another_name_gets_the_factor(client, session, s
     assert got["customer_ids"] == [stranger.id, factored.id]
     assert (got["decision"], got["max_stake"], got["stake_factor"]) == ("refer", 50.0, 0.1)
     assert "over the maximum 50.00 (stake factor 0.1)" in got["reasons"][0]
+
+
+def test_an_anonymous_writers_open_stakes_count_through_the_match(client, session, settings, keys):
+    # house limit on open stakes: 2,000; the writer already has 1,900 open, anonymously
+    slip_id = _stored_slip(client, settings, customer_id=None, stake=1900)
+    till = auth(keys.shop(make_shop(session).id))
+    same = _check(client, till, SAME_HAND, stake=200)
+    assert [m["slip_id"] for m in same["slip_matches"]] == [slip_id]
+    assert same["customer_ids"] == [] and same["decision"] == "refer"
+    assert same["reasons"] == ["open stakes 1900.00 + 200.00 would pass the limit 2000.00"]
+    other = _check(client, till, OTHER_HAND, stake=200)
+    assert (other["decision"], other["reasons"]) == ("accept", [])
+    # a second slip of the hand: the two now form a cluster, whose open stakes count
+    _stored_slip(client, settings, customer_id=None, stake=50, image=SAME_HAND)
+    again = _check(client, till, SAME_HAND, stake=60)
+    assert again["cluster_id"] is not None and len(again["slip_matches"]) == 2
+    assert again["reasons"] == [
+        "open stakes of the writer's cluster 1950.00 + 60.00 would pass the limit 2000.00"
+    ]
 
 
 def test_unreadable_slip_is_refused_with_its_reason(client, session, keys):
