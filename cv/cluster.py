@@ -42,8 +42,11 @@ __all__ = [
     "Attribution",
     "ClusterCustomers",
     "ClusterEvent",
+    "Calibration",
     "assign_incremental",
+    "calibrate_clustering",
     "calibrate_threshold",
+    "calibration_of",
     "cluster_embeddings",
     "confidence_from_evidence",
     "knn_graph",
@@ -642,17 +645,19 @@ def membership_confidence(
     X: ArrayLike | None,
     labels: ArrayLike,
     *,
-    threshold: float,
+    threshold: float | None = None,
     k: int = 10,
     top_m: int = 3,
     temperature: float = DEFAULT_TEMPERATURE,
     neighbours: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
+    calibration: Calibration | None = None,
 ) -> NDArray[np.float32]:
     """Confidence 0..1 that each slip belongs to its cluster.
 
     The slip-to-cluster evidence against its own cluster's other members (mean of the top-m
     similarities, unseen members counted at the k-th neighbour's similarity) through the
-    logistic :func:`confidence_from_evidence`: 0.5 at the threshold.
+    logistic :func:`confidence_from_evidence` (0.5 at ``threshold``), or through the
+    calibrated logistic of ``calibration`` when given.
 
     Parameters
     ----------
@@ -667,6 +672,7 @@ def membership_confidence(
     -------
     (n,) float32
     """
+    cal = _calibration(threshold, calibration, temperature)
     lab = np.asarray(labels, dtype=np.int64)
     if lab.ndim != 1:
         raise ValueError(f"labels must be one-dimensional, got shape {lab.shape}")
@@ -696,7 +702,7 @@ def membership_confidence(
     # the k-th neighbour's similarity
     evidence = np.nan_to_num(kth.astype(np.float64), neginf=-1.0)
     evidence[g_rows] = ev
-    out[members] = confidence_from_evidence(evidence, threshold=threshold, temperature=temperature)
+    out[members] = cal.confidence(evidence)
     return out
 
 
@@ -778,6 +784,202 @@ def calibrate_threshold(
     return result
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The operating points of one embedding model, chosen on labelled fit data.
+
+    Two thresholds answer two questions and are not interchangeable:
+
+    ``pair_threshold``
+        Cosine similarity at which two *single slips* are called the same writer with the
+        target pairwise precision (over all slip pairs).  Used only where two slips are
+        compared one to one: two unclustered slips founding a cluster, a slip's nearest
+        stored slips in an identity check.
+    ``merge_threshold``
+        The *average* similarity at which clusters merge (batch average linkage) and a slip
+        joins a cluster (its slip-to-cluster evidence), chosen so that clustering the fit
+        data reaches the target pairwise precision.  An average over many noisy pairs is
+        a different quantity from one pair's similarity, so it gets its own operating point.
+
+    ``slope`` and ``midpoint`` define the calibrated confidence
+    ``1 / (1 + exp(-slope * (evidence - midpoint)))``: a logistic fit of "same writer" on the
+    slip-to-cluster evidence of fit slips against the writers among their neighbours, so a
+    confidence of 0.9 means about 9 in 10 such links were right on the fit data.
+    """
+
+    pair_threshold: float
+    merge_threshold: float
+    slope: float
+    midpoint: float
+    target_precision: float = 0.98
+    recall: float | None = None  # pairwise recall of the fit-data clustering at merge_threshold
+    calibrated: bool = True  # False: derived from a pair threshold alone (no fit data)
+
+    def confidence(self, evidence: ArrayLike) -> NDArray[np.float64]:
+        """Calibrated probability-like confidence of slip-to-cluster (or slip) evidence."""
+        e = np.nan_to_num(np.asarray(evidence, dtype=np.float64), neginf=-1.0)
+        return 1.0 / (1.0 + np.exp(-float(self.slope) * (e - float(self.midpoint))))
+
+    @classmethod
+    def uncalibrated(cls, pair_threshold: float) -> Calibration:
+        """What a model without fit-data calibration gets: its pair threshold for every
+        decision and the fixed logistic (0.5 at the threshold)."""
+        t = float(pair_threshold)
+        return cls(t, t, 1.0 / DEFAULT_TEMPERATURE, t, calibrated=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pair_threshold": self.pair_threshold,
+            "merge_threshold": self.merge_threshold,
+            "slope": self.slope,
+            "midpoint": self.midpoint,
+            "target_precision": self.target_precision,
+            "recall": self.recall,
+            "calibrated": self.calibrated,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Calibration:
+        try:
+            values = {
+                name: float(data[name])  # type: ignore[arg-type]
+                for name in ("pair_threshold", "merge_threshold", "slope", "midpoint")
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"calibration: missing or bad field ({exc})") from exc
+        recall = data.get("recall")
+        return cls(
+            **values,
+            target_precision=float(data.get("target_precision", 0.98)),  # type: ignore[arg-type]
+            recall=None if recall is None else float(recall),  # type: ignore[arg-type]
+            calibrated=bool(data.get("calibrated", True)),
+        )
+
+
+def calibration_of(model: object) -> Calibration:
+    """The model's calibration (``calibration_``, a `Calibration` or its JSON), else one
+    derived from its pair threshold (``threshold_``), else from `DEFAULT_THRESHOLD`."""
+    found = getattr(model, "calibration_", None)
+    if isinstance(found, Calibration):
+        return found
+    if isinstance(found, Mapping):
+        return Calibration.from_json(found)
+    pair = getattr(model, "threshold_", None)
+    usable = pair is not None and -1.0 <= float(pair) < 1.0
+    return Calibration.uncalibrated(float(pair) if usable else DEFAULT_THRESHOLD)  # type: ignore[arg-type]
+
+
+def _evidence_samples(
+    X: ArrayLike, writers: NDArray, *, k: int, top_m: int
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Slip-to-writer evidence of every fit slip against each writer among its k neighbours
+    (the slip itself left out), and whether that writer is its own."""
+    _, code = np.unique(writers, return_inverse=True)
+    code = code.astype(np.int64)
+    nbr, sim = knn_graph(X, k=k)
+    n, kk = nbr.shape
+    ok = nbr >= 0
+    rows = np.repeat(np.arange(n), kk)[ok.reshape(-1)]
+    labs = code[nbr[ok]]
+    sizes = np.bincount(code)
+    avail = sizes[labs] - (labs == code[rows]).astype(np.int64)
+    g_rows, g_lab, ev = _group_evidence(rows, labs, sim[ok], sim[:, kk - 1], avail, top_m=top_m)
+    return ev, g_lab == code[g_rows]
+
+
+def _fit_logistic(x: NDArray[np.float64], y: NDArray[np.bool_]) -> tuple[float, float] | None:
+    """(slope, midpoint) of P(y | x) = 1 / (1 + exp(-slope (x - midpoint))) by Newton's method
+    with a small ridge; None when one class is missing or the fit is not increasing."""
+    if x.size < 2 or y.all() or not y.any():
+        return None
+    a, b = 0.0, 0.0  # logit = a * x + b
+    t = y.astype(np.float64)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        w = np.maximum(p * (1.0 - p), 1e-9)
+        g = np.array([np.sum((p - t) * x) + 1e-3 * a, np.sum(p - t)])
+        h = np.array([[np.sum(w * x * x) + 1e-3, np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    if not np.isfinite(a) or a <= 0:
+        return None
+    return float(a), float(-b / a)
+
+
+def calibrate_clustering(
+    folds: Iterable[tuple[ArrayLike, ArrayLike]],
+    *,
+    target_precision: float = 0.98,
+    k: int = 10,
+    top_m: int = 3,
+) -> Calibration:
+    """Both operating points and the confidence logistic from labelled fit data.
+
+    Parameters
+    ----------
+    folds : iterable of ((n, d) embeddings, (n,) writers)
+        Held-out folds of the fit data: similarities are compared within a fold only (each
+        fold may come from a projection fitted on the other writers).
+    target_precision : float
+        Pairwise precision both thresholds must reach.
+
+    Returns
+    -------
+    Calibration
+        ``merge_threshold`` is the largest of the folds' operating points (each fold reaches
+        the target there) and ``recall`` the folds' mean pairwise recall at it; without an
+        operating point the merge threshold is 1.0 (nothing merges) and recall 0.
+    """
+    from cv.metrics import clustering_scores, precision_threshold
+
+    data = [(np.asarray(x, dtype=np.float32), np.asarray(w)) for x, w in folds]
+    data = [(x, w) for x, w in data if len(w) >= 3 and len(set(w.tolist())) >= 2]
+    if not data:
+        raise ValueError("calibration needs a fold of at least 3 slips from 2+ writers")
+    scores, same, evidence, right, merges = [], [], [], [], []
+    for x, w in data:
+        z = normalise_rows(x, name="X")
+        kk = min(int(k), len(w) - 1)
+        if len(w) <= 4000:  # every pair; beyond that the pairs among neighbours
+            iu = np.triu_indices(len(w), k=1)
+            scores.append((z @ z.T)[iu])
+            same.append(w[iu[0]] == w[iu[1]])
+        else:
+            nbr, sim = knn_graph(z, k=kk)
+            ok = nbr >= 0
+            rows = np.repeat(np.arange(len(w)), kk)[ok.reshape(-1)]
+            scores.append(sim[ok])
+            same.append(w[rows] == w[nbr[ok]])
+        ev, hit = _evidence_samples(z, w, k=kk, top_m=top_m)
+        evidence.append(ev)
+        right.append(hit)
+        op = calibrate_threshold(z, w, target_precision=target_precision, k=kk)
+        if op["threshold"] is not None:
+            merges.append(float(op["threshold"]))  # type: ignore[arg-type]
+    pair = precision_threshold(
+        np.concatenate(scores), np.concatenate(same), target_precision=target_precision
+    )
+    pair_threshold = float(min(pair["threshold"], 1.0))
+    merge = max(merges) if len(merges) == len(data) else 1.0
+    recalls = []
+    if merge < 1.0:
+        for x, w in data:
+            labels = cluster_embeddings(x, threshold=merge, k=min(int(k), len(w) - 1))
+            recalls.append(clustering_scores(w, labels)["pairwise_recall"])
+    fit = _fit_logistic(np.concatenate(evidence), np.concatenate(right))
+    slope, midpoint = fit if fit is not None else (1.0 / DEFAULT_TEMPERATURE, merge)
+    return Calibration(
+        pair_threshold=pair_threshold,
+        merge_threshold=float(merge),
+        slope=slope,
+        midpoint=midpoint,
+        target_precision=float(target_precision),
+        recall=float(np.mean(recalls)) if recalls else 0.0,
+    )
+
+
 # -- incremental assignment -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Assignment:
@@ -807,13 +1009,14 @@ def assign_incremental(
     *,
     index: VectorIndex,
     slip_cluster: Mapping[int, int],
-    threshold: float,
+    threshold: float | None = None,
     k: int = 10,
     cannot_link_clusters: Iterable[int] = frozenset(),
     slip_id: int | None = None,
     cluster_sizes: Mapping[int, int] | None = None,
     top_m: int = 3,
     temperature: float = DEFAULT_TEMPERATURE,
+    calibration: Calibration | None = None,
 ) -> Assignment:
     """Decide which cluster a new slip joins, from its neighbours in the index.
 
@@ -825,8 +1028,14 @@ def assign_incremental(
         Indexed slips (the new slip may already be in it; pass ``slip_id`` to skip itself).
     slip_cluster : mapping slip id -> cluster id
         Current clusters; absent or -1 = unclustered.
-    threshold : float
-        Calibrated cosine threshold, the same one batch clustering uses.
+    threshold : float, optional
+        One cosine threshold for every decision, with the fixed logistic confidence (0.5 at
+        it); ignored when ``calibration`` is given.
+    calibration : Calibration, optional
+        The model's operating points: a slip joins a cluster when its slip-to-cluster
+        evidence clears ``merge_threshold`` (the one batch clustering merges at), two
+        unclustered slips found a cluster when their similarity clears ``pair_threshold``,
+        and confidences come from its calibrated logistic.
     k : int
         Neighbours looked at.
     cannot_link_clusters : iterable of int
@@ -841,6 +1050,7 @@ def assign_incremental(
     -------
     Assignment
     """
+    cal = _calibration(threshold, calibration, temperature)
     v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     extra = 1 if slip_id is not None else 0
     scores, ids = index.search(v, int(k) + extra)
@@ -867,24 +1077,33 @@ def assign_incremental(
     if ev.size:
         j = int(np.lexsort((g_lab, -ev))[0])
         best_cluster, best_ev = int(g_lab[j]), float(ev[j])
-    if best_cluster is not None and best_ev >= threshold:
-        conf = float(
-            confidence_from_evidence(best_ev, threshold=threshold, temperature=temperature)
-        )
-        return Assignment(best_cluster, conf, best_ev, pairs, [])
-    joined = [i for (i, s), c in zip(pairs, labs.tolist(), strict=True) if c < 0 and s >= threshold]
+    if best_cluster is not None and best_ev >= cal.merge_threshold:
+        return Assignment(best_cluster, float(cal.confidence(best_ev)), best_ev, pairs, [])
+    # slip to slip: unclustered neighbours close enough one to one found a cluster together
+    pair_at = cal.pair_threshold
+    joined = [i for (i, s), c in zip(pairs, labs.tolist(), strict=True) if c < 0 and s >= pair_at]
     if joined:
         pair_ev = max(s for (i, s) in pairs if i in set(joined))
-        conf = float(
-            confidence_from_evidence(pair_ev, threshold=threshold, temperature=temperature)
-        )
-        return Assignment(None, conf, pair_ev, pairs, joined)
+        return Assignment(None, float(cal.confidence(pair_ev)), pair_ev, pairs, joined)
     top = max(
         best_ev,
         max((s for (_, s), c in zip(pairs, labs.tolist(), strict=True) if c < 0), default=-1.0),
     )
-    conf = float(confidence_from_evidence(top, threshold=threshold, temperature=temperature))
-    return Assignment(None, conf, top, pairs, [])
+    return Assignment(None, float(cal.confidence(top)), top, pairs, [])
+
+
+def _calibration(
+    threshold: float | None, calibration: Calibration | None, temperature: float
+) -> Calibration:
+    """The calibration given, else one threshold for every decision (the fixed logistic)."""
+    if calibration is not None:
+        return calibration
+    if threshold is None:
+        raise ValueError("give a threshold or a calibration")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    t = float(threshold)
+    return Calibration(t, t, 1.0 / float(temperature), t, calibrated=False)
 
 
 # -- stable ids -------------------------------------------------------------------------------
