@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +48,9 @@ from cv.features import hinge as _hinge
 from cv.features import local as _local
 from cv.features import style as _style
 from cv.features import texture as _texture
+
+if TYPE_CHECKING:
+    from cv.cluster import Calibration
 
 __all__ = [
     "FAMILIES",
@@ -199,6 +203,10 @@ class EmbeddingModel:
     random_state : int
         Seeds the vocabulary and the PCA solver.
     """
+
+    # the clustering operating points measured at fit time (`cv.cluster.Calibration`); None
+    # for models fitted before they were recorded
+    calibration_: Calibration | None = None
 
     def __init__(
         self,
@@ -354,21 +362,20 @@ class EmbeddingModel:
         # keeps the fitted and the loaded model bit-identical
         self.mean_ = mean.astype(np.float16).astype(np.float32)
         self.projection_ = projection.astype(np.float16).astype(np.float32)
-        self.threshold_ = self._heldout_threshold(x, writers_arr, nuis)
+        folds = self._heldout_folds(x, writers_arr, nuis)
+        self.threshold_, self.calibration_ = _operating_points(folds)
         self.n_features_in_ = x.shape[1]
         self.version_ = self._compute_version()
         return self
 
-    def _heldout_threshold(
+    def _heldout_folds(
         self, x: NDArray[np.float64], writers: NDArray, nuisance: NDArray | None
-    ) -> float:
-        """Cosine threshold for pairwise precision >= 0.98, measured on writers the projection
-        did not see: two-fold over a hash split of the training writers (the vocabulary is
-        shared, which makes it slightly optimistic)."""
-        from cv.metrics import precision_threshold
-
+    ) -> list[tuple[NDArray[np.float32], NDArray]]:
+        """Embeddings of writers the projection did not see, with their writers: two-fold
+        over a hash split of the training writers (the vocabulary is shared, which makes the
+        operating points measured on them slightly optimistic)."""
         fold = np.array([int(hashlib.sha256(w.encode()).hexdigest(), 16) % 2 for w in writers])
-        scores, same = [], []
+        out = []
         for k in (0, 1):
             a, b = fold == k, fold != k
             if len(set(writers[a].tolist())) < 2 or b.sum() < 2:
@@ -376,16 +383,8 @@ class EmbeddingModel:
             mean, proj = self._fit_projection(
                 x[a], writers[a], None if nuisance is None else nuisance[a]
             )
-            z = _l2_rows((x[b] - mean) @ proj)
-            iu = np.triu_indices(int(b.sum()), k=1)
-            scores.append((z @ z.T)[iu])
-            same.append(writers[b][iu[0]] == writers[b][iu[1]])
-        if not scores:
-            return 1.0
-        op = precision_threshold(
-            np.concatenate(scores), np.concatenate(same), target_precision=0.98
-        )
-        return float(min(op["threshold"], 1.0))
+            out.append((_l2_rows((x[b] - mean) @ proj).astype(np.float32), writers[b]))
+        return out
 
     def _fit_projection(
         self, x: NDArray[np.float64], writers: NDArray, nuisance: NDArray | None = None
@@ -544,6 +543,7 @@ class EmbeddingModel:
             "params": self.get_params(),
             "dim": self.dim,
             "threshold": self.threshold_,
+            "calibration": (None if self.calibration_ is None else self.calibration_.to_json()),
             "sha256": self._digest(),
             "libraries": {
                 "python": platform.python_version(),
@@ -605,7 +605,26 @@ class EmbeddingModel:
             raise ValueError(f"model file {path} failed its SHA-256 check")
         model.version_ = header["version"]
         model.threshold_ = float(header.get("threshold", 1.0))
+        if header.get("calibration"):
+            from cv.cluster import Calibration
+
+            model.calibration_ = Calibration.from_json(header["calibration"])
         return model
+
+
+def _operating_points(
+    folds: list[tuple[NDArray[np.float32], NDArray]],
+) -> tuple[float, Calibration | None]:
+    """The slip-to-slip threshold (pairwise precision >= 0.98 over held-out slip pairs; 1.0
+    when no fold is usable) and the clustering calibration (`cv.cluster.Calibration`: the
+    cluster-merge threshold and the confidence logistic) on the held-out folds."""
+    from cv.cluster import calibrate_clustering
+
+    try:
+        calibration = calibrate_clustering(folds, target_precision=0.98)
+    except ValueError:  # no fold of 3+ slips from 2+ writers
+        return 1.0, None
+    return calibration.pair_threshold, calibration
 
 
 def load_default_model() -> EmbeddingModel:
