@@ -148,7 +148,12 @@ def check_bet(
     for leg in bet_in.legs:
         if leg.odds is None:
             continue
-        current = selection_liability(session=session, selection_key=selection_key(leg.selection))
+        current = selection_liability(
+            session=session,
+            selection_key=selection_key(leg.selection),
+            event=leg.event,
+            event_ref=leg.event_ref,
+        )
         added = bet_in.stake * leg.odds - total
         if current + added > limits.max_selection_liability:
             result.refer(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from sqlmodel import select
 
+from store.exposure import selection_liability
 from store.models import AuditEntry, utcnow
 from store.trading import FactorChange
 from tests.conftest import auth
@@ -167,18 +169,34 @@ def test_price_moves_per_event_id(client):
     assert second["drop"]["median_drop"] == 0.0
 
 
-def test_exposure_lists_the_largest_liabilities(client):
+def test_exposure_lists_the_largest_liabilities(client, session):
     _bet(client, selection="Golden Arrow", odds=5.0, stake=100)  # liability 400
     _bet(client, selection="Golden Arrow", odds=5.0, stake=10)  # 40
     _bet(client, selection="Red Rum", odds=2.0, stake=50)  # 50
+    # the same name in another race is another selection
+    _bet(client, selection="Golden Arrow", odds=3.0, stake=10, event="4.00 Ascot")  # 20
     rows = client.get("/exposure", params={"by": "selection"}).json()
     assert rows[0] == {
         "selection": "golden arrow",
+        "event": "3.15 Ascot",
+        "event_key": "3.15 ascot",
         "open_bets": 2,
         "stakes": 110.0,
         "liability": 440.0,
     }
     assert rows[1]["selection"] == "red rum" and rows[1]["liability"] == 50.0
+    assert (rows[2]["event"], rows[2]["liability"]) == ("4.00 Ascot", 20.0)
+    events = client.get("/exposure", params={"by": "event"}).json()
+    assert [(e["event"], e["open_bets"], e["liability"]) for e in events] == [
+        ("3.15 Ascot", 3, 490.0),
+        ("4.00 Ascot", 1, 20.0),
+    ]
+    shops = client.get("/exposure", params={"by": "shop"}).json()
+    assert shops == [{"shop": None, "open_bets": 4, "stakes": 170.0, "liability": 510.0}]
+    # what the counter check adds a new bet's liability to
+    liability = partial(selection_liability, session=session, selection_key="golden arrow")
+    assert liability(event="3.15 ascot") == 440.0 and liability(event="4.00 Ascot") == 20.0
+    assert liability() == 460.0 and liability(event_ref="feed-9") == 0.0
     assert client.get("/exposure", params={"by": "planet"}).status_code == 422
 
 
