@@ -2,9 +2,22 @@
 
 Starts `uvicorn --factory cli.runtime:build_app` with N worker processes on a fresh
 PostgreSQL database, drives it with concurrent asyncio clients, prints one JSON object and
-writes it to bench/results/ingest.json.
+writes it to bench/results/ingest.json.  Two ways the server runs:
+
+- ``broker``: production.  A broker is configured (Redis), so the API only stores and
+  publishes a task per bet / slip; the Celery workers run on their own machines, so none
+  runs here while the clock runs (their queue is deleted afterwards).
+- ``embedded``: no broker, the default for a new user: the same tasks run in a background
+  pool inside the API processes, so the 2 cores are shared by ingestion, rules (every new
+  bet) and feature extraction (every slip).
 
     .venv/bin/python bench/ingest.py --seconds 15 --concurrency 32 --server-workers 2
+    .venv/bin/python bench/ingest.py --modes broker
+
+The load generator is a minimal keep-alive HTTP/1.1 client on raw asyncio streams: it
+shares the 2 cores with the server, so it must cost as little CPU as possible (httpx cost
+~1 ms of CPU per request, a third of the machine at 400 requests/s); its own CPU time is
+reported as ``client_cpu_share``.
 """
 
 from __future__ import annotations
@@ -14,11 +27,13 @@ import asyncio
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -30,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+REDIS = "redis://127.0.0.1:6379/15"
+TARGETS = {"bets_per_second": 400, "bets_p99_ms": 100, "uploads_per_second": 40}
 
 
 def _free_port() -> int:
@@ -50,57 +67,176 @@ def _scan_png(rng: np.random.Generator) -> bytes:
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:
-    arr = np.asarray(latencies) * 1000
+    arr = np.asarray(latencies or [float("nan")]) * 1000
     return {
         "p50_ms": round(float(np.percentile(arr, 50)), 2),
         "p99_ms": round(float(np.percentile(arr, 99)), 2),
     }
 
 
-async def _drive(url: str, key: str, *, seconds: float, concurrency: int, make_request):  # type: ignore[no-untyped-def]
+class Connection:
+    """One keep-alive HTTP/1.1 connection: send a request, read status and body."""
+
+    def __init__(self, host: str, port: int, key: str) -> None:
+        self.host, self.port = host, port
+        self.head = f"Host: {host}:{port}\r\nX-API-Key: {key}\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes, content_type: str
+    ) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\n{self.head}Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        data = await self.reader.readexactly(int(match.group(1))) if match else b""
+        if re.search(rb"(?i)\r\nconnection: *close", head):
+            self.writer.close()
+            self.reader = self.writer = None
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+Request = Callable[[Connection, int], Awaitable[bool]]
+
+
+async def _drive(
+    port: int,
+    key: str,
+    *,
+    seconds: float,
+    concurrency: int,
+    make_request: Request,
+    server: int,
+    rate: float | None = None,
+) -> dict[str, float]:
+    """``concurrency`` clients, each on its own connection.  Without ``rate`` they send back
+    to back (closed loop: the server's capacity; latency is then mostly queueing, about
+    concurrency / throughput).  With ``rate`` requests are due at fixed times (open loop)
+    and latency counts from when a request was due, so a server falling behind shows."""
     latencies: list[float] = []
     errors = 0
-    stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"X-API-Key": key}, timeout=30, limits=limits
-    ) as client:
+    due = iter(range(10**9))
+    started = time.perf_counter()
+    stop = started + seconds
 
-        async def one_client(n: int) -> None:
-            nonlocal errors
-            i = 0
-            while time.perf_counter() < stop:
+    async def one_client(conn: Connection) -> None:
+        nonlocal errors
+        i = 0
+        while True:
+            if rate:
+                t0 = started + next(due) / rate
+                if t0 >= stop or time.perf_counter() >= stop:
+                    return  # a request due but not sent by then counts as missed
+                await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+            else:
                 t0 = time.perf_counter()
-                ok = await make_request(client, n, i)
-                latencies.append(time.perf_counter() - t0)
-                errors += not ok
-                i += 1
+                if t0 >= stop:
+                    return
+            ok = await make_request(conn, i)
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+            i += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one_client(n) for n in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    conns = [Connection("127.0.0.1", port, key) for _ in range(concurrency)]
+    server0, cpu0 = _tree_cpu_s(server), time.process_time()
+    await asyncio.gather(*(one_client(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    server_cpu = _tree_cpu_s(server) - server0
+    for c in conns:
+        c.close()
     return {
+        **(
+            {"offered_per_second": rate, "missed": int(rate * seconds) - len(latencies)}
+            if rate
+            else {}
+        ),
         "requests": len(latencies),
         "errors": errors,
         "per_second": round(len(latencies) / elapsed, 1),
         **_percentiles(latencies),
+        "client_cpu_share": round(cpu / elapsed / (os.cpu_count() or 1), 3),
+        # robust on a busy machine: CPU the server processes spent per request
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(latencies)), 2),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--upload-concurrency", type=int, default=8)
-    parser.add_argument("--server-workers", type=int, default=2)
-    args = parser.parse_args()
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)], stats[int(entry.name)] = int(fields[1]), fields
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c, parent in parents.items() if parent == p and c not in tree]
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _multipart(data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="slip"; filename="s.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _upload_images(n: int = 64) -> list[bytes]:
+    """``n`` PNG scans with distinct bytes (the API deduplicates identical files)."""
+    raw = np.asarray(Image.open(io.BytesIO(_scan_png(np.random.default_rng(0)))))
+    out = []
+    for i in range(n):
+        img = raw.copy()
+        img[0, :8] = np.frombuffer(int(i).to_bytes(8, "little"), np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _backlog(url: str, key: str) -> dict[str, float]:
+    """What the pipeline still has to do when the clock stops (``/metrics``)."""
+    text_ = httpx.get(f"{url}/metrics", headers={"X-API-Key": key}, timeout=30).text
+    out: dict[str, float] = {}
+    for name, label in (("sliplink_queue_depth", "queue"), ("sliplink_slips", "status")):
+        for m in re.finditer(rf'^{name}{{{label}="(\w+)"}} ([0-9.e+]+)$', text_, re.M):
+            out[f"{name.removeprefix('sliplink_')}.{m.group(1)}"] = float(m.group(2))
+    return out
+
+
+def run_mode(mode: str, args: argparse.Namespace, images: list[bytes]) -> dict[str, object]:
+    from sqlmodel import Session
 
     from store.access import create_api_key
-    from store.db import migrate, session_scope
+    from store.db import dispose_engines, get_engine, migrate, session_scope
     from store.models import Role
     from tests.factories import make_customer, make_shop  # plain DB factories
 
     name = f"sliplink_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-ingest-{uuid.uuid4().hex[:6]}-"
     admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -108,40 +244,25 @@ def main() -> None:
     server = None
     try:
         migrate(url_db)
-        from store.db import get_engine
-
         with session_scope(get_engine(url_db)) as session:
             _, key = create_api_key(session=session, name="bench", role=Role.admin)
-        from sqlmodel import Session
-
         with Session(get_engine(url_db)) as session:
             shop_id = make_shop(session).id
             customer_id = make_customer(session).id
         port = _free_port()
-        env = os.environ | {"SLIPLINK_DATABASE_URL": url_db, "SLIPLINK_ENVIRONMENT": "test"}
-        env.pop("SLIPLINK_BROKER_URL", None)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPLINK_")}
+        env |= {"SLIPLINK_DATABASE_URL": url_db, "SLIPLINK_ENVIRONMENT": "test",
+                "SLIPLINK_UPLOAD_RATE_PER_MINUTE": "1000000"}  # fmt: skip
+        if mode == "broker":
+            env |= {"SLIPLINK_BROKER_URL": REDIS, "SLIPLINK_QUEUE_PREFIX": prefix}
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "cli.runtime:build_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.server_workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+            [sys.executable, "-m", "uvicorn", "--factory", "cli.runtime:build_app",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.server_workers),
+             "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        for _ in range(300):
             try:
                 if httpx.get(f"{url}/healthz").status_code == 200:
                     break
@@ -150,89 +271,98 @@ def main() -> None:
 
         bet_ids: list[int] = []
 
-        async def post_bet(client, n, i):  # type: ignore[no-untyped-def]
-            resp = await client.post(
-                "/bets",
-                json={
-                    "shop_id": shop_id,
-                    "customer_id": customer_id if i % 2 else None,
-                    "stake": 5.0 + (i % 7),
-                    "bet_type": "single",
-                    "legs": [
-                        {
-                            "sport": "Horse Racing",
-                            "event": "3.15 Ascot",
-                            "selection": f"Runner {i % 13}",
-                            "odds": 4.5,
-                        }
-                    ],
-                },
+        async def post_bet(conn: Connection, i: int) -> bool:
+            bet = {
+                "shop_id": shop_id,
+                "customer_id": customer_id if i % 2 else None,
+                "stake": 5.0 + (i % 7),
+                "bet_type": "single",
+                "legs": [{"sport": "Horse Racing", "event": "3.15 Ascot",
+                          "selection": f"Runner {i % 13}", "odds": 4.5}],
+            }  # fmt: skip
+            status, body = await conn.request(
+                "POST", "/bets", json.dumps(bet).encode(), "application/json"
             )
-            if resp.status_code == 201:
-                bet_ids.append(resp.json()["id"])
-            return resp.status_code == 201
+            if status == 201:
+                bet_ids.append(json.loads(body)["id"])
+            return status == 201
 
-        bets = asyncio.run(
-            _drive(
-                url, key, seconds=args.seconds, concurrency=args.concurrency, make_request=post_bet
-            )
-        )
+        def drive(make_request: Request, concurrency: int, rate: float | None):  # type: ignore[no-untyped-def]
+            return asyncio.run(
+                _drive(port, key, seconds=args.seconds, concurrency=concurrency,
+                       make_request=make_request, server=server.pid, rate=rate)
+            )  # fmt: skip
 
-        rng = np.random.default_rng(0)
-        base = _scan_png(rng)
-        raw = np.asarray(Image.open(io.BytesIO(base)))
-        pngs = []
-        for i in range(64):  # distinct bytes per upload: the API deduplicates identical files
-            img = raw.copy()
-            img[0, :8] = np.frombuffer(int(i).to_bytes(8, "little"), np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, format="PNG")
-            pngs.append(buf.getvalue())
+        out: dict[str, object] = {"mode": mode}
+        # paced first: the closed loop leaves a backlog behind in the embedded pipeline
+        phases = set(args.phases.split(","))
+        if args.bet_rate and "bets_at_rate" in phases:
+            out["bets_at_rate"] = drive(post_bet, args.concurrency, args.bet_rate)
+        # uploads need bets to attach to
+        if "bets" in phases or not bet_ids:
+            out["bets"] = drive(post_bet, args.concurrency, None)
         counter = iter(range(10**9))
 
-        async def upload(client, n, i):  # type: ignore[no-untyped-def]
+        async def upload(conn: Connection, i: int) -> bool:
             k = next(counter)
-            data = bytearray(pngs[k % len(pngs)])
-            bet_id = bet_ids[k % len(bet_ids)]
-            # a unique trailing chunk-free byte change: vary the tEXt-free tail via a comment
-            data = bytes(data) + k.to_bytes(8, "little")
-            resp = await client.post(
-                f"/bets/{bet_id}/slip", files={"slip": ("s.png", data, "image/png")}
+            # unique bytes per upload: a trailer after IEND changes the hash, not the image
+            data = images[k % len(images)] + k.to_bytes(8, "little")
+            body, content_type = _multipart(data)
+            status, _ = await conn.request(
+                "POST", f"/bets/{bet_ids[k % len(bet_ids)]}/slip", body, content_type
             )
-            return resp.status_code in (200, 202, 409)
+            return status in (200, 202, 409)
 
-        uploads = asyncio.run(
-            _drive(
-                url,
-                key,
-                seconds=args.seconds,
-                concurrency=args.upload_concurrency,
-                make_request=upload,
-            )
-        )
-        result = {
-            "benchmark": "ingest",
-            "database": "postgresql",
-            "server_workers": args.server_workers,
-            "cpu_count": os.cpu_count(),
-            "bets": bets,
-            "slip_uploads": uploads
-            | {"image": "1000x1200 greyscale PNG (1.2 MP)", "png_bytes": len(pngs[0])},
-            "targets": {"bets_per_second": 400, "bets_p99_ms": 100, "uploads_per_second": 40},
-        }
-        print(json.dumps(result, indent=2))
-        out = ROOT / "bench" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "ingest.json").write_text(json.dumps(result, indent=2))
+        image = {"image": "1000x1200 greyscale PNG (1.2 MP)", "png_bytes": len(images[0])}
+        if args.upload_rate and "uploads_at_rate" in phases:
+            out["uploads_at_rate"] = drive(upload, args.upload_concurrency, args.upload_rate)
+        if "slip_uploads" in phases:
+            out["slip_uploads"] = drive(upload, args.upload_concurrency, None) | image
+        out["left_for_the_pipeline"] = _backlog(url, key)
+        return out
     finally:
         if server is not None:
             server.terminate()
-            server.wait(timeout=20)
-        from store.db import dispose_engines
+            server.wait(timeout=30)
+        if mode == "broker":
+            import redis
 
+            r = redis.Redis.from_url(REDIS)
+            for k in r.scan_iter(match=f"{prefix}*"):
+                r.delete(k)
         dispose_engines()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10, help="per phase")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--upload-concurrency", type=int, default=8)
+    parser.add_argument("--server-workers", type=int, default=2)
+    parser.add_argument("--bet-rate", type=float, default=400, help="paced phase; 0: skip")
+    parser.add_argument("--upload-rate", type=float, default=40, help="paced phase; 0: skip")
+    parser.add_argument("--modes", default="broker,embedded", help="broker, embedded or both")
+    parser.add_argument("--phases", default="bets_at_rate,bets,uploads_at_rate,slip_uploads")
+    args = parser.parse_args()
+    images = _upload_images()
+    runs = [run_mode(m.strip(), args, images) for m in args.modes.split(",") if m.strip()]
+    result = {
+        "benchmark": "ingest",
+        "database": "postgresql",
+        "server_workers": args.server_workers,
+        "concurrency": {"bets": args.concurrency, "uploads": args.upload_concurrency},
+        "cpu_count": os.cpu_count(),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "runs": runs,
+        "targets": TARGETS,
+    }
+    print(json.dumps(result, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

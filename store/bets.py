@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, null
 from sqlmodel import Session, col, select
 
 from store import audit
@@ -36,14 +36,7 @@ def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
             shop_id = actor.shop_id
         elif shop_id != actor.shop_id:
             raise Forbidden("a shop key can only record bets for its own shop")
-    if shop_id is not None and session.get(Shop, shop_id) is None:
-        raise NotFound(f"shop_id: shop {shop_id} not found")
-    if bet_in.customer_id is not None:
-        customer = session.get(Customer, bet_in.customer_id)
-        if customer is None:
-            raise NotFound(f"customer_id: customer {bet_in.customer_id} not found")
-        if customer.status == CustomerStatus.closed:
-            raise Invalid(f"customer_id: customer {bet_in.customer_id} is closed")
+    _check_references(session, shop_id=shop_id, customer_id=bet_in.customer_id, actor=actor)
     lines = BET_LINES.get(bet_in.bet_type, 1) * (2 if bet_in.each_way else 1)
     total = bet_in.total_stake if bet_in.total_stake is not None else bet_in.stake * lines
     first = bet_in.legs[0]
@@ -62,7 +55,7 @@ def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
     )
     bet.potential_return = _potential_return(bet_in, bet.odds)
     session.add(bet)
-    session.flush()
+    session.flush()  # the bet's id, for its legs
     legs = []
     for position, leg_in in enumerate(bet_in.legs):
         leg = Leg.model_validate(
@@ -76,14 +69,36 @@ def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
         )
         session.add(leg)
         legs.append(leg)
-    session.flush()
-    session.info.setdefault("new_bet_legs", {})[bet.id] = legs
     audit.record(
         session, actor=actor.name, action="bet.create", entity="bet", entity_id=bet.id,
         after={"stake": bet.stake, "total_stake": bet.total_stake, "shop_id": shop_id,
                "customer_id": bet.customer_id},
     )  # fmt: skip
+    session.flush()  # legs and audit entry in one flush: the response shows the legs' ids
+    session.info.setdefault("new_bet_legs", {})[bet.id] = legs
     return bet
+
+
+def _check_references(
+    session: Session, *, shop_id: int | None, customer_id: int | None, actor: Actor
+) -> None:
+    """The bet's shop exists and its customer exists and is not closed, in one round trip.
+    A shop key's own shop is known to exist (api_keys.shop_id references it)."""
+    check_shop = shop_id is not None and not (actor.role == Role.shop and shop_id == actor.shop_id)
+    if not check_shop and customer_id is None:
+        return
+    shop = select(Shop.id).where(Shop.id == shop_id).scalar_subquery()
+    customer = select(Customer.status).where(Customer.id == customer_id).scalar_subquery()
+    found_shop, status = session.exec(
+        select(shop if check_shop else null(), customer if customer_id is not None else null())
+    ).one()
+    if check_shop and found_shop is None:
+        raise NotFound(f"shop_id: shop {shop_id} not found")
+    if customer_id is not None:
+        if status is None:
+            raise NotFound(f"customer_id: customer {customer_id} not found")
+        if status == CustomerStatus.closed:
+            raise Invalid(f"customer_id: customer {customer_id} is closed")
 
 
 def _combined_odds(bet_in: BetCreate) -> float | None:

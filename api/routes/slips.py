@@ -72,7 +72,7 @@ async def upload_slip(
         if pipeline is not None:
             slip_id = slip.id
             slips.after_commit(session, lambda: pipeline.submit(slip_id))
-    body = slips.slip_public(session=session, slip=slip, duplicate=not created)
+    body = slips.slip_public(session=session, slip=slip, duplicate=not created, fresh=created)
     return JSONResponse(body.model_dump(mode="json"), status_code=202 if created else 200)
 
 
