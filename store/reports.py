@@ -138,3 +138,30 @@ def bets_csv(bets: list[Bet]) -> str:
             ["" if getattr(bet, c) is None else getattr(bet, c) for c in BET_CSV_COLUMNS]
         )
     return out.getvalue()
+
+
+def _csv(header: list[str], rows: list[list[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return out.getvalue()
+
+
+def daily_csv(report: dict[str, object]) -> str:
+    """``daily_activity`` as one long table (``section,key,value``) that a spreadsheet or
+    another system loads without knowing the nesting."""
+    rows: list[list[object]] = [
+        ["totals", k, v] for k, v in report.items() if not isinstance(v, list | dict)
+    ]
+    for c in report["top_customers"]:  # type: ignore[attr-defined]
+        rows.append(["top_customer_stake", c["external_ref"], c["stake"]])
+    for c in report["top_clusters"]:  # type: ignore[attr-defined]
+        rows.append(["top_cluster_stake", c["cluster_id"], c["stake"]])
+    for rule, n in report["alerts_by_rule"].items():  # type: ignore[attr-defined]
+        rows.append(["alerts_by_rule", rule, n])
+    return _csv(["section", "key", "value"], rows)
+
+
+def staff_csv(rows: list[dict[str, object]]) -> str:
+    return _csv(["actor", "action", "count"], [[r["actor"], r["action"], r["count"]] for r in rows])

@@ -17,18 +17,30 @@ def _today() -> date:
     return utcnow().date()
 
 
-@router.get("/daily")
-def daily(session: SessionDep, _actor: AnalystUser, day: date | None = None) -> dict[str, object]:
-    """A day's activity: bets, stakes, returns, hold %, top customers and clusters, alerts."""
-    return reports.daily_activity(session=session, day=day or _today())
+_FORMAT = Query("json", pattern="^(json|csv)$")
 
 
-@router.get("/staff")
+@router.get("/daily", response_model=None)
+def daily(
+    session: SessionDep, _actor: AnalystUser, day: date | None = None, format: str = _FORMAT
+) -> Response | dict[str, object]:
+    """A day's activity: bets, stakes, returns, hold %, top customers and clusters, alerts;
+    as JSON, or CSV (``section,key,value``)."""
+    report = reports.daily_activity(session=session, day=day or _today())
+    if format == "csv":
+        return Response(reports.daily_csv(report), media_type="text/csv")
+    return report
+
+
+@router.get("/staff", response_model=None)
 def staff(
-    session: SessionDep, _actor: AnalystUser, day: date | None = None
-) -> list[dict[str, object]]:
-    """Who reviewed and changed what on a day (from the audit log)."""
-    return reports.staff_activity(session=session, day=day or _today())
+    session: SessionDep, _actor: AnalystUser, day: date | None = None, format: str = _FORMAT
+) -> Response | list[dict[str, object]]:
+    """Who reviewed and changed what on a day (from the audit log), as JSON or CSV."""
+    rows = reports.staff_activity(session=session, day=day or _today())
+    if format == "csv":
+        return Response(reports.staff_csv(rows), media_type="text/csv")
+    return rows
 
 
 @router.get("/bets", response_model=None)

@@ -369,6 +369,14 @@ def test_reports_daily_staff_bets_and_pnl(client, session):
     assert day["hold_percent"] == 25.0 and day["anonymous_bets"] == 2
     staff = client.get("/reports/staff").json()
     assert any(r["action"] == "result.record" and r["count"] == 1 for r in staff)
+    day_csv = client.get("/reports/daily", params={"day": yesterday.isoformat(), "format": "csv"})
+    assert day_csv.headers["content-type"].startswith("text/csv")
+    lines = day_csv.text.splitlines()
+    assert lines[0] == "section,key,value" and "totals,hold_percent,25.0" in lines
+    assert "totals,bets,2" in lines
+    staff_csv = client.get("/reports/staff", params={"format": "csv"}).text.splitlines()
+    assert staff_csv[0] == "actor,action,count" and any(",result.record,1" in r for r in staff_csv)
+    assert client.get("/reports/staff", params={"format": "xml"}).status_code == 422
     csv_text = client.get(
         "/reports/bets", params={"day": yesterday.isoformat(), "format": "csv"}
     ).text
