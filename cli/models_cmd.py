@@ -584,7 +584,7 @@ def _evaluate(
             from cli.offline import folder_evaluation
 
             assert directory is not None and labels is not None
-            figures, op = folder_evaluation(
+            figures, op, x = folder_evaluation(
                 directory,
                 labels_path=labels,
                 model=model,
@@ -595,6 +595,15 @@ def _evaluate(
                 title=f"sliplink {version} on {directory.name}",
             )
             name = directory.name
+            # the drift watch compares new slips with labelled data the model was not fitted
+            # on: the latest folder evaluation is its reference
+            from workers.rollout import score_reference
+
+            models_registry.set_reference(
+                session=s,
+                version=version,
+                reference=score_reference(x, source=f"evaluation on {directory}"),
+            )
             if report is not None:
                 files = {p.name: p.read_bytes() for p in sorted(report.iterdir()) if p.is_file()}
                 models_registry.store_report(session=s, version=version, files=files)

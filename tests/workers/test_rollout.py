@@ -239,7 +239,7 @@ def test_a_rejected_link_never_reappears_after_retraining(  # type: ignore[no-un
         with Session(app.state.engine, expire_on_commit=False) as s:
             row = registry.get_version(session=s, version=version)
             assert row.fit_data["review_groups"] == 1 and row.fit_data["review_slips"] == 2
-            assert row.reference and row.reference["n"] == len(fit_rows) + 2
+            assert row.fit_data["pair_scores"]["n"] == len(fit_rows) + 2
             registry.calibrate(
                 session=s, version=version, threshold=0.0, target_precision=0.5,
                 expected_recall=1.0, actor="ml1", evaluation="test",
