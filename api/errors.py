@@ -15,6 +15,8 @@ from api.deps import Unauthenticated
 from store.errors import DomainError
 
 log = logging.getLogger("sliplink.api")
+_BUG_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Cache-Control": "no-store"}  # fmt: skip
 
 
 def install(app: FastAPI) -> None:
@@ -41,7 +43,8 @@ def install(app: FastAPI) -> None:
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         # a 500 always means a bug: log it in full, never leak a stack trace to the client
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        # answered outside the middlewares, so the safety headers are added here
+        return JSONResponse({"detail": "internal error"}, status_code=500, headers=_BUG_HEADERS)
 
     install_validation(app)
 
