@@ -112,7 +112,7 @@ def cluster_command(
     k: int = 10,
 ) -> dict[str, object]:
     """Embed and cluster the images of ``directory``; write ``out``; return a summary dict."""
-    from cv.cluster import DEFAULT_THRESHOLD, cluster_embeddings
+    from cv.cluster import DEFAULT_THRESHOLD, calibration_of, cluster_embeddings
 
     if jobs < 1:
         raise CliError(f"--jobs must be >= 1, got {jobs}")
@@ -132,10 +132,15 @@ def cluster_command(
     except (OSError, ValueError) as exc:
         raise CliError(f"{model_path or 'default model'}: {exc}") from None
     if threshold is None:
-        threshold = model_threshold(model)
-        source = "model"
-        if threshold is None:
-            threshold, source = DEFAULT_THRESHOLD, "default"
+        calibration = calibration_of(model)
+        if calibration.calibrated:
+            # the merge threshold measured on the model's fit data, not its slip-to-slip one
+            threshold, source = calibration.merge_threshold, "model merge calibration"
+        else:
+            threshold = model_threshold(model)
+            source = "model pair threshold (no merge calibration)"
+            if threshold is None:
+                threshold, source = DEFAULT_THRESHOLD, "default"
     else:
         source = "--threshold"
 
@@ -182,8 +187,9 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(
                 "--threshold",
-                help="Cosine threshold for average-linkage merges (default: the model's "
-                "calibrated one, else cv.cluster.DEFAULT_THRESHOLD).",
+                help="Cosine threshold for average-linkage merges (default: the merge "
+                "threshold calibrated on the model's fit data, else its pair threshold, "
+                "else cv.cluster.DEFAULT_THRESHOLD).",
             ),
         ] = None,
         templates: Annotated[

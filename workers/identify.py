@@ -15,7 +15,7 @@ from store.errors import Invalid, TooLarge, UnsupportedImage
 from store.models import Bet, Slip
 from store.settings import Settings
 from workers import model as models
-from workers.pipeline import match_slip
+from workers.pipeline import match_slip, model_calibration
 
 # neighbours looked at: enough to see a writer's few earlier slips, cheap to search
 NEIGHBOURS = 10
@@ -55,15 +55,18 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
     features = models.extract(model, image)
     if not features.usable:
         return WriterIdentity(usable=False)
-    threshold = models.threshold(model)
+    calibration = model_calibration(model)
     found = match_slip(
         session=session,
         model_version=version,
         vector=features.vector,
-        threshold=threshold,
+        calibration=calibration,
         k=NEIGHBOURS,
     )
-    close = [(sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= threshold]
+    # slip to slip: the stored slips the new one matches one to one
+    close = [
+        (sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= calibration.pair_threshold
+    ]
     bets = _bets_of_slips(session, [sid for sid, _, _ in close])
     matches = [
         SlipNeighbour(sid, bets[sid][0], bets[sid][1], round(sim, 4), cid)

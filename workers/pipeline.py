@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,6 +59,9 @@ from store.settings import Settings
 from workers import model as models
 from workers.config import PipelineConfig
 from workers.metrics import observe
+
+if TYPE_CHECKING:
+    from cv.cluster import Calibration
 
 log = logging.getLogger("sliplink.pipeline")
 
@@ -484,12 +487,15 @@ class Assigner:
             return None
         vector = emb.array()
         self.seen.add(int(emb.id))  # type: ignore[arg-type]  # indexed below, whatever happens
-        thr = job.threshold
-        if thr is None:
+        if job.threshold is not None:  # one threshold for every decision (tests, overrides)
+            from cv.cluster import Calibration
+
+            calibration = Calibration.uncalibrated(job.threshold)
+        else:
             model = job.model or models.model_for(
                 job.model_version, session=s, settings=job.settings
             )
-            thr = models.threshold(model)
+            calibration = model_calibration(model)
         must, cannot = clustering.link_constraints(session=s, slip_ids=None)
         mine = job.slip_id
 
@@ -505,7 +511,7 @@ class Assigner:
             vector,
             index=self.index,
             slip_cluster=self.slip_cluster,
-            threshold=thr,
+            calibration=calibration,
             k=10,
             cannot_link_clusters=banned,
             slip_id=mine,
@@ -580,13 +586,38 @@ class Assigner:
 _assigners: dict[tuple[str, str], Assigner] = {}
 
 
+def model_calibration(model: Any) -> Calibration:
+    """The model's clustering operating points (`cv.cluster.calibration_of`: the merge
+    threshold and confidence logistic measured on its fit data) with the slip-to-slip pair
+    threshold the registry calibrated, when it did (`workers.model.threshold`)."""
+    from dataclasses import replace
+
+    from cv.cluster import Calibration, calibration_of
+
+    calibration = calibration_of(model)
+    pair = models.threshold(model)
+    if not calibration.calibrated:
+        return Calibration.uncalibrated(pair)
+    return replace(calibration, pair_threshold=pair)
+
+
 def would_join(
-    *, session: Session, model_version: str, vector: NDArray[np.float32], threshold: float
+    *,
+    session: Session,
+    model_version: str,
+    vector: NDArray[np.float32],
+    threshold: float | None = None,
+    calibration: Calibration | None = None,
 ) -> tuple[int, float] | None:
     """(cluster id, confidence) a slip with this embedding would join, writing nothing; None
     when it would stay alone.  Read-only use of the assignment index (e.g. counter checks)."""
     return match_slip(
-        session=session, model_version=model_version, vector=vector, threshold=threshold, k=10
+        session=session,
+        model_version=model_version,
+        vector=vector,
+        threshold=threshold,
+        calibration=calibration,
+        k=10,
     ).cluster
 
 
@@ -605,10 +636,12 @@ def match_slip(
     session: Session,
     model_version: str,
     vector: NDArray[np.float32],
-    threshold: float,
+    threshold: float | None = None,
     k: int = 10,
+    calibration: Calibration | None = None,
 ) -> SlipMatch:
-    """Read-only look-up of one embedding in the assignment index (one refresh, one search)."""
+    """Read-only look-up of one embedding in the assignment index (one refresh, one search);
+    ``calibration`` (else one ``threshold`` for every decision) decides the cluster."""
     from cv.cluster import assign_incremental
 
     with _assign_thread_lock:
@@ -627,6 +660,7 @@ def match_slip(
             index=assigner.index,
             slip_cluster=assigner.slip_cluster,
             threshold=threshold,
+            calibration=calibration,
             k=int(k),
             cluster_sizes=assigner.sizes,
         )
@@ -664,7 +698,12 @@ def recluster(
     written to the cluster history.  Runs under the assignment lock.  Returns counts and,
     under ``triggers``, the ``slip_clustered`` rule triggers of the slips that moved.
     """
-    from cv.cluster import cluster_embeddings, membership_confidence, stable_relabel
+    from cv.cluster import (
+        Calibration,
+        cluster_embeddings,
+        membership_confidence,
+        stable_relabel,
+    )
 
     now = now or utcnow()
     engine = get_engine(settings.effective_database_url)
@@ -689,17 +728,18 @@ def recluster(
         X = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
         pos = {sid: i for i, sid in enumerate(ids)}
         must, cannot = clustering.link_constraints(session=s, slip_ids=set(ids))
-        thr = threshold
-        if thr is None:
-            thr = models.threshold(models.model_for(version, session=s, settings=settings))
+        if threshold is not None:  # one threshold for every decision (tests, overrides)
+            calibration = Calibration.uncalibrated(threshold)
+        else:
+            calibration = model_calibration(models.model_for(version, session=s, settings=settings))
         labels = cluster_embeddings(
             X,
-            threshold=thr,
+            threshold=calibration.merge_threshold,
             k=min(k, len(ids) - 1),
             must_link=[(pos[a], pos[b]) for a, b in must],
             cannot_link=[(pos[a], pos[b]) for a, b in cannot],
         )
-        conf = membership_confidence(X, labels, threshold=thr, k=min(k, len(ids) - 1))
+        conf = membership_confidence(X, labels, calibration=calibration, k=min(k, len(ids) - 1))
         members = {
             m.slip_id: m
             for m in s.exec(
