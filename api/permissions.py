@@ -144,7 +144,7 @@ def route_templates(app: Any) -> dict[int, str]:
     return {
         id(context.original_route): context.path_format
         for context in routing.iter_route_contexts(app.routes)
-        if isinstance(context.original_route, routing.APIRoute)
+        if isinstance(context.original_route, routing.APIRoute) and context.path_format
     }
 
 
