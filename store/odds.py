@@ -110,3 +110,80 @@ def steamer_bets(
     if event_ref is not None:
         query = query.where(or_(col(Leg.event_ref).is_(None), Leg.event_ref == event_ref))
     return list(session.exec(query.distinct().order_by(col(Bet.placed_at))).all())
+
+
+@dataclass(frozen=True)
+class MarketMove:
+    """A sharp fall of one selection's price across bookmakers, and the open bets taken at a
+    price that has since collapsed."""
+
+    selection: str
+    event_ref: str | None
+    drop: PriceDrop
+    steamer_bet_ids: list[int]
+
+
+def sharp_drops(
+    *,
+    session: Session,
+    selections: set[tuple[str, str | None]],
+    now: datetime,
+    window: timedelta = timedelta(hours=24),
+    min_drop: float = 0.30,
+    min_bookmakers: int = 2,
+    min_price_ratio: float = 1.5,
+) -> list[MarketMove]:
+    """Of these (selection, event id) pairs, those whose price fell at least ``min_drop``
+    (median over ``min_bookmakers`` or more) within ``window``; the steamer rule's defaults."""
+    moves = []
+    for selection, event_ref in sorted(selections, key=lambda s: (s[0], s[1] or "")):
+        drop = price_drop(
+            session=session, selection=selection, since=now - window, until=now,
+            event_ref=event_ref,
+        )  # fmt: skip
+        if drop is None or drop.bookmakers < min_bookmakers or drop.median_drop < min_drop:
+            continue
+        bets = steamer_bets(
+            session=session, selection=selection, current_odds=drop.to_odds,
+            min_ratio=min_price_ratio, window=window, now=now, event_ref=event_ref,
+        )  # fmt: skip
+        moves.append(MarketMove(selection, event_ref, drop, [int(b.id) for b in bets]))  # type: ignore[arg-type]
+    return moves
+
+
+def notify_market_moves(
+    *, session: Session, moves: list[MarketMove], now: datetime, actor: str
+) -> list[MarketMove]:
+    """Post each move to the staff feed, once per selection and event a day; returns those
+    posted."""
+    from store.alerts import Notification, notify
+
+    posted = []
+    for move in moves:
+        entity_id = f"{move.drop.selection_key}@{move.event_ref or ''}"[:64]
+        seen = session.exec(
+            select(Notification.id).where(
+                Notification.kind == "price_drop",
+                Notification.entity_id == entity_id,
+                col(Notification.at) >= now - timedelta(hours=24),
+            )
+        ).first()
+        if seen is not None:
+            continue
+        d = move.drop
+        message = (
+            f"{move.selection}{f' ({move.event_ref})' if move.event_ref else ''}: price fell "
+            f"{d.median_drop:.0%} at {d.bookmakers} bookmakers ({d.from_odds:g} -> {d.to_odds:g})"
+        )
+        if move.steamer_bet_ids:
+            message += f"; {len(move.steamer_bet_ids)} open bet(s) taken at the long price"
+        notify(
+            session, actor=actor, kind="price_drop", message=message, entity="selection",
+            entity_id=entity_id,
+            data={"selection": move.selection, "event_ref": move.event_ref,
+                  "median_drop": round(d.median_drop, 4), "bookmakers": d.bookmakers,
+                  "from_odds": d.from_odds, "to_odds": d.to_odds,
+                  "steamer_bet_ids": move.steamer_bet_ids},
+        )  # fmt: skip
+        posted.append(move)
+    return posted

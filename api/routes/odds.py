@@ -28,10 +28,26 @@ class PricesIn(BaseModel):
 
 
 @router.post("", status_code=201)
-def post_prices(prices_in: PricesIn, session: SessionDep, _actor: AnalystUser) -> dict[str, int]:
-    """The odds feed: price snapshots per selection and bookmaker."""
+def post_prices(prices_in: PricesIn, session: SessionDep, actor: AnalystUser) -> dict[str, object]:
+    """The odds feed: price snapshots per selection and bookmaker.  A sharp fall across
+    bookmakers of a selection in the batch (30% or more of the winnings part at 2+
+    bookmakers within 24 hours) goes to the staff feed with the bets taken before it."""
     n = odds.record_prices(session=session, snapshots=[p.model_dump() for p in prices_in.prices])
-    return {"stored": n}
+    now = utcnow()
+    batch = {(selection_key(p.selection), p.event_ref): p.selection for p in prices_in.prices}
+    moves = odds.sharp_drops(
+        session=session, selections={(name, ref) for (_, ref), name in batch.items()}, now=now
+    )
+    odds.notify_market_moves(session=session, moves=moves, now=now, actor=actor.name)
+    return {
+        "stored": n,
+        "price_drops": [
+            {"selection": m.selection, "event_ref": m.event_ref,
+             "median_drop": round(m.drop.median_drop, 4), "bookmakers": m.drop.bookmakers,
+             "steamer_bet_ids": m.steamer_bet_ids}
+            for m in moves
+        ],
+    }  # fmt: skip
 
 
 @router.get("/{selection}")

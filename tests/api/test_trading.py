@@ -288,12 +288,27 @@ def test_odds_feed_price_drop_and_steamers(client):
     prices = [
         {"selection": "Quick Silver", "bookmaker": b, "odds": o, "at": at}
         for b, series in {"A": (11.0, 5.0), "B": (10.0, 4.5), "C": (12.0, 6.0)}.items()
-        for o, at in zip(series, [(utcnow() - timedelta(hours=30)).isoformat(), None], strict=True)
+        for o, at in zip(series, [(utcnow() - timedelta(hours=3)).isoformat(), None], strict=True)
     ]
-    # the first snapshot of each bookmaker is 30 hours old, the second is now
+    # the first snapshot of each bookmaker is 3 hours old, the second is now
     prices = [p if p["at"] else {k: v for k, v in p.items() if k != "at"} for p in prices]
     resp = client.post("/odds", json={"prices": prices})
-    assert resp.status_code == 201 and resp.json() == {"stored": 6}
+    assert resp.status_code == 201 and resp.json()["stored"] == 6
+    [move] = resp.json()["price_drops"]
+    assert (move["selection"], move["bookmakers"], move["steamer_bet_ids"]) == (
+        "Quick Silver",
+        3,
+        [early],
+    )
+    # the staff feed hears of it once a day, however often the feed repeats the price
+    again = client.post(
+        "/odds", json={"prices": [{"selection": "quick silver", "bookmaker": "A", "odds": 5.0}]}
+    )
+    assert len(again.json()["price_drops"]) == 1
+    feed = client.get("/notifications").json()["items"]
+    [note] = [n for n in feed if n["kind"] == "price_drop"]
+    assert note["message"].startswith("Quick Silver: price fell 60% at 3 bookmakers (11 -> 5)")
+    assert note["message"].endswith("1 open bet(s) taken at the long price")
     body = client.get("/odds/quick silver", params={"hours": 24 * 3}).json()
     drop = body["drop"]
     assert drop["bookmakers"] == 3 and drop["to_odds"] == 5.0
