@@ -872,8 +872,9 @@ def calibration_of(model: object) -> Calibration:
 def _evidence_samples(
     X: ArrayLike, writers: NDArray, *, k: int, top_m: int
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Slip-to-writer evidence of every fit slip against each writer among its k neighbours
-    (the slip itself left out), and whether that writer is its own."""
+    """Each fit slip's best slip-to-writer evidence among the writers of its k neighbours
+    (the slip itself left out: the writer incremental assignment would pick), and whether
+    that writer is its own."""
     _, code = np.unique(writers, return_inverse=True)
     code = code.astype(np.int64)
     nbr, sim = knn_graph(X, k=k)
@@ -884,7 +885,8 @@ def _evidence_samples(
     sizes = np.bincount(code)
     avail = sizes[labs] - (labs == code[rows]).astype(np.int64)
     g_rows, g_lab, ev = _group_evidence(rows, labs, sim[ok], sim[:, kk - 1], avail, top_m=top_m)
-    return ev, g_lab == code[g_rows]
+    b_rows, b_lab, b_ev = _best_per_row(g_rows, g_lab, ev)
+    return b_ev, b_lab == code[b_rows]
 
 
 def _fit_logistic(x: NDArray[np.float64], y: NDArray[np.bool_]) -> tuple[float, float] | None:

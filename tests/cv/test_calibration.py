@@ -1,0 +1,140 @@
+"""Clustering calibration: the slip-to-slip pair threshold and the cluster-merge threshold are
+measured separately on labelled fit data, and confidences are calibrated probabilities."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from cv.cluster import (
+    DEFAULT_TEMPERATURE,
+    Calibration,
+    assign_incremental,
+    calibrate_clustering,
+    calibration_of,
+    cluster_embeddings,
+    confidence_from_evidence,
+)
+from cv.index import VectorIndex, normalise_rows
+from cv.metrics import clustering_scores
+
+
+def _writers(seed: int, n_writers: int, per_writer: int, *, d: int = 24, noise: float = 0.15):
+    """Slips of writers around random directions, noisy enough that single slip pairs of one
+    writer and of two writers overlap in similarity (as real handwriting features do)."""
+    rng = np.random.default_rng(seed)
+    centres = normalise_rows(rng.standard_normal((n_writers, d)))
+    writers = np.repeat(np.arange(n_writers), per_writer)
+    x = centres[writers] + noise * rng.standard_normal((writers.size, d))
+    return normalise_rows(x).astype(np.float32), writers
+
+
+@pytest.fixture(scope="module")
+def calibration() -> Calibration:
+    folds = [_writers(1, 60, 6), _writers(2, 60, 6)]
+    return calibrate_clustering(folds, target_precision=0.98)
+
+
+def test_pair_and_merge_thresholds_are_separate_operating_points(calibration):
+    c = calibration
+    assert c.calibrated and c.target_precision == 0.98
+    assert -1.0 < c.pair_threshold < 1.0 and -1.0 < c.merge_threshold < 1.0
+    # an average over several slip pairs is less noisy than one pair: clusters can merge at
+    # a lower average similarity than a lone pair needs for the same precision
+    assert c.merge_threshold < c.pair_threshold - 0.02
+    assert c.recall is not None and c.recall > 0.5
+    # held-out writers clustered at the merge threshold stay near the target precision
+    # and recall far more than clustering at the pair threshold does
+    x, w = _writers(3, 60, 6)
+    at_merge = clustering_scores(w, cluster_embeddings(x, threshold=c.merge_threshold))
+    at_pair = clustering_scores(w, cluster_embeddings(x, threshold=c.pair_threshold))
+    assert at_merge["pairwise_precision"] >= 0.9
+    assert at_merge["pairwise_recall"] > at_pair["pairwise_recall"] + 0.1
+
+
+def test_confidence_is_a_calibrated_probability(calibration):
+    """Of the held-out slips a calibrated confidence puts in a bin, about that share joined
+    their own writer; the fixed logistic (0.5 at the threshold) is far off."""
+    x, w = _writers(4, 60, 6)
+    index = VectorIndex(x.shape[1])
+    slip_cluster: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    # every writer's first four slips are clustered; the last two of each are assigned
+    for i in np.flatnonzero(np.arange(w.size) % 6 < 4):
+        index.add(np.array([i]), x[i : i + 1])
+        slip_cluster[int(i)] = int(w[i])
+        sizes[int(w[i])] = sizes.get(int(w[i]), 0) + 1
+    confidences, right = [], []
+    for i in np.flatnonzero(np.arange(w.size) % 6 >= 4):
+        a = assign_incremental(
+            x[i],
+            index=index,
+            slip_cluster=slip_cluster,
+            calibration=calibration,
+            cluster_sizes=sizes,
+        )
+        if a.cluster_id is not None:
+            confidences.append(a.confidence)
+            right.append(a.cluster_id == int(w[i]))
+    conf, ok = np.array(confidences), np.array(right)
+    assert conf.size > 60
+    sure = conf >= 0.9
+    assert sure.sum() > 20 and ok[sure].mean() >= 0.85
+    # mean confidence tracks the share right (a probability, not a score)
+    assert abs(conf.mean() - ok.mean()) < 0.12
+    assert (conf >= 0.5).all()  # a join clears the merge threshold
+
+
+def test_a_rescan_of_a_clustered_slip_is_confidently_linked(calibration):
+    x, w = _writers(5, 30, 6)
+    index = VectorIndex(x.shape[1])
+    index.add(np.arange(w.size), x)
+    slip_cluster = {i: int(w[i]) for i in range(w.size)}
+    rescan = normalise_rows(x[7:8] + 0.02 * np.random.default_rng(6).standard_normal((1, 24)))
+    a = assign_incremental(
+        rescan[0],
+        index=index,
+        slip_cluster=slip_cluster,
+        calibration=calibration,
+        cluster_sizes={c: 6 for c in range(30)},
+    )
+    assert a.cluster_id == int(w[7])
+    # above rule 1's 0.9 floor: no longer a 0.65 "possible match"
+    assert a.confidence >= 0.9
+
+
+def test_two_lone_slips_found_a_cluster_only_at_the_pair_threshold():
+    cal = Calibration(pair_threshold=0.9, merge_threshold=0.5, slope=20.0, midpoint=0.6)
+    index = VectorIndex(2)
+    index.add(np.array([1]), np.array([[1.0, 0.0]], dtype=np.float32))
+    close = normalise_rows(np.array([[1.0, 0.3]]))[0]  # cosine 0.958 with slip 1
+    far = normalise_rows(np.array([[1.0, 1.0]]))[0]  # cosine 0.707: above merge, below pair
+    found = assign_incremental(close, index=index, slip_cluster={}, calibration=cal)
+    assert found.starts_cluster and found.joined_slip_ids == [1]
+    alone = assign_incremental(far, index=index, slip_cluster={}, calibration=cal)
+    assert not alone.starts_cluster and alone.cluster_id is None
+
+
+def test_uncalibrated_models_keep_the_single_threshold_behaviour():
+    cal = calibration_of(SimpleNamespace(threshold_=0.62))
+    assert not cal.calibrated and cal.pair_threshold == cal.merge_threshold == 0.62
+    e = np.array([0.5, 0.62, 0.7])
+    np.testing.assert_allclose(
+        cal.confidence(e),
+        confidence_from_evidence(e, threshold=0.62, temperature=DEFAULT_TEMPERATURE),
+    )
+    assert calibration_of(SimpleNamespace(threshold_=1.0)).merge_threshold == 0.5  # placeholder
+    assert calibration_of(object()).merge_threshold == 0.5
+
+
+def test_calibration_round_trips_through_json_and_the_model_attribute(calibration):
+    again = Calibration.from_json(calibration.to_json())
+    assert again == calibration
+    model = SimpleNamespace(threshold_=0.99, calibration_=calibration.to_json())
+    assert calibration_of(model) == calibration
+    with pytest.raises(ValueError, match="calibration: missing or bad field"):
+        Calibration.from_json({"pair_threshold": 0.5})
+    with pytest.raises(ValueError, match="at least 3 slips from 2\\+ writers"):
+        calibrate_clustering([(np.eye(2, dtype=np.float32), np.array(["a", "a"]))])
