@@ -37,6 +37,7 @@ if str(REPO_ROOT) not in sys.path:
 from cv.cluster import (  # noqa: E402
     assign_incremental,
     calibrate_threshold,
+    calibration_of,
     cluster_embeddings,
     knn_graph,
 )
@@ -229,7 +230,8 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     An :class:`cv.embed.EmbeddingModel` is fitted on half the writers (SHA-256 parity of the
     writer name, shifted by ``seed``) and the other half is embedded, calibrated and
     clustered: the operating point at pairwise precision >= 0.98 and the recall there, plus
-    the scores at the model's own pair threshold and at the best-F1 threshold (an oracle).
+    the scores at the model's own pair threshold, at the merge threshold its fit calibrated,
+    and at the best-F1 threshold (an oracle).
     """
     import csv
     import hashlib
@@ -269,6 +271,12 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     at_model = clustering_scores(
         w, cluster_embeddings(X, threshold=float(model.threshold_), k=kk, neighbours=nb)
     )
+    # the merge threshold the fit measured on its own held-out folds (cv.embed): what the
+    # pipeline and `sliplink cluster` use, judged here on writers the fit never saw
+    merge_t = calibration_of(model).merge_threshold
+    at_merge = clustering_scores(
+        w, cluster_embeddings(X, threshold=float(merge_t), k=kk, neighbours=nb)
+    )
     best_t = float(cal["best_f1_threshold"])  # type: ignore[arg-type]
     at_best = clustering_scores(w, cluster_embeddings(X, threshold=best_t, k=kk, neighbours=nb))
     counts = np.unique(w, return_counts=True)[1]
@@ -285,6 +293,8 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
         "calibrated": {key: (round(v, 4) if isinstance(v, float) else v) for key, v in cal.items()},
         "at_model_threshold": {"threshold": float(model.threshold_)}
         | {key: round(v, 4) for key, v in at_model.items()},
+        "at_model_merge_threshold": {"threshold": float(merge_t)}
+        | {key: round(v, 4) for key, v in at_merge.items()},
         "at_best_f1_threshold_oracle": {"threshold": cal["best_f1_threshold"]}
         | {key: round(v, 4) for key, v in at_best.items()},
     }
