@@ -106,15 +106,15 @@ def check_bet(
             f"unit stake {bet_in.stake:.2f} is over the maximum {result.max_stake:.2f}"
             + (f" (stake factor {factor:g})" if factor != 1.0 else "")
         )
-    odds = [leg.odds for leg in bet_in.legs]
-    if all(o is not None for o in odds):
-        win = bet_in.stake * _product(odds) - bet_in.stake  # type: ignore[arg-type]
+    odds = [leg.odds for leg in bet_in.legs if leg.odds is not None]
+    if len(odds) == len(bet_in.legs):
+        win = bet_in.stake * _product(odds) - bet_in.stake
         max_win = limits.max_potential_win * factor
         if win > max_win:
             result.refer(f"potential win {win:.2f} is over the maximum {max_win:.2f}")
             result.max_stake = min(
                 result.max_stake, round(max_win / max(_product(odds) - 1, 1e-9), 2)
-            )  # type: ignore[arg-type]
+            )
     writer_bets = _writer_bets(result.customer_ids, cluster_id, matched_bet_ids or [])
     if writer_bets is not None:
         open_stake = float(

@@ -6,7 +6,10 @@ is the feed's stable id when the leg carries one, else the event's name as the t
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.errors import Invalid
@@ -26,25 +29,22 @@ def _event_key():  # type: ignore[no-untyped-def]
 def exposure(*, session: Session, by: str, limit: int = 20) -> list[dict[str, object]]:
     """Largest open liabilities by ``selection`` (within its event), ``event`` or ``shop``."""
     liability = func.sum(_liability())
+    keys: list[Any]
     if by == "shop":
-        keys = [Bet.shop_id]
-        query = select(Bet.shop_id, func.count(), func.sum(Bet.total_stake), liability)
+        keys, labels = [col(Bet.shop_id)], []
     elif by == "event":
-        keys = [_event_key()]
-        query = select(
-            keys[0], func.min(Leg.event), func.count(func.distinct(Bet.id)),
-            func.sum(Bet.total_stake), liability,
-        ).join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]  # fmt: skip
+        keys, labels = [_event_key()], [func.min(Leg.event)]
     elif by == "selection":
-        keys = [Leg.selection_key, _event_key()]
-        query = select(
-            *keys, func.min(Leg.event), func.count(func.distinct(Bet.id)),
-            func.sum(Bet.total_stake), liability,
-        ).join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]  # fmt: skip
+        keys, labels = [col(Leg.selection_key), _event_key()], [func.min(Leg.event)]
     else:
         raise Invalid("by must be selection, event or shop")
-    rows = session.exec(
-        query.where(Bet.status == BetStatus.open)
+    query = sa_select(
+        *keys, *labels, func.count(func.distinct(Bet.id)), func.sum(Bet.total_stake), liability
+    )
+    if by != "shop":
+        query = query.join(Leg, col(Leg.bet_id) == col(Bet.id))
+    rows = session.execute(
+        query.where(col(Bet.status) == BetStatus.open)
         .group_by(*keys)
         .order_by(liability.desc())
         .limit(limit)
@@ -52,13 +52,12 @@ def exposure(*, session: Session, by: str, limit: int = 20) -> list[dict[str, ob
     out: list[dict[str, object]] = []
     for row in rows:
         *head, n, stakes, li = row
-        item: dict[str, object] = {}
         if by == "shop":
-            item["shop"] = head[0]
+            item: dict[str, object] = {"shop": head[0]}
         elif by == "event":
-            item |= {"event": head[1], "event_key": head[0]}
+            item = {"event": head[1], "event_key": head[0]}
         else:
-            item |= {"selection": head[0], "event": head[2], "event_key": head[1]}
+            item = {"selection": head[0], "event": head[2], "event_key": head[1]}
         out.append(
             item
             | {

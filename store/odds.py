@@ -108,7 +108,7 @@ def steamer_bets(
         )
     )
     if event_ref is not None:
-        query = query.where(or_(col(Leg.event_ref).is_(None), Leg.event_ref == event_ref))
+        query = query.where(or_(col(Leg.event_ref).is_(None), col(Leg.event_ref) == event_ref))
     return list(session.exec(query.distinct().order_by(col(Bet.placed_at))).all())
 
 

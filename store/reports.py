@@ -7,6 +7,7 @@ import io
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import case, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.alerts import Alert
@@ -26,9 +27,9 @@ def daily_activity(*, session: Session, day: date, top: int = 5) -> dict[str, ob
     """Bets, stakes, returns, hold %, customers, shops, top customers and clusters, alerts by
     rule for one day (UTC)."""
     start, end = day_bounds(day)
-    in_day = (Bet.placed_at >= start, Bet.placed_at < end)
-    n, stakes, customers, shops, anonymous = session.exec(
-        select(
+    in_day = (col(Bet.placed_at) >= start, col(Bet.placed_at) < end)
+    n, stakes, customers, shops, anonymous = session.execute(
+        sa_select(
             func.count(),
             func.coalesce(func.sum(Bet.total_stake), 0),
             func.count(func.distinct(Bet.customer_id)),
@@ -41,12 +42,12 @@ def daily_activity(*, session: Session, day: date, top: int = 5) -> dict[str, ob
             func.coalesce(func.sum(Bet.total_stake), 0), func.coalesce(func.sum(Bet.returns), 0)
         ).where(*in_day, Bet.status != BetStatus.open)
     ).one()
-    settled_stakes, returns = float(settled_stakes), float(returns)
+    settled_stakes, returns = float(settled_stakes or 0), float(returns or 0)
     top_customers = session.exec(
         select(Customer.id, Customer.external_ref, func.sum(Bet.total_stake).label("stake"))
         .join(Bet, Bet.customer_id == Customer.id)  # type: ignore[arg-type]
         .where(*in_day)
-        .group_by(Customer.id, Customer.external_ref)
+        .group_by(col(Customer.id), col(Customer.external_ref))
         .order_by(func.sum(Bet.total_stake).desc())
         .limit(top)
     ).all()
@@ -55,7 +56,7 @@ def daily_activity(*, session: Session, day: date, top: int = 5) -> dict[str, ob
         .join(Slip, Slip.id == ClusterMember.slip_id)  # type: ignore[arg-type]
         .join(Bet, Bet.id == Slip.bet_id)  # type: ignore[arg-type]
         .where(*in_day)
-        .group_by(ClusterMember.cluster_id)
+        .group_by(col(ClusterMember.cluster_id))
         .order_by(func.sum(Bet.total_stake).desc())
         .limit(top)
     ).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -138,8 +139,8 @@ def _leg_result(session: Session, leg: Leg) -> tuple[SelectionResult, Event] | N
             # an abandoned event voids every leg; otherwise an unlisted runner lost
             verdict = "void" if event.status == EventStatus.abandoned else "lost"
             row = SelectionResult(
-                event_id=event.id,
-                selection=leg.selection,  # type: ignore[arg-type]
+                event_id=event.id,  # type: ignore[arg-type]
+                selection=leg.selection,
                 selection_key=leg.selection_key,
                 result=verdict,
             )
@@ -201,11 +202,11 @@ def profit_and_loss(
     cluster, shop or day."""
     from store.clustering import ClusterMember, active_model_version
 
-    keys = {
-        "customer": Bet.customer_id,
-        "shop": Bet.shop_id,
+    keys: dict[str, Any] = {
+        "customer": col(Bet.customer_id),
+        "shop": col(Bet.shop_id),
         "day": func.date(Bet.placed_at),
-        "cluster": ClusterMember.cluster_id,
+        "cluster": col(ClusterMember.cluster_id),
     }
     if by not in keys:
         raise Invalid("by must be customer, cluster, shop or day")
