@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,14 @@ def test_self_excluded_scenario_through_the_pipeline(pipeline_client):
     [scenario] = [s for s in data["scenarios"] if s["kind"] == "self_excluded_anonymous"]
     [ref] = scenario["customers"]
     bets = {b["image"]: b for b in data["bets"]}
+    # the set's dates moved up to yesterday: the rules look back from the upload (now), and
+    # rule 1's 30 days must hold the whole scenario whenever the test runs
+    placed = {i: datetime.fromisoformat(bets[i]["placed_at"]) for i in scenario["images"]}
+    shift = datetime.now(UTC) - timedelta(days=1) - max(placed.values())
+
+    def when(text: str) -> str:
+        return (datetime.fromisoformat(text) + shift).isoformat()
+
     shops: dict[str, int] = {}
     for code in sorted({bets[i]["shop"] for i in scenario["images"]}):
         r = client.post("/shops", json={"code": code, "name": f"Shop {code}"})
@@ -62,7 +71,7 @@ def test_self_excluded_scenario_through_the_pipeline(pipeline_client):
         b = bets[image]
         payload = {
             "shop_id": shops[b["shop"]],
-            "placed_at": b["placed_at"],
+            "placed_at": when(b["placed_at"]),
             "stake": b["unit_stake"],
             "total_stake": b["total_stake"],
             "legs": b["legs"],
@@ -86,7 +95,7 @@ def test_self_excluded_scenario_through_the_pipeline(pipeline_client):
         json={
             "shop_id": shops[b["shop"]],
             "stake": 20.0,
-            "placed_at": "2026-11-18T12:00:00Z",
+            "placed_at": when("2026-11-16T20:00:00Z"),
             "legs": b["legs"],
         },
     )
