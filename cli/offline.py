@@ -549,7 +549,7 @@ def train_command(
             "review_slips": n_review,
         }
         # kept for information only: the fitting writers' pairs separate more than any new
-        # writers' do (measured KS 0.41 against held-out writers of the same generator, 0.08
+        # writers' do (measured KS 0.40 against held-out writers of the same generator, 0.08
         # between two held-out halves), so the drift watch compares with held-out data
         fit_data["pair_scores"] = score_reference(
             model.transform_raw(fit_raws), source=f"fitting data ({len(fit_raws)} images)"
