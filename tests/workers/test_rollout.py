@@ -247,7 +247,8 @@ def test_a_rejected_link_never_reappears_after_retraining(  # type: ignore[no-un
         for _ in range(2):  # re-clustering at a threshold where everything else merges
             recluster(settings=settings, threshold=0.0)
             placed = {sid: client.get(f"/slips/{sid}").json()["cluster_id"] for sid in ids}
-            assert max(Counter(v for v in placed.values() if v).values()) >= 10  # loose indeed
+            sizes = Counter(v for v in placed.values() if v)
+            assert sum(sizes.values()) >= 15 and len(sizes) <= 4  # loose indeed
             assert placed[a] is None or placed[a] != placed[b]
             assert placed[a] is not None and placed[a] == placed[c]
         with Session(app.state.engine) as s:
