@@ -98,9 +98,11 @@ app.conf.include = ["workers.tasks", "workers.model_tasks"]
 def _init_process(**_kwargs: object) -> None:
     """Fresh engine per forked process: pooled connections must not cross a fork."""
     from store.db import dispose_engines, get_engine
+    from workers.pipeline import single_threaded_math
 
     dispose_engines()
     get_engine(_settings().effective_database_url)
+    single_threaded_math()
 
 
 @signals.worker_ready.connect

@@ -23,11 +23,12 @@ class PipelineConfig:
     pending_grace_s: float = 60.0
     # with a backlog in its queue, a pending slip is re-enqueued only after this long
     backlog_grace_s: float = 600.0
-    # a slip in "processing" longer than this is taken to be lost (worker killed); one
-    # extraction takes well under 10 s, so this only bounds how long a crash delays a slip
-    lease_s: float = 120.0
+    # a slip in "processing" whose lease was not renewed for this long is taken to be lost
+    # (worker killed) and re-sent by the sweeper; a live worker renews it every heartbeat_s
+    # while it extracts, however long that takes
+    lease_s: float = 30.0
     # how often the sweeper runs (beat / the in-process scheduler)
-    sweep_every_s: float = 30.0
+    sweep_every_s: float = 10.0
     # a slip claimed this many times without finishing is failed: it kills workers
     max_attempts: int = 5
     # flow monitor: alert when the oldest unprocessed slip is older than this
@@ -53,6 +54,12 @@ class PipelineConfig:
             opening_hours=(int(hours[0]), int(hours[1])),
             max_retries=int(_float("MAX_RETRIES", cls.max_retries)),
         )
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a worker renews the lease of the slip it extracts: several beats fit in
+        one lease, so a late beat on a busy machine does not lose it."""
+        return self.lease_s / 6
 
     def queue(self, name: str) -> str:
         return f"{self.queue_prefix}{name}"

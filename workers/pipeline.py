@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import and_, case, func, or_, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select, update
 
@@ -106,6 +106,16 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT)
 
 
+def single_threaded_math() -> None:
+    """One BLAS / OpenMP thread in this process.  Each worker process (or in-process thread)
+    extracts one slip at a time, and the processes already fill the cores: OpenBLAS threads
+    of its own in each only spin against the others (measured on 2 cores: 126 -> 72 ms of
+    CPU per slip, embedding and the rest alike)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def backoff(retries: int, *, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with full jitter (AWS architecture blog, 2015): 0..min(cap, 2^n)."""
     return random.uniform(0, min(cap, base * 2**retries))  # noqa: S311 - not cryptographic
@@ -119,6 +129,7 @@ class Outcome:
     step: str = ""
     reason: str = ""
     triggers: tuple[dict[str, Any], ...] = ()
+    model_version: str = ""  # resolved by the stage: the next one need not look it up again
 
     @property
     def extracted(self) -> bool:
@@ -141,6 +152,7 @@ class SlipJob:
     features: models.Features | None = None
     embedding: Embedding | None = None
     threshold: float | None = None  # None: the model's calibrated threshold
+    heartbeat: LeaseHeartbeat | None = None
     triggers: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -152,7 +164,7 @@ def claim(job: SlipJob) -> None:
     """Lock the slip, stop when there is nothing to do, count the attempt, start the lease."""
     s = job.session
     if not job.model_version:
-        job.model_version = models.ensure_active_model(session=s, settings=job.settings)
+        job.model_version = _active_version(job)
     slip = s.exec(select(Slip).where(Slip.id == job.slip_id).with_for_update()).first()
     if slip is None:
         raise Stopped("slip gone")
@@ -177,6 +189,48 @@ def claim(job: SlipJob) -> None:
     job.sha256 = slip.sha256
     slip.status, slip.updated_at = SlipStatus.processing, utcnow()
     s.add(slip)
+    job.heartbeat = LeaseHeartbeat(s.get_bind(), job.slip_id, every=job.config.heartbeat_s)
+
+
+def _active_version(job: SlipJob) -> str:
+    try:
+        return models.ensure_active_model(session=job.session, settings=job.settings)
+    except sa_exc.IntegrityError:
+        # another process activated (registered) the configured model at the same moment
+        job.session.rollback()
+        return models.ensure_active_model(session=job.session, settings=job.settings)
+
+
+class LeaseHeartbeat:
+    """Keeps a claimed slip's lease alive while its worker lives: every ``every`` seconds a
+    thread of its own moves ``updated_at`` on.  A killed worker stops beating, so the
+    sweeper sees the lease (``lease_s``, several beats) run out soon after, instead of
+    waiting out a lease long enough for the slowest extraction."""
+
+    def __init__(self, bind: Any, slip_id: int, *, every: float) -> None:
+        self.bind, self.slip_id, self.every = bind, slip_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sliplink-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        engine = self.bind if isinstance(self.bind, Engine) else self.bind.engine
+        while not self._stop.wait(self.every):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(
+                        update(Slip)  # type: ignore[arg-type]
+                        .where(
+                            col(Slip.id) == self.slip_id, col(Slip.status) == SlipStatus.processing
+                        )
+                        .values(updated_at=utcnow())
+                    )
+            except Exception as exc:  # noqa: BLE001 - a missed beat only shortens the lease
+                log.warning("slip %s: lease heartbeat failed: %s", self.slip_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def load_image(job: SlipJob) -> None:
@@ -237,14 +291,13 @@ EXTRACT_STEPS: tuple[tuple[str, Step], ...] = (
 def load_embedding(job: SlipJob) -> None:
     s = job.session
     if not job.model_version:
-        job.model_version = models.ensure_active_model(session=s, settings=job.settings)
+        job.model_version = _active_version(job)
     job.embedding = clustering.get_embedding(
         session=s, slip_id=job.slip_id, model_version=job.model_version
     )
     if job.embedding is None:
         raise Stopped("not extracted")
-    if clustering.get_membership(session=s, slip_id=job.slip_id, model_version=job.model_version):
-        raise Stopped("already assigned")
+    # an assigned slip is recognised under the assignment lock (assign_cluster)
 
 
 def assign_cluster(job: SlipJob) -> None:
@@ -308,11 +361,11 @@ def run_steps(steps: Iterable[tuple[str, Step]], job: SlipJob) -> Outcome:
             step(job)
         except Stopped as stop:
             job.session.commit()
-            return Outcome("stopped", name, stop.reason, tuple(job.triggers))
+            return Outcome("stopped", name, stop.reason, tuple(job.triggers), job.model_version)
         finally:
             observe(name, time.perf_counter() - started)
         job.session.commit()
-    return Outcome("done", triggers=tuple(job.triggers))
+    return Outcome("done", triggers=tuple(job.triggers), model_version=job.model_version)
 
 
 def _run_stage(
@@ -332,6 +385,9 @@ def _run_stage(
         except BaseException:
             session.rollback()
             raise
+        finally:
+            if job.heartbeat is not None:
+                job.heartbeat.stop()
     log.info("slip %s %s: %s %s", slip_id, outcome.status, outcome.step, outcome.reason)
     return outcome
 
@@ -407,53 +463,35 @@ class Assigner:
         self.slip_cluster: dict[int, int] = {}
         self.sizes: Counter[int] = Counter()
         self.last_embedding = 0
-        self.seen: set[int] = set()  # embedding row ids seen within the look-back window
+        # ids below last_embedding not visible yet when last read (see _read_embeddings)
+        self.pending: set[int] = set()
         self.last_member = 0
         self.epoch: int | None = None
 
-    def _epoch(self, session: Session) -> int:
-        last = session.exec(
-            select(func.max(ClusterEvent.id)).where(ClusterEvent.kind == EventKind.recluster)
-        ).first()
-        return int(last or 0)
+    @staticmethod
+    def _tops(session: Session) -> tuple[int, int, int]:
+        """(last re-clustering event, newest embedding, newest membership) in one query."""
+        row = session.exec(
+            select(
+                select(func.max(ClusterEvent.id))
+                .where(ClusterEvent.kind == EventKind.recluster)
+                .scalar_subquery(),
+                select(func.max(Embedding.id)).scalar_subquery(),
+                select(func.max(ClusterMember.id)).scalar_subquery(),
+            )
+        ).one()
+        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
     def refresh(self, session: Session, *, dim: int) -> None:
         from cv.index import VectorIndex
 
-        epoch = self._epoch(session)
-        top_embedding = session.exec(select(func.max(Embedding.id))).first() or 0
-        top_member = session.exec(select(func.max(ClusterMember.id))).first() or 0
+        epoch, top_embedding, top_member = self._tops(session)
         # ids going backwards means the tables were emptied (restore, test truncation)
         rewound = top_embedding < self.last_embedding or top_member < self.last_member
         if rewound or epoch != self.epoch or self.index is None or self.index.dim != dim:
             self.invalidate()
             self.index, self.epoch = VectorIndex(dim), epoch
-        # Extraction commits embeddings out of id order (ids are taken at insert, rows become
-        # visible at commit), so ids just below the newest one seen may appear later: look
-        # back a window of ids and fetch only those not seen yet.
-        floor = max(0, self.last_embedding - _LOOKBACK)
-        recent = session.exec(
-            select(Embedding.id).where(
-                Embedding.model_version == self.model_version,
-                col(Embedding.id) > floor,
-                Embedding.usable == True,  # noqa: E712 - SQL expression
-            )
-        ).all()
-        missing = sorted(int(i) for i in recent if int(i) not in self.seen)  # type: ignore[arg-type]
-        for start in range(0, len(missing), 1000):
-            chunk = missing[start : start + 1000]
-            rows = session.exec(
-                select(Embedding.slip_id, Embedding.vector).where(col(Embedding.id).in_(chunk))
-            ).all()
-            if rows:
-                ids = np.array([r[0] for r in rows], dtype=np.int64)
-                vectors = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
-                self.index.add(ids, vectors)
-        if missing:
-            self.seen.update(missing)
-            self.last_embedding = max(self.last_embedding, missing[-1])
-            low = self.last_embedding - _LOOKBACK
-            self.seen = {i for i in self.seen if i > low}
+        self._read_embeddings(session, top_embedding)
         members = session.exec(
             select(ClusterMember.id, ClusterMember.slip_id, ClusterMember.cluster_id)
             .where(
@@ -465,6 +503,48 @@ class Assigner:
         for mid, slip_id, cluster_id in members:
             self._set(int(slip_id), cluster_id)
             self.last_member = int(mid or 0)
+
+    def _read_embeddings(self, session: Session, top: int) -> None:
+        """Index the usable embeddings of this version not read yet.
+
+        Ids are taken at insert but rows become visible at commit, so extraction commits
+        embeddings out of id order: ids at or below the newest one read that were not
+        visible then are kept in ``pending`` and asked for again, as long as they are within
+        ``_LOOKBACK`` of the newest (a rolled-back insert leaves an id that never comes).
+        Rows of other versions or unusable ones are read as ids only, so that they are
+        known; only this version's usable vectors are transferred.
+        """
+        if top <= self.last_embedding and not self.pending:
+            return
+        floor = top - _LOOKBACK
+        mine = and_(col(Embedding.model_version) == self.model_version, col(Embedding.usable))
+        new = col(Embedding.id) > self.last_embedding
+        if self.pending:
+            new = or_(new, col(Embedding.id).in_(sorted(self.pending)))
+        rows = session.exec(
+            select(Embedding.id, Embedding.slip_id, case((mine, Embedding.vector), else_=None))
+            # below the window only this version's rows matter (the first read)
+            .where(new, or_(col(Embedding.id) > floor, mine))
+            .order_by(col(Embedding.id))
+        ).all()
+        vectors = [(int(r[1]), r[2]) for r in rows if r[2] is not None]
+        for start in range(0, len(vectors), 5000):
+            chunk = vectors[start : start + 5000]
+            self.index.add(
+                np.array([sid for sid, _ in chunk], dtype=np.int64),
+                np.stack([np.frombuffer(v, dtype="<f4") for _, v in chunk]),
+            )
+        newest = max(top, int(rows[-1][0]) if rows else 0)
+        seen = {int(r[0]) for r in rows}
+        candidates = self.pending | set(range(max(self.last_embedding, floor) + 1, newest + 1))
+        self.pending = {i for i in candidates - seen if i > newest - _LOOKBACK}
+        self.last_embedding = newest
+
+    def _index_own(self, slip_id: int, vector: NDArray[np.float32]) -> None:
+        """Index the assigned slip itself unless a refresh already did: adding it again
+        would only leave a tombstone behind (and, once there are enough, a full rebuild)."""
+        if slip_id not in self.index:
+            self.index.add(np.array([slip_id], dtype=np.int64), vector[None, :])
 
     def _set(self, slip_id: int, cluster_id: int | None) -> None:
         before = self.slip_cluster.pop(slip_id, None)
@@ -486,7 +566,6 @@ class Assigner:
             self._member(s, job.slip_id, None, 0.0)
             return None
         vector = emb.array()
-        self.seen.add(int(emb.id))  # type: ignore[arg-type]  # indexed below, whatever happens
         if job.threshold is not None:  # one threshold for every decision (tests, overrides)
             from cv.cluster import Calibration
 
@@ -496,14 +575,10 @@ class Assigner:
                 job.model_version, session=s, settings=job.settings
             )
             calibration = model_calibration(model)
-        must, cannot = clustering.link_constraints(session=s, slip_ids=None)
         mine = job.slip_id
-
-        def partners(pairs: list[tuple[int, int]]) -> set[int]:
-            return {b if a == mine else a for a, b in pairs if mine in (a, b)}
-
-        banned = {self.slip_cluster[p] for p in partners(cannot) if p in self.slip_cluster}
-        confirmed = [self.slip_cluster[p] for p in partners(must) if p in self.slip_cluster]
+        must, cannot = _link_partners(s, mine)
+        banned = {self.slip_cluster[p] for p in cannot if p in self.slip_cluster}
+        confirmed = [self.slip_cluster[p] for p in must if p in self.slip_cluster]
         if confirmed and confirmed[0] not in banned:
             # a human confirmed this slip with a clustered one: that decides it
             return self._join(s, mine, confirmed[0], 1.0, vector)
@@ -521,7 +596,7 @@ class Assigner:
             return self._join(s, mine, a.cluster_id, a.confidence, vector)
         if a.starts_cluster:
             return self._start(s, mine, a.joined_slip_ids, a.confidence, vector)
-        self.index.add(np.array([mine], dtype=np.int64), vector[None, :])
+        self._index_own(mine, vector)
         self._member(s, mine, None, float(a.confidence))
         return None
 
@@ -552,7 +627,7 @@ class Assigner:
                 detail={"slip_ids": [slip_id], "confidence": round(conf, 4)},
             )
         )
-        self.index.add(np.array([slip_id], dtype=np.int64), vector[None, :])
+        self._index_own(slip_id, vector)
         return cluster_id
 
     def _start(
@@ -579,11 +654,27 @@ class Assigner:
                 detail={"slip_ids": sorted([slip_id, *joined]), "confidence": round(conf, 4)},
             )
         )
-        self.index.add(np.array([slip_id], dtype=np.int64), vector[None, :])
+        self._index_own(slip_id, vector)
         return cid
 
 
 _assigners: dict[tuple[str, str], Assigner] = {}
+
+
+def _link_partners(session: Session, slip_id: int) -> tuple[list[int], list[int]]:
+    """(confirmed, rejected) partners of one slip from human link decisions; the latest
+    decision on a pair wins (as ``clustering.link_constraints``, reading only this slip's)."""
+    from store.clustering import Decision, LinkDecision
+
+    latest: dict[int, Decision] = {}
+    for a, b, decision in session.exec(
+        select(LinkDecision.slip_a, LinkDecision.slip_b, LinkDecision.decision)
+        .where(or_(col(LinkDecision.slip_a) == slip_id, col(LinkDecision.slip_b) == slip_id))
+        .order_by(col(LinkDecision.id))
+    ).all():
+        latest[int(b if a == slip_id else a)] = decision
+    confirmed = sorted(p for p, d in latest.items() if d == Decision.confirmed)
+    return confirmed, sorted(p for p, d in latest.items() if d != Decision.confirmed)
 
 
 def model_calibration(model: Any) -> Calibration:
@@ -1074,6 +1165,7 @@ class InProcessPipeline:
     ) -> None:
         self.settings = settings
         self.config = config or PipelineConfig.from_env()
+        single_threaded_math()
         self._extract = ThreadPoolExecutor(settings.in_process_workers, "sliplink-extract")
         self._assign = ThreadPoolExecutor(1, "sliplink-assign")
         self._rules = ThreadPoolExecutor(1, "sliplink-rules")
@@ -1173,7 +1265,7 @@ class InProcessPipeline:
             mark_failed(slip_id, f"{type(exc).__name__}: {exc}", self.settings)
             return
         if outcome.extracted:
-            self.submit_assign(slip_id, version)
+            self.submit_assign(slip_id, outcome.model_version or version)
 
     def _do_assign(self, slip_id: int, version: str | None, retries: int) -> None:
         try:

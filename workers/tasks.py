@@ -58,7 +58,7 @@ def extract(self: Task, slip_id: int, model_version: str | None = None) -> None:
             _retry(self, again)
         return
     if outcome.extracted:
-        _send("sliplink.assign", slip_id, model_version)
+        _send("sliplink.assign", slip_id, outcome.model_version or model_version)
 
 
 @app.task(name="sliplink.assign", **_OPTIONS)

@@ -146,6 +146,11 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
 ):
     prefix = queue_prefix()
     env = worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix)
+    # the production lease and sweep period: a live worker renews its lease by heartbeat, so
+    # the lease is short and a killed worker's slips come back within lease + sweep
+    for name in ("SLIPLINK_LEASE_SECONDS", "SLIPLINK_SWEEP_SECONDS"):
+        env.pop(name)
+    config = PipelineConfig()
     first = start_worker(env, concurrency=2)
     api = Api(database_url=pg_url, broker_url=shared_broker_url, prefix=prefix, data_dir=tmp_path)
     n = 30
@@ -164,9 +169,22 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             what="the worker to be mid-batch",
         )
         first.kill()  # SIGKILL: main process and pool children, mid-task
+        killed = time.monotonic()
         killed_at = state(pg_url)
         assert killed_at["statuses"].get("ready", 0) < n, "the batch finished before the kill"
+        in_flight = processing_ids(pg_url)
+        assert in_flight, "no slip was in flight when the worker was killed"
         start_worker(env, concurrency=2)
+        wait_for(
+            lambda: ready(pg_url, in_flight),
+            timeout=150,
+            every=0.5,
+            what="the killed worker's slips to be processed again",
+        )
+        recovered_in = time.monotonic() - killed
+        # was at least the 120 s lease before heartbeats; a margin for a loaded machine
+        limit = config.lease_s + config.sweep_every_s + 30
+        assert recovered_in < limit, f"lost slips came back after {recovered_in:.0f}s"
         st = wait_for(
             lambda: all_done(pg_url, n),
             timeout=150,
@@ -174,8 +192,32 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             what="every slip to finish after the kill",
         )
         assert_exactly_once(st, n)
+        print(f"\nslips lost in the kill ({len(in_flight)}) ready {recovered_in:.1f}s after it")
     finally:
         api.close()
+
+
+def processing_ids(url: str) -> list[int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            rows = c.execute(text("SELECT id FROM slips WHERE status = 'processing'"))
+            return list(rows.scalars())
+    finally:
+        engine.dispose()
+
+
+def ready(url: str, ids: list[int]) -> bool:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            n = c.execute(
+                text("SELECT count(*) FROM slips WHERE status = 'ready' AND id = ANY(:ids)"),
+                {"ids": ids},
+            ).scalar()
+    finally:
+        engine.dispose()
+    return n == len(ids)
 
 
 @pytest.mark.slow
