@@ -2,7 +2,8 @@
 scenario (the customer's own slip and four anonymous slips) plus an anonymous re-scan of the
 customer's own slip are uploaded through the HTTP API; the in-process pipeline embeds,
 clusters and runs the rules.  The alert on the self-excluded customer appears, and counts
-the re-scan exactly when the clusterer's link confidence reaches the rule's 0.7."""
+the re-scan exactly when the clusterer's link confidence reaches the rule's 0.7; with
+calibrated confidences a re-scan of the same slip reaches 0.9."""
 
 from __future__ import annotations
 
@@ -129,5 +130,8 @@ def test_self_excluded_scenario_through_the_pipeline(pipeline_client):
     }
     link = min(members[own_slip], members[rescan_slip])
     assert (anonymous[-1] in linked) is (link >= 0.7)
+    # confidences are calibrated on the model's fit data (cv.cluster.Calibration): a re-scan
+    # of the same slip is a near-certain link, above rule 1's 0.9 floor
+    assert link >= 0.9 and anonymous[-1] in linked
     assert alert["figures"]["linked_bets"] == len(linked)
     assert alert["figures"]["own_account_bets"] == 1  # the own-account bet needs no link
