@@ -443,7 +443,7 @@ def _bound(params: dict[str, Any]) -> dict[str, Any]:
 def _statement(name: str, lower: bool = False, upper: bool = False, settled: bool = False):  # type: ignore[no-untyped-def]
     """The engine's hot reads, built once with bound parameters (building a statement costs
     about as much CPU as running it on a warm index, and an event run makes a dozen)."""
-    version = bindparam("version")
+    version: Any = bindparam("version")
     member_of_slip = (col(ClusterMember.slip_id) == col(Slip.id)) & (
         col(ClusterMember.model_version) == version
     )

@@ -62,7 +62,7 @@ class LiabilityLimit:
             on_selection = col(Bet.id).in_(select(Leg.bet_id).where(*conds))
             priced = col(Bet.potential_return).is_not(None)
             liability, n_priced, n_unpriced, stakes, oldest = session.exec(
-                select(
+                select(  # type: ignore[call-overload]
                     func.sum(col(Bet.potential_return) - col(Bet.total_stake)).filter(priced),
                     func.count(col(Bet.id)).filter(priced),
                     func.count(col(Bet.id)).filter(col(Bet.potential_return).is_(None)),
