@@ -207,7 +207,7 @@ def schedule_pivots(
     )  # fmt: skip
     member, slip = aliased(ClusterMember), aliased(Slip)
     # linked customers (few): their own bets and their clusters' bets, each bet once
-    own = select(col(Bet.customer_id).label("pivot_id"), col(Bet.id).label("bet_id")).where(
+    own: Any = select(col(Bet.customer_id).label("pivot_id"), col(Bet.id).label("bet_id")).where(
         col(Bet.customer_id).in_(select(link.c.customer_id)), *conds
     )
     linked = (
