@@ -210,7 +210,7 @@ def schedule_pivots(
     own: Any = select(col(Bet.customer_id).label("pivot_id"), col(Bet.id).label("bet_id")).where(
         col(Bet.customer_id).in_(select(link.c.customer_id)), *conds
     )
-    linked = (
+    linked: Any = (
         select(link.c.customer_id.label("pivot_id"), col(slip.bet_id).label("bet_id"))
         .select_from(link)
         .join(member, (col(member.cluster_id) == link.c.cluster_id)
