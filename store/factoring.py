@@ -156,8 +156,8 @@ def import_csv(*, session: Session, text: str, actor: Actor) -> dict[str, int]:
         try:
             set_factoring(
                 session=session,
-                customer_id=customer.id,
-                actor=actor,  # type: ignore[arg-type]
+                customer_id=customer.id,  # type: ignore[arg-type]
+                actor=actor,
                 reason=f"CSV import line {line}",
                 stake_factor=factor,
                 restricted_sports=split(row.get("restricted_sports")),
