@@ -44,6 +44,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import cpu_s, tree_cpu_s  # noqa: E402
+
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379/15"
 TARGETS = {"bets_per_second": 400, "bets_p99_ms": 100, "uploads_per_second": 40}
@@ -119,6 +121,7 @@ async def _drive(
     concurrency: int,
     make_request: Request,
     server: int,
+    db_cpu: Callable[[], dict[int, float]],
     rate: float | None = None,
 ) -> dict[str, float]:
     """``concurrency`` clients, each on its own connection.  Without ``rate`` they send back
@@ -150,11 +153,13 @@ async def _drive(
             i += 1
 
     conns = [Connection("127.0.0.1", port, key) for _ in range(concurrency)]
-    server0, cpu0 = _tree_cpu_s(server), time.process_time()
+    server0, db0, cpu0 = tree_cpu_s(server), db_cpu(), time.process_time()
     await asyncio.gather(*(one_client(c) for c in conns))
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
-    server_cpu = _tree_cpu_s(server) - server0
+    server_cpu = tree_cpu_s(server) - server0
+    db1 = db_cpu()
+    database_cpu = sum(v - db0.get(pid, 0.0) for pid, v in db1.items())
     for c in conns:
         c.close()
     return {
@@ -170,27 +175,9 @@ async def _drive(
         "client_cpu_share": round(cpu / elapsed / (os.cpu_count() or 1), 3),
         # robust on a busy machine: CPU the server processes spent per request
         "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(latencies)), 2),
+        # the PostgreSQL backends serving the benchmark's database
+        "db_cpu_ms_per_request": round(1000 * database_cpu / max(1, len(latencies)), 2),
     }
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
-    parents: dict[int, int] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)], stats[int(entry.name)] = int(fields[1]), fields
-    tree, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        tree.add(p)
-        todo += [c for c, parent in parents.items() if parent == p and c not in tree]
-    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _multipart(data: bytes) -> tuple[bytes, str]:
@@ -271,6 +258,13 @@ def run_mode(mode: str, args: argparse.Namespace, images: list[bytes]) -> dict[s
 
         bet_ids: list[int] = []
 
+        def db_cpu() -> dict[int, float]:
+            with admin.connect() as conn:
+                pids = conn.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": name}
+                ).scalars()
+                return {int(p): cpu_s(int(p)) for p in pids}
+
         async def post_bet(conn: Connection, i: int) -> bool:
             bet = {
                 "shop_id": shop_id,
@@ -290,7 +284,8 @@ def run_mode(mode: str, args: argparse.Namespace, images: list[bytes]) -> dict[s
         def drive(make_request: Request, concurrency: int, rate: float | None):  # type: ignore[no-untyped-def]
             return asyncio.run(
                 _drive(port, key, seconds=args.seconds, concurrency=concurrency,
-                       make_request=make_request, server=server.pid, rate=rate)
+                       make_request=make_request, server=server.pid, rate=rate,
+                       db_cpu=db_cpu)
             )  # fmt: skip
 
         out: dict[str, object] = {"mode": mode}

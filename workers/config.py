@@ -38,6 +38,8 @@ class PipelineConfig:
     opening_hours: tuple[int, int] = (9, 22)
     # retries of transient errors (database / broker connection lost)
     max_retries: int = 10
+    # tasks waiting per queue in the in-process pipeline before new ones are dropped
+    inprocess_backlog: int = 10_000
 
     @classmethod
     def from_env(cls) -> PipelineConfig:
@@ -53,6 +55,7 @@ class PipelineConfig:
             silence_alert_s=_float("SILENCE_ALERT_SECONDS", cls.silence_alert_s),
             opening_hours=(int(hours[0]), int(hours[1])),
             max_retries=int(_float("MAX_RETRIES", cls.max_retries)),
+            inprocess_backlog=int(_float("INPROCESS_BACKLOG", cls.inprocess_backlog)),
         )
 
     @property

@@ -7,7 +7,7 @@ the distributed case).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -16,6 +16,14 @@ STEP_SECONDS = Histogram(
     "Duration of pipeline steps in this process",
     ["step"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+
+
+DROPPED = Counter(
+    "sliplink_inprocess_dropped_tasks",
+    "Tasks the in-process pipeline dropped because its backlog was full",
+    ["queue"],
     registry=REGISTRY,
 )
 

@@ -58,7 +58,7 @@ from store.models import AuditEntry, Bet, Slip, SlipImage, SlipStatus, as_utc, u
 from store.settings import Settings
 from workers import model as models
 from workers.config import PipelineConfig
-from workers.metrics import observe
+from workers.metrics import DROPPED, observe
 
 if TYPE_CHECKING:
     from cv.cluster import Calibration
@@ -1170,6 +1170,8 @@ class InProcessPipeline:
         self._assign = ThreadPoolExecutor(1, "sliplink-assign")
         self._rules = ThreadPoolExecutor(1, "sliplink-rules")
         self._inflight: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._dropped_logged: dict[str, float] = {}
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -1181,13 +1183,33 @@ class InProcessPipeline:
 
     # -- the pipeline interface
     def submit(self, slip_id: int, model_version: str | None = None) -> None:
-        self._go(self._extract, "extract", self._do_extract, slip_id, model_version, 0)
+        if self._admit("extract"):
+            self._go(self._extract, "extract", self._do_extract, slip_id, model_version, 0)
 
     def submit_assign(self, slip_id: int, model_version: str | None = None) -> None:
-        self._go(self._assign, "assign", self._do_assign, slip_id, model_version, 0)
+        if self._admit("assign"):
+            self._go(self._assign, "assign", self._do_assign, slip_id, model_version, 0)
 
     def submit_rules(self, trigger: dict[str, Any]) -> None:
-        self._go(self._rules, "rules", self._do_rules, trigger, 0)
+        if self._admit("rules"):
+            self._go(self._rules, "rules", self._do_rules, trigger, 0)
+
+    def _admit(self, queue: str) -> bool:
+        """Queues in memory are bounded (``inprocess_backlog``): under a sustained overload a
+        new task is dropped rather than held forever.  A dropped slip stays pending and the
+        sweeper sends it again; a dropped rules trigger is counted and logged."""
+        with self._count_lock:
+            if self._inflight[queue] < self.config.inprocess_backlog:
+                return True
+            self._dropped[queue] += 1
+            dropped, last = self._dropped[queue], self._dropped_logged.get(queue, 0.0)
+            log_now = time.monotonic() - last > 60
+            if log_now:
+                self._dropped_logged[queue] = time.monotonic()
+        DROPPED.labels(queue=queue).inc()
+        if log_now:
+            log.warning("in-process %s backlog full: %d tasks dropped so far", queue, dropped)
+        return False
 
     def ping(self) -> str:
         return "ok" if not self._stop.is_set() else "error: stopped"

@@ -184,3 +184,29 @@ def test_flow_monitor_raises_on_lag(session, settings):  # type: ignore[no-untyp
 
     alerts = session.exec(select(Alert).where(Alert.rule_id == "system.pipeline_lag")).all()
     assert len(alerts) == 1 and alerts[0].hits >= 1
+
+
+def test_in_process_backlog_is_bounded(settings):  # type: ignore[no-untyped-def]
+    """Under a sustained overload new tasks are dropped (and counted) instead of piling up
+    in memory; a dropped slip stays pending for the sweeper."""
+    import threading
+
+    from workers.metrics import DROPPED
+
+    pipeline = InProcessPipeline(settings, config=PipelineConfig(inprocess_backlog=2),
+                                 scheduler=False)  # fmt: skip
+    release = threading.Event()
+    try:
+        before = DROPPED.labels(queue="rules")._value.get()
+        pipeline._go(pipeline._rules, "rules", release.wait)  # the rules thread is busy
+        trigger = {"kind": "bet_placed", "at": utcnow().isoformat(), "bet_id": 1,
+                   "customer_id": None}  # fmt: skip
+        for _ in range(3):
+            pipeline.submit_rules(trigger)
+        assert pipeline.queue_depths()["rules"] == 2  # one running, one waiting
+        assert DROPPED.labels(queue="rules")._value.get() - before == 2
+        release.set()
+        assert pipeline.wait_idle(60)
+    finally:
+        release.set()
+        pipeline.shutdown()
