@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[str, Any] = {}  # version -> EmbeddingModel, loaded once per process
-_registered: set[tuple[str, str]] = set()  # (database, version) known to be registered
 
 
 @dataclass(frozen=True)
@@ -57,15 +56,17 @@ def _configured_file(settings: Settings) -> Path:
 
 
 def register_configured(*, session: Session, settings: Settings) -> str:
-    """Put the configured model in the registry (once per process) and return its version."""
-    model = configured_model(settings)
-    key = (str(session.get_bind().engine.url), str(model.version))
-    with _lock:
-        if key in _registered:
-            return str(model.version)
+    """Put the configured model in the registry (if it is not there) and return its version.
+    Called on activation and by the registry listings, never per slip."""
     from store import models_registry
 
-    if models_registry.model_file(session=session, version=model.version) is None:
+    model = configured_model(settings)
+    known = session.exec(
+        select(models_registry.ModelVersion.id).where(
+            models_registry.ModelVersion.version == model.version
+        )
+    ).first()
+    if known is None:
         path = _configured_file(settings)
         models_registry.register_model(
             session=session,
@@ -73,8 +74,6 @@ def register_configured(*, session: Session, settings: Settings) -> str:
             data=path.read_bytes(),
             source=str(settings.model_path) if settings.model_path else "shipped",
         )
-    with _lock:
-        _registered.add(key)
     return str(model.version)
 
 
