@@ -128,7 +128,7 @@ def random_crop(
 
 # (kernel, stride, channels): 1/4 resolution at the end, receptive field 25 px (a letter or
 # two at stroke width 3, x-height ~15 px)
-DEFAULT_LAYERS: tuple[tuple[int, int, int], ...] = ((5, 2, 16), (3, 2, 32), (3, 1, 48), (3, 1, 64))
+DEFAULT_LAYERS: tuple[tuple[int, int, int], ...] = ((5, 2, 16), (3, 2, 32), (3, 1, 32), (3, 1, 48))
 
 
 def _build(layers: Sequence[tuple[int, int, int]], dim: int):
@@ -229,9 +229,9 @@ def train_learned(
     val: dict[str, tuple[Sequence[NDArray[np.uint8]], Sequence[str]]] | None = None,
     layers: Sequence[tuple[int, int, int]] = DEFAULT_LAYERS,
     dim: int = 96,
-    crop: tuple[int, int] = (64, 128),
-    steps: int = 3000,
-    batch: int = 96,
+    crop: tuple[int, int] = (48, 112),
+    steps: int = 1100,
+    batch: int = 48,
     lr: float = 3e-3,
     margin: float = 0.25,
     scale: float = 30.0,
@@ -498,8 +498,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--unipen", type=Path, default=None)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=1100)
+    ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     stats = train_from_sets(

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_LEARNED_PATH",
     "LearnedModel",
     "learned_descriptor",
+    "learned_descriptor_image",
     "learned_feature_map",
     "load_learned_model",
 ]
@@ -218,3 +219,11 @@ def learned_descriptor(ink: NDArray, model: LearnedModel) -> NDArray[np.float32]
     z = feats.mean(axis=0, dtype=np.float64) @ model.fc_weight + model.fc_bias
     n = float(np.linalg.norm(z))
     return (z / n).astype(np.float32) if n > 0 else np.zeros(model.dim, np.float32)
+
+
+def learned_descriptor_image(image: NDArray[np.uint8], model: LearnedModel) -> NDArray[np.float32]:
+    """:func:`learned_descriptor` of a greyscale slip or handwriting crop (dark ink on light
+    paper): preprocessed first at the model's stroke width, as in training."""
+    from cv.preprocess import preprocess
+
+    return learned_descriptor(preprocess(image, target_stroke_width=model.stroke_width).ink, model)
