@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, union
+from sqlalchemy import ColumnElement, func, union_all
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -187,10 +187,11 @@ def schedule_pivots(
     """Pivots worth evaluating in a scheduled screening of ``[since, until]``: those whose
     bets in the window (filtered by ``where``) pass ``having``, an aggregate over ``bets``.
 
-    Two aggregate queries, so that a screening over a million bets evaluates only the pivots
-    near a threshold: customers over the union of their own bets and the bets of the active
-    clusters holding one of their slips (each bet once), and clusters holding an anonymous bet
-    in the window (the pivot of an anonymous bet) over all their bets.
+    Aggregate queries, so that a screening over a million bets evaluates only the pivots near
+    a threshold: every customer over their own bets; the customers whose active clusters hold
+    bets in the window that are not their own, over their own bets plus those; and clusters
+    holding an anonymous bet in the window (the pivot of an anonymous bet) over all their
+    bets.
     """
     version = context.model_version(session)
     conds = [col(Bet.placed_at) >= since, col(Bet.placed_at) <= until, *where]
@@ -205,19 +206,26 @@ def schedule_pivots(
         .distinct()
         .subquery("link")
     )  # fmt: skip
-    member, slip = aliased(ClusterMember), aliased(Slip)
-    # linked customers (few): their own bets and their clusters' bets, each bet once
-    own: Any = select(col(Bet.customer_id).label("pivot_id"), col(Bet.id).label("bet_id")).where(
-        col(Bet.customer_id).in_(select(link.c.customer_id)), *conds
-    )
-    linked: Any = (
-        select(link.c.customer_id.label("pivot_id"), col(slip.bet_id).label("bet_id"))
+    member, slip, bet = aliased(ClusterMember), aliased(Slip), aliased(Bet)
+    # the bets a link adds to a customer in the window: bets of the customer's clusters that
+    # are not the customer's own (anonymous, or another account's)
+    extra = (
+        select(link.c.customer_id.label("pivot_id"), col(bet.id).label("bet_id"))
         .select_from(link)
         .join(member, (col(member.cluster_id) == link.c.cluster_id)
               & (col(member.model_version) == version))
         .join(slip, col(slip.id) == col(member.slip_id))
+        .join(bet, col(bet.id) == col(slip.bet_id))
+        .where(col(bet.customer_id).is_distinct_from(link.c.customer_id),
+               col(bet.placed_at) >= since, col(bet.placed_at) <= until)
+        .cte("extra")
     )  # fmt: skip
-    pairs = union(own, linked).subquery("pairs")
+    # those customers' own bets plus the extra ones: disjoint (a slip sits in one cluster),
+    # so UNION ALL, with no sort to remove duplicates
+    own: Any = select(col(Bet.customer_id).label("pivot_id"), col(Bet.id).label("bet_id")).where(
+        col(Bet.customer_id).in_(select(extra.c.pivot_id)), *conds
+    )
+    pairs = union_all(own, select(extra.c.pivot_id, extra.c.bet_id)).subquery("pairs")
     linked_customers = (
         select(pairs.c.pivot_id)
         .join(Bet, col(Bet.id) == pairs.c.bet_id)
