@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, func, union
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.clustering import ClusterMember
-from store.exposure import selection_liability
+from store.exposure import selection_liability_query
 from store.models import (
     BET_LINES,
     Bet,
@@ -116,44 +118,24 @@ def check_bet(
                 result.max_stake, round(max_win / max(_product(odds) - 1, 1e-9), 2)
             )
     writer_bets = _writer_bets(result.customer_ids, cluster_id, matched_bet_ids or [])
+    figures = _figures(session, bet_in, writer_bets, since=utcnow() - limits.repeat_window)
     if writer_bets is not None:
-        open_stake = float(
-            session.exec(
-                select(func.coalesce(func.sum(Bet.total_stake), 0)).where(
-                    col(Bet.id).in_(writer_bets), Bet.status == BetStatus.open
-                )
-            ).one()
-        )
+        open_stake = float(figures["open_stake"] or 0)
         whose = "open stakes" if cluster_id is None else "open stakes of the writer's cluster"
         if open_stake + total > limits.max_open_stake * factor:
             result.refer(
                 f"{whose} {open_stake:.2f} + {total:.2f} would pass the limit "
                 f"{limits.max_open_stake * factor:.2f}"
             )
-        since = utcnow() - limits.repeat_window
-        for leg in bet_in.legs:
-            key = selection_key(leg.selection)
-            recent = session.exec(
-                select(func.count(func.distinct(Bet.id)))
-                .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
-                .where(
-                    col(Bet.id).in_(writer_bets),
-                    Bet.placed_at >= since,
-                    Leg.selection_key == key,
-                )
-            ).one()
+        for i, leg in enumerate(bet_in.legs):
+            recent = int(figures[f"recent_{i}"] or 0)
             if recent >= limits.repeat_bets:
                 minutes = int(limits.repeat_window.total_seconds() // 60)
                 result.refer(f"{recent} bets on {leg.selection} in the last {minutes} minutes")
-    for leg in bet_in.legs:
+    for i, leg in enumerate(bet_in.legs):
         if leg.odds is None:
             continue
-        current = selection_liability(
-            session=session,
-            selection_key=selection_key(leg.selection),
-            event=leg.event,
-            event_ref=leg.event_ref,
-        )
+        current = float(figures[f"liability_{i}"] or 0)
         added = bet_in.stake * leg.odds - total
         if current + added > limits.max_selection_liability:
             result.refer(
@@ -163,6 +145,42 @@ def check_bet(
     if result.decision == "reject":
         result.max_stake = 0.0
     return result
+
+
+def _figures(
+    session: Session,
+    bet_in: BetCreate,
+    writer_bets: Select | None,  # type: ignore[type-arg]
+    *,
+    since: datetime,
+) -> dict[str, Any]:
+    """Every figure the limits need, in one round trip to the database (on a busy server each
+    round trip waits for a core): the writer's open stake, their recent bets on each leg's
+    selection, and the open liability on each priced leg's selection in its event."""
+    queries: dict[str, Any] = {}
+    if writer_bets is not None:
+        queries["open_stake"] = select(func.coalesce(func.sum(Bet.total_stake), 0)).where(
+            col(Bet.id).in_(writer_bets), col(Bet.status) == BetStatus.open
+        )
+        for i, leg in enumerate(bet_in.legs):
+            queries[f"recent_{i}"] = (
+                select(func.count(func.distinct(Bet.id)))
+                .join(Leg, col(Leg.bet_id) == col(Bet.id))
+                .where(
+                    col(Bet.id).in_(writer_bets),
+                    col(Bet.placed_at) >= since,
+                    col(Leg.selection_key) == selection_key(leg.selection),
+                )
+            )
+    for i, leg in enumerate(bet_in.legs):
+        if leg.odds is not None:
+            queries[f"liability_{i}"] = selection_liability_query(
+                selection_key=selection_key(leg.selection), event=leg.event, event_ref=leg.event_ref
+            )
+    if not queries:
+        return {}
+    row = session.execute(sa_select(*(q.scalar_subquery() for q in queries.values()))).one()
+    return dict(zip(queries, row, strict=True))
 
 
 def _writer_bets(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Select, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -69,18 +69,25 @@ def exposure(*, session: Session, by: str, limit: int = 20) -> list[dict[str, ob
     return out
 
 
-def selection_liability(
-    *, session: Session, selection_key: str, event: str = "", event_ref: str | None = None
-) -> float:
+def selection_liability_query(
+    *, selection_key: str, event: str = "", event_ref: str | None = None
+) -> Select:  # type: ignore[type-arg]
     """Open liability on a selection: within its event when the leg names one (by the feed's
     id, else by name), across every event otherwise."""
     query = (
         select(func.sum(_liability()))
-        .join(Leg, Leg.bet_id == Bet.id)  # type: ignore[arg-type]
-        .where(Bet.status == BetStatus.open, Leg.selection_key == selection_key)
+        .join(Leg, col(Leg.bet_id) == col(Bet.id))
+        .where(col(Bet.status) == BetStatus.open, col(Leg.selection_key) == selection_key)
     )
     if event_ref:
-        query = query.where(Leg.event_ref == event_ref)
+        query = query.where(col(Leg.event_ref) == event_ref)
     elif event:
         query = query.where(col(Leg.event_ref).is_(None), func.lower(Leg.event) == event.lower())
-    return float(session.exec(query).one() or 0)
+    return query
+
+
+def selection_liability(
+    *, session: Session, selection_key: str, event: str = "", event_ref: str | None = None
+) -> float:
+    query = selection_liability_query(selection_key=selection_key, event=event, event_ref=event_ref)
+    return float(session.execute(query).scalar_one() or 0)

@@ -118,3 +118,25 @@ def test_unreadable_slip_is_refused_with_its_reason(client, session, keys):
         headers=till,
     )
     assert resp.status_code in (415, 422) and resp.json()["detail"].startswith("slip:")
+
+
+def test_repeated_bets_and_selection_liability_refer(client, session, keys):
+    customer = make_customer(session)
+    till = auth(keys.shop(make_shop(session).id))
+    leg = {"sport": "Horse Racing", "event": "2.40 York", "selection": "Blue Moon", "odds": 3.0}
+    other = {"sport": "Horse Racing", "event": "3.10 York", "selection": "Red Sky", "odds": 2.0}
+    for _ in range(3):  # three bets on Blue Moon within the repeat window
+        resp = client.post("/bets", json={"stake": 10, "customer_id": customer.id, "legs": [leg]})
+        assert resp.status_code == 201
+    double = {"bet_type": "double", "customer_id": customer.id, "legs": [other, leg]}
+    got = _check(client, till, None, **double)
+    assert got["reasons"] == ["3 bets on Blue Moon in the last 10 minutes"]
+    assert got["decision"] == "refer"
+    # another punter: no repeat; an anonymous 4,900 on Blue Moon at 3.0 leaves 9,800 liability
+    resp = client.post("/bets", json={"stake": 4900, "legs": [leg]})
+    assert resp.status_code == 201
+    fresh = _check(client, till, None, legs=[leg], stake=150)  # adds 300 -> 10,160
+    assert fresh["reasons"] == ["liability on Blue Moon would reach 10160.00, over 10000.00"]
+    # the same horse name in another race carries none of that liability
+    elsewhere = _check(client, till, None, legs=[leg | {"event": "4.15 Ripon"}], stake=150)
+    assert (elsewhere["decision"], elsewhere["reasons"]) == ("accept", [])
