@@ -93,3 +93,30 @@ def test_bad_input_is_refused():
         settle(bet_type="single", unit_stake=1, each_way=False, legs=[leg(W, float("nan"))])
     with pytest.raises(ValueError, match="cannot be settled"):
         settle(bet_type="forecast", unit_stake=1, each_way=False, legs=[leg(W, 2.0)])
+
+
+def test_trixie_pays_its_doubles_and_treble():
+    # doubles 2*3, 2*4, 3*4 and the treble 2*3*4 at 1 a line: 4 lines staked
+    two = settle(bet_type="trixie", unit_stake=1, each_way=False,
+                 legs=[leg(W, 2.0), leg(W, 3.0), leg(L, 4.0)])  # fmt: skip
+    assert (two.returns, two.total_stake, two.outcome) == (6.0, 4.0, Outcome.won)
+    three = settle(bet_type="trixie", unit_stake=1, each_way=False,
+                   legs=[leg(W, 2.0), leg(W, 3.0), leg(W, 4.0)])  # fmt: skip
+    assert three.returns == 50.0  # 6 + 8 + 12 + 24
+    one = settle(bet_type="trixie", unit_stake=1, each_way=False,
+                 legs=[leg(W, 2.0), leg(L, 3.0), leg(L, 4.0)])  # fmt: skip
+    assert (one.returns, one.outcome) == (0.0, Outcome.lost)  # no singles in a trixie
+
+
+def test_treble_with_a_non_runner_becomes_a_double():
+    s = settle(bet_type="treble", unit_stake=2, each_way=False,
+               legs=[leg(W, 2.0), leg(V, 5.0), leg(W, 3.0)])  # fmt: skip
+    assert s.returns == 12.0
+
+
+def test_each_way_dead_heat_for_a_place_halves_the_place_stake():
+    # 10 E/W at 9.0 (8/1), 1/4 odds: placed in a dead heat for the last place (factor 1/2):
+    # the win part loses, the place part pays 10 * 1/2 * (1 + 8/4) = 15
+    s = settle(bet_type="single", unit_stake=10, each_way=True,
+               legs=[leg(P, 9.0, dead_heat=0.5)])  # fmt: skip
+    assert (s.outcome, s.returns, s.total_stake) == (Outcome.placed, 15.0, 20.0)
