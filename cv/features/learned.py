@@ -17,6 +17,7 @@ those cells exactly, at a fraction of the cost. Pure functions: numpy in, numpy 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from numpy.typing import NDArray
 __all__ = [
     "DEFAULT_LEARNED_PATH",
     "LearnedModel",
+    "default_learned_model",
     "learned_descriptor",
     "learned_descriptor_image",
     "learned_feature_map",
@@ -104,6 +106,12 @@ def load_learned_model(path: str | os.PathLike = DEFAULT_LEARNED_PATH) -> Learne
         version=str(header["version"]),
         header=header,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def default_learned_model() -> LearnedModel:
+    """The shipped ``cv/models/learned.npz``, loaded once per process."""
+    return load_learned_model(DEFAULT_LEARNED_PATH)
 
 
 def weights_digest(arrays: dict[str, NDArray]) -> str:
