@@ -40,6 +40,9 @@ class PipelineConfig:
     max_retries: int = 10
     # tasks waiting per queue in the in-process pipeline before new ones are dropped
     inprocess_backlog: int = 10_000
+    # the in-process pipeline runs its stages in child processes of lower priority, so
+    # their CPU and the GIL stay off the API's request path (off: threads of the API)
+    inprocess_isolation: bool = True
 
     @classmethod
     def from_env(cls) -> PipelineConfig:
@@ -56,6 +59,7 @@ class PipelineConfig:
             opening_hours=(int(hours[0]), int(hours[1])),
             max_retries=int(_float("MAX_RETRIES", cls.max_retries)),
             inprocess_backlog=int(_float("INPROCESS_BACKLOG", cls.inprocess_backlog)),
+            inprocess_isolation=os.environ.get("SLIPLINK_INPROCESS_ISOLATION", "1") != "0",
         )
 
     @property

@@ -28,5 +28,19 @@ DROPPED = Counter(
 )
 
 
+# steps timed in a child process of the in-process pipeline, handed back to the parent
+_captured: list[tuple[str, float]] | None = None
+
+
 def observe(step: str, seconds: float) -> None:
+    if _captured is not None:
+        _captured.append((step, seconds))
     STEP_SECONDS.labels(step=step).observe(seconds)
+
+
+def capture() -> list[tuple[str, float]]:
+    """Start recording this process's step timings (a pipeline child process calls it);
+    the returned list fills as steps run."""
+    global _captured
+    _captured = []
+    return _captured

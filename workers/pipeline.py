@@ -75,8 +75,17 @@ class Stopped(Exception):  # noqa: N818 - an outcome, not an error
         self.reason = reason
 
 
+class StageFailure(Exception):  # noqa: N818 - carries a child's error to the parent
+    """A stage failed in a child process with a non-transient error (its type and text)."""
+
+
+class StageTransient(Exception):  # noqa: N818
+    """A stage met a transient error in a child process, or the child died: retry."""
+
+
 def _transient_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
+        StageTransient,
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
         sa_exc.DisconnectionError,
@@ -1152,12 +1161,39 @@ def _system_alert(
 
 
 # ---------------------------------------------------------------- the in-process pipeline
-class InProcessPipeline:
-    """The embedded default: the same stages on a thread pool, no broker.
+def _child_init() -> None:
+    """A pipeline child process: below the API in CPU priority, one BLAS thread."""
+    import os
 
-    Extraction runs on ``settings.in_process_workers`` threads; assignment and rules on one
-    thread each (ordered, like the ``assign`` queue); a sweeper thread re-submits lost work
-    and runs the scheduled jobs.  Transient errors are retried with backoff.
+    os.nice(10)
+    single_threaded_math()
+
+
+def _in_child(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[tuple[str, float]]]:
+    """Run a stage in a pipeline child process; errors come back as picklable classes."""
+    from workers.metrics import capture
+
+    timings = capture()
+    try:
+        return fn(*args), list(timings)
+    except TRANSIENT as exc:
+        raise StageTransient(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any other error: its type and text go back
+        raise StageFailure(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        timings.clear()
+
+
+class InProcessPipeline:
+    """The embedded default: the same stages, no broker.
+
+    Extraction is fed by ``settings.in_process_workers`` threads; assignment and rules by
+    one thread each (ordered, like the ``assign`` queue); a sweeper thread re-submits lost
+    work and runs the scheduled jobs.  Transient errors are retried with backoff.
+
+    The stages themselves run in a pool of child processes at a lower CPU priority
+    (``inprocess_isolation``, on by default): inside the API process their CPU work would
+    hold the GIL the request threads need and compete with them for the cores.
     """
 
     def __init__(
@@ -1169,6 +1205,8 @@ class InProcessPipeline:
         self._extract = ThreadPoolExecutor(settings.in_process_workers, "sliplink-extract")
         self._assign = ThreadPoolExecutor(1, "sliplink-assign")
         self._rules = ThreadPoolExecutor(1, "sliplink-rules")
+        self._children: Any = None  # ProcessPoolExecutor, made at first use
+        self._children_lock = threading.Lock()
         self._inflight: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._dropped_logged: dict[str, float] = {}
@@ -1230,6 +1268,45 @@ class InProcessPipeline:
         self._stop.set()
         for pool in (self._extract, self._assign, self._rules):
             pool.shutdown(wait=True, cancel_futures=True)
+        with self._children_lock:
+            if self._children is not None:
+                self._children.shutdown(wait=True, cancel_futures=True)
+                self._children = None
+
+    def child_pids(self) -> list[int]:
+        """The process ids of the stage processes running now."""
+        with self._children_lock:
+            processes = getattr(self._children, "_processes", None) or {}
+            return sorted(processes)
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a stage function: in a child process (isolation) or on this thread."""
+        if not self.config.inprocess_isolation:
+            return fn(*args)
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+        from multiprocessing import get_context
+
+        with self._children_lock:
+            if self._children is None:
+                workers = self.settings.in_process_workers + 2  # + assignment and rules
+                self._children = ProcessPoolExecutor(
+                    workers, mp_context=get_context("spawn"), initializer=_child_init
+                )
+            children = self._children
+        try:
+            result, timings = children.submit(_in_child, fn, *args).result()
+        except BrokenProcessPool:
+            # a child died (killed, out of memory): new children; its slip's lease runs out
+            # and the sweeper sends it again, like a Celery worker's
+            with self._children_lock:
+                if self._children is children:
+                    self._children = None
+            children.shutdown(wait=False, cancel_futures=True)
+            raise StageTransient("a pipeline child process died") from None
+        for step, seconds in timings:
+            observe(step, seconds)
+        return result
 
     # -- internals
     def _go(
@@ -1276,7 +1353,7 @@ class InProcessPipeline:
 
     def _do_extract(self, slip_id: int, version: str | None, retries: int) -> None:
         try:
-            outcome = extract_stage(slip_id, version, self.settings)
+            outcome = self._run(extract_stage, slip_id, version, self.settings)
         except TRANSIENT as exc:
             log.warning("slip %s: transient %s, retrying", slip_id, type(exc).__name__)
             self._retry_later(
@@ -1284,14 +1361,15 @@ class InProcessPipeline:
             )
             return
         except Exception as exc:  # noqa: BLE001 - any other error fails the slip with its reason
-            mark_failed(slip_id, f"{type(exc).__name__}: {exc}", self.settings)
+            reason = str(exc) if isinstance(exc, StageFailure) else f"{type(exc).__name__}: {exc}"
+            mark_failed(slip_id, reason, self.settings)
             return
         if outcome.extracted:
             self.submit_assign(slip_id, outcome.model_version or version)
 
     def _do_assign(self, slip_id: int, version: str | None, retries: int) -> None:
         try:
-            outcome = assign_stage(slip_id, version, self.settings)
+            outcome = self._run(assign_stage, slip_id, version, self.settings)
         except TRANSIENT:
             self._retry_later("assign", self._do_assign, slip_id, version, retries, retries=retries)
             return
@@ -1300,7 +1378,7 @@ class InProcessPipeline:
 
     def _do_rules(self, trigger: dict[str, Any], retries: int) -> None:
         try:
-            rules_stage(trigger, self.settings)
+            self._run(rules_stage, trigger, self.settings)
         except TRANSIENT:
             self._retry_later("rules", self._do_rules, trigger, retries, retries=retries)
 
@@ -1337,7 +1415,7 @@ class InProcessPipeline:
         """Queue a full re-clustering on the assignment thread; rules follow for moved slips."""
 
         def run() -> None:
-            for trigger in recluster(settings=self.settings)["triggers"]:
+            for trigger in self._run(_recluster_triggers, self.settings):
                 self.submit_rules(trigger)
 
         self._go(self._assign, "assign", run)
@@ -1346,11 +1424,19 @@ class InProcessPipeline:
         self.recluster_now()
 
         def register_then_screen() -> None:
-            apply_exclusions_now(settings=self.settings)  # the screening reads the statuses
-            run_screening(settings=self.settings)
+            self._run(_exclusions_then_screening, self.settings)
 
         self._go(self._rules, "rules", register_then_screen)
         purge_retention(settings=self.settings)
+
+
+def _recluster_triggers(settings: Settings) -> list[dict[str, Any]]:
+    return list(recluster(settings=settings)["triggers"])
+
+
+def _exclusions_then_screening(settings: Settings) -> None:
+    apply_exclusions_now(settings=settings)  # the screening reads the statuses
+    run_screening(settings=settings)
 
 
 def pipeline_for(settings: Settings, **kwargs: Any) -> Any:

@@ -210,3 +210,44 @@ def test_in_process_backlog_is_bounded(settings):  # type: ignore[no-untyped-def
     finally:
         release.set()
         pipeline.shutdown()
+
+
+def test_stages_run_in_lower_priority_children_and_survive_one_being_killed(session, settings):  # type: ignore[no-untyped-def]
+    """The API process keeps its CPU and GIL for requests: stages run in child processes of
+    lower priority.  A child killed mid-way (out of memory, an operator) breaks the pool;
+    new children take over and the slips still get done, once each."""
+    import os
+    import signal
+
+    from store.access import SYSTEM
+    from store.slips import store_slip
+
+    def nice(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[16])
+
+    config = PipelineConfig(inprocess_isolation=True)
+    pipeline = InProcessPipeline(settings.model_copy(update={"model_path": model_path()}),
+                                 config=config, scheduler=False)  # fmt: skip
+    ids = []
+    for data in slip_images(2):
+        slip, _ = store_slip(session=session, bet_id=make_bet(session).id, data=data,
+                             actor=SYSTEM, max_bytes=10**8, max_pixels=10**8)  # fmt: skip
+        session.commit()
+        ids.append(slip.id)
+    try:
+        pipeline.submit(ids[0])
+        assert pipeline.wait_idle(240)
+        children = pipeline.child_pids()
+        assert children and os.getpid() not in children
+        assert all(nice(pid) > nice(os.getpid()) or nice(pid) == 19 for pid in children)
+        os.kill(children[0], signal.SIGKILL)
+        pipeline.submit(ids[1])
+        assert pipeline.wait_idle(240)
+        assert set(pipeline.child_pids()).isdisjoint(children)
+        session.expire_all()
+        assert [session.get(Slip, i).status for i in ids] == [SlipStatus.ready] * 2
+        assert len(session.exec(select(Embedding)).all()) == 2
+        assert len(session.exec(select(ClusterMember)).all()) == 2
+    finally:
+        pipeline.shutdown()
