@@ -7,9 +7,11 @@ writes it to bench/results/ingest.json.  Two ways the server runs:
 - ``broker``: production.  A broker is configured (Redis), so the API only stores and
   publishes a task per bet / slip; the Celery workers run on their own machines, so none
   runs here while the clock runs (their queue is deleted afterwards).
-- ``embedded``: no broker, the default for a new user: the same tasks run in a background
-  pool inside the API processes, so the 2 cores are shared by ingestion, rules (every new
-  bet) and feature extraction (every slip).
+- ``embedded``: no broker, the default for a new user: the same tasks run in child
+  processes of the API processes at a lower priority, so the 2 cores are shared by
+  ingestion, rules (every new bet) and feature extraction (every slip);
+  ``embedded-threads`` runs them on threads of the API processes instead (before
+  ``SLIPLINK_INPROCESS_ISOLATION``), for comparison.
 
     .venv/bin/python bench/ingest.py --seconds 15 --concurrency 32 --server-workers 2
     .venv/bin/python bench/ingest.py --modes broker
@@ -242,6 +244,8 @@ def run_mode(mode: str, args: argparse.Namespace, images: list[bytes]) -> dict[s
                 "SLIPLINK_UPLOAD_RATE_PER_MINUTE": "1000000"}  # fmt: skip
         if mode == "broker":
             env |= {"SLIPLINK_BROKER_URL": REDIS, "SLIPLINK_QUEUE_PREFIX": prefix}
+        if mode == "embedded-threads":  # the stages on threads of the API processes
+            env["SLIPLINK_INPROCESS_ISOLATION"] = "0"
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "cli.runtime:build_app",
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.server_workers),
@@ -339,7 +343,9 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=2)
     parser.add_argument("--bet-rate", type=float, default=400, help="paced phase; 0: skip")
     parser.add_argument("--upload-rate", type=float, default=40, help="paced phase; 0: skip")
-    parser.add_argument("--modes", default="broker,embedded", help="broker, embedded or both")
+    parser.add_argument(
+        "--modes", default="broker,embedded", help="broker, embedded, embedded-threads"
+    )
     parser.add_argument("--phases", default="bets_at_rate,bets,uploads_at_rate,slip_uploads")
     args = parser.parse_args()
     images = _upload_images()

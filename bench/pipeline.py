@@ -23,7 +23,15 @@ model, Redis + PostgreSQL on the same machine; the uploading API shares the 2 co
           2     9.85    0.09    0.13     --rate 10
           2    13.22    1.07    9.70     --rate 40 (200 slips): above capacity, backlog grows
 
-Under a load average of ~10 the same runs gave 3.0 / 3.9 / 3.0 slips/s.  Extraction
+Under a load average of ~10 the same runs gave 3.0 / 3.9 / 3.0 slips/s.
+
+The run also reports CPU per slip (robust against other load): the worker processes
+(``worker_cpu_ms_per_slip``) and the uploading API (``api_cpu_ms_per_slip``), and, measured
+in this process on the same scans, the image work inside the worker: PNG decode and
+``cv.embed``.  2026-12-05, load average 11-16, ``--slips 40 --workers 1,2``: worker CPU
+141 / 147 ms per slip, of which cv.embed 89.5 ms (61 %), PNG decode 17 ms (12 %), the
+rest (Celery, database, assignment, rules) ~37 ms; the API 63 ms per upload (JPEG decode
+and PNG encode).  Extraction
 (``cv.embed``) is most of the CPU per slip; the plumbing (claim, PNG decode, store, assign)
 is a few tens of ms (``sliplink_task_duration_seconds``).  40 slips/s on 2 cores needs a
 ~3x faster extractor; beyond that, add extract workers on other machines.
@@ -49,6 +57,8 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.procstat import tree_cpu_s  # noqa: E402
 
 SAMPLE_SET = REPO / "sample_slips" / "set"
 
@@ -185,6 +195,7 @@ def run_one(
             while _progress(url)[0] < workers:
                 time.sleep(0.2)
             base = workers
+            worker_cpu0, api_cpu0 = tree_cpu_s(proc.pid), time.process_time()
             started = time.monotonic()
             for i, data in enumerate(images[workers:]):
                 if rate:
@@ -200,6 +211,8 @@ def run_one(
                     break
                 time.sleep(0.2)
             elapsed = time.monotonic() - started
+            worker_cpu = tree_cpu_s(proc.pid) - worker_cpu0
+            api_cpu = time.process_time() - api_cpu0
         pipeline.shutdown()
         measured = sorted(lat) or [float("nan")]
         return {
@@ -211,6 +224,10 @@ def run_one(
             "slips_per_s": round(done / elapsed, 2),
             "latency_p50_s": round(float(np.quantile(measured, 0.5)), 2),
             "latency_p95_s": round(float(np.quantile(measured, 0.95)), 2),
+            # CPU per slip, robust against other load: the worker processes (extract,
+            # assign, rules, Celery) and this process (the API taking the uploads)
+            "worker_cpu_ms_per_slip": round(1000 * worker_cpu / max(done, 1), 1),
+            "api_cpu_ms_per_slip": round(1000 * api_cpu / max(n - base, 1), 1),
         }
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -222,6 +239,31 @@ def run_one(
         _drop(admin_url, url)
 
 
+def cv_cost(images: list[bytes], model: str | None, n: int = 20) -> dict[str, float]:
+    """CPU per slip of the two parts of extraction that are image work, measured here, one
+    thread, on the same scans: decoding the stored PNG and ``cv.embed`` (preprocess + embed)."""
+    from threadpoolctl import threadpool_limits
+
+    from cv.imageio import decode_greyscale, encode_png
+    from store.settings import Settings
+    from workers import model as models
+
+    threadpool_limits(1)
+    loaded = models.configured_model(Settings(environment="test", model_path=model))
+    stored = [encode_png(decode_greyscale(data)[0]) for data in images[:n]]
+    models.extract(loaded, decode_greyscale(stored[0])[0])  # warm-up
+    t0 = time.process_time()
+    grey = [decode_greyscale(png)[0] for png in stored]
+    t1 = time.process_time()
+    for image in grey:
+        models.extract(loaded, image)
+    t2 = time.process_time()
+    return {
+        "png_decode_ms_per_slip": round(1000 * (t1 - t0) / len(stored), 1),
+        "cv_embed_ms_per_slip": round(1000 * (t2 - t1) / len(stored), 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slips", type=int, default=120)
@@ -231,7 +273,7 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--model", default=None, help="embedding model file (default: shipped)")
     ap.add_argument("--timeout", type=float, default=900)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = ap.parse_args()
     images = _images(args.slips)
     results = []
@@ -247,6 +289,8 @@ def main() -> None:
         )
         results.append(r)
         print(json.dumps(r), flush=True)
+    cost = cv_cost(images, args.model)
+    print(json.dumps(cost), flush=True)
     print(
         f"\n{'workers':>7} {'slips/s':>8} {'p50 s':>7} {'p95 s':>7}  (cpus: {os.cpu_count()}, "
         f"load {os.getloadavg()[0]:.1f})"
@@ -254,10 +298,13 @@ def main() -> None:
     for r in results:
         print(
             f"{r['workers']:>7} {r['slips_per_s']:>8} {r['latency_p50_s']:>7} "
-            f"{r['latency_p95_s']:>7}"
+            f"{r['latency_p95_s']:>7}  worker CPU {r['worker_cpu_ms_per_slip']} ms/slip"
         )
+    cv_ms, decode_ms = cost["cv_embed_ms_per_slip"], cost["png_decode_ms_per_slip"]
+    print(f"of the worker CPU per slip: cv.embed {cv_ms} ms, PNG decode {decode_ms} ms")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"runs": results, "image_work": cost}, indent=2))
 
 
 if __name__ == "__main__":
