@@ -152,7 +152,11 @@ def extract_raw(
     if "style" in families:
         q = prepared.quality
         raw.hist["style"] = _style.style_features(
-            ink, prepared.grey, stroke_width=q.stroke_width, x_height=q.x_height
+            ink,
+            prepared.grey,
+            stroke_width=q.stroke_width,
+            x_height=q.x_height,
+            scale=prepared.scale,
         )
     if "vlad" in families:
         if local_descriptor == "sift":
