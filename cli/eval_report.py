@@ -39,8 +39,8 @@ def _thumbnail(path: Path, out: Path, *, width: int = 360) -> str:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            img = img.convert("L")
+        with Image.open(path) as opened:
+            img = opened.convert("L")
             img.thumbnail((width, width * 2))
             img.save(out)
     except OSError:
@@ -84,7 +84,7 @@ def write_report(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    bins = np.linspace(float(scores.min(initial=-1)), float(scores.max(initial=1)), 60)
+    bins = np.linspace(float(scores.min(initial=-1)), float(scores.max(initial=1)), 60).tolist()
     ax.hist(scores[~same], bins=bins, alpha=0.6, density=True, label="different writers")
     ax.hist(scores[same], bins=bins, alpha=0.6, density=True, label="same writer")
     threshold = figures.get("threshold")

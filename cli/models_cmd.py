@@ -381,7 +381,7 @@ def _activate(ref: str, *, wait: bool, actor: str) -> None:
             session=s, version=row.version, actor=actor
         )
         s.commit()
-        rid = rollout.id
+        rid = int(rollout.id)  # type: ignore[arg-type]  # set by the commit above
         print(
             f"{'rollout' if started else 'resuming rollout'} {rid}: {row.version} "
             f"(now serving {rollout.previous_version or 'nothing'})",

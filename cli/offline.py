@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -540,7 +540,7 @@ def train_command(
     if register:
         from workers.rollout import score_reference
 
-        fit_data = {
+        fit_data: dict[str, Any] = {
             "folders": [str(d) for d in directories] + [str(u) for u in unipen_fit],
             "split": split,
             "images": len(fit_raws),
@@ -768,7 +768,7 @@ def register(app: typer.Typer) -> None:
         jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
         families: Annotated[
             str, typer.Option("--families", help="Comma-separated feature families.")
-        ] = "hinge,lbp,vlad",
+        ] = "hinge,lbp,vlad,style",
         n_components: Annotated[
             int, typer.Option("--n-components", help="Embedding dimension.")
         ] = 256,

@@ -178,7 +178,7 @@ def register_model(
                 version=version,
                 dim=int(getattr(model, "dim", 0)),
                 params=model.get_params() if hasattr(model, "get_params") else {},
-                threshold=float(threshold) if usable else None,
+                threshold=float(threshold) if usable and threshold is not None else None,
                 # cv.embed calibrates at pairwise precision 0.98 on held-out training writers
                 target_precision=0.98 if usable else None,
                 source=source[:1000],

@@ -21,29 +21,33 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLIPLINK_", extra="ignore")
 
-    environment: str = Field("demo", description="demo | production | test")
+    environment: str = Field(default="demo", description="demo | production | test")
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
-    broker_url: str | None = Field(None, description="Celery broker; unset = in-process tasks")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker; unset = in-process tasks"
+    )
     secret_key: str = _DEMO_SECRET
 
-    max_upload_bytes: int = Field(15 * 1024 * 1024, gt=0)
-    max_image_pixels: int = Field(50_000_000, gt=0)
-    retention_days: int = Field(400, gt=0)
-    recluster_window_days: int = Field(30, gt=0)
-    in_process_workers: int = Field(2, ge=1)
+    max_upload_bytes: int = Field(default=15 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=50_000_000, gt=0)
+    retention_days: int = Field(default=400, gt=0)
+    recluster_window_days: int = Field(default=30, gt=0)
+    in_process_workers: int = Field(default=2, ge=1)
 
     # rate limits per client (API key or address), per API process
-    upload_rate_per_minute: int = Field(600, ge=1)
-    login_attempts_per_minute: int = Field(10, ge=1)
+    upload_rate_per_minute: int = Field(default=600, ge=1)
+    login_attempts_per_minute: int = Field(default=10, ge=1)
 
     # pre-acceptance check: house limits before a customer's stake factor
-    check_max_stake: float = Field(500.0, gt=0)
-    check_max_potential_win: float = Field(25_000.0, gt=0)
-    check_max_open_stake: float = Field(2_000.0, gt=0)
-    check_max_selection_liability: float = Field(10_000.0, gt=0)
+    check_max_stake: float = Field(default=500.0, gt=0)
+    check_max_potential_win: float = Field(default=25_000.0, gt=0)
+    check_max_open_stake: float = Field(default=2_000.0, gt=0)
+    check_max_selection_liability: float = Field(default=10_000.0, gt=0)
 
-    model_path: Path | None = Field(None, description="embedding model file; default = shipped")
+    model_path: Path | None = Field(
+        default=None, description="embedding model file; default = shipped"
+    )
 
     @field_validator("environment")
     @classmethod

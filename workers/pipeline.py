@@ -543,8 +543,9 @@ class Assigner:
                 np.array([sid for sid, _ in chunk], dtype=np.int64),
                 np.stack([np.frombuffer(v, dtype="<f4") for _, v in chunk]),
             )
-        newest = max(top, int(rows[-1][0]) if rows else 0)
-        seen = {int(r[0]) for r in rows}
+        # ids of stored rows are never None
+        newest = max(top, int(rows[-1][0]) if rows else 0)  # type: ignore[arg-type]
+        seen = {int(r[0]) for r in rows}  # type: ignore[arg-type]
         candidates = self.pending | set(range(max(self.last_embedding, floor) + 1, newest + 1))
         self.pending = {i for i in candidates - seen if i > newest - _LOOKBACK}
         self.last_embedding = newest
@@ -675,7 +676,7 @@ def _link_partners(session: Session, slip_id: int) -> tuple[list[int], list[int]
     decision on a pair wins (as ``clustering.link_constraints``, reading only this slip's)."""
     from store.clustering import Decision, LinkDecision
 
-    latest: dict[int, Decision] = {}
+    latest: dict[int, str] = {}  # Decision is a str enum; the column reads back as str
     for a, b, decision in session.exec(
         select(LinkDecision.slip_a, LinkDecision.slip_b, LinkDecision.decision)
         .where(or_(col(LinkDecision.slip_a) == slip_id, col(LinkDecision.slip_b) == slip_id))
