@@ -15,9 +15,9 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from sqlalchemy import func
@@ -110,6 +110,10 @@ def feed_filter(
     )  # fmt: skip
 
 
+# the filters as query parameters, shared by the page and its event stream
+FeedFilterDep = Annotated[FeedFilter, Depends(feed_filter)]
+
+
 def filtered_bets(
     session: Session, *, actor: Actor, f: FeedFilter, limit: int = 100
 ) -> tuple[list[Bet], int]:
@@ -176,17 +180,11 @@ def feed_page(
     request: Request,
     session: SessionDep,
     user_session: UISession,
-    customer: str | None = Query(None, max_length=64),
-    min_stake: str | None = Query(None, max_length=20),
-    max_stake: str | None = Query(None, max_length=20),
-    risk_category: str | None = Query(None, max_length=32),
-    selection: str | None = Query(None, max_length=200),
-    sport: str | None = Query(None, max_length=64),
+    f: FeedFilterDep,
     x: int = Query(3, ge=2, le=1000),
     y: int = Query(50, ge=2, le=5000),
 ) -> Response:
     actor = user_session.actor
-    f = feed_filter(customer, min_stake, max_stake, risk_category, selection, sport)
     bets, total = filtered_bets(session, actor=actor, f=f, limit=100)
     last_id = session.exec(_scoped(select(func.max(Bet.id)), actor)).one() or 0
     categories = sorted(
@@ -279,17 +277,11 @@ def _new_rows(engine: Any, actor: Actor, f: FeedFilter, after: int) -> tuple[lis
 async def feed_events(
     request: Request,
     actor: AnyUser,
+    f: FeedFilterDep,
     after: int = Query(0, ge=0),
-    customer: str | None = Query(None, max_length=64),
-    min_stake: str | None = Query(None, max_length=20),
-    max_stake: str | None = Query(None, max_length=20),
-    risk_category: str | None = Query(None, max_length=32),
-    selection: str | None = Query(None, max_length=200),
-    sport: str | None = Query(None, max_length=64),
 ) -> StreamingResponse:
     """Server-sent events: ``bet`` events carrying ``{"id", "html"}`` for each new bet that
     passes the filters, newest last; ``runs`` nudges the page to refresh its runs panel."""
-    f = feed_filter(customer, min_stake, max_stake, risk_category, selection, sport)
     engine = request.app.state.engine
     last_event = request.headers.get("last-event-id", "")
     cursor = max(after, int(last_event) if last_event.isdigit() else 0)
