@@ -19,6 +19,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from cli.options import JobsOption, ModelFileOption, TemplatesOption
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 __all__ = ["cluster_command", "model_threshold", "register"]
@@ -179,10 +181,8 @@ def register(app: typer.Typer) -> None:
     def cluster(
         directory: Annotated[Path, typer.Argument(help="Folder of slip images (not recursive).")],
         out: Annotated[Path, typer.Option("--out", help="CSV to write: image,cluster.")],
-        model: Annotated[
-            Path | None, typer.Option("--model", help="Model file (default: shipped).")
-        ] = None,
-        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        model: ModelFileOption = None,
+        jobs: JobsOption = 1,
         threshold: Annotated[
             float | None,
             typer.Option(
@@ -192,9 +192,7 @@ def register(app: typer.Typer) -> None:
                 "else cv.cluster.DEFAULT_THRESHOLD).",
             ),
         ] = None,
-        templates: Annotated[
-            Path | None, typer.Option("--templates", help="Blank slip designs.")
-        ] = None,
+        templates: TemplatesOption = None,
         k: Annotated[int, typer.Option("--k", help="Neighbours per slip in the kNN graph.")] = 10,
     ) -> None:
         """Cluster the slips of a folder by writer (-1 = on its own)."""

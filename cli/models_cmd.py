@@ -21,6 +21,8 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
+from cli.options import JobsOption
+
 models_app = typer.Typer(
     help="Embedding model versions: registry, rollout, evaluation.", no_args_is_help=True
 )
@@ -302,22 +304,35 @@ def register_cmd(
 
 
 def _register_file(model_file: Path, *, note: str | None, actor: str) -> str:
+    version = register_loaded(_load_file(model_file), model_file, actor=actor, note=note)
+    typer.echo(version)
+    return version
+
+
+def register_loaded(
+    model: Any,
+    model_file: Path,
+    *,
+    actor: str,
+    note: str | None = None,
+    fit_data: dict[str, Any] | None = None,
+) -> str:
+    """Register ``model`` (already loaded from ``model_file``, whose bytes are stored) and say
+    on stderr whether it was new; returns its version."""
     from store import models_registry
 
-    model = _load_file(model_file)
-    settings = _settings()
-    with _session(settings) as s:
+    with _session(_settings()) as s:
         row, created = models_registry.register_model(
             session=s,
             model=model,
             data=model_file.read_bytes(),
             source=str(model_file),
             actor=actor,
+            fit_data=fit_data,
             note=note,
         )
         s.commit()
     print(f"{'registered' if created else 'already registered'}: {row.version}", file=sys.stderr)
-    typer.echo(row.version)
     return row.version
 
 
@@ -521,7 +536,7 @@ def evaluate_cmd(
         Path | None, typer.Option("--report", help="Write the HTML report into this folder.")
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+    jobs: JobsOption = 1,
     actor: Annotated[str | None, typer.Option("--actor", help="Who evaluates it.")] = None,
 ) -> None:
     """Evaluate VERSION on labelled images or on the risk team's reviews; the figures are

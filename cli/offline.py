@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from cli.options import JobsOption, ModelFileOption, TemplatesOption
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 __all__ = ["register", "list_images", "read_labels"]
@@ -538,6 +540,7 @@ def train_command(
     model.save(out)
     print(f"wrote {out}: {model.version} (dim {model.dim})", file=sys.stderr)
     if register:
+        from cli.models_cmd import register_loaded
         from workers.rollout import score_reference
 
         fit_data: dict[str, Any] = {
@@ -554,7 +557,7 @@ def train_command(
         fit_data["pair_scores"] = score_reference(
             model.transform_raw(fit_raws), source=f"fitting data ({len(fit_raws)} images)"
         )
-        _register_trained(out, model, fit_data=fit_data, actor=actor)
+        register_loaded(model, out, fit_data=fit_data, actor=actor)
 
 
 def _review_writer_groups() -> list[list[int]]:
@@ -619,24 +622,6 @@ def _review_raws(groups: list[list[int]], *, model) -> tuple[list, list[str]]:
     return raws, writers
 
 
-def _register_trained(out: Path, model, *, fit_data: dict, actor: str) -> None:
-    from cli import models_cmd
-    from store import models_registry
-
-    settings = models_cmd._settings()
-    with models_cmd._session(settings) as s:
-        row, created = models_registry.register_model(
-            session=s,
-            model=model,
-            data=out.read_bytes(),
-            source=str(out),
-            actor=actor,
-            fit_data=fit_data,
-        )
-        s.commit()
-    print(f"{'registered' if created else 'already registered'}: {row.version}", file=sys.stderr)
-
-
 # ------------------------------------------------------------------------------ typer
 
 
@@ -669,13 +654,9 @@ def register(app: typer.Typer) -> None:
             Path, typer.Option("--out", help="CSV to write: query,neighbour,rank,score.")
         ],
         top: Annotated[int, typer.Option("--top", help="Neighbours per query.")] = 5,
-        model: Annotated[
-            Path | None, typer.Option("--model", help="Model file (default: shipped).")
-        ] = None,
-        templates: Annotated[
-            Path | None, typer.Option("--templates", help="Blank slip designs.")
-        ] = None,
-        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        model: ModelFileOption = None,
+        templates: TemplatesOption = None,
+        jobs: JobsOption = 1,
     ) -> None:
         """For every image, its K most similar other images by handwriting."""
         _run(
@@ -699,13 +680,9 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[
             Path | None, typer.Option("--json", help="Also write the figures as JSON.")
         ] = None,
-        model: Annotated[
-            Path | None, typer.Option("--model", help="Model file (default: shipped).")
-        ] = None,
-        templates: Annotated[
-            Path | None, typer.Option("--templates", help="Blank slip designs.")
-        ] = None,
-        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        model: ModelFileOption = None,
+        templates: TemplatesOption = None,
+        jobs: JobsOption = 1,
         threshold: Annotated[
             float | None,
             typer.Option("--threshold", help="Clustering threshold (default: the model's own)."),
@@ -765,7 +742,7 @@ def register(app: typer.Typer) -> None:
                 "--unipen-fit", help="A UNIPEN folder: add its fit-half writers (unipen_split)."
             ),
         ] = None,
-        jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+        jobs: JobsOption = 1,
         families: Annotated[
             str, typer.Option("--families", help="Comma-separated feature families.")
         ] = "hinge,lbp,vlad,style",

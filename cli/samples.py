@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cli.options import JobsOption
+
 app = typer.Typer(
     help="Generate realistic synthetic betting slips with known writers.",
     no_args_is_help=True,
@@ -41,7 +43,7 @@ def generate_cmd(
     masks: Annotated[
         bool, typer.Option("--masks/--no-masks", help="Also write handwriting/print masks.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", help="Worker processes.")] = 1,
+    jobs: JobsOption = 1,
     templates: Annotated[
         bool,
         typer.Option(

@@ -200,3 +200,26 @@ def test_eval_from_reviews_and_the_report(cli_env, engine, small_set, tmp_path):
 def test_drift_command_without_slips_sets_nothing(cli_env):  # type: ignore[no-untyped-def]
     res = run("models", "drift")
     assert json.loads(res.stdout)["checked"] is False
+
+
+def test_train_register_stores_the_model_with_its_fit_data(cli_env, small_set, tmp_path):
+    from sqlmodel import create_engine
+
+    from store import models_registry as registry
+
+    out = tmp_path / "trained.npz"
+    res = run(
+        "train", str(small_set), "--labels", str(small_set / "labels.csv"), "--out", str(out),
+        "--n-components", "4", "--vlad-clusters", "4", "--split", "", "--register",
+    )  # fmt: skip
+    version = res.stderr.split("registered: ")[1].split()[0]
+    assert "already registered" not in res.stderr
+    engine = create_engine(cli_env)
+    with Session(engine) as s:
+        row = registry.get_version(session=s, version=version)
+        assert row.source == str(out) and row.fit_data["images"] == 12
+        assert row.fit_data["folders"] == [str(small_set)]
+        assert "pair_scores" in row.fit_data
+    engine.dispose()
+    again = run("models", "register", str(out))
+    assert again.stdout.strip() == version and "already registered" in again.stderr
