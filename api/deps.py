@@ -11,26 +11,19 @@ from sqlmodel import Session
 
 from api import permissions
 from store.access import Actor, actor_for_key
-from store.db import get_engine
+from store.db import get_engine, session_scope
 from store.settings import Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; the commit happens here, then any after-commit callbacks."""
     engine = request.app.state.engine if hasattr(request.app.state, "engine") else get_engine()
-    session = Session(engine, expire_on_commit=False)
-    # audit entries written in this request say where it came from (store.audit.record)
-    session.info["remote_addr"] = request.client.host if request.client else None
-    try:
+    with session_scope(engine) as session:
+        # audit entries written in this request say where it came from (store.audit.record)
+        session.info["remote_addr"] = request.client.host if request.client else None
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        callbacks = session.info.pop("after_commit", [])
-        session.close()
-    for callback in callbacks:
+    # reached only after the commit; a closed session keeps its info
+    for callback in session.info.pop("after_commit", []):
         callback()
 
 
