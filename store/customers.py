@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from store import audit
 from store.access import Actor
-from store.errors import Conflict, NotFound
+from store.db import add_unique
+from store.errors import NotFound
 from store.models import (
     Customer,
     CustomerCreate,
@@ -22,12 +22,7 @@ from store.models import (
 
 def create_shop(*, session: Session, shop_in: ShopCreate, actor: Actor) -> Shop:
     shop = Shop.model_validate(shop_in)
-    session.add(shop)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"code: a shop with code {shop_in.code!r} already exists") from None
+    add_unique(session, shop, conflict=f"code: a shop with code {shop_in.code!r} already exists")
     audit.record(session, actor=actor.name, action="shop.create", entity="shop",
                  entity_id=shop.id, after=shop_in.model_dump())  # fmt: skip
     return shop
@@ -60,14 +55,11 @@ def create_customer(*, session: Session, customer_in: CustomerCreate, actor: Act
     if data.get("registered_at"):
         data["registered_at"] = as_utc(data["registered_at"])
     customer = Customer.model_validate(data)
-    session.add(customer)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(
-            f"external_ref: a customer with ref {customer_in.external_ref!r} already exists"
-        ) from None
+    add_unique(
+        session,
+        customer,
+        conflict=f"external_ref: a customer with ref {customer_in.external_ref!r} already exists",
+    )
     audit.record(session, actor=actor.name, action="customer.create", entity="customer",
                  entity_id=customer.id, after=customer_in.model_dump())  # fmt: skip
     return customer

@@ -6,10 +6,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from threading import Lock
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
+
+from store.errors import Conflict
+
+T = TypeVar("T")
 
 _engines: dict[str, Engine] = {}
 _lock = Lock()
@@ -69,6 +75,18 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def add_unique(session: Session, row: T, *, conflict: str) -> T:
+    """Add and flush ``row``; when it breaks a unique constraint, raise ``Conflict(conflict)``.
+    The savepoint keeps the caller's transaction usable after the IntegrityError."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(conflict) from None
+    return row
 
 
 def migrate(url: str | None = None, *, revision: str = "head") -> None:

@@ -22,12 +22,12 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from store import audit
 from store.access import Actor
-from store.errors import Conflict, Invalid, NotFound
+from store.db import add_unique
+from store.errors import Invalid, NotFound
 from store.models import Role, Shop, _enum, as_utc, utcnow
 
 SESSION_COOKIE = "sliplink_session"
@@ -105,12 +105,7 @@ def create_user(
         role=role,
         shop_id=shop_id,
     )
-    session.add(user)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"username: {username!r} already exists") from None
+    add_unique(session, user, conflict=f"username: {username!r} already exists")
     audit.record(session, actor=actor.name, action="user.create", entity="user",
                  entity_id=user.id, after={"username": username, "role": role.value,
                                            "shop_id": shop_id})  # fmt: skip

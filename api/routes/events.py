@@ -4,11 +4,11 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from api.deps import AnalystUser, AnyUser, SessionDep
 from store import settle
+from store.db import add_unique
 from store.errors import Conflict, NotFound
 from store.models import as_utc, utcnow
 from store.trading import Event, EventStatus
@@ -55,13 +55,9 @@ def create_event(event_in: EventCreate, session: SessionDep, _actor: AnalystUser
         and session.exec(select(Event.id).where(Event.external_id == event_in.external_id)).first()
     ):
         raise Conflict(f"external_id: an event with id {event_in.external_id!r} exists")
-    try:
-        with session.begin_nested():
-            session.add(event)
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"name: event {event_in.name!r} at {event_in.start_time} exists") from None
-    return event
+    return add_unique(
+        session, event, conflict=f"name: event {event_in.name!r} at {event_in.start_time} exists"
+    )
 
 
 @router.get("")
