@@ -4,8 +4,9 @@ Models fitted before `cv.embed` recorded its calibration carry only the slip-to-
 threshold.  This re-runs the fit's own held-out measurement (the same two-fold writer split,
 the model's vocabulary, a projection fitted on the other fold) on the original fit data and
 writes the calibration (`cv.cluster.Calibration`: pair threshold, cluster-merge threshold,
-confidence logistic) into the model file's header.  Parameters and arrays are untouched, so
-the model version stays the same.
+confidence logistic) and the re-measured pair threshold into the model file's header.  Re-run
+it after a preprocessing change until the model is refitted: the similarities move.
+Parameters and arrays are untouched, so the model version stays the same.
 
     .venv/bin/python bench/calibrate_model.py cv/models/default.npz /tmp/gen_fit \\
         --labels /tmp/gen_fit/labels.csv --unipen-fit ../shared/data/unipen-dev --jobs 2
@@ -68,7 +69,8 @@ def main() -> None:
     }
     print(json.dumps(out, indent=2))
     if not args.dry_run:
-        model.calibration_ = calibration
+        # the pair threshold is re-measured too (same data, same method as the fit)
+        model.calibration_, model.threshold_ = calibration, calibration.pair_threshold
         model.save(args.model)
         print(f"wrote the calibration into {args.model} ({model.version})", file=sys.stderr)
 
