@@ -57,7 +57,7 @@ def _score(sim: np.ndarray, writers: np.ndarray, templates: np.ndarray | None) -
 
 
 def _prep_hash() -> str:
-    """Hash of the code and models preprocessing depends on: a stale ink cache is never used."""
+    """Hash of the code and models features depend on: a stale cache is never used."""
     import hashlib
 
     h = hashlib.sha256()
@@ -65,6 +65,9 @@ def _prep_hash() -> str:
         h.update((REPO_ROOT / rel).read_bytes())
     for p in sorted((REPO_ROOT / "cv" / "models").glob("separator*")):
         h.update(p.read_bytes())
+    for p in sorted((REPO_ROOT / "cv" / "features").glob("*.py")):
+        if p.name != "learned.py":
+            h.update(p.read_bytes())
     return h.hexdigest()[:10]
 
 
@@ -81,10 +84,15 @@ def _cached_inks(name: str, paths: list[Path], work: Path, jobs: int) -> list[np
 
 def _embed(name, paths, work, jobs, default, model, times=None, cpu=None):
     """(hand-crafted default embedding, learned descriptor) of each image."""
-    raws, errors = extract_files(paths, model=default, jobs=jobs)
-    if any(errors):
-        raise SystemExit(f"unreadable benchmark images: {[e for e in errors if e][:3]}")
-    z_hand = default.transform_raw(raws)  # type: ignore[arg-type]
+    cache = work / f"learned_zhand_{name}_{_prep_hash()}_{default.version}.npy"
+    if cache.is_file() and len(np.load(cache)) == len(paths):
+        z_hand = np.load(cache)
+    else:
+        raws, errors = extract_files(paths, model=default, jobs=jobs)
+        if any(errors):
+            raise SystemExit(f"unreadable benchmark images: {[e for e in errors if e][:3]}")
+        z_hand = default.transform_raw(raws)  # type: ignore[arg-type]
+        np.save(cache, z_hand)
     z_learn = []
     for ink in _cached_inks(name, paths, work, jobs):
         t1, c1 = time.perf_counter(), time.process_time()
