@@ -188,6 +188,7 @@ def generate(
     masks: bool = False,
     jobs: int = 1,
     progress: Progress | None = None,
+    random_designs: float = 0.0,
 ) -> Path:
     """Generate a labelled set of slips.
 
@@ -213,6 +214,9 @@ def generate(
         Worker processes (>= 1).
     progress : callable(done, total), optional
         Called after each slip.
+    random_designs : float
+        Fit split only: fraction of slips drawn on procedurally randomised designs (for
+        fitting the print/handwriting separator on more than four layouts); 0 = none.
 
     Returns
     -------
@@ -231,7 +235,13 @@ def generate(
     _check_out_dir(out_dir)
     if masks:
         (out_dir / "masks").mkdir(exist_ok=True)
-    plan = make_plan(writers=writers, slips_per_writer=slips_per_writer, seed=seed, split=split)
+    plan = make_plan(
+        writers=writers,
+        slips_per_writer=slips_per_writer,
+        seed=seed,
+        split=split,
+        random_designs=random_designs,
+    )
     tasks = [(p, seed, str(out_dir), masks) for p in plan.slips]
     total = len(tasks)
     if jobs == 1 or total < 4:

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 
 from sample_slips.splits import templates_for
-from sample_slips.templates import Layout, layout
+from sample_slips.templates import Layout, layout, random_design_name
 from sample_slips.writers import Writer, make_writer
 
 COURSES = (
@@ -393,9 +393,22 @@ SCENARIOS = (
 )
 
 
-def make_plan(*, writers: int, slips_per_writer: int, seed: int, split: str) -> Plan:
-    """Decide every slip of a set. Deterministic in its arguments."""
+def make_plan(
+    *, writers: int, slips_per_writer: int, seed: int, split: str, random_designs: float = 0.0
+) -> Plan:
+    """Decide every slip of a set. Deterministic in its arguments.
+
+    ``random_designs`` (fit split only) is the fraction of slips drawn on a procedurally
+    randomised design (``sample_slips.templates.random_design_name``) instead of a fit
+    design; 0 leaves the plan exactly as without it.
+    """
+    if not 0.0 <= random_designs <= 1.0:
+        raise ValueError(f"random_designs must be in [0, 1], got {random_designs!r}")
+    if random_designs and split != "fit":
+        raise ValueError("random_designs is for the fit split only (held-out sets stay fixed)")
     rng = np.random.default_rng([seed, 7919])
+    # Its own stream: the other draws (and so every set without random designs) are unchanged.
+    design_rng = np.random.default_rng([seed, 15485863])
     ws = [make_writer(split, i) for i in range(writers)]
     designs = templates_for(split)
     shops = [{"code": c, "name": n, "region": r} for c, n, r in SHOPS]
@@ -516,6 +529,8 @@ def make_plan(*, writers: int, slips_per_writer: int, seed: int, split: str) -> 
                     minutes=int(srng.integers(0, 80)), seconds=int(srng.integers(0, 60))
                 )
             template = designs[int(srng.integers(len(designs)))]
+            if random_designs and design_rng.random() < random_designs:
+                template = random_design_name(int(design_rng.integers(1 << 31)))
             plan = SlipPlan(
                 index=index,
                 image=image,
