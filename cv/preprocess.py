@@ -43,7 +43,7 @@ __all__ = [
 # time and memory independent of the scan size; the mask is refined at full resolution.
 WORK_PIXELS = 350_000
 # Scans up to this size have their handwriting cut out and measured at full resolution;
-# larger ones (rare, and slow to flatten whole) stay in the work frame.
+# larger ones (rare) stay in the work frame.
 DETAIL_PIXELS = 6_000_000
 # Inputs beyond this are processed (after downscaling) but flagged.
 HUGE_PIXELS = 50_000_000
@@ -598,24 +598,44 @@ def _full_mask(image: NDArray[np.uint8], a: _Analysis) -> NDArray[np.bool_]:
     return near & full_ink
 
 
-def _detail_frame(
-    image: NDArray[np.uint8], a: _Analysis
-) -> tuple[NDArray[np.bool_], NDArray[np.uint8]]:
-    """Handwriting mask and flattened grey at input resolution, deskewed like the work frame."""
+def _detail_region(
+    image: NDArray[np.uint8], a: _Analysis, box: tuple[int, int, int, int], pad: int = 24
+) -> tuple[NDArray[np.bool_], NDArray[np.uint8], tuple[int, int]]:
+    """Handwriting mask and flattened grey at input resolution around a work-frame box.
+
+    Only the box (plus ``pad`` work pixels) is warped and flattened, deskewed like the work
+    frame: the cost follows the handwriting's extent, not the scan's. Returns the two
+    layers and the region's (row, col) origin in the deskewed full-resolution frame.
+    """
     rows, cols = image.shape
-    flat = _divide(image, a.bg)
-    if abs(a.skew) >= 0.3:
-        flat = cv2.warpAffine(
-            flat,
-            _rotation(flat.shape, a.skew),
-            (cols, rows),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=255,
-        )
-    near = cv2.resize(a.hand.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST)
+    up = 1.0 / a.f
+    wr0, wr1, wc0, wc1 = box
+    wr0, wc0 = max(0, wr0 - pad), max(0, wc0 - pad)
+    wr1, wc1 = min(a.hand.shape[0], wr1 + pad), min(a.hand.shape[1], wc1 + pad)
+    r0, c0 = int(round(wr0 * up)), int(round(wc0 * up))
+    r1, c1 = min(rows, int(round(wr1 * up))), min(cols, int(round(wc1 * up)))
+    h, w = max(1, r1 - r0), max(1, c1 - c0)
+    # input -> deskewed full frame, then shifted to the region's origin
+    m = np.vstack(
+        [_rotation((rows, cols), a.skew) if abs(a.skew) >= 0.3 else np.eye(2, 3), [0, 0, 1]]
+    )
+    m[0, 2] -= c0
+    m[1, 2] -= r0
+    # background pixel -> input pixel (the centre-aligned mapping of cv2.resize)
+    sy, sx = rows / a.bg.shape[0], cols / a.bg.shape[1]
+    to_input = np.array([[sx, 0, 0.5 * (sx - 1)], [0, sy, 0.5 * (sy - 1)], [0, 0, 1]])
+    grey = cv2.warpAffine(
+        image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    bg = cv2.warpAffine(
+        a.bg, (m @ to_input)[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    flat = cv2.divide(grey, bg, scale=255.0)
+    near = cv2.resize(
+        a.hand[wr0:wr1, wc0:wc1].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
+    )
     near = cv2.dilate(near, np.ones((3, 3), np.uint8)) > 0
-    return near & (flat < a.threshold), flat
+    return near & (flat < a.threshold), flat, (r0, c0)
 
 
 def _boxes_from_mask(hand: NDArray[np.bool_], *, gap: int) -> list[tuple[int, int, int, int]]:
@@ -752,27 +772,25 @@ def preprocess(
     ys, xs = np.nonzero(hand)
     r0, r1, c0, c1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     crop_hand = hand[r0:r1, c0:c1]
-    sw_work = estimate_stroke_width(crop_hand)
     xh_work = estimate_x_height(crop_hand)
-    boxes = _boxes_from_mask(crop_hand, gap=max(8, int(round(3 * sw_work))))
+    detail = a.f < 1.0 and rows * cols <= DETAIL_PIXELS
+    # at full resolution the stroke width is measured there (below), once
+    sw_work = 0.0 if detail else estimate_stroke_width(crop_hand)
+    boxes = _boxes_from_mask(crop_hand, gap=max(8, int(round(3 * (sw_work or 2.0)))))
     box_area = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
     area_frac = float(box_area) / float(hand.size)
-    g = 1.0 if rows * cols <= DETAIL_PIXELS else a.f
-    if g > a.f:
-        # Describe the strokes at (up to) full resolution: the work frame (half size on a
-        # 1.2 MP slip) only decides *where* handwriting is; its blocky 1-2 px strokes lose
-        # the shape detail the features measure (held-out generated mAP 0.395 -> 0.427).
-        hand, flat = _detail_frame(image, a)
-        up = g / a.f
-        r0, r1, c0, c1 = (int(v * up) for v in (r0, r1 + 1, c0, c1 + 1))
-        r1, c1 = min(r1, hand.shape[0]), min(c1, hand.shape[1])
+    if detail:
+        # Describe the strokes at full resolution: the work frame (half size on a 1.2 MP
+        # slip) only decides *where* handwriting is; its blocky 1-2 px strokes lose the
+        # shape detail the features measure (held-out generated mAP 0.395 -> 0.427).
+        hand, flat, (R0, C0) = _detail_region(image, a, (r0, r1, c0, c1))
+        up = 1.0 / a.f
+        r0, r1, c0, c1 = (int(round(v * up)) for v in (r0, r1, c0, c1))
+        r0, r1, c0, c1 = r0 - R0, min(r1 - R0, hand.shape[0]), c0 - C0, min(c1 - C0, hand.shape[1])
         sub = hand[r0:r1, c0:c1]
-        if sub.any():
-            sw_work = estimate_stroke_width(sub)
-        else:
-            sw_work *= up
+        sw_work = estimate_stroke_width(sub) if sub.any() else 2.0 * up
         xh_work *= up
-        a = dataclasses.replace(a, flat=flat, f=g)
+        a = dataclasses.replace(a, flat=flat, f=1.0)
 
     # s: output pixels per input pixel; k: output pixels per work pixel.
     s = float(np.clip(target_stroke_width * a.f / sw_work, min_scale, max_scale))
