@@ -5,9 +5,12 @@ fitting) with ink masks, then reports as JSON:
 
 - ms per slip for ``load_image`` (decode) and ``preprocess`` on one core (OpenCV limited
   to one thread; wall and CPU time, median and p95);
+- CPU ms per slip of the separation alone (``handwriting_mask``: work frame, line removal,
+  component features, classifier, mapping back to full resolution), and of the classifier
+  step on the work frame (``cv.separate.separate``);
 - pixel precision/recall of handwriting (1 px tolerance, see ``cv.separate.pixel_scores``)
   and the fraction of printed pixels kept, without templates and with the blank designs
-  registered, overall and for seen vs unseen designs;
+  registered, overall, for seen vs unseen designs and per design;
 - on real UNIPEN crops (no form, held-out writers): fraction of ink kept.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/separate.py [--writers 30] [--slips-per-writer 3]``
@@ -75,6 +78,9 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
     t_load, t_pre, c_pre, t_pre_tmpl = [], [], [], []
     plain, with_t = _acc(), _acc()
     seen, unseen = _acc(), _acc()
+    per_design: dict[str, dict[str, float]] = {}
+    c_sep: list[float] = []
+    c_sep_work: list[float] = []
     flagged = 0
     for r in rows:
         stem = Path(r["image"]).stem
@@ -95,8 +101,17 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
         flagged += not prep.quality.ok
         hm = cv2.imread(str(data / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE) > 0
         pm = cv2.imread(str(data / "masks" / f"{stem}_print.png"), cv2.IMREAD_GRAYSCALE) > 0
-        sc = S.pixel_scores(P.handwriting_mask(img), hm, pm)
+        c3 = time.process_time()
+        mask = P.handwriting_mask(img)
+        c4 = time.process_time()
+        wf = P.work_frame(img)
+        c5 = time.process_time()
+        S.separate(wf.flat, wf.ink)
+        c_sep_work.append((time.process_time() - c5) * 1000)
+        c_sep.append((c4 - c3) * 1000)
+        sc = S.pixel_scores(mask, hm, pm)
         _add(plain, sc)
+        _add(per_design.setdefault(r["template"], _acc()), sc)
         _add(unseen if r["template"] in TEMPLATES_HELDOUT else seen, sc)
         _add(with_t, S.pixel_scores(P.handwriting_mask(img, templates=templates), hm, pm))
     out: dict = {
@@ -106,6 +121,12 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
         "ms_preprocess": {"median": _pct(t_pre, 50), "p95": _pct(t_pre, 95)},
         # CPU time of this process: robust when other jobs share the cores.
         "cpu_ms_preprocess": {"median": _pct(c_pre, 50), "p95": _pct(c_pre, 95)},
+        "cpu_ms_separation": {"median": _pct(c_sep, 50), "p95": _pct(c_sep, 95)},
+        # The classifier step alone on the work frame (lines, components, features, MLP).
+        "cpu_ms_separate_work_frame": {
+            "median": _pct(c_sep_work, 50),
+            "p95": _pct(c_sep_work, 95),
+        },
         "ms_preprocess_with_templates": {
             "median": _pct(t_pre_tmpl, 50),
             "p95": _pct(t_pre_tmpl, 95),
@@ -114,6 +135,10 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
         "separation_seen_designs": _summary(seen),
         "separation_unseen_designs": _summary(unseen),
         "separation_with_templates": _summary(with_t),
+        "separation_per_design": {
+            name: {**_summary(acc), "unseen": name in TEMPLATES_HELDOUT}
+            for name, acc in sorted(per_design.items())
+        },
     }
     if UNIPEN.exists() and unipen_limit > 0:
         with (UNIPEN / "labels.csv").open() as fh:
@@ -174,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--data-dir", type=Path, default=None, help="existing held-out set")
     ap.add_argument("--unipen", type=int, default=150, help="UNIPEN crops to check (0 = none)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data_dir
@@ -189,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         tdir = Path(tmp) / "templates"
         template_images(tdir, seed=args.seed + 1)
-        print(json.dumps(run(Path(data), tdir, unipen_limit=args.unipen), indent=2))
+        report = json.dumps(run(Path(data), tdir, unipen_limit=args.unipen), indent=2)
+    print(report)
+    if args.out is not None:
+        args.out.write_text(report + "\n")
     return 0
 
 
