@@ -62,6 +62,10 @@ def loose_model(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     model = EmbeddingModel.load(model_path() or DEFAULT_MODEL_PATH)
     model.calibration_ = replace(calibration_of(model), merge_threshold=0.4, pair_threshold=0.45)
     model.threshold_ = 0.45
+    # a version of its own: processes cache models by version, and the shipped model's
+    # (strict) operating points must not answer for this one
+    model.random_state = 4501
+    model.version_ = model._compute_version()
     path = tmp_path_factory.mktemp("models") / "loose.npz"
     model.save(path)
     return path
