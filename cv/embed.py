@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from cv import npzfile
 from cv.features import hinge as _hinge
 from cv.features import local as _local
 from cv.features import style as _style
@@ -562,7 +563,7 @@ class EmbeddingModel:
             },
         }
         arrays = self._arrays()
-        arrays["header_json"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
+        arrays[npzfile.HEADER_KEY] = npzfile.header_array(header)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -582,16 +583,7 @@ class EmbeddingModel:
     def load(cls, path: str | os.PathLike) -> EmbeddingModel:
         """Read a model written by :meth:`save`; ValueError if it is not one or is corrupt."""
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"model file {path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except Exception as exc:  # np.load raises several types for non-npz input
-            raise ValueError(f"model file {path} is not a sliplink model: {exc}") from exc
-        if "header_json" not in arrays:
-            raise ValueError(f"model file {path} has no header")
-        header = json.loads(arrays.pop("header_json").tobytes().decode())
+        header, arrays = npzfile.read_with_header(path, what="model file")
         if header.get("name") != MODEL_NAME:
             raise ValueError(f"model file {path} is not a sliplink writer model")
         if header.get("format_version") != FORMAT_VERSION:

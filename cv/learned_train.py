@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from cv.npzfile import HEADER_KEY, header_array
+
 __all__ = ["prepared_inks", "train_learned"]
 
 
@@ -196,7 +198,7 @@ def _write_model(path: Path, arrays: dict[str, NDArray], header: dict) -> None:
     n_layers = sum(1 for k in arrays if k.endswith("_weight") and k.startswith("conv"))
     header = {**header, "sha256": digest, "version": f"cnn{n_layers}-{digest[:8]}"}
     arrays = dict(arrays)
-    arrays["header_json"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
+    arrays[HEADER_KEY] = header_array(header)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
@@ -391,7 +393,7 @@ def calibrate(
     w = np.asarray([str(writers[i]) for i in keep])
     mean, proj = _whitening(u, w, whiten=whiten, shrinkage=shrinkage)
     with np.load(model_path) as d:
-        arrays = {k: d[k] for k in d.files if k != "header_json"}
+        arrays = {k: d[k] for k in d.files if k != HEADER_KEY}
     arrays["fc_weight"] = (model.fc_weight.astype(np.float64) @ proj).astype(np.float32)
     arrays["fc_bias"] = ((model.fc_bias - mean) @ proj).astype(np.float32)
     header = dict(model.header)

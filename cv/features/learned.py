@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from cv.npzfile import read_with_header
 
 __all__ = [
     "DEFAULT_LEARNED_PATH",
@@ -73,16 +74,7 @@ class LearnedModel:
 def load_learned_model(path: str | os.PathLike = DEFAULT_LEARNED_PATH) -> LearnedModel:
     """Read a model exported by :func:`cv.learned_train.export_npz`; ValueError if invalid."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"learned model file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as exc:  # np.load raises several types for non-npz input
-        raise ValueError(f"learned model file {path} is not an npz: {exc}") from exc
-    if "header_json" not in arrays:
-        raise ValueError(f"learned model file {path} has no header")
-    header = json.loads(arrays.pop("header_json").tobytes().decode())
+    header, arrays = read_with_header(path, what="learned model file")
     if header.get("name") != MODEL_NAME or header.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"learned model file {path} is not a {MODEL_NAME} v{FORMAT_VERSION}")
     if weights_digest(arrays) != header.get("sha256"):
