@@ -170,7 +170,11 @@ Step = Callable[[SlipJob], None]
 
 # ---------------------------------------------------------------- extract steps
 def claim(job: SlipJob) -> None:
-    """Lock the slip, stop when there is nothing to do, count the attempt, start the lease."""
+    """Lock the slip, stop when there is nothing to do, count the attempt, start the lease.
+
+    ``attempts`` counts consecutive claims of this piece of work that did not finish (the
+    worker was lost with its lease, or hit a transient error); finishing resets it, so a
+    slip re-embedded under many model versions is never failed for having succeeded."""
     s = job.session
     if not job.model_version:
         job.model_version = _active_version(job)
@@ -178,8 +182,9 @@ def claim(job: SlipJob) -> None:
     if slip is None:
         raise Stopped("slip gone")
     if clustering.get_embedding(session=s, slip_id=job.slip_id, model_version=job.model_version):
-        if slip.status != SlipStatus.ready:
+        if slip.status != SlipStatus.ready or slip.attempts:
             slip.status, slip.error, slip.updated_at = SlipStatus.ready, None, utcnow()
+            slip.attempts = 0
             s.add(slip)
         raise Stopped("already extracted")
     if slip.status == SlipStatus.failed:
@@ -284,6 +289,7 @@ def store_features(job: SlipJob) -> None:
         quality=f.quality,
     )
     slip.status, slip.error, slip.updated_at = SlipStatus.ready, None, utcnow()
+    slip.attempts = 0  # the work is done: the next piece of work counts from zero
     s.add(slip)
 
 
