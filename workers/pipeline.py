@@ -59,6 +59,7 @@ from store.settings import Settings
 from workers import model as models
 from workers.config import PipelineConfig
 from workers.metrics import DROPPED, observe
+from workers.schedule import EmbeddedScheduler
 
 if TYPE_CHECKING:
     from cv.cluster import Calibration
@@ -1195,8 +1196,9 @@ class InProcessPipeline:
     """The embedded default: the same stages, no broker.
 
     Extraction is fed by ``settings.in_process_workers`` threads; assignment and rules by
-    one thread each (ordered, like the ``assign`` queue); a sweeper thread re-submits lost
-    work and runs the scheduled jobs.  Transient errors are retried with backoff.
+    one thread each (ordered, like the ``assign`` queue); the beat schedule runs in process
+    (``workers.schedule.EmbeddedScheduler``: sweeper, rollout tick, flow monitor, daily and
+    weekly jobs).  Transient errors are retried with backoff.
 
     The stages themselves run in a pool of child processes at a lower CPU priority
     (``inprocess_isolation``, on by default): inside the API process their CPU work would
@@ -1219,12 +1221,12 @@ class InProcessPipeline:
         self._dropped_logged: dict[str, float] = {}
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
-        self._scheduler: threading.Thread | None = None
+        self.scheduler: EmbeddedScheduler | None = None
         if scheduler:
-            self._scheduler = threading.Thread(
-                target=self._schedule, name="sliplink-sweeper", daemon=True
-            )
-            self._scheduler.start()
+            # the beat schedule, in process; a sweep at start as a Celery worker does
+            self.scheduler = EmbeddedScheduler(
+                self.config, self.scheduled_jobs(), at_start=("sliplink.sweep",)
+            ).start()
 
     # -- the pipeline interface
     def submit(self, slip_id: int, model_version: str | None = None) -> None:
@@ -1273,6 +1275,8 @@ class InProcessPipeline:
 
     def shutdown(self) -> None:
         self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for pool in (self._extract, self._assign, self._rules):
             pool.shutdown(wait=True, cancel_futures=True)
         with self._children_lock:
@@ -1397,26 +1401,25 @@ class InProcessPipeline:
             self.submit_assign(sid, version)
         return result
 
-    def _schedule(self) -> None:
-        """Sweeper at start and every ``sweep_every_s``; the flow monitor every minute; the
-        daily jobs (re-cluster, screening, retention) once a day."""
-        last: dict[str, float] = {}
-        periods = {"sweep": self.config.sweep_every_s, "flow": 60.0, "daily": 86_400.0}
-        jobs: dict[str, Callable[[], object]] = {
-            "sweep": self.sweep_now,
-            "flow": lambda: monitor_flow(settings=self.settings, config=self.config),
-            "daily": self._daily,
+    def scheduled_jobs(self) -> dict[str, Callable[[], object]]:
+        """What each task of the beat schedule (``workers.schedule``) does in process: the
+        same stage functions the Celery tasks call, on this pipeline's threads and child
+        processes."""
+        settings, config = self.settings, self.config
+
+        def screening() -> None:
+            self._run(_screening, settings)
+
+        return {
+            "sliplink.sweep": self.sweep_now,
+            "sliplink.flow": lambda: monitor_flow(settings=settings, config=config),
+            "sliplink.recluster": self.recluster_now,
+            "sliplink.purge": lambda: purge_retention(settings=settings),
+            "sliplink.exclusions": lambda: apply_exclusions_now(settings=settings),
+            "sliplink.screening": lambda: self._go(self._rules, "rules", screening),
+            "sliplink.rollout_tick": self.rollout_now,
+            "sliplink.drift": lambda: self._run(_check_drift, settings),
         }
-        last["daily"] = time.monotonic()  # first daily run a day after start
-        while not self._stop.is_set():
-            for name, period in periods.items():
-                if time.monotonic() - last.get(name, -1e18) >= period:
-                    last[name] = time.monotonic()
-                    try:
-                        jobs[name]()
-                    except Exception:  # noqa: BLE001 - a scheduled job must not kill the loop
-                        log.exception("scheduled job %s failed", name)
-            self._stop.wait(1.0)
 
     def recluster_now(self) -> None:
         """Queue a full re-clustering on the assignment thread; rules follow for moved slips."""
@@ -1427,23 +1430,39 @@ class InProcessPipeline:
 
         self._go(self._assign, "assign", run)
 
-    def _daily(self) -> None:
-        self.recluster_now()
+    def rollout_now(self) -> None:
+        """Carry the running model rollout (started by ``sliplink models activate`` or the
+        API, maybe in another process or before a restart) to its end: re-embed, re-cluster,
+        switch.  Nothing to do (one query) when no rollout runs."""
+        from store.models_registry import running_rollout
 
-        def register_then_screen() -> None:
-            self._run(_exclusions_then_screening, self.settings)
-
-        self._go(self._rules, "rules", register_then_screen)
-        purge_retention(settings=self.settings)
+        with Session(get_engine(self.settings.effective_database_url)) as s:
+            if running_rollout(session=s) is None:
+                return
+        for trigger in self._run(_run_rollout, self.settings):
+            self.submit_rules(trigger)
 
 
 def _recluster_triggers(settings: Settings) -> list[dict[str, Any]]:
     return list(recluster(settings=settings)["triggers"])
 
 
-def _exclusions_then_screening(settings: Settings) -> None:
-    apply_exclusions_now(settings=settings)  # the screening reads the statuses
-    run_screening(settings=settings)
+def _screening(settings: Settings) -> int:
+    return run_screening(settings=settings)
+
+
+def _check_drift(settings: Settings) -> dict[str, Any]:
+    from workers import rollout
+
+    return rollout.check_drift(settings=settings)
+
+
+def _run_rollout(settings: Settings) -> list[dict[str, Any]]:
+    from workers import rollout
+
+    triggers: list[dict[str, Any]] = []
+    rollout.run_inline(settings=settings, triggers=triggers.append)
+    return triggers
 
 
 def pipeline_for(settings: Settings, **kwargs: Any) -> Any:
