@@ -386,7 +386,7 @@ def estimate_x_height(ink: NDArray[np.bool_]) -> float:
     """
     if int(np.count_nonzero(ink)) < 30:
         return float("nan")
-    prof = ink.sum(axis=1).astype(np.float64)
+    prof = np.count_nonzero(ink, axis=1).astype(np.float64)
     prof = np.convolve(prof, np.ones(3) / 3.0, mode="same")
     peak = float(prof.max())
     if peak <= 0:
@@ -412,6 +412,20 @@ class _Analysis:
     skew: float
     f: float  # work frame = input resized by f (then rotated by -skew about its centre)
     low_contrast: bool
+
+
+def _percentile_u8(a: NDArray[np.uint8], q: float) -> float:
+    """``np.percentile(a, q)`` (linear method, same arithmetic) of a uint8 image, read off
+    its histogram: no sort or partition of the pixels (1 ms -> 0.05 ms on a work frame)."""
+    n = a.size
+    cum = np.cumsum(cv2.calcHist([a], [0], None, [256], [0, 256]).ravel().astype(np.int64))
+    vi = (n - 1) * (q / 100.0)  # numpy's virtual index, then its _lerp
+    i = math.floor(vi)
+    t = vi - i
+    lo = float(np.searchsorted(cum, min(max(i, 0), n - 1), side="right"))
+    hi = float(np.searchsorted(cum, min(max(i + 1, 0), n - 1), side="right"))
+    d = hi - lo
+    return hi - d * (1 - t) if t >= 0.5 else lo + d * t
 
 
 def _work_factor(rows: int, cols: int, work_pixels: int) -> float:
@@ -478,10 +492,10 @@ def work_frame(
         )
     bg = _background(work)
     flat = _divide(work, bg)
-    lo = float(np.percentile(flat[:: max(1, flat.shape[0] // 200)], 0.5))
+    lo = _percentile_u8(flat[:: max(1, flat.shape[0] // 200)], 0.5)
     low_contrast = 255.0 - lo < MIN_CONTRAST
     t = _threshold(flat)
-    if float(np.median(bg)) < 2 * MIN_CONTRAST:
+    if _percentile_u8(bg, 50.0) < 2 * MIN_CONTRAST:
         # No paper anywhere (a black or lens-capped scan): nothing can be read.
         t, low_contrast = 0.0, True
     ink = flat < t
@@ -624,9 +638,12 @@ def _detail_region(
     # background pixel -> input pixel (the centre-aligned mapping of cv2.resize)
     sy, sx = rows / a.bg.shape[0], cols / a.bg.shape[1]
     to_input = np.array([[sx, 0, 0.5 * (sx - 1)], [0, sy, 0.5 * (sy - 1)], [0, 0, 1]])
-    grey = cv2.warpAffine(
-        image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    # unskewed, the warp is an integer shift inside the image: it would only copy pixels
+    grey = image[r0 : r0 + h, c0 : c0 + w]
+    if abs(a.skew) >= 0.3 or grey.shape != (h, w):
+        grey = cv2.warpAffine(
+            image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
     bg = cv2.warpAffine(
         a.bg, (m @ to_input)[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
@@ -769,8 +786,9 @@ def preprocess(
         flags.append("blank" if not a.ink.any() or a.low_contrast else "too_little_handwriting")
         return _empty(tuple(dict.fromkeys(flags)), skew=a.skew, scale=a.f)
 
-    ys, xs = np.nonzero(hand)
-    r0, r1, c0, c1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    # bounding box from the row and column projections (a full nonzero() costs 10x more)
+    ys, xs = np.flatnonzero(hand.any(axis=1)), np.flatnonzero(hand.any(axis=0))
+    r0, r1, c0, c1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
     crop_hand = hand[r0:r1, c0:c1]
     xh_work = estimate_x_height(crop_hand)
     detail = a.f < 1.0 and rows * cols <= DETAIL_PIXELS
@@ -802,7 +820,7 @@ def preprocess(
     g_crop = a.flat[r0p:r1p, c0p:c1p]
     # Keep the grey of handwriting strokes (and their anti-aliased rims), whiten the rest.
     near = cv2.dilate(h_crop, np.ones((3, 3), np.uint8))
-    g_crop = np.where(near > 0, g_crop, np.uint8(255)).astype(np.uint8)
+    g_crop = cv2.bitwise_or(g_crop, cv2.bitwise_not(near))  # near is 0/255
     top, left = pad - (r0 - r0p), pad - (c0 - c0p)
     bottom, right = pad - (r1p - r1), pad - (c1p - c1)
     if top or left or bottom or right:
@@ -815,7 +833,7 @@ def preprocess(
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
     grey = cv2.resize(g_crop, (out_cols, out_rows), interpolation=interp)
     ink_f = cv2.resize(h_crop, (out_cols, out_rows), interpolation=interp)
-    ink = np.where(ink_f >= 128, np.uint8(255), np.uint8(0)).astype(np.uint8)
+    ink = cv2.threshold(ink_f, 127, 255, cv2.THRESH_BINARY)[1]  # >= 128 -> 255
     n_ink = int(np.count_nonzero(ink))
     if n_ink < MIN_INK_PIXELS:
         flags.append("too_little_handwriting")
