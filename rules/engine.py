@@ -708,6 +708,32 @@ def apply_observation(
 
 
 # ---------------------------------------------------------------- back-testing
+def _odds_triggers(session: Session, start: datetime, end: datetime) -> list[Trigger]:
+    """One ``odds_snapshot`` per selection (and event id) and time with stored prices in
+    ``[start, end)``, as the odds feed would have sent them."""
+    from sqlalchemy import func
+
+    from store.trading import PriceSnapshot
+
+    rows = session.exec(
+        select(  # type: ignore[call-overload]
+            PriceSnapshot.selection_key,
+            PriceSnapshot.event_ref,
+            PriceSnapshot.at,
+            func.min(PriceSnapshot.selection),
+        )
+        .where(col(PriceSnapshot.at) >= start, col(PriceSnapshot.at) < end)
+        .group_by(
+            col(PriceSnapshot.selection_key), col(PriceSnapshot.event_ref), col(PriceSnapshot.at)
+        )
+        .order_by(col(PriceSnapshot.at), col(PriceSnapshot.selection_key))
+    ).all()
+    return [
+        Trigger(kind="odds_snapshot", at=as_utc(at), selection=name, event_ref=ref)
+        for _key, ref, at, name in rows
+    ]
+
+
 @dataclass
 class BacktestResult:
     """What a rule would have raised over ``[start, end)``; nothing is written."""
@@ -745,7 +771,8 @@ def backtest(*, session: Session, rule: Rule, start: datetime, end: datetime) ->
 
     Scheduled kinds run once per day at each midnight in ``(start, end]``; event kinds replay
     ``bet_placed`` / ``bet_settled`` / ``slip_clustered`` for every bet placed (settled) in the
-    range.  Findings are deduplicated per pivot and window as the engine would.  Cluster
+    range, and ``odds_snapshot`` for every stored price time of a selection (and event).
+    Findings are deduplicated per pivot and window as the engine would.  Cluster
     memberships are today's, not those at the time.
     """
     from store.alerts import rule_precision
@@ -799,6 +826,9 @@ def backtest(*, session: Session, rule: Rule, start: datetime, end: datetime) ->
                         customer_id=customer_id,
                     )
                 )
+    if "odds_snapshot" in kind.triggers:
+        triggers += _odds_triggers(session, start, end)
+        triggers.sort(key=lambda t: t.at)
     result = BacktestResult(rule_id=rule.id, rule_version=rule.version, start=start, end=end)
     result.triggers = len(triggers)
     open_: dict[tuple[str, int], dict[str, Any]] = {}

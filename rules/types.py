@@ -17,7 +17,9 @@ from sqlmodel import Session
 
 __all__ = ["Band", "Finding", "Kind", "Rule", "Scope", "Severity", "Trigger"]
 
-TRIGGER_KINDS = frozenset({"bet_placed", "bet_settled", "slip_clustered", "schedule"})
+TRIGGER_KINDS = frozenset(
+    {"bet_placed", "bet_settled", "slip_clustered", "odds_snapshot", "schedule"}
+)
 
 
 class Severity(enum.IntEnum):
@@ -69,14 +71,17 @@ class Rule:
 
 @dataclass(frozen=True)
 class Trigger:
-    """What happened: a bet placed or settled, a slip joining a cluster, or a scheduled run."""
+    """What happened: a bet placed or settled, a slip joining a cluster, new prices of a
+    selection from the odds feed (``selection``, optional ``event_ref``), or a scheduled run."""
 
-    kind: str  # "bet_placed" | "bet_settled" | "slip_clustered" | "schedule"
+    kind: str  # "bet_placed" | "bet_settled" | "slip_clustered" | "odds_snapshot" | "schedule"
     at: datetime
     bet_id: int | None = None
     slip_id: int | None = None
     cluster_id: int | None = None
     customer_id: int | None = None
+    selection: str | None = None
+    event_ref: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-able dict (``at`` as ISO 8601) for queues such as Celery."""
@@ -87,6 +92,8 @@ class Trigger:
             "slip_id": self.slip_id,
             "cluster_id": self.cluster_id,
             "customer_id": self.customer_id,
+            "selection": self.selection,
+            "event_ref": self.event_ref,
         }
 
     @classmethod
@@ -107,6 +114,10 @@ class Trigger:
             value = data.get(name)
             return None if value is None else int(value)
 
+        def _text(name: str) -> str | None:
+            value = data.get(name)
+            return None if value is None else str(value)
+
         return cls(
             kind=kind,
             at=at,
@@ -114,6 +125,8 @@ class Trigger:
             slip_id=_int("slip_id"),
             cluster_id=_int("cluster_id"),
             customer_id=_int("customer_id"),
+            selection=_text("selection"),
+            event_ref=_text("event_ref"),
         )
 
 

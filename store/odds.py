@@ -3,6 +3,7 @@ that matter to a trader (sharp drops across bookmakers, bets taken before a coll
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
@@ -50,22 +51,32 @@ def price_drop(
     since: datetime,
     until: datetime,
     event_ref: str | None = None,
+    opened_since: datetime | None = None,
 ) -> PriceDrop | None:
     """How far a selection's price fell across bookmakers between ``since`` and ``until``:
     per bookmaker first vs last price in the window, then the median over bookmakers.  With
-    ``event_ref`` only that event's snapshots count ("Trap 1" runs in every greyhound race)."""
+    ``event_ref`` only that event's snapshots count ("Trap 1" runs in every greyhound race).
+    With ``opened_since`` (before ``since``), a bookmaker's first price is the one in force
+    when the window opened, its last snapshot in ``[opened_since, since)``, when there is one
+    (a feed that posts only changes sends no price at the window's start)."""
     key = selection_key(selection)
+    lo = since if opened_since is None else min(opened_since, since)
     query = select(PriceSnapshot).where(
-        PriceSnapshot.selection_key == key, PriceSnapshot.at >= since, PriceSnapshot.at <= until
+        PriceSnapshot.selection_key == key, PriceSnapshot.at >= lo, PriceSnapshot.at <= until
     )
     if event_ref is not None:
         query = query.where(PriceSnapshot.event_ref == event_ref)
     rows = session.exec(query.order_by(col(PriceSnapshot.at), col(PriceSnapshot.id))).all()
+    opening: dict[str, float] = {}
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     for row in rows:
+        if as_utc(row.at) < as_utc(since):
+            opening[row.bookmaker] = row.odds
+            continue
         first.setdefault(row.bookmaker, row.odds)
         last[row.bookmaker] = row.odds
+    first = {b: opening.get(b, odds) for b, odds in first.items()}
     drops = [
         # a drop in implied terms on the winnings part: 11.0 -> 6.0 is (10 - 5) / 10 = 50%
         (first[b] - last[b]) / (first[b] - 1.0)
@@ -110,6 +121,46 @@ def steamer_bets(
     if event_ref is not None:
         query = query.where(or_(col(Leg.event_ref).is_(None), col(Leg.event_ref) == event_ref))
     return list(session.exec(query.distinct().order_by(col(Bet.placed_at))).all())
+
+
+def bets_at_longer_price(
+    *,
+    session: Session,
+    selection: str,
+    current_odds: float,
+    min_fall: float,
+    since: datetime,
+    until: datetime,
+    event_ref: str | None = None,
+) -> list[tuple[int, float]]:
+    """(bet id, the leg's price) of the bets on a selection placed in ``[since, until]`` at a
+    price the market has since fallen from by ``min_fall`` or more (on the winnings part, as
+    `price_drop`), not void and not settled by ``until``, oldest first.  With ``event_ref``,
+    legs naming another event's id are left out (legs without an id still count)."""
+    # the leg's winnings part fell at least min_fall to today's: (o - 1)(1 - f) >= now - 1
+    # (a hair under, so that a fall of exactly min_fall counts despite rounding)
+    longest_now = math.inf
+    if min_fall < 1.0:
+        longest_now = 1.0 + (current_odds - 1.0) / (1.0 - min_fall) - 1e-9
+    query = (
+        select(Bet.id, Leg.odds)
+        .join(Leg, col(Leg.bet_id) == col(Bet.id))
+        .where(
+            Leg.selection_key == selection_key(selection),
+            col(Leg.odds) >= longest_now,
+            col(Bet.placed_at) >= since,
+            col(Bet.placed_at) <= until,
+            Bet.status != BetStatus.void,
+            or_(col(Bet.settled_at).is_(None), col(Bet.settled_at) > until),
+        )
+    )
+    if event_ref is not None:
+        query = query.where(or_(col(Leg.event_ref).is_(None), col(Leg.event_ref) == event_ref))
+    rows = session.exec(query.order_by(col(Bet.placed_at), col(Bet.id))).all()
+    best: dict[int, float] = {}
+    for bet_id, odds in rows:  # a bet with two legs on the selection counts once
+        best[int(bet_id)] = max(best.get(int(bet_id), 0.0), float(odds))  # type: ignore[arg-type]
+    return list(best.items())
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from api.deps import AnalystUser, SessionDep
 from store import odds
-from store.models import selection_key, utcnow
+from store.models import as_utc, selection_key, utcnow
+from store.slips import after_commit
 from store.trading import PriceSnapshot
 
 router = APIRouter(prefix="/odds", tags=["odds"])
@@ -28,13 +30,27 @@ class PricesIn(BaseModel):
 
 
 @router.post("", status_code=201)
-def post_prices(prices_in: PricesIn, session: SessionDep, actor: AnalystUser) -> dict[str, object]:
+def post_prices(
+    prices_in: PricesIn, request: Request, session: SessionDep, actor: AnalystUser
+) -> dict[str, object]:
     """The odds feed: price snapshots per selection and bookmaker.  A sharp fall across
     bookmakers of a selection in the batch (30% or more of the winnings part at 2+
-    bookmakers within 24 hours) goes to the staff feed with the bets taken before it."""
+    bookmakers within 24 hours) goes to the staff feed with the bets taken before it; each
+    selection of the batch then goes to the rules (``odds_snapshot``: the steamer alerts)."""
     n = odds.record_prices(session=session, snapshots=[p.model_dump() for p in prices_in.prices])
     now = utcnow()
     batch = {(selection_key(p.selection), p.event_ref): p.selection for p in prices_in.prices}
+    pipeline = getattr(request.app.state, "pipeline", None)
+    if pipeline is not None and hasattr(pipeline, "submit_rules"):
+        latest: dict[tuple[str, str | None], datetime] = {}
+        for p in prices_in.prices:
+            key = (selection_key(p.selection), p.event_ref)
+            at = as_utc(p.at) if p.at is not None else now
+            latest[key] = max(latest.get(key, at), at)
+        for (sel, ref), at in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            trigger = {"kind": "odds_snapshot", "at": at.isoformat(), "selection": batch[sel, ref],
+                       "event_ref": ref}  # fmt: skip
+            after_commit(session, partial(pipeline.submit_rules, trigger))
     moves = odds.sharp_drops(
         session=session, selections={(name, ref) for (_, ref), name in batch.items()}, now=now
     )
