@@ -144,15 +144,23 @@ def _cooccurrence(
 ) -> list[NDArray]:
     """f3h and f3v: joint directions at the two contour ends of each ink run (TPAMI 2007, 3.3)."""
     result = []
-    for grid_b, grid_d in ((binary, direction), (binary.T, direction.T)):
-        padded = np.zeros((grid_b.shape[0], grid_b.shape[1] + 2), np.int8)
-        padded[:, 1:-1] = grid_b
-        diff = np.diff(padded, axis=1)
-        r0, c0 = np.nonzero(diff == 1)
-        r1, c1 = np.nonzero(diff == -1)
-        # nonzero walks row-major, so starts and ends pair up in order
-        first = grid_d[r0, c0]
-        last = grid_d[r1, c1 - 1]
+    u8 = binary.view(np.uint8) if binary.dtype == bool else (binary > 0).astype(np.uint8)
+    # the vertical runs are the horizontal runs of the transpose (cv2.transpose: contiguous)
+    for grid, transposed in ((u8, False), (cv2.transpose(u8), True)):
+        rows, cols = grid.shape
+        # one zero column between rows: every run starts (+1) and ends (-1) inside its row
+        padded = np.zeros((rows, cols + 1), np.int8)
+        padded[:, 1:] = grid
+        edges = np.diff(padded.ravel(), append=np.int8(0))
+        at = np.flatnonzero(edges)
+        # row-major scan: starts and ends alternate, run by run
+        start, end = at[0::2], at[1::2]
+        r0, c0 = np.divmod(start, cols + 1)  # c0: the run's first ink column
+        c1 = end - r0 * (cols + 1)  # one past its last ink column
+        if transposed:
+            first, last = direction[c0, r0], direction[c1 - 1, r0]
+        else:
+            first, last = direction[r0, c0], direction[r0, c1 - 1]
         ok = (first >= 0) & (last >= 0) & (c1 - c0 >= 2)
         result.append(np.bincount(first[ok] * bins + last[ok], minlength=bins * bins))
     return result

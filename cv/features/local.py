@@ -138,20 +138,31 @@ def dense_rootsift(
     # linear interpolation between the two nearest of 8 orientation bins, as SIFT does
     lo = np.floor(pos).astype(np.int64) % 8
     frac = (pos - np.floor(pos)).astype(np.float32)
-    channels = np.zeros((8, smooth.size), np.float32)
-    channels[lo, idx] = mag * (1 - frac)
-    channels[(lo + 1) % 8, idx] = mag * frac
-    # cell centres relative to the point: -1.5, -0.5, 0.5, 1.5 cells
-    offs = ((np.arange(4) - 1.5) * cell).round().astype(np.int64)
-    ys = points[:, 1][:, None, None] + pad + offs[None, :, None]
-    xs = points[:, 0][:, None, None] + pad + offs[None, None, :]
-    desc = np.empty((len(points), 4, 4, 8), np.float32)
-    for b in range(8):
-        channel = channels[b].reshape(smooth.shape)
-        pooled = cv2.boxFilter(channel, -1, (cell, cell), normalize=False)
-        desc[..., b] = pooled[ys, xs]
-    # box filtering by running sums can leave -1e-7 where the exact value is 0
-    flat = np.maximum(desc.reshape(len(points), 128), 0.0)
+    # gradient pixel number + 1 at each image pixel (0 = no gradient)
+    number = np.zeros(smooth.size, np.int32)
+    number[idx] = np.arange(1, len(idx) + 1, dtype=np.int32)
+    w_lo = np.concatenate([[0.0], mag * (1 - frac)])
+    w_hi = np.concatenate([[0.0], mag * frac])
+    bin_lo = np.concatenate([[0], lo])
+    bin_hi = (bin_lo + 1) % 8
+    # Each cell sums a cell x cell box (anchored like cv2.boxFilter) around its centre at
+    # -1.5, -0.5, 0.5, 1.5 cells from the point: read only the 16 boxes around each point
+    # instead of box-filtering 8 orientation channels of the whole image (~4 -> ~2 ms).
+    centres = ((np.arange(4) - 1.5) * cell).round().astype(np.int64)
+    span = (centres[:, None] + (np.arange(cell) - cell // 2)[None, :]).ravel()  # (4 * cell,)
+    which = np.arange(4 * cell) // cell  # the cell row / column of each span entry
+    stride = smooth.shape[1]
+    rel = (span[:, None] * stride + span[None, :]).ravel()
+    cell_of = (which[:, None] * 4 + which[None, :]).ravel() * 8
+    base = (points[:, 1].astype(np.int64) + pad) * stride + points[:, 0] + pad
+    k = number[(base[:, None] + rel[None, :]).ravel()]
+    live = np.flatnonzero(k)
+    k = k[live]
+    slot = ((np.arange(len(points)) * 128)[:, None] + cell_of[None, :]).ravel()[live]
+    size = len(points) * 128
+    desc = np.bincount(slot + bin_lo[k], weights=w_lo[k], minlength=size)
+    desc += np.bincount(slot + bin_hi[k], weights=w_hi[k], minlength=size)
+    flat = desc.reshape(len(points), 128).astype(np.float32)
     # SIFT's clipping of large bins (0.2 after L2) limits the weight of a single edge
     flat /= np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
     flat = np.minimum(flat, 0.2)

@@ -52,7 +52,9 @@ def letter_height(ink: NDArray[np.uint8]) -> float:
     u8 = (np.asarray(ink) > 0).astype(np.uint8)
     if not u8.any():
         return float("nan")
-    _, _, stats, _ = cv2.connectedComponentsWithStats(u8, connectivity=8)
+    # only the components' statistics count, not their numbering: the block-based
+    # labelling (Grana et al. 2010) is the fastest here
+    _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(u8, 8, cv2.CV_32S, cv2.CCL_GRANA)
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     keep = (stats[1:, cv2.CC_STAT_AREA] >= 20) & (heights >= 6)
     return float(np.median(heights[keep])) if keep.any() else float("nan")

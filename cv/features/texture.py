@@ -108,18 +108,22 @@ def lbp_histograms(
     pad = max(radii) + 1
     # smoothing turns the binary stroke into a ramp so codes see stroke edges' shape
     smooth = cv2.GaussianBlur(binary.astype(np.float32), (0, 0), 1.0)
-    smooth = np.pad(smooth, pad)
+    smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
     rows, cols = binary.shape
-    near = cv2.dilate(binary, np.ones((3, 3), np.uint8)) > 0
-    centre = smooth[pad : pad + rows, pad : pad + cols][near]
-    ys, xs = np.nonzero(near)
+    near = cv2.dilate(binary, np.ones((3, 3), np.uint8))
+    # flat indices into the padded image: one 1-D gather per neighbour
+    ys, xs = np.divmod(np.flatnonzero(near), cols)
+    stride = cols + 2 * pad
+    at = (ys + pad) * stride + (xs + pad)
+    flat = smooth.ravel()
+    centre = flat[at]
+    threshold = centre + 1e-3
     out = []
     for r in radii:
-        code = np.zeros(len(centre), np.int64)
+        code = np.zeros(len(centre), np.uint8)
         for k, (dx, dy) in enumerate(_OFFSETS):
             ox, oy = int(round(r * dx)), int(round(r * dy))
-            neighbour = smooth[ys + pad + oy, xs + pad + ox]
-            code |= (neighbour >= centre + 1e-3).astype(np.int64) << k
+            code |= (flat[at + (oy * stride + ox)] >= threshold).view(np.uint8) << np.uint8(k)
         hist = np.bincount(code, minlength=256).astype(np.float64)
         total = hist.sum()
         out.append(hist / total if total else hist)
