@@ -149,9 +149,12 @@ def _cooccurrence(
     for grid, transposed in ((u8, False), (cv2.transpose(u8), True)):
         rows, cols = grid.shape
         # one zero column between rows: every run starts (+1) and ends (-1) inside its row
-        padded = np.zeros((rows, cols + 1), np.int8)
+        padded = np.zeros((rows, cols + 1), np.uint8)
         padded[:, 1:] = grid
-        edges = np.diff(padded.ravel(), append=np.int8(0))
+        flat = padded.ravel()
+        edges = np.empty(flat.size, bool)
+        np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
+        edges[-1] = flat[-1] != 0
         at = np.flatnonzero(edges)
         # row-major scan: starts and ends alternate, run by run
         start, end = at[0::2], at[1::2]

@@ -112,7 +112,7 @@ def lbp_histograms(
     rows, cols = binary.shape
     near = cv2.dilate(binary, np.ones((3, 3), np.uint8))
     # flat indices into the padded image: one 1-D gather per neighbour
-    ys, xs = np.divmod(np.flatnonzero(near), cols)
+    ys, xs = np.divmod(np.flatnonzero(near.view(bool)), cols)  # near is 0/1
     stride = cols + 2 * pad
     at = (ys + pad) * stride + (xs + pad)
     flat = smooth.ravel()
