@@ -71,7 +71,7 @@ def decode_greyscale(data: bytes, *, max_pixels: int = 50_000_000) -> tuple[NDAr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            ImageOps.exif_transpose(img, in_place=True)  # no copy when upright
             grey = _to_grey(img)
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(
@@ -93,7 +93,8 @@ def _to_grey(img: Image.Image) -> NDArray[np.uint8]:
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         return np.clip(arr, 0, 255).astype(np.uint8)
-    return np.asarray(img.convert("L"), dtype=np.uint8).copy()
+    # np.array copies the pixels once (writable); convert() would copy them first
+    return np.array(img if img.mode == "L" else img.convert("L"), dtype=np.uint8)
 
 
 def encode_png(image: NDArray[np.uint8]) -> bytes:
