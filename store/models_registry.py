@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import io
+import json
 import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -146,6 +149,30 @@ def load_model_bytes(data: bytes, *, cache_dir: Path, version: str) -> Any:
     return model
 
 
+def calibration_digest(calibration: Any, threshold: float | None) -> str:
+    """A short digest of a model's operating points: its calibration (``cv.cluster.
+    Calibration`` or its JSON, or None) and pair threshold.  Not part of the model version,
+    which names the vectors (parameters and arrays) and so the stored embeddings; a model
+    re-calibrated under the same version keeps its embeddings and changes only this."""
+    from cv.cluster import Calibration
+
+    if calibration is not None and not isinstance(calibration, Calibration):
+        calibration = Calibration.from_json(calibration)
+    payload = {
+        "calibration": None if calibration is None else calibration.to_json(),
+        "threshold": None if threshold is None else float(threshold),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_calibration_digest(blob: bytes) -> str:
+    from cv.npzfile import HEADER_KEY
+
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        header = json.loads(data[HEADER_KEY].tobytes().decode())
+    return calibration_digest(header.get("calibration"), header.get("threshold"))
+
+
 # ---------------------------------------------------------------- registry
 def register_model(
     *,
@@ -159,7 +186,10 @@ def register_model(
     note: str | None = None,
 ) -> tuple[ModelVersion, bool]:
     """Add ``model`` (and its file) to the registry; returns (row, created).  Registering a
-    version again keeps the row and fills in only what it lacked (audited when created)."""
+    version again keeps the row and fills in only what it lacked (audited when created),
+    except a new calibration: a file of the version with other operating points replaces the
+    stored file and the row's threshold (audited), and every process picks it up from there
+    (``workers.model.model_for``); the embeddings stay, the vectors are the same."""
     version = str(model.version)
 
     def existing() -> ModelVersion | None:
@@ -193,6 +223,8 @@ def register_model(
             ModelFile(version=version, npz=blob),
             existing=lambda: session.get(ModelFile, version),
         )
+    else:
+        _recalibrate(session, row, model, data, actor=actor)
     changed = False
     if fit_data and not row.fit_data:
         row.fit_data, changed = fit_data, True
@@ -211,6 +243,39 @@ def register_model(
             after={"version": version, "source": source, "dim": row.dim},
         )
     return row, created
+
+
+def _recalibrate(
+    session: Session, row: ModelVersion, model: Any, data: bytes | None, *, actor: str
+) -> bool:
+    """Replace the stored file of ``row`` when ``model`` carries other operating points."""
+    stored = session.get(ModelFile, row.version)
+    new = calibration_digest(
+        getattr(model, "calibration_", None), getattr(model, "threshold_", None)
+    )
+    if stored is None or _file_calibration_digest(stored.npz) == new:
+        return False
+    blob = data if data is not None else model_bytes(model)
+    threshold = getattr(model, "threshold_", None)
+    usable = threshold is not None and -1.0 <= float(threshold) < 1.0
+    before = {"threshold": row.threshold, "file_sha256": row.file_sha256}
+    stored.npz = blob
+    row.file_sha256 = hashlib.sha256(blob).hexdigest()
+    row.threshold = float(threshold) if usable and threshold is not None else None
+    row.target_precision = 0.98 if usable else None
+    session.add(stored)
+    session.add(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="model.recalibrate",
+        entity="model",
+        entity_id=row.version,
+        before=before,
+        after={"threshold": row.threshold, "file_sha256": row.file_sha256},
+    )
+    session.flush()
+    return True
 
 
 def get_version(*, session: Session, version: str) -> ModelVersion:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_models: dict[str, Any] = {}  # version -> EmbeddingModel, loaded once per process
+# Loaded models by (version, calibration digest).  The version names the vectors a model makes
+# (its parameters and arrays); the calibration in its file header (pair / merge thresholds,
+# confidence logistic) is not part of it, and a file can be re-calibrated under the same
+# version (bench/calibrate_model.py): two files of one version with different operating
+# points are two entries, never one answering for the other.
+_models: dict[tuple[str, str], Any] = {}
+# where each model came from: "path:<file>" or "stored:<version>" -> (stamp, key of _models);
+# a new stamp (the file rewritten, the registry's file replaced) loads the source again
+_sources: dict[str, tuple[object, tuple[str, str]]] = {}
 
 
 @dataclass(frozen=True)
@@ -39,14 +48,36 @@ def _load(path: Path | None) -> Any:
     return EmbeddingModel.load(path) if path is not None else load_default_model()
 
 
-def configured_model(settings: Settings) -> Any:
-    """The model named by the settings (``model_path``) or the shipped default."""
-    key = f"path:{settings.model_path}"
+def _cached(source: str, stamp: object, load: Callable[[], Any]) -> Any:
+    """The model loaded from ``source`` as it is now (``stamp``), loading it on a change."""
     with _lock:
-        if key not in _models:
-            model = _load(settings.model_path)
-            _models[key] = _models.setdefault(model.version, model)
-        return _models[key]
+        hit = _sources.get(source)
+        if hit is not None and hit[0] == stamp:
+            return _models[hit[1]]
+    model = load()  # outside the lock: a load takes a while, two racing loads are harmless
+    key = (str(model.version), calibration_digest(model))
+    with _lock:
+        model = _models.setdefault(key, model)  # one object per version and calibration
+        _sources[source] = (stamp, key)
+        for gone in set(_models) - {k for _, k in _sources.values()}:
+            del _models[gone]  # replaced by a re-calibrated file: no source serves it now
+    return model
+
+
+def _file_stamp(path: Path) -> object:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def configured_model(settings: Settings) -> Any:
+    """The model named by the settings (``model_path``) or the shipped default; loaded again
+    when the file changes (a re-calibration rewrites it under the same version)."""
+    path = _configured_file(settings)
+    try:
+        stamp = _file_stamp(path)
+    except OSError:
+        stamp = None  # gone meanwhile: keep serving what was loaded, else the load says why
+    return _cached(f"path:{path}", stamp, lambda: _load(settings.model_path))
 
 
 def _configured_file(settings: Settings) -> Path:
@@ -102,55 +133,72 @@ def ensure_active_model(*, session: Session, settings: Settings) -> str:
 
 
 def model_for(version: str, *, session: Session, settings: Settings) -> Any:
-    """The loaded model of ``version``: the configured one or a registered one (loaded once
-    per process from the registry's stored file).  Also refreshes the version's calibrated
-    threshold from the registry, so a new calibration applies without a restart."""
-    _refresh_threshold(version, session)
-    with _lock:
-        if version in _models:
-            return _models[version]
+    """The loaded model of ``version``: the configured one or a registered one (loaded from
+    the registry's stored file, again whenever that file is replaced: a version registered
+    again with a new calibration).  Also refreshes the version's calibrated threshold from
+    the registry, so a new calibration applies without a restart (within ``_REGISTRY_TTL_S``)."""
+    stored_sha = _refresh_registry(version, session)
     model = configured_model(settings)
     if model.version == version:
         return model
     from store import models_registry
 
-    data = models_registry.model_file(session=session, version=version)
-    if data is not None:
-        loaded = models_registry.load_model_bytes(
-            data, cache_dir=settings.data_dir / "models", version=version
-        )
-    else:
-        # an activation from a file path (before the registry kept files)
-        paths = session.exec(
-            select(clustering.ModelActivation.path).where(
-                clustering.ModelActivation.version == version,
-                col(clustering.ModelActivation.path).is_not(None),
+    if stored_sha:
+
+        def from_registry() -> Any:
+            data = models_registry.model_file(session=session, version=version)
+            if data is None:
+                raise LookupError(f"model version {version} has no stored file")
+            return models_registry.load_model_bytes(
+                data, cache_dir=settings.data_dir / "models", version=version
             )
-        ).all()
-        if not paths:
-            raise LookupError(f"model version {version} is not loadable in this process")
-        loaded = _load(Path(str(paths[-1])))
-    with _lock:
-        return _models.setdefault(loaded.version, loaded)
+
+        return _cached(f"stored:{version}", stored_sha, from_registry)
+    # an activation from a file path (before the registry kept files)
+    paths = session.exec(
+        select(clustering.ModelActivation.path).where(
+            clustering.ModelActivation.version == version,
+            col(clustering.ModelActivation.path).is_not(None),
+        )
+    ).all()
+    if not paths:
+        raise LookupError(f"model version {version} is not loadable in this process")
+    path = Path(str(paths[-1]))
+    return _cached(f"path:{path}", _file_stamp(path), lambda: _load(path))
 
 
-_THRESHOLD_TTL_S = 10.0
-_thresholds: dict[str, tuple[float | None, float]] = {}  # version -> (threshold, read at)
+def calibration_digest(model: Any) -> str:
+    """The model's operating points as a short digest (``store.models_registry``)."""
+    from store.models_registry import calibration_digest as digest
+
+    return digest(getattr(model, "calibration_", None), getattr(model, "threshold_", None))
 
 
-def _refresh_threshold(version: str, session: Session) -> None:
+_REGISTRY_TTL_S = 10.0
+# version -> (registry threshold, stored file's sha256, read at)
+_registry: dict[str, tuple[float | None, str | None, float]] = {}
+
+
+def _refresh_registry(version: str, session: Session) -> str | None:
+    """The registry row's threshold and stored file digest of ``version``, read at most
+    every ``_REGISTRY_TTL_S``; returns the file digest (None: not registered)."""
     now = time.monotonic()
     with _lock:
-        cached = _thresholds.get(version)
-        if cached is not None and now - cached[1] < _THRESHOLD_TTL_S:
-            return
+        cached = _registry.get(version)
+        if cached is not None and now - cached[2] < _REGISTRY_TTL_S:
+            return cached[1]
     from store.models_registry import ModelVersion
 
-    value = session.exec(
-        select(ModelVersion.threshold).where(ModelVersion.version == version)
+    row = session.exec(
+        select(ModelVersion.threshold, ModelVersion.file_sha256).where(
+            ModelVersion.version == version
+        )
     ).first()
+    threshold = float(row[0]) if row is not None and row[0] is not None else None
+    sha = str(row[1]) if row is not None and row[1] else None
     with _lock:
-        _thresholds[version] = (float(value) if value is not None else None, now)
+        _registry[version] = (threshold, sha, now)
+    return sha
 
 
 def extract(model: Any, image: NDArray[np.uint8]) -> Features:
@@ -170,7 +218,7 @@ def threshold(model: Any) -> float:
     from cv.cluster import DEFAULT_THRESHOLD
 
     with _lock:
-        calibrated = _thresholds.get(str(getattr(model, "version", "")), (None, 0.0))[0]
+        calibrated = _registry.get(str(getattr(model, "version", "")), (None, None, 0.0))[0]
     if calibrated is not None:
         return float(calibrated)
     value = getattr(model, "threshold_", None)
