@@ -14,16 +14,20 @@ from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, union
+from sqlalchemy import bindparam, func, literal_column, null, true, union, union_all
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from store.alerts import RuleVersion
 from store.clustering import (
     ClusterMember,
     ClusterStatus,
+    Embedding,
+    ModelActivation,
     WriterCluster,
     active_model_version,
 )
-from store.models import Bet, Customer, Shop, Slip, as_utc
+from store.models import Bet, Customer, Leg, Shop, Slip, as_utc
 
 T = TypeVar("T")
 
@@ -73,6 +77,42 @@ def reset(session: Session) -> None:
     session.info.pop("rules_model_version", None)
     session.info.pop("rules_memo", None)
     session.info.pop("rules_horizon", None)
+    session.info.pop("rules_versions_stamp", None)
+
+
+def start(session: Session, bet_id: int | None = None) -> None:
+    """Start an engine run: `reset`, then one read of what every run asks first (each a round
+    trip of its own before): the active model version, a stamp of ``rule_versions`` (its row
+    count and largest id: the engine's cache of rule versions holds while it is unchanged)
+    and, for a bet's trigger, the bet with its slip, that slip's membership, its legs and the
+    known customers of that slip's cluster (one row per leg and customer)."""
+    reset(session)
+    params = {} if bet_id is None else {"bet_id": bet_id}
+    session.flush()
+    rows = session.exec(_statement("start", bet_id is not None), params=params).all()
+    if not rows:  # no such bet: the version and stamp on their own
+        rows = session.exec(_statement("start"), params={}).all()
+    version, count, largest = rows[0][-3:]
+    session.info["rules_model_version"] = str(version or "")
+    session.info["rules_versions_stamp"] = (int(count), largest)
+    memo_ = session.info["rules_memo"] = {}
+    if bet_id is None:
+        return
+    found, slip_id, cluster_id, confidence = rows[0][:4]
+    memo_[("bet", bet_id)] = found
+    memo_[("slip_of_bet", bet_id)] = slip_id
+    if slip_id is not None:
+        memo_[("membership", slip_id)] = (
+            None if cluster_id is None else (int(cluster_id), float(confidence))
+        )
+    legs = {r[4].id: r[4] for r in rows if r[4] is not None}
+    # the pattern kinds' per-run look-ups (`rules.kinds._pattern_common.bet_legs`)
+    memo_[("rules.kinds.patterns",)] = {
+        ("legs", bet_id): sorted(legs.values(), key=lambda leg: leg.position)
+    }
+    if cluster_id is not None:  # `rules.kinds._links.customers_of_cluster`
+        known = {r[5].id: r[5] for r in rows if r[5] is not None}
+        memo_[("customers_of_cluster", int(cluster_id))] = [known[k] for k in sorted(known)]
 
 
 def bet(*, session: Session, bet_id: int) -> Bet | None:
@@ -339,6 +379,39 @@ def _prefetch_customer(
     linked_entries.append((lo, hi, [r for r in rows if r.cluster_id in clusters]))
 
 
+def _prefetch_customer_links(
+    session: Session, customer_id: int, since: datetime | None, until: datetime | None
+) -> None:
+    """The first read of a customer pivot in a run (its linked clusters not known yet), over
+    the run's horizon: the linked clusters and the bets of `_prefetch_customer` in one
+    statement (the clusters as tagged rows; the bets read the clusters from a CTE), filed
+    under `linked_clusters`, `customer_rows` and `cluster_rows`."""
+    model_version(session)
+    cache = session.info.setdefault("rules_memo", {})
+    if ("linked_clusters", customer_id) in cache:
+        return
+    lo, hi = _load_window(session, since, until, False)
+    if lo is None or hi is None:
+        return  # an unbounded read: the two statements of `_prefetch_customer`
+    params = {"customer_id": customer_id, "version": model_version(session)}
+    rows = _core_rows(session, _statement("customer_links"), params | {"since": lo, "until": hi})
+    linked: dict[int, float] = {}
+    bets = []
+    for r in rows:
+        if r[0] == "linked":
+            cid = int(r[-2])
+            linked[cid] = max(linked.get(cid, 0.0), float(r[-1]))
+        else:
+            bets.append(_row(r[1:]))
+    cache[("linked_clusters", customer_id)] = linked
+    own = [r for r in bets if r.customer_id == customer_id]
+    _entries(session, ("customer_rows", customer_id)).append((lo, hi, own))
+    if linked:
+        clusters = tuple(sorted(linked))
+        entries = _entries(session, ("cluster_rows", clusters, False))
+        entries.append((lo, hi, [r for r in bets if r.cluster_id in linked]))
+
+
 def bet_rows_of_pivot(
     *,
     session: Session,
@@ -351,6 +424,7 @@ def bet_rows_of_pivot(
     if pivot_kind == "cluster":
         rows = cluster_rows(session=session, cluster_ids=[pivot_id], since=since, until=until)
     elif pivot_kind == "customer":
+        _prefetch_customer_links(session, pivot_id, since, until)
         clusters = linked_clusters(session=session, customer_id=pivot_id)
         _prefetch_customer(session, pivot_id, tuple(sorted(clusters)), since, until)
         own = customer_rows(session=session, customer_id=pivot_id, since=since, until=until)
@@ -452,6 +526,60 @@ def _statement(name: str, lower: bool = False, upper: bool = False, settled: boo
     """The engine's hot reads, built once with bound parameters (building a statement costs
     about as much CPU as running it on a warm index, and an event run makes a dozen)."""
     version: Any = bindparam("version")
+    if name == "start":  # see `start`; ``lower``: with the bet of ``bet_id``
+        active = func.coalesce(
+            select(ModelActivation.version)
+            .order_by(col(ModelActivation.id).desc())
+            .limit(1)
+            .scalar_subquery(),
+            select(Embedding.model_version)
+            .order_by(col(Embedding.id).desc())
+            .limit(1)
+            .scalar_subquery(),
+            "",
+        )
+        stamp = (
+            select(func.count()).select_from(RuleVersion).scalar_subquery(),
+            select(func.max(RuleVersion.id)).scalar_subquery(),
+        )
+        if not lower:
+            return select(active, *stamp)
+        # the known customers of the bet slip's cluster (`customers_of_cluster`): a derived
+        # table that depends on the parameter only, so it is read once, by index
+        slip, member, other = aliased(Slip), aliased(ClusterMember), aliased(Bet)
+        cluster_of_bet = (
+            select(member.cluster_id)
+            .join(slip, col(slip.id) == col(member.slip_id))
+            .where(col(slip.bet_id) == bindparam("bet_id"), col(member.model_version) == active)
+            .scalar_subquery()
+        )
+        slip2, member2 = aliased(Slip), aliased(ClusterMember)
+        known = (
+            select(col(other.customer_id).label("customer_id"))
+            .join(slip2, col(slip2.bet_id) == col(other.id))
+            .join(member2, col(member2.slip_id) == col(slip2.id))
+            .where(
+                col(member2.cluster_id) == cluster_of_bet,
+                col(member2.model_version) == active,
+                col(other.customer_id).is_not(None),
+            )
+            .distinct()
+            .subquery("known")
+        )
+        return (
+            select(Bet, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence, Leg, Customer)  # type: ignore[call-overload]
+            .add_columns(active, *stamp)
+            .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
+            .outerjoin(
+                ClusterMember,
+                (col(ClusterMember.slip_id) == col(Slip.id))
+                & (col(ClusterMember.model_version) == active),
+            )
+            .outerjoin(Leg, col(Leg.bet_id) == col(Bet.id))
+            .outerjoin(known, true())
+            .outerjoin(Customer, col(Customer.id) == known.c.customer_id)
+            .where(col(Bet.id) == bindparam("bet_id"))
+        )
     member_of_slip = (col(ClusterMember.slip_id) == col(Slip.id)) & (
         col(ClusterMember.model_version) == version
     )
@@ -462,18 +590,19 @@ def _statement(name: str, lower: bool = False, upper: bool = False, settled: boo
             .outerjoin(ClusterMember, member_of_slip)
             .where(col(Bet.id) == bindparam("bet_id"))
         )
-    if name == "linked":
-        return (
-            select(ClusterMember.cluster_id, ClusterMember.confidence)
-            .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
-            .join(Bet, col(Bet.id) == col(Slip.bet_id))
-            .join(WriterCluster, col(WriterCluster.id) == col(ClusterMember.cluster_id))
-            .where(
-                col(Bet.customer_id) == bindparam("customer_id"),
-                col(ClusterMember.model_version) == version,
-                WriterCluster.status == ClusterStatus.active,
-            )
+    linked = (
+        select(ClusterMember.cluster_id, ClusterMember.confidence)
+        .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
+        .join(Bet, col(Bet.id) == col(Slip.bet_id))
+        .join(WriterCluster, col(WriterCluster.id) == col(ClusterMember.cluster_id))
+        .where(
+            col(Bet.customer_id) == bindparam("customer_id"),
+            col(ClusterMember.model_version) == version,
+            WriterCluster.status == ClusterStatus.active,
         )
+    )
+    if name == "linked":
+        return linked
     column = col(Bet.settled_at) if settled else col(Bet.placed_at)
     bounds = []
     if lower:
@@ -504,6 +633,42 @@ def _statement(name: str, lower: bool = False, upper: bool = False, settled: boo
             .where(in_clusters, col(ClusterMember.model_version) == version)
         )
         return rows.where(col(Bet.id).in_(union(own_ids, linked_ids)), *bounds)
+    if name == "customer_links":  # `_prefetch_customer_links`: "customer_and_clusters" with
+        # the linked clusters read in the same statement (a CTE, and tagged rows of their own)
+        links = (
+            linked.with_only_columns(
+                col(ClusterMember.cluster_id),
+                func.max(ClusterMember.confidence).label("confidence"),
+            )
+            .group_by(col(ClusterMember.cluster_id))
+            .cte("links")
+        )
+        placed = (
+            col(Bet.placed_at) >= bindparam("since"),
+            col(Bet.placed_at) <= bindparam("until"),
+        )
+        own_ids = select(Bet.id).where(customer, *placed)
+        linked_ids = (
+            select(Slip.bet_id)
+            .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+            .where(
+                col(ClusterMember.cluster_id).in_(select(links.c.cluster_id)),
+                col(ClusterMember.model_version) == version,
+            )
+        )
+        bet_part = (
+            select(literal_column("'bet'"), *_BET_COLUMNS, Slip.id, ClusterMember.cluster_id,  # type: ignore[call-overload]
+                   ClusterMember.confidence)
+            .select_from(Bet)
+            .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
+            .outerjoin(ClusterMember, member_of_slip)
+            .where(col(Bet.id).in_(union(own_ids, linked_ids)), *placed)
+        )  # fmt: skip
+        nulls = [null()] * (len(_BET_COLUMNS) + 1)
+        link_part = select(  # type: ignore[call-overload]
+            literal_column("'linked'"), *nulls, links.c.cluster_id, links.c.confidence
+        )
+        return union_all(bet_part, link_part)
     raise ValueError(f"no statement {name!r}")
 
 

@@ -112,16 +112,31 @@ def loaded_rules(paths: list[str] | None = None) -> list[Rule]:
     return rules
 
 
+# the latest (version, content hash) per rule id as last read, per database, with the stamp of
+# ``rule_versions`` it was read under (`rules.context.start`): while an engine run finds the
+# same stamp the table has not changed and the read is skipped
+_versions_read: dict[str, tuple[tuple[int, Any], dict[str, tuple[int, str]]]] = {}
+
+
 def sync_versions(*, session: Session, rules: list[Rule]) -> list[Rule]:
     """Number each rule from ``rule_versions``: the content of its latest version keeps that
     number, any other content gets the next one (inserted here, inside the caller's
-    transaction).  One query for all rules."""
-    latest: dict[str, tuple[int, str]] = {}
-    for rule_id, version, digest in session.exec(
-        select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.content_hash)
-    ).all():
-        if rule_id not in latest or version > latest[rule_id][0]:
-            latest[rule_id] = (version, digest)
+    transaction).  One query for all rules, none when the table is as last read."""
+    stamp = session.info.get("rules_versions_stamp")
+    where = str(session.get_bind().engine.url)
+    cached = _versions_read.get(where)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        latest = dict(cached[1])
+    else:
+        latest = {}
+        for rule_id, version, digest in session.exec(
+            select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.content_hash)
+        ).all():
+            if rule_id not in latest or version > latest[rule_id][0]:
+                latest[rule_id] = (version, digest)
+        if stamp is not None:
+            with _cache_lock:
+                _versions_read[where] = (stamp, dict(latest))
     out = []
     for rule in rules:
         digest = _digest(rule)
@@ -347,8 +362,9 @@ def run_event_rules(
     """Evaluate every enabled rule whose kind reacts to ``trigger.kind``; store the alerts
     (new or updated) and return them.  Adds/flushes only: the caller commits."""
     now = as_utc(now) if now else utcnow()
+    context.start(session, trigger.bet_id)
     rules = [r for r in active_rules(session=session) if r.enabled]
-    return _run(session, rules, trigger, now)
+    return _run(session, rules, trigger, now, started=True)
 
 
 def run_screening(*, session: Session, now: datetime | None = None) -> list[Alert]:
@@ -359,8 +375,12 @@ def run_screening(*, session: Session, now: datetime | None = None) -> list[Aler
     return _run(session, rules, Trigger(kind="schedule", at=now), now)
 
 
-def _run(session: Session, rules: list[Rule], trigger: Trigger, now: datetime) -> list[Alert]:
-    context.reset(session)
+def _run(
+    session: Session, rules: list[Rule], trigger: Trigger, now: datetime, started: bool = False
+) -> list[Alert]:
+    """Evaluate ``rules`` on ``trigger``; ``started``: `rules.context.start` has just run."""
+    if not started:
+        context.start(session, trigger.bet_id)
     if trigger.kind == "schedule":
         record_milestone(session=session, now=now)
     settings = engine_settings()

@@ -54,11 +54,14 @@ class HighSpend:
         # schedule pre-filter over a customer's own bets (exact when unlinked); the longer
         # window is a superset, so a stake total over it is a safe lower bar.
         longest = max(stake_win, loss_win)
-        settled = col(Bet.status).in_(pc.SETTLED)
-        having = or_(
-            func.sum(Bet.total_stake).filter(pc.NOT_VOID) >= stake_thr,
-            func.sum(Bet.total_stake - func.coalesce(Bet.returns, 0)).filter(settled) >= loss_thr,
-        )
+        having = None  # built for a screening only (building it costs an event run ~0.1 ms)
+        if trigger.kind == "schedule":
+            settled = col(Bet.status).in_(pc.SETTLED)
+            having = or_(
+                func.sum(Bet.total_stake).filter(pc.NOT_VOID) >= stake_thr,
+                func.sum(Bet.total_stake - func.coalesce(Bet.returns, 0)).filter(settled)
+                >= loss_thr,
+            )
         findings = []
         for kind, pid, anchor, _bet in pc.pivots_to_evaluate(
             session, trigger, since=at - longest, until=at, having=having

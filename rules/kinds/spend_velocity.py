@@ -37,7 +37,9 @@ class SpendVelocity:
         window = pc.window_of(rule, DEFAULT_WINDOW)
         threshold = float(p["min_staked_gbp"])
         at = pc.utc(trigger.at)
-        having = func.sum(Bet.total_stake).filter(pc.NOT_VOID) >= threshold
+        having = None  # the screening's pre-filter, built for a screening only
+        if trigger.kind == "schedule":
+            having = func.sum(Bet.total_stake).filter(pc.NOT_VOID) >= threshold
         findings = []
         for kind, pid, anchor, _bet in pc.pivots_to_evaluate(
             session, trigger, since=at - window, until=at, having=having
