@@ -17,6 +17,8 @@ contour pixels are walked with wrap-around, so closed loops contribute every pix
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +76,16 @@ def hinge_dim(
     return len(legs) * (direction_bins + tri) + 2 * direction_bins * direction_bins
 
 
+@lru_cache(maxsize=8)
+def _triangle_index(bins: int) -> tuple[NDArray[np.int64], int]:
+    """(bins, bins) index of each (lo, hi) cell of the upper triangle, and its size."""
+    rows, cols = np.triu_indices(bins)
+    index = np.full((bins, bins), -1, np.int64)
+    index[rows, cols] = np.arange(len(rows))
+    index.setflags(write=False)
+    return index, len(rows)
+
+
 def contour_features(
     ink: NDArray[np.uint8],
     *,
@@ -111,9 +123,7 @@ def contour_features(
     chains = contour_chains(ink, min_length=2 * max(legs) + 2)
     if not chains:
         return out
-    tri_rows, tri_cols = np.triu_indices(hinge_bins)
-    tri_index = np.full((hinge_bins, hinge_bins), -1, np.int64)
-    tri_index[tri_rows, tri_cols] = np.arange(len(tri_rows))
+    tri_index, n_tri = _triangle_index(hinge_bins)
     blocks: list[NDArray] = []
     direction_map = None
     for leg in legs:
@@ -124,9 +134,9 @@ def contour_features(
         a = np.floor(phi1 / (2 * np.pi) * hinge_bins).astype(np.int64) % hinge_bins
         b = np.floor(phi2 / (2 * np.pi) * hinge_bins).astype(np.int64) % hinge_bins
         lo, hi = np.minimum(a, b), np.maximum(a, b)
-        blocks.append(np.bincount(tri_index[lo, hi], minlength=len(tri_rows)))
+        blocks.append(np.bincount(tri_index[lo, hi], minlength=n_tri))
         if direction_map is None:
-            direction_map = np.full(ink.shape, -1, np.int64)
+            direction_map = np.full(ink.shape, -1, np.int16)
             direction_map[pts[:, 1], pts[:, 0]] = d
     assert direction_map is not None
     blocks.extend(_cooccurrence(ink > 0, direction_map, direction_bins))
@@ -140,7 +150,7 @@ def contour_features(
 
 
 def _cooccurrence(
-    binary: NDArray[np.bool_], direction: NDArray[np.int64], bins: int
+    binary: NDArray[np.bool_], direction: NDArray[np.int16], bins: int
 ) -> list[NDArray]:
     """f3h and f3v: joint directions at the two contour ends of each ink run (TPAMI 2007, 3.3)."""
     result = []
@@ -164,6 +174,7 @@ def _cooccurrence(
             first, last = direction[c0, r0], direction[c1 - 1, r0]
         else:
             first, last = direction[r0, c0], direction[r0, c1 - 1]
+        first, last = first.astype(np.int64), last.astype(np.int64)
         ok = (first >= 0) & (last >= 0) & (c1 - c0 >= 2)
         result.append(np.bincount(first[ok] * bins + last[ok], minlength=bins * bins))
     return result
