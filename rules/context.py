@@ -506,6 +506,11 @@ def to_gbp(amount: float, currency: str, fx_to_gbp: dict[str, float]) -> float:
     return float(amount) * float(fx_to_gbp.get(currency.upper(), 1.0))
 
 
+def core_rows(session: Session, query: Any, params: dict[str, Any]) -> list[Any]:
+    """`_core_rows` for the kinds' own prebuilt column-only statements."""
+    return _core_rows(session, query, params)
+
+
 def _core_rows(session: Session, query: Any, params: dict[str, Any]) -> list[Any]:
     """Rows of a column-only statement through the session's connection: the ORM's result
     handling costs a third of such a read and loads no objects here.  The session is flushed

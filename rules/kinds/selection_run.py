@@ -129,7 +129,7 @@ class SelectionRun:
                   "since": min(lookback, burst_from), "until": anchor}  # fmt: skip
         if p["match_event"]:
             params["event"] = leg.event.strip().lower()
-        on_selection = session.exec(_on_selection(bool(p["match_event"])), params=params).all()
+        on_selection = context.core_rows(session, _on_selection(bool(p["match_event"])), params)
         region = None
         if bet.shop_id is not None:
             region = next((r for b, _, _, _, r, _ in on_selection if b == bet.id), None)
