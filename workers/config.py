@@ -25,8 +25,11 @@ class PipelineConfig:
     backlog_grace_s: float = 600.0
     # a slip in "processing" whose lease was not renewed for this long is taken to be lost
     # (worker killed) and re-sent by the sweeper; a live worker renews it every heartbeat_s
-    # while it extracts, however long that takes
-    lease_s: float = 30.0
+    # (lease_s / 6) while it extracts, however long that takes.  A live worker loses it only
+    # when six beats in a row fail to commit (database away > ~8 s), and even then the
+    # keyed writes keep the effects exactly-once: only the extraction is done twice.
+    # (30 s until 2026-12-05: a killed worker's slip came back after ~36 s, now ~14 s)
+    lease_s: float = 10.0
     # how often the sweeper runs (beat / the in-process scheduler)
     sweep_every_s: float = 10.0
     # a slip claimed this many times without finishing is failed: it kills workers

@@ -404,7 +404,8 @@ def _run_stage(
         finally:
             if job.heartbeat is not None:
                 job.heartbeat.stop()
-    log.info("slip %s %s: %s %s", slip_id, outcome.status, outcome.step, outcome.reason)
+    stage = "assign" if steps is ASSIGN_STEPS else "extract"
+    log.info("slip %s %s %s: %s %s", slip_id, stage, outcome.status, outcome.step, outcome.reason)
     return outcome
 
 

@@ -4,6 +4,7 @@ again, nothing is ever duplicated."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -182,7 +183,8 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             what="the killed worker's slips to be processed again",
         )
         recovered_in = time.monotonic() - killed
-        # was at least the 120 s lease before heartbeats; a margin for a loaded machine
+        # 120 s+ before heartbeats, ~36 s with a 30 s lease, ~14 s with 10 s; a margin for
+        # a loaded machine
         limit = config.lease_s + config.sweep_every_s + 30
         assert recovered_in < limit, f"lost slips came back after {recovered_in:.0f}s"
         st = wait_for(
@@ -192,6 +194,11 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             what="every slip to finish after the kill",
         )
         assert_exactly_once(st, n)
+        # no work done twice either: every slip was extracted to the end exactly once
+        # (a live worker never lost its lease to another)
+        logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker*.log"))
+        extracted = Counter(re.findall(r"slip (\d+) extract done", logs))
+        assert len(extracted) == n and set(extracted.values()) == {1}, extracted
         print(f"\nslips lost in the kill ({len(in_flight)}) ready {recovered_in:.1f}s after it")
     finally:
         api.close()
