@@ -11,10 +11,9 @@ from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
 from api.deps import SessionDep, SettingsDep, ShopUser
-from store import factoring
 from store.checks import CheckLimits, CheckResult, check_bet
 from store.errors import Invalid, TooLarge
-from store.models import BetCreate, Customer
+from store.models import BetCreate
 from store.settings import Settings
 
 if TYPE_CHECKING:
@@ -92,8 +91,6 @@ def _decide(
 
         identity = identify_writer(session=session, settings=settings, image_bytes=image_bytes)
         linked = list(identity.customer_ids)
-    if bet_in.customer_id is not None:
-        linked += _inherited(session, bet_in.customer_id)
     limits = CheckLimits(
         max_stake=settings.check_max_stake,
         max_potential_win=settings.check_max_potential_win,
@@ -110,11 +107,3 @@ def _decide(
         matched_bet_ids=[m.bet_id for m in identity.matches] if identity else [],
     )
     return result, identity
-
-
-def _inherited(session: Session, customer_id: int) -> list[int]:
-    """Accounts whose factor this customer inherits through handwriting links."""
-    customer = session.get(Customer, customer_id)
-    if customer is None or not customer.inherit_linked_factor:
-        return []
-    return factoring.linked_customer_ids(session=session, customer_id=customer_id)

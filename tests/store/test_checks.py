@@ -1,0 +1,54 @@
+"""The counter check's one-query look-up of the accounts whose limits apply agrees with the
+factoring module's definition of handwriting-linked accounts."""
+
+from __future__ import annotations
+
+from store import factoring
+from store.checks import writer_customers
+from store.clustering import ClusterMember, ClusterStatus, WriterCluster
+from tests.factories import make_customer
+from tests.rules import scenario
+
+
+def _ids(session, customer_id, linked_ids):  # type: ignore[no-untyped-def]
+    return [c.id for c in writer_customers(session, customer_id=customer_id, linked_ids=linked_ids)]
+
+
+def test_writer_customers_are_the_customer_then_its_linked_accounts(session):
+    scenario.activate(session)
+    me, a, b, gone, old, slip_match = (make_customer(session) for _ in range(6))
+    at = scenario.T0
+
+    def bet(c):  # type: ignore[no-untyped-def]
+        return scenario.bet(session, at=at, stake=5, customer=c.id)
+
+    scenario.cluster(session, [(bet(me), 0.9), (bet(b), 0.9), (bet(a), 0.9)])
+    scenario.cluster(session, [(bet(me), 0.9), (bet(a), 0.9)])
+    # a dissolved cluster and one of another model version link nobody
+    dissolved = scenario.cluster(session, [(bet(me), 0.9), (bet(gone), 0.9)])
+    row = session.get(WriterCluster, dissolved)
+    row.status = ClusterStatus.dissolved
+    session.add(row)
+    stale = WriterCluster(model_version="older-model")
+    session.add(stale)
+    session.flush()
+    for c in (me, old):
+        slip = scenario.slip(session, bet(c))
+        session.add(
+            ClusterMember(slip_id=slip.id, model_version="older-model", cluster_id=stale.id)
+        )
+    session.commit()
+
+    assert factoring.linked_customer_ids(session=session, customer_id=me.id) == [a.id, b.id]
+    assert _ids(session, me.id, []) == [me.id, a.id, b.id]
+    # the slip's matches come in whatever the inheritance, the customer stays first
+    assert _ids(session, me.id, [slip_match.id, a.id]) == [me.id, a.id, b.id, slip_match.id]
+    assert _ids(session, None, [slip_match.id, a.id]) == [a.id, slip_match.id]
+    assert _ids(session, None, []) == []
+    assert _ids(session, 10**9, []) == []  # an unknown customer
+
+    me.inherit_linked_factor = False  # an analyst's override
+    session.add(me)
+    session.commit()
+    assert _ids(session, me.id, []) == [me.id]
+    assert _ids(session, me.id, [slip_match.id]) == [me.id, slip_match.id]
