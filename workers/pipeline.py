@@ -1434,9 +1434,13 @@ class InProcessPipeline:
     def rollout_now(self) -> None:
         """Carry the running model rollout (started by ``sliplink models activate`` or the
         API, maybe in another process or before a restart) to its end: re-embed, re-cluster,
-        switch.  Nothing to do (one query) when no rollout runs."""
+        switch.  Nothing to do (one query) when no rollout runs, or when a thread of this
+        process runs it already (an activation through the API)."""
         from store.models_registry import running_rollout
+        from workers import rollout
 
+        if rollout.inline_running():
+            return
         with Session(get_engine(self.settings.effective_database_url)) as s:
             if running_rollout(session=s) is None:
                 return

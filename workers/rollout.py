@@ -20,6 +20,8 @@ re-embedded by the sweeper (a ready slip without an embedding under the active v
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -241,29 +243,53 @@ def _assign_rest(*, settings: Settings, version: str) -> int:
         n += len(ids)
 
 
+IDLE_WAIT_S = 1.0  # run_inline's pause while another runner holds the last batches
+_inline_runs = 0  # run_inline calls running in this process
+_inline_count = threading.Lock()
+
+
+def inline_running() -> bool:
+    """Whether this process runs a rollout inline now (an activation's thread, the CLI)."""
+    with _inline_count:
+        return _inline_runs > 0
+
+
 def run_inline(
     *,
     settings: Settings,
     progress: Callable[[dict[str, Any]], None] | None = None,
     triggers: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the running rollout to its end in this process (embedded mode, ``--wait``)."""
-    while True:
-        step = tick(settings=settings, send=None)
-        if progress is not None and step:
-            with Session(_engine(settings)) as s:
-                r = registry.running_rollout(session=s)
-                if r is not None:
-                    progress(registry.rollout_public(registry.progress(session=s, rollout=r)))
-        if not step:
-            return {"switched": False}
-        if step["finish"]:
-            result = finish(settings=settings, rollout_id=step["rollout"])
-            for t in result.get("triggers", []):
-                if triggers is not None:
-                    triggers(t)
-            if result.get("switched"):
-                return result
+    """Run the running rollout to its end in this process (embedded mode, ``--wait``).
+
+    Another runner (another process, the embedded scheduler's rollout tick) may be at it
+    too: each tick takes the next slips after the rollout's cursor, so the two share the
+    work; while the other one embeds the last batches this one waits instead of spinning."""
+    global _inline_runs
+    with _inline_count:
+        _inline_runs += 1
+    try:
+        while True:
+            step = tick(settings=settings, send=None)
+            if progress is not None and step:
+                with Session(_engine(settings)) as s:
+                    r = registry.running_rollout(session=s)
+                    if r is not None:
+                        progress(registry.rollout_public(registry.progress(session=s, rollout=r)))
+            if not step:
+                return {"switched": False}
+            if step["finish"]:
+                result = finish(settings=settings, rollout_id=step["rollout"])
+                for t in result.get("triggers", []):
+                    if triggers is not None:
+                        triggers(t)
+                if result.get("switched"):
+                    return result
+            elif not step["sent"]:
+                time.sleep(IDLE_WAIT_S)
+    finally:
+        with _inline_count:
+            _inline_runs -= 1
 
 
 # ---------------------------------------------------------------- drift watch

@@ -190,3 +190,57 @@ def test_embedded_serve_finishes_a_rollout_started_elsewhere(tmp_path):  # type:
             server.kill()
             server.wait(10)
         log.close()
+
+
+def test_an_inline_rollout_waits_while_another_runner_holds_the_last_batches(  # type: ignore[no-untyped-def]
+    settings, monkeypatch
+):
+    """Two runners share a rollout by its cursor; the one with nothing left to send waits
+    for the other (it used to spin on the database until the batches came in)."""
+    from types import SimpleNamespace
+
+    from workers import rollout
+
+    idle = {"rollout": 1, "state": "running", "sent": 0, "finish": False}
+    steps = [idle, idle, {"rollout": 1, "state": "finishing", "sent": 0, "finish": False}, {}]
+    monkeypatch.setattr(rollout, "tick", lambda **_: steps.pop(0))
+    slept: list[float] = []
+    monkeypatch.setattr(rollout, "time", SimpleNamespace(sleep=slept.append))
+    assert rollout.run_inline(settings=settings) == {"switched": False}
+    assert slept == [rollout.IDLE_WAIT_S] * 3 and not rollout.inline_running()
+
+
+def test_the_scheduled_tick_leaves_a_rollout_run_by_this_process_alone(  # type: ignore[no-untyped-def]
+    session, settings, monkeypatch
+):
+    import threading
+
+    from workers import rollout
+
+    session.add(registry.ModelRollout(version="v-next", actor="ml1"))  # running
+    session.commit()
+
+    inside, release = threading.Event(), threading.Event()
+
+    def held_tick(**_):  # type: ignore[no-untyped-def]
+        inside.set()
+        release.wait(30)
+        return {}
+
+    monkeypatch.setattr(rollout, "tick", held_tick)
+    pipeline = InProcessPipeline(settings, scheduler=False)
+    ran: list[object] = []
+    monkeypatch.setattr(pipeline, "_run", lambda *args: ran.append(args) or [])
+    runner = threading.Thread(target=lambda: rollout.run_inline(settings=settings))
+    try:
+        runner.start()  # an activation through the API runs it on a thread of its own
+        assert inside.wait(30) and rollout.inline_running()
+        pipeline.rollout_now()
+        assert ran == []
+        release.set()
+        runner.join(30)
+        pipeline.rollout_now()  # nobody runs it here now: the tick takes it on
+        assert len(ran) == 1
+    finally:
+        release.set()
+        pipeline.shutdown()
