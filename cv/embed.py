@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 
 from cv import npzfile
 from cv.features import hinge as _hinge
+from cv.features import inkviews as _inkviews
 from cv.features import local as _local
 from cv.features import style as _style
 from cv.features import texture as _texture
@@ -148,12 +149,17 @@ def extract_raw(
     prepared = preprocess(image, templates=templates, target_stroke_width=stroke_width)
     ink = prepared.ink
     raw = RawFeatures(ok=prepared.quality.ok, flags=tuple(prepared.quality.flags))
+    # computed once here, read by several families
+    binary = _inkviews.binary(ink)
+    dense = "vlad" in families and local_descriptor == "dense"
+    contours = _inkviews.contours(binary) if "hinge" in families or dense else None
+    smooth = _inkviews.smoothed(binary) if "lbp" in families or dense else None
     if "hinge" in families:
-        raw.hist["hinge"] = _hinge.contour_features(ink, legs=tuple(hinge_legs))
+        raw.hist["hinge"] = _hinge.contour_features(ink, legs=tuple(hinge_legs), contours=contours)
     if "runlength" in families:
         raw.hist["runlength"] = _texture.run_length_histograms(ink)
     if "lbp" in families:
-        raw.hist["lbp"] = _texture.lbp_histograms(ink)
+        raw.hist["lbp"] = _texture.lbp_histograms(ink, smooth=smooth)
     if "style" in families:
         q = prepared.quality
         raw.hist["style"] = _style.style_features(
@@ -167,7 +173,9 @@ def extract_raw(
         if local_descriptor == "sift":
             raw.descriptors = _local.rootsift(ink, max_keypoints=max_keypoints)
         elif local_descriptor == "dense":
-            raw.descriptors = _local.dense_rootsift(ink, max_points=max_keypoints)
+            raw.descriptors = _local.dense_rootsift(
+                ink, max_points=max_keypoints, smooth=smooth, contours=contours
+            )
         else:
             raise ValueError(
                 f"local_descriptor must be 'dense' or 'sift', got {local_descriptor!r}"

@@ -17,11 +17,14 @@ contour pixels are walked with wrap-around, so closed loops contribute every pix
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+from cv.features import inkviews
 
 __all__ = ["contour_features", "contour_chains", "hinge_dim"]
 
@@ -35,7 +38,12 @@ def _check_ink(ink: NDArray, *, name: str = "ink") -> NDArray[np.uint8]:
     return np.ascontiguousarray(arr)
 
 
-def contour_chains(ink: NDArray[np.uint8], *, min_length: int) -> list[NDArray[np.int32]]:
+def contour_chains(
+    ink: NDArray[np.uint8],
+    *,
+    min_length: int,
+    contours: Sequence[NDArray[np.int32]] | None = None,
+) -> list[NDArray[np.int32]]:
     """Closed contour chains of the ink, as (m, 2) arrays of (x, y) pixel coordinates.
 
     Parameters
@@ -44,10 +52,12 @@ def contour_chains(ink: NDArray[np.uint8], *, min_length: int) -> list[NDArray[n
         Non-zero = ink.
     min_length : int
         Chains shorter than this are dropped (specks cannot carry a hinge).
+    contours : optional
+        :func:`cv.features.inkviews.contours` of this ink, when already computed.
     """
     ink = _check_ink(ink)
-    binary = (ink > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    if contours is None:
+        contours = inkviews.contours(inkviews.binary(ink))
     return [np.asarray(c, np.int32).reshape(-1, 2) for c in contours if len(c) >= min_length]
 
 
@@ -92,6 +102,7 @@ def contour_features(
     direction_bins: int = 12,
     hinge_bins: int = 24,
     legs: tuple[int, ...] = (5,),
+    contours: Sequence[NDArray[np.int32]] | None = None,
 ) -> NDArray[np.float32]:
     """f1 + f2 per leg length, then f3h + f3v, each block a probability distribution.
 
@@ -106,6 +117,8 @@ def contour_features(
         (Bulacu & Schomaker use 24 bins: 300 dimensions).
     legs : tuple of int
         Leg lengths in contour pixels; several give a multi-scale description.
+    contours : optional
+        :func:`cv.features.inkviews.contours` of this ink, when already computed.
 
     Returns
     -------
@@ -120,7 +133,7 @@ def contour_features(
     out = np.zeros(
         hinge_dim(direction_bins=direction_bins, hinge_bins=hinge_bins, legs=legs), np.float32
     )
-    chains = contour_chains(ink, min_length=2 * max(legs) + 2)
+    chains = contour_chains(ink, min_length=2 * max(legs) + 2, contours=contours)
     if not chains:
         return out
     tri_index, n_tri = _triangle_index(hinge_bins)

@@ -17,9 +17,13 @@ supervectors and exemplar-SVMs", Pattern Recognition 63, 2017, and Christlein et
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+from cv.features import inkviews
 
 __all__ = ["rootsift", "dense_rootsift", "fit_codebook", "vlad_encode"]
 
@@ -82,7 +86,13 @@ def rootsift(ink: NDArray[np.uint8], *, max_keypoints: int = 400) -> NDArray[np.
 
 
 def dense_rootsift(
-    ink: NDArray[np.uint8], *, cell: int = 4, step: int = 4, max_points: int = 600
+    ink: NDArray[np.uint8],
+    *,
+    cell: int = 4,
+    step: int = 4,
+    max_points: int = 600,
+    smooth: NDArray[np.float32] | None = None,
+    contours: Sequence[NDArray[np.int32]] | None = None,
 ) -> NDArray[np.float32]:
     """SIFT-like gradient descriptors sampled along the ink contours, RootSIFT-normalised.
 
@@ -104,6 +114,9 @@ def dense_rootsift(
         Sample every step-th contour pixel.
     max_points : int
         Upper bound on descriptors per image.
+    smooth, contours : optional
+        :func:`cv.features.inkviews.smoothed` / :func:`~cv.features.inkviews.contours` of
+        this ink, when already computed.
 
     Returns
     -------
@@ -115,8 +128,9 @@ def dense_rootsift(
         raise ValueError(f"ink must be a 2-D uint8 array, got {arr.dtype} {arr.shape}")
     if cell < 1 or step < 1 or max_points < 1:
         raise ValueError("cell, step and max_points must be >= 1")
-    binary = (arr > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    binary = inkviews.binary(arr)
+    if contours is None:
+        contours = inkviews.contours(binary)
     pts = [c.reshape(-1, 2)[::step] for c in contours if len(c) >= 2 * step]
     if not pts:
         return np.zeros((0, 128), np.float32)
@@ -125,7 +139,8 @@ def dense_rootsift(
         points = points[np.linspace(0, len(points) - 1, max_points).round().astype(np.int64)]
     half = 2 * cell
     pad = half + cell
-    smooth = cv2.GaussianBlur(binary.astype(np.float32), (0, 0), 1.0)
+    if smooth is None:
+        smooth = inkviews.smoothed(binary)
     smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from cv.features import inkviews
+
 __all__ = ["run_length_histograms", "run_length_dim", "lbp_histograms", "lbp_dim"]
 
 
@@ -86,7 +88,10 @@ _OFFSETS = [(np.cos(2 * np.pi * k / 8), -np.sin(2 * np.pi * k / 8)) for k in ran
 
 
 def lbp_histograms(
-    ink: NDArray[np.uint8], *, radii: tuple[int, ...] = (1, 2, 4)
+    ink: NDArray[np.uint8],
+    *,
+    radii: tuple[int, ...] = (1, 2, 4),
+    smooth: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """256-code LBP histograms of the smoothed ink at several radii, counted near the ink.
 
@@ -96,6 +101,8 @@ def lbp_histograms(
         Non-zero = ink.
     radii : tuple of int
         Neighbour circle radii in pixels (8 neighbours each, rounded to the pixel grid).
+    smooth : optional
+        :func:`cv.features.inkviews.smoothed` of this ink, when already computed.
 
     Returns
     -------
@@ -107,7 +114,8 @@ def lbp_histograms(
         raise ValueError(f"radii must be positive integers, got {radii}")
     pad = max(radii) + 1
     # smoothing turns the binary stroke into a ramp so codes see stroke edges' shape
-    smooth = cv2.GaussianBlur(binary.astype(np.float32), (0, 0), 1.0)
+    if smooth is None:
+        smooth = inkviews.smoothed(binary)
     smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
     rows, cols = binary.shape
     near = cv2.dilate(binary, np.ones((3, 3), np.uint8))
