@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, literal_column, null, true, union, union_all
+from sqlalchemy import bindparam, func, literal_column, null, or_, true, union, union_all
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -233,6 +233,8 @@ def cluster_rows(
             rows = _cut(entries, since, until, settled)
             if rows is not None:
                 return [r for r in rows if r.cluster_id in ids]
+    if not settled:
+        _prefetch_clusters(session, ids, since, until)
     return _covered(
         session,
         ("cluster_rows", ids, settled),
@@ -241,6 +243,26 @@ def cluster_rows(
         settled,
         lambda lo, hi: _cluster_rows(session, ids, lo, hi, settled),
     )
+
+
+def _prefetch_clusters(
+    session: Session, ids: tuple[int, ...], since: datetime | None, until: datetime | None
+) -> None:
+    """A first read of clusters' bets within the run's horizon takes the bets placed *or
+    settled* in it, in one statement, filed for both (a kind asking for the day's settled
+    bets of the same clusters, e.g. winnings collected, then needs no read of its own)."""
+    placed = _entries(session, ("cluster_rows", ids, False))
+    if _cut(placed, since, until, False) is not None:
+        return
+    horizon = session.info.get("rules_horizon")
+    lo, hi = _load_window(session, since, until, False)
+    if horizon is None or lo is None or hi is None or (lo, hi) != (min(lo, horizon[0]), horizon[1]):
+        return
+    query = _statement("cluster_rows_either", True, True)
+    params = {"ids": list(ids), "version": model_version(session), "since": lo, "until": hi}
+    rows = [_row(r) for r in _core_rows(session, query, params)]
+    placed.append((lo, hi, rows))
+    _entries(session, ("cluster_rows", ids, True)).append((lo, hi, rows))
 
 
 def _entries(
@@ -406,10 +428,11 @@ def _prefetch_customer_links(
     cache[("linked_clusters", customer_id)] = linked
     own = [r for r in bets if r.customer_id == customer_id]
     _entries(session, ("customer_rows", customer_id)).append((lo, hi, own))
-    if linked:
+    if linked:  # bets placed or settled in the window: filed for both (see `_prefetch_clusters`)
         clusters = tuple(sorted(linked))
-        entries = _entries(session, ("cluster_rows", clusters, False))
-        entries.append((lo, hi, [r for r in bets if r.cluster_id in linked]))
+        in_linked = [r for r in bets if r.cluster_id in linked]
+        _entries(session, ("cluster_rows", clusters, False)).append((lo, hi, in_linked))
+        _entries(session, ("cluster_rows", clusters, True)).append((lo, hi, in_linked))
 
 
 def bet_rows_of_pivot(
@@ -609,11 +632,18 @@ def _statement(name: str, lower: bool = False, upper: bool = False, settled: boo
     if name == "linked":
         return linked
     column = col(Bet.settled_at) if settled else col(Bet.placed_at)
-    bounds = []
+    bounds: list[Any] = []
     if lower:
         bounds.append(column >= bindparam("since"))
     if upper:
         bounds.append(column <= bindparam("until"))
+    # placed or settled in [since, until] (`_prefetch_clusters`, `_prefetch_customer_links`)
+    either = or_(
+        col(Bet.placed_at).between(bindparam("since"), bindparam("until")),
+        col(Bet.settled_at).between(bindparam("since"), bindparam("until")),
+    )
+    if name == "cluster_rows_either":
+        name, bounds = "cluster_rows", [either]
     rows = select(*_BET_COLUMNS, Slip.id, ClusterMember.cluster_id, ClusterMember.confidence)  # type: ignore[call-overload]
     in_clusters = col(ClusterMember.cluster_id).in_(bindparam("ids", expanding=True))
     if name == "cluster_rows":
@@ -648,11 +678,7 @@ def _statement(name: str, lower: bool = False, upper: bool = False, settled: boo
             .group_by(col(ClusterMember.cluster_id))
             .cte("links")
         )
-        placed = (
-            col(Bet.placed_at) >= bindparam("since"),
-            col(Bet.placed_at) <= bindparam("until"),
-        )
-        own_ids = select(Bet.id).where(customer, *placed)
+        own_ids = select(Bet.id).where(customer, either)
         linked_ids = (
             select(Slip.bet_id)
             .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
@@ -667,7 +693,7 @@ def _statement(name: str, lower: bool = False, upper: bool = False, settled: boo
             .select_from(Bet)
             .outerjoin(Slip, col(Slip.bet_id) == col(Bet.id))
             .outerjoin(ClusterMember, member_of_slip)
-            .where(col(Bet.id).in_(union(own_ids, linked_ids)), *placed)
+            .where(col(Bet.id).in_(union(own_ids, linked_ids)), either)
         )  # fmt: skip
         nulls = [null()] * (len(_BET_COLUMNS) + 1)
         link_part = select(  # type: ignore[call-overload]
