@@ -325,6 +325,17 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
+def _end(session, written: list[object], rollback_always: bool) -> None:  # type: ignore[no-untyped-def]
+    """End a timed run as the pipeline does, but leave the store as it was: a run that
+    raised or updated no alert wrote nothing and commits (as ``rules_stage`` does); one that
+    did is rolled back.  (psycopg forgets its prepared statements at a ROLLBACK, so rolling
+    back every run, ``--rollback-always``, times every statement with its planning.)"""
+    if written or rollback_always:
+        session.rollback()
+    else:
+        session.commit()
+
+
 def time_rules(
     url: str,
     *,
@@ -332,6 +343,7 @@ def time_rules(
     seed: int,
     only: set[str] | None = None,
     screen_budget: float = 600.0,
+    rollback_always: bool = False,
 ) -> dict[str, object]:
     """Event rules on ``samples`` recent bets (all enabled rules together, and each rule on
     its own) and the daily screening rule by rule; ``only`` restricts to some rule ids."""
@@ -394,15 +406,16 @@ def time_rules(
                 b = run_event_rules(session=session, trigger=joined, now=at)
             t2 = time.perf_counter()
             spent_cpu, spent_queries = time.process_time() - c0, queries[0] - q0
-            session.rollback()
+            _end(session, a + b, rollback_always)
             if n >= 20:
                 for rule in rules:  # each rule alone, both triggers
                     r0 = time.perf_counter()
+                    wrote = []
                     for trig in (placed, joined):
                         if trig.kind in REGISTRY[rule.kind].triggers:
-                            _run(session, [rule], trig, at)
+                            wrote += _run(session, [rule], trig, at)
                     per_rule[rule.id].append((time.perf_counter() - r0) * 1000)
-                    session.rollback()
+                    _end(session, wrote, rollback_always)
         if n >= 20:  # warm-up: connection pool, rule files, plan cache
             timings["bet_placed"].append((t1 - t0) * 1000)
             timings["slip_clustered"].append((t2 - t1) * 1000)
@@ -450,6 +463,7 @@ def time_rules(
         print(f"screening {rule.id}: {spent:.2f} s, {len(found)} alerts", file=sys.stderr)
     return {
         "rules_enabled": len(rules),
+        "rollback_always": rollback_always,
         "event_samples": samples,
         "event": event,
         "event_both_cpu_p50_ms": round(statistics.median(cpu), 2),
@@ -472,6 +486,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--reuse", help="an existing filled database name (skip the fill)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--rollback-always",
+        action="store_true",
+        help="roll back every event run (default: commit those that wrote nothing)",
+    )
     parser.add_argument("--rules", help="comma-separated rule ids to time (default: all)")
     parser.add_argument(
         "--screen-budget",
@@ -495,7 +514,12 @@ def main() -> None:
     result["prewarm_seconds"] = prewarm(url)
     only = set(args.rules.split(",")) if args.rules else None
     result |= time_rules(
-        url, samples=args.samples, seed=args.seed, only=only, screen_budget=args.screen_budget
+        url,
+        samples=args.samples,
+        seed=args.seed,
+        only=only,
+        screen_budget=args.screen_budget,
+        rollback_always=args.rollback_always,
     )
     result["database"] = name
     dispose_engines()
