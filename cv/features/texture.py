@@ -33,18 +33,24 @@ def run_length_dim(*, max_ink: int = 24, max_gap: int = 48) -> int:
     return 2 * (max_ink + max_gap)
 
 
-def _runs(binary: NDArray[np.bool_], value: bool) -> tuple[NDArray, NDArray]:
-    """Lengths of runs of ``value`` along rows, and whether each run is bounded by ink."""
-    rows, cols = binary.shape
-    padded = np.zeros((rows, cols + 2), np.int8)
-    padded[:, 1:-1] = binary == value
-    diff = np.diff(padded, axis=1)
-    r0, c0 = np.nonzero(diff == 1)
-    _, c1 = np.nonzero(diff == -1)
-    lengths = c1 - c0
+def _runs(grid: NDArray[np.uint8]) -> tuple[NDArray, NDArray]:
+    """Lengths of the runs of non-zero pixels along rows, and whether each run is bounded
+    (does not touch the row's first or last column)."""
+    rows, cols = grid.shape
+    # one zero column between rows: every run starts and ends inside its row; the run
+    # boundaries of the flattened image alternate start, end (row-major scan)
+    padded = np.zeros((rows, cols + 1), np.uint8)
+    padded[:, 1:] = grid
+    flat = padded.ravel()
+    edges = np.empty(flat.size, bool)
+    np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
+    edges[-1] = flat[-1] != 0
+    at = np.flatnonzero(edges)
+    start, end = at[0::2], at[1::2]
+    r0, c0 = np.divmod(start, cols + 1)
+    c1 = end - r0 * (cols + 1)
     # background runs touching the image border are margins, not gaps between strokes
-    bounded = (c0 > 0) & (c1 < cols)
-    return lengths, bounded
+    return c1 - c0, (c0 > 0) & (c1 < cols)
 
 
 def run_length_histograms(
@@ -64,13 +70,13 @@ def run_length_histograms(
     (2 * (max_ink + max_gap),) float32
         Four histograms (ink-h, gap-h, ink-v, gap-v), each summing to 1 or all zero.
     """
-    binary = _check(ink) > 0
+    binary = (_check(ink) > 0).view(np.uint8)
     if max_ink < 1 or max_gap < 1:
         raise ValueError("max_ink and max_gap must be >= 1")
     out: list[NDArray] = []
-    for grid in (binary, binary.T):
+    for grid in (binary, cv2.transpose(binary)):  # rows, then columns (contiguous)
         for value, top in ((True, max_ink), (False, max_gap)):
-            lengths, bounded = _runs(grid, value)
+            lengths, bounded = _runs(grid if value else 1 - grid)
             if not value:
                 lengths = lengths[bounded]
             hist = np.bincount(np.minimum(lengths, top) - 1, minlength=top).astype(np.float64)
