@@ -345,9 +345,11 @@ def _component_table(
     ng = int(gid.max()) + 1
     wt = big.astype(np.float64) + 1e-3
 
+    wt_sum = np.bincount(gid, weights=wt, minlength=ng)[gid]  # the same for every gmean
+
     def gmean(v: NDArray[np.float64]) -> NDArray[np.float64]:
         num = np.bincount(gid, weights=wt * v, minlength=ng)[gid]
-        return num / np.bincount(gid, weights=wt, minlength=ng)[gid]
+        return num / wt_sum
 
     gsize = np.bincount(gid, weights=big.astype(np.float64), minlength=ng)[gid]
     b_m = gmean(bottom.astype(np.float64))

@@ -146,7 +146,9 @@ def dense_rootsift(
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
     # only pixels with a gradient (near the strokes, a small fraction) need binning
     flat_gx, flat_gy = gx.ravel(), gy.ravel()
-    idx = np.flatnonzero((np.abs(flat_gx) + np.abs(flat_gy)) > 1e-4)
+    strength = np.abs(flat_gx)
+    strength += np.abs(flat_gy)
+    idx = np.flatnonzero(strength > 1e-4)
     gxs, gys = flat_gx[idx], flat_gy[idx]
     mag = np.sqrt(gxs * gxs + gys * gys)
     pos = (np.arctan2(-gys, gxs) % (2 * np.pi)) / (2 * np.pi) * 8
