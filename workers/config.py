@@ -71,5 +71,10 @@ class PipelineConfig:
         one lease, so a late beat on a busy machine does not lose it."""
         return self.lease_s / 6
 
+    @property
+    def lease_check_s(self) -> float:
+        """How often lost leases are looked for (a cheap query, between full sweeps)."""
+        return min(self.sweep_every_s, self.lease_s / 5)
+
     def queue(self, name: str) -> str:
         return f"{self.queue_prefix}{name}"

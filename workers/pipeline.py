@@ -965,9 +965,12 @@ def sweep(
     settings: Settings,
     config: PipelineConfig | None = None,
     queue_depths: dict[str, int] | None = None,
+    leases_only: bool = False,
 ) -> SweepResult:
     """Slips whose task was lost: pending too long, processing past the lease, ready without
-    an embedding of the active model (re-embedding) or without a membership.
+    an embedding of the active model (re-embedding) or without a membership.  With
+    ``leases_only`` only the lost leases (one indexed query, run more often than the full
+    sweep: a killed worker's slips are re-sent within ``lease_check_s`` of the lease's end).
 
     With a backlog in their queue (``queue_depths``, when known) pending and unassigned
     slips wait ``backlog_grace_s`` instead of ``pending_grace_s``: their messages are most
@@ -984,15 +987,20 @@ def sweep(
 
     engine = get_engine(settings.effective_database_url)
     with Session(engine) as s:
-        version = clustering.active_model_version(session=s)
-        pending = list(
-            s.exec(
-                select(Slip.id)
-                .where(
-                    Slip.status == SlipStatus.pending, col(Slip.updated_at) < grace_for("extract")
-                )
-                .limit(SWEEP_BATCH)
-            ).all()
+        version = "" if leases_only else clustering.active_model_version(session=s)
+        pending = (
+            []
+            if leases_only
+            else list(
+                s.exec(
+                    select(Slip.id)
+                    .where(
+                        Slip.status == SlipStatus.pending,
+                        col(Slip.updated_at) < grace_for("extract"),
+                    )
+                    .limit(SWEEP_BATCH)
+                ).all()
+            )
         )
         lost = s.exec(
             select(Slip.id).where(
@@ -1394,15 +1402,16 @@ class InProcessPipeline:
         except TRANSIENT:
             self._retry_later("rules", self._do_rules, trigger, retries, retries=retries)
 
-    def sweep_now(self) -> SweepResult:
-        result = sweep(settings=self.settings, config=self.config, queue_depths=self.queue_depths())
+    def sweep_now(self, leases_only: bool = False) -> SweepResult:
+        result = sweep(settings=self.settings, config=self.config,
+                       queue_depths=self.queue_depths(), leases_only=leases_only)  # fmt: skip
         for sid in result.extract:
             self.submit(sid)
         for sid, version in result.assign:
             self.submit_assign(sid, version)
         return result
 
-    def scheduled_jobs(self) -> dict[str, Callable[[], object]]:
+    def scheduled_jobs(self) -> dict[str, Callable[..., object]]:
         """What each task of the beat schedule (``workers.schedule``) does in process: the
         same stage functions the Celery tasks call, on this pipeline's threads and child
         processes."""

@@ -25,6 +25,13 @@ def beat_schedule(config: PipelineConfig) -> dict[str, dict[str, Any]]:
             "schedule": config.sweep_every_s,
             "options": {"queue": config.queue("maintenance"), "expires": 60},
         },
+        # between full sweeps: slips of a killed worker, as soon as their lease ran out
+        "lost-leases": {
+            "task": "sliplink.sweep",
+            "schedule": config.lease_check_s,
+            "kwargs": {"leases_only": True},
+            "options": {"queue": config.queue("maintenance"), "expires": 10},
+        },
         "flow-monitor": {
             "task": "sliplink.flow",
             "schedule": 60.0,
@@ -69,15 +76,16 @@ class EmbeddedScheduler:
 
     One thread reads :func:`beat_schedule` (the same entries, periods and crontabs Celery
     beat uses) and, when an entry is due, runs the in-process job registered for its task
-    name on a thread of its own, so a long job never holds the clock up.  Like beat with one
-    worker, a job still running when it is due again is skipped, and an entry is first due
+    name on a thread of its own, so a long job never holds the clock up.  An entry whose last
+    run is still going when it is due again is skipped, and an entry is first due
     one period (or at the next crontab time) after start; ``at_start`` names tasks run once
-    at start (the sweep, as a Celery worker does when it comes up)."""
+    at start (the sweep, as a Celery worker does when it comes up).  Entries may pass
+    ``kwargs`` to their job, as beat passes them to the task."""
 
     def __init__(
         self,
         config: PipelineConfig,
-        jobs: dict[str, Callable[[], object]],
+        jobs: dict[str, Callable[..., object]],
         *,
         at_start: tuple[str, ...] = (),
         now: Callable[[], datetime] | None = None,
@@ -116,29 +124,31 @@ class EmbeddedScheduler:
         for name, sched in self.schedules.items():
             if sched.is_due(self.last_run[name]).is_due:
                 self.last_run[name] = self.now()
-                task = self.entries[name]["task"]
-                if self.run(task):
-                    fired.append(task)
+                entry = self.entries[name]
+                if self.run(entry["task"], entry.get("kwargs", {}), entry=name):
+                    fired.append(entry["task"])
         return fired
 
-    def run(self, task: str) -> bool:
-        """Start the job of ``task`` now unless it is still running; False when skipped."""
+    def run(self, task: str, kwargs: dict[str, Any] | None = None, *, entry: str = "") -> bool:
+        """Start the job of ``task`` now unless the same entry's last run is still going;
+        False when skipped."""
+        entry = entry or task
         with self._lock:
-            if task in self._running or self._stop.is_set():
+            if entry in self._running or self._stop.is_set():
                 return False
-            self._running.add(task)
+            self._running.add(entry)
 
         def go() -> None:
             try:
-                self.jobs[task]()
+                self.jobs[task](**(kwargs or {}))
             except Exception:  # noqa: BLE001 - a scheduled job must not stop the schedule
                 log.exception("scheduled job %s failed", task)
             finally:
                 with self._lock:
-                    self._running.discard(task)
+                    self._running.discard(entry)
                     self.runs[task] += 1
 
-        threading.Thread(target=go, name=f"sliplink-{task}", daemon=True).start()
+        threading.Thread(target=go, name=f"sliplink-{entry}", daemon=True).start()
         return True
 
     def _loop(self) -> None:

@@ -88,9 +88,10 @@ def _queue_depths() -> dict[str, int] | None:
 
 
 @app.task(name="sliplink.sweep", **_OPTIONS)
-def sweep(self: Task) -> dict[str, int]:
+def sweep(self: Task, leases_only: bool = False) -> dict[str, int]:
     try:
-        result = pipeline.sweep(settings=_settings(), queue_depths=_queue_depths())
+        depths = None if leases_only else _queue_depths()
+        result = pipeline.sweep(settings=_settings(), queue_depths=depths, leases_only=leases_only)
     except pipeline.TRANSIENT as exc:
         log.warning("sweep skipped: %s", exc)
         return {}

@@ -58,7 +58,8 @@ def test_entries_fire_at_their_beat_times(settings):  # type: ignore[no-untyped-
         wait_for(lambda: not scheduler._running, timeout=10, what="the jobs to finish")
         return fired
 
-    assert step(clock.at + timedelta(seconds=5)) == set()  # nothing is due at start
+    assert step(clock.at + timedelta(seconds=1)) == set()  # nothing is due at start
+    assert step(clock.at + timedelta(seconds=4)) == {"sliplink.sweep"}  # the lease check
     often = {"sliplink.sweep", "sliplink.rollout_tick"}
     assert step(clock.at + timedelta(seconds=6)) == often  # 11 s after start
     assert step(datetime(2026, 1, 5, 0, 5, 1, tzinfo=UTC)) == often | {

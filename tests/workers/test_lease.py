@@ -147,3 +147,22 @@ def test_assigning_leaves_no_replaced_row_in_the_index(session, settings, monkey
     index = _assigner(session, VERSION).index
     assert len(index) == 6 and index._index.ntotal == 6
     assert rebuilds == []
+
+
+def test_the_lease_check_resends_only_lost_leases(session, settings):  # type: ignore[no-untyped-def]
+    """The frequent lease check (between full sweeps) re-sends the slips whose lease ran
+    out, and leaves pending slips past their grace to the full sweep."""
+    from datetime import timedelta
+
+    config = PipelineConfig(lease_s=10, pending_grace_s=1)
+    lost, waiting = _slip(session, 40), _slip(session, 41, status=SlipStatus.pending)
+    for sid in (lost, waiting):
+        row = session.get(Slip, sid)
+        row.updated_at = utcnow() - timedelta(seconds=30)
+        session.add(row)
+    session.commit()
+    swept = sweep(settings=settings, config=config, queue_depths={}, leases_only=True)
+    assert (swept.extract, swept.assign) == ([lost], [])
+    session.expire_all()
+    assert session.get(Slip, lost).status == SlipStatus.pending
+    assert sweep(settings=settings, config=config, queue_depths={}).extract == [waiting]
