@@ -28,7 +28,8 @@ class PipelineConfig:
     # (lease_s / 6) while it extracts, however long that takes.  A live worker loses it only
     # when six beats in a row fail to commit (database away > ~8 s), and even then the
     # keyed writes keep the effects exactly-once: only the extraction is done twice.
-    # (30 s until 2026-12-05: a killed worker's slip came back after ~36 s, now ~14 s)
+    # (30 s until 2026-12-05: a killed worker's slip came back after ~36 s, now ~11 s with
+    # the lease check every lease_s / 5)
     lease_s: float = 10.0
     # how often the sweeper runs (beat / the in-process scheduler)
     sweep_every_s: float = 10.0

@@ -183,7 +183,7 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             what="the killed worker's slips to be processed again",
         )
         recovered_in = time.monotonic() - killed
-        # 120 s+ before heartbeats, ~36 s with a 30 s lease, ~14 s with 10 s; a margin for
+        # 120 s+ before heartbeats, ~36 s with a 30 s lease, ~11 s with 10 s; a margin for
         # a loaded machine
         limit = config.lease_s + config.sweep_every_s + 30
         assert recovered_in < limit, f"lost slips came back after {recovered_in:.0f}s"
