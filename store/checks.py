@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, true, union
+from sqlalchemy import Select, bindparam, func, true, union
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from store.clustering import (
     ClusterMember,
@@ -18,7 +20,7 @@ from store.clustering import (
     ModelActivation,
     WriterCluster,
 )
-from store.exposure import selection_liability_query
+from store.exposure import liability_statement
 from store.models import (
     BET_LINES,
     Bet,
@@ -127,9 +129,15 @@ def check_bet(
             result.max_stake = min(
                 result.max_stake, round(max_win / max(_product(odds) - 1, 1e-9), 2)
             )
-    writer_bets = _writer_bets(result.customer_ids, cluster_id, matched_bet_ids or [])
-    figures = _figures(session, bet_in, writer_bets, since=utcnow() - limits.repeat_window)
-    if writer_bets is not None:
+    figures = _figures(
+        session,
+        bet_in,
+        customer_ids=result.customer_ids,
+        cluster_id=cluster_id,
+        bet_ids=matched_bet_ids or [],
+        since=utcnow() - limits.repeat_window,
+    )
+    if "open_stake" in figures:
         open_stake = float(figures["open_stake"] or 0)
         whose = "open stakes" if cluster_id is None else "open stakes of the writer's cluster"
         if open_stake + total > limits.max_open_stake * factor:
@@ -168,23 +176,32 @@ def writer_customers(
     given = list(dict.fromkeys(i for i in [customer_id, *linked_ids] if i))
     if not given:
         return []
-    where: ColumnElement[bool] = col(Customer.id).in_(given)
-    if customer_id is not None:
-        inherited = and_(col(Customer.id).in_(_inherited_ids(customer_id)), _inherits(customer_id))
-        where = or_(where, inherited)
-    rows = session.exec(select(Customer).where(where)).all()
+    statement = _customers_statement(inherit=customer_id is not None)
+    rows = session.exec(statement, params={"ids": given, "customer_id": customer_id}).all()
     return sorted(rows, key=lambda c: (c.id != customer_id, c.id))
 
 
-def _inherits(customer_id: int) -> ColumnElement[bool]:
-    """Whether the customer inherits its linked accounts' factor (an analyst may turn it off)."""
-    return (
-        select(Customer.inherit_linked_factor).where(Customer.id == customer_id).scalar_subquery()
-        == true()
-    )
+# The check's statements are built once per shape, with bind parameters: building and keying
+# a SQLAlchemy statement of this size costs more server CPU than running it.
 
 
-def _inherited_ids(customer_id: int) -> Select:  # type: ignore[type-arg]
+@cache
+def _customers_statement(*, inherit: bool) -> SelectOfScalar[Customer]:
+    """Customers ``ids`` and, with ``inherit``, those ``customer_id`` inherits from."""
+    ids: Any = select(Customer.id).where(col(Customer.id).in_(bindparam("ids", expanding=True)))
+    if inherit:
+        # a union, not an OR of two INs: PostgreSQL answers an OR with a scan of customers
+        customer_id: Any = bindparam("customer_id")
+        inherits = (
+            select(Customer.inherit_linked_factor)
+            .where(Customer.id == customer_id)
+            .scalar_subquery()
+        )
+        ids = union(ids, _inherited_ids(customer_id).where(inherits == true()))
+    return select(Customer).where(col(Customer.id).in_(ids))
+
+
+def _inherited_ids(customer_id: Any) -> Select:  # type: ignore[type-arg]
     """Customers of the active clusters (active model) holding a known slip of the customer,
     as ``store.factoring.linked_customer_ids`` finds them, as one SQL set."""
     # the active model: the latest activation, else the newest embedding's version
@@ -222,57 +239,90 @@ def _inherited_ids(customer_id: int) -> Select:  # type: ignore[type-arg]
 def _figures(
     session: Session,
     bet_in: BetCreate,
-    writer_bets: Select | None,  # type: ignore[type-arg]
     *,
+    customer_ids: list[int],
+    cluster_id: int | None,
+    bet_ids: list[int],
     since: datetime,
 ) -> dict[str, Any]:
     """Every figure the limits need, in one round trip to the database (on a busy server each
-    round trip waits for a core): the writer's open stake, their recent bets on each leg's
+    round trip waits for a core): the open stake of the writer's bets (the accounts' bets,
+    the cluster's slips' bets and the matched slips' bets), their recent bets on each leg's
     selection, and the open liability on each priced leg's selection in its event."""
+    writer = (bool(customer_ids), cluster_id is not None, bool(bet_ids))
+    legs = tuple(
+        (leg.odds is not None, "ref" if leg.event_ref else "name" if leg.event else "")
+        for leg in bet_in.legs
+    )
+    built = _figures_statement(writer if any(writer) else None, legs)
+    if built is None:
+        return {}
+    statement, names = built
+    params: dict[str, Any] = {
+        "customer_ids": customer_ids, "cluster_id": cluster_id, "bet_ids": bet_ids, "since": since
+    }  # fmt: skip
+    for i, leg in enumerate(bet_in.legs):
+        params |= {f"selection_{i}": selection_key(leg.selection), f"event_ref_{i}": leg.event_ref,
+                   f"event_{i}": leg.event.lower()}  # fmt: skip
+    row = session.execute(statement, params).one()
+    return dict(zip(names, row, strict=True))
+
+
+@lru_cache(maxsize=256)
+def _figures_statement(
+    writer: tuple[bool, bool, bool] | None, legs: tuple[tuple[bool, str], ...]
+) -> tuple[Select, tuple[str, ...]] | None:  # type: ignore[type-arg]
+    """The figures' statement for a shape: which sets identify the writer's bets (accounts,
+    cluster, matched bets; None: nothing does), and per leg whether it is priced and how its
+    event is named (feed id, name or neither)."""
     queries: dict[str, Any] = {}
-    if writer_bets is not None:
+    if writer is not None:
+        writer_bets = _writer_bets(*writer)
         queries["open_stake"] = select(func.coalesce(func.sum(Bet.total_stake), 0)).where(
             col(Bet.id).in_(writer_bets), col(Bet.status) == BetStatus.open
         )
-        for i, leg in enumerate(bet_in.legs):
+        for i in range(len(legs)):
             queries[f"recent_{i}"] = (
                 select(func.count(func.distinct(Bet.id)))
                 .join(Leg, col(Leg.bet_id) == col(Bet.id))
                 .where(
                     col(Bet.id).in_(writer_bets),
-                    col(Bet.placed_at) >= since,
-                    col(Leg.selection_key) == selection_key(leg.selection),
+                    col(Bet.placed_at) >= bindparam("since"),
+                    col(Leg.selection_key) == bindparam(f"selection_{i}"),
                 )
             )
-    for i, leg in enumerate(bet_in.legs):
-        if leg.odds is not None:
-            queries[f"liability_{i}"] = selection_liability_query(
-                selection_key=selection_key(leg.selection), event=leg.event, event_ref=leg.event_ref
+    for i, (priced, event) in enumerate(legs):
+        if priced:
+            queries[f"liability_{i}"] = liability_statement(
+                bindparam(f"selection_{i}"),
+                event_ref=bindparam(f"event_ref_{i}") if event == "ref" else None,
+                event=bindparam(f"event_{i}") if event == "name" else None,
             )
     if not queries:
-        return {}
-    row = session.execute(sa_select(*(q.scalar_subquery() for q in queries.values()))).one()
-    return dict(zip(queries, row, strict=True))
+        return None
+    statement = sa_select(*(q.scalar_subquery() for q in queries.values()))
+    return statement, tuple(queries)
 
 
-def _writer_bets(
-    customer_ids: list[int], cluster_id: int | None, bet_ids: list[int]
-) -> Select | None:  # type: ignore[type-arg]
-    """The ids of the bets taken from this writer, as one SQL set: the accounts' bets, the
-    cluster's slips' bets and the matched slips' bets (None when nothing identifies them)."""
+def _writer_bets(by_customers: bool, by_cluster: bool, by_bets: bool) -> Select:  # type: ignore[type-arg]
+    """The ids of the bets taken from this writer, as one SQL set: the accounts' bets
+    (``customer_ids``), the cluster's slips' bets (``cluster_id``) and the matched slips'
+    bets (``bet_ids``)."""
     parts = []
-    if customer_ids:
-        parts.append(select(Bet.id).where(col(Bet.customer_id).in_(customer_ids)))
-    if cluster_id is not None:
+    if by_customers:
+        parts.append(
+            select(Bet.id).where(
+                col(Bet.customer_id).in_(bindparam("customer_ids", expanding=True))
+            )
+        )
+    if by_cluster:
         parts.append(
             select(Slip.bet_id)
             .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
-            .where(ClusterMember.cluster_id == cluster_id)
+            .where(ClusterMember.cluster_id == bindparam("cluster_id"))
         )
-    if bet_ids:
-        parts.append(select(Bet.id).where(col(Bet.id).in_(bet_ids)))
-    if not parts:
-        return None
+    if by_bets:
+        parts.append(select(Bet.id).where(col(Bet.id).in_(bindparam("bet_ids", expanding=True))))
     return parts[0] if len(parts) == 1 else union(*parts)  # type: ignore[return-value]
 
 

@@ -74,15 +74,26 @@ def selection_liability_query(
 ) -> Select:  # type: ignore[type-arg]
     """Open liability on a selection: within its event when the leg names one (by the feed's
     id, else by name), across every event otherwise."""
+    return liability_statement(
+        selection_key,
+        event_ref=event_ref or None,
+        event=event.lower() if event and not event_ref else None,
+    )
+
+
+def liability_statement(selection_key: Any, *, event_ref: Any = None, event: Any = None) -> Select:  # type: ignore[type-arg]
+    """``selection_liability_query`` on values or SQL bind parameters (the counter check
+    builds its statement once per shape): within the event of feed id ``event_ref``, else
+    within the event named ``event`` (lower case) that has no feed id, else everywhere."""
     query = (
         select(func.sum(_liability()))
         .join(Leg, col(Leg.bet_id) == col(Bet.id))
         .where(col(Bet.status) == BetStatus.open, col(Leg.selection_key) == selection_key)
     )
-    if event_ref:
-        query = query.where(col(Leg.event_ref) == event_ref)
-    elif event:
-        query = query.where(col(Leg.event_ref).is_(None), func.lower(Leg.event) == event.lower())
+    if event_ref is not None:
+        return query.where(col(Leg.event_ref) == event_ref)
+    if event is not None:
+        return query.where(col(Leg.event_ref).is_(None), func.lower(Leg.event) == event)
     return query
 
 

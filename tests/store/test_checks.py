@@ -1,12 +1,13 @@
-"""The counter check's one-query look-up of the accounts whose limits apply agrees with the
-factoring module's definition of handwriting-linked accounts."""
+"""The counter check's statements: the one-query look-up of the accounts whose limits apply
+agrees with the factoring module's handwriting links; the liability figure per event."""
 
 from __future__ import annotations
 
 from store import factoring
-from store.checks import writer_customers
+from store.checks import CheckLimits, check_bet, writer_customers
 from store.clustering import ClusterMember, ClusterStatus, WriterCluster
-from tests.factories import make_customer
+from store.models import BetCreate
+from tests.factories import make_bet, make_customer
 from tests.rules import scenario
 
 
@@ -52,3 +53,27 @@ def test_writer_customers_are_the_customer_then_its_linked_accounts(session):
     session.commit()
     assert _ids(session, me.id, []) == [me.id]
     assert _ids(session, me.id, [slip_match.id]) == [me.id, slip_match.id]
+
+
+def test_selection_liability_by_feed_id_by_event_name_or_everywhere(session):
+    """The check's liability figure for each way a leg names its event (one statement per
+    shape, reused with other values)."""
+    leg = {"sport": "Greyhounds", "selection": "Trap 1", "odds": 3.0}
+    # potential return 30 - stake 10 = 20 liability each
+    make_bet(session, stake=10, legs=[leg | {"event": "7.02 Romford", "event_ref": "dog-1"}])
+    make_bet(session, stake=10, legs=[leg | {"event": "7.02 Romford", "event_ref": "dog-2"}])
+    make_bet(session, stake=10, legs=[leg | {"event": "7.19 Romford"}])
+    limits = CheckLimits(max_selection_liability=25.0)
+
+    def reasons(**named: str) -> list[str]:
+        bet = BetCreate(stake=1, legs=[leg | named])  # adds 3 - 1 = 2
+        return check_bet(session=session, bet_in=bet, limits=limits).reasons
+
+    over = "liability on Trap 1 would reach {:.2f}, over 25.00"
+    assert reasons(event_ref="dog-1") == []  # 20 + 2
+    assert reasons(event_ref="dog-3") == []
+    assert reasons(event="7.19 ROMFORD") == []  # by name, any case
+    assert reasons(event="7.02 Romford") == []  # those bets carry feed ids
+    assert reasons() == [over.format(62)]  # every event
+    limits = CheckLimits(max_selection_liability=21.0)
+    assert reasons(event_ref="dog-2") == [over.format(22).replace("25.00", "21.00")]
