@@ -279,18 +279,19 @@ def _cut(
     settled: bool,
 ) -> list[BetRow] | None:
     """The rows of ``[since, until]`` from an entry whose window covers it, else None."""
-
-    def inside(r: BetRow) -> bool:
-        at = r.settled_at if settled else r.placed_at
-        if at is None:
-            return False
-        return (since is None or at >= as_utc(since)) and (until is None or at <= as_utc(until))
-
     for e_since, e_until, rows in entries:
         if (e_since is None or (since is not None and e_since <= since)) and (
             e_until is None or (until is not None and e_until >= until)
         ):
-            return [r for r in rows if inside(r)]
+            # the bounds once, not per row (an event run cuts a few dozen windows)
+            lo = None if since is None else as_utc(since)
+            hi = None if until is None else as_utc(until)
+            times = [(r.settled_at if settled else r.placed_at, r) for r in rows]
+            return [
+                r
+                for at, r in times
+                if at is not None and (lo is None or at >= lo) and (hi is None or at <= hi)
+            ]
     return None
 
 
@@ -443,7 +444,21 @@ def bet_rows_of_pivot(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[BetRow]:
-    """`bets_of_pivot` as `BetRow` s (one per bet), oldest first."""
+    """`bets_of_pivot` as `BetRow` s (one per bet), oldest first (kept for the run: the
+    kinds ask for the same pivot and window several times)."""
+    key = ("pivot_rows", pivot_kind, pivot_id, since, until)
+    return list(
+        memo(session, key, lambda: _pivot_rows(session, pivot_kind, pivot_id, since, until))
+    )
+
+
+def _pivot_rows(
+    session: Session,
+    pivot_kind: str,
+    pivot_id: int,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[BetRow]:
     if pivot_kind == "cluster":
         rows = cluster_rows(session=session, cluster_ids=[pivot_id], since=since, until=until)
     elif pivot_kind == "customer":
