@@ -88,7 +88,10 @@ def check_bet(
     ``cluster_id`` and of the matching slips' bets ``matched_bet_ids``, anonymous ones too.
     """
     customers = writer_customers(
-        session, customer_id=bet_in.customer_id, linked_ids=linked_customer_ids or []
+        session,
+        customer_id=bet_in.customer_id,
+        linked_ids=linked_customer_ids or [],
+        cluster_id=cluster_id,
     )
     factor = min([c.stake_factor for c in customers], default=1.0)
     result = CheckResult(
@@ -166,18 +169,26 @@ def check_bet(
 
 
 def writer_customers(
-    session: Session, *, customer_id: int | None, linked_ids: list[int]
+    session: Session,
+    *,
+    customer_id: int | None,
+    linked_ids: list[int],
+    cluster_id: int | None = None,
 ) -> list[Customer]:
     """The bet's customer first, then the other accounts whose limits apply, by id: the
-    ``linked_ids`` (matched by the slip) and, unless an analyst turned inheritance off for
-    the bet's customer, the accounts sharing an active handwriting cluster of the active
-    model with its known slips (``store.factoring.linked_customer_ids``).  One query: on a
-    busy server every round trip waits for a core."""
+    ``linked_ids`` (matched by the slip), the accounts of the writer's cluster ``cluster_id``
+    (the cluster the slip would join) and, unless an analyst turned inheritance off for the
+    bet's customer, the accounts sharing an active handwriting cluster of the active model
+    with its known slips (``store.factoring.linked_customer_ids``).  One query: on a busy
+    server every round trip waits for a core."""
     given = list(dict.fromkeys(i for i in [customer_id, *linked_ids] if i))
-    if not given:
+    if not given and cluster_id is None:
         return []
-    statement = _customers_statement(inherit=customer_id is not None)
-    rows = session.exec(statement, params={"ids": given, "customer_id": customer_id}).all()
+    statement = _customers_statement(
+        inherit=customer_id is not None, cluster=cluster_id is not None
+    )
+    params = {"ids": given, "customer_id": customer_id, "cluster_id": cluster_id}
+    rows = session.exec(statement, params=params).all()
     return sorted(rows, key=lambda c: (c.id != customer_id, c.id))
 
 
@@ -186,9 +197,18 @@ def writer_customers(
 
 
 @cache
-def _customers_statement(*, inherit: bool) -> SelectOfScalar[Customer]:
-    """Customers ``ids`` and, with ``inherit``, those ``customer_id`` inherits from."""
+def _customers_statement(*, inherit: bool, cluster: bool) -> SelectOfScalar[Customer]:
+    """Customers ``ids``, with ``cluster`` those of cluster ``cluster_id``'s slips and with
+    ``inherit`` those ``customer_id`` inherits from."""
     ids: Any = select(Customer.id).where(col(Customer.id).in_(bindparam("ids", expanding=True)))
+    if cluster:
+        ids = union(
+            ids,
+            select(Bet.customer_id)
+            .join(Slip, col(Slip.bet_id) == col(Bet.id))
+            .join(ClusterMember, col(ClusterMember.slip_id) == col(Slip.id))
+            .where(ClusterMember.cluster_id == bindparam("cluster_id")),
+        )
     if inherit:
         # a union, not an OR of two INs: PostgreSQL answers an OR with a scan of customers
         customer_id: Any = bindparam("customer_id")

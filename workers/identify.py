@@ -1,16 +1,17 @@
 """Who wrote this slip? The counter check's question, answered without storing anything:
 embed the image with the active model, ask the assignment index which cluster it would join
 and which stored slips are nearest (a slip left on its own counts too), and which customer
-accounts those hold."""
+accounts those slips' bets belong to (the cluster's accounts are looked up with the check's
+other accounts)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from cv.imageio import ImageError, decode_greyscale
-from store import clustering
 from store.errors import Invalid, TooLarge, UnsupportedImage
 from store.models import Bet, Slip
 from store.settings import Settings
@@ -35,6 +36,10 @@ class SlipNeighbour:
 
 @dataclass
 class WriterIdentity:
+    """The cluster the slip would join (its accounts are looked up with the check's other
+    accounts, in one query: ``store.checks.writer_customers``), the matching stored slips
+    and the customers of their bets."""
+
     cluster_id: int | None = None
     confidence: float | None = None
     usable: bool = True
@@ -44,7 +49,7 @@ class WriterIdentity:
 
 def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes) -> WriterIdentity:
     """The writer's cluster (if the slip would join one), the stored slips whose similarity
-    clears the model's calibrated threshold, and the customers behind both."""
+    clears the model's calibrated threshold, and the customers of those slips' bets."""
     try:
         image, _ = decode_greyscale(image_bytes, max_pixels=settings.max_image_pixels)
     except ImageError as exc:
@@ -74,21 +79,23 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
         if sid in bets  # a slip deleted since the index saw it
     ]
     identity = WriterIdentity(matches=matches)
-    customers = {m.customer_id for m in matches if m.customer_id is not None}
     if found.cluster is not None:
         identity.cluster_id, identity.confidence = found.cluster[0], round(found.cluster[1], 4)
-        customers.update(clustering.cluster_customers(session=session, cluster_id=found.cluster[0]))
-    identity.customer_ids = sorted(customers)
+    identity.customer_ids = sorted({m.customer_id for m in matches if m.customer_id is not None})
     return identity
+
+
+# built once: building a statement costs more CPU than running this one
+_BETS_OF_SLIPS = (
+    select(Slip.id, Bet.id, Bet.customer_id)
+    .join(Bet, col(Bet.id) == col(Slip.bet_id))
+    .where(col(Slip.id).in_(bindparam("slip_ids", expanding=True)))
+)
 
 
 def _bets_of_slips(session: Session, slip_ids: list[int]) -> dict[int, tuple[int, int | None]]:
     """slip id -> (bet id, customer id) in one query."""
     if not slip_ids:
         return {}
-    rows = session.exec(
-        select(Slip.id, Bet.id, Bet.customer_id)
-        .join(Bet, col(Bet.id) == col(Slip.bet_id))
-        .where(col(Slip.id).in_(slip_ids))
-    ).all()
+    rows = session.exec(_BETS_OF_SLIPS, params={"slip_ids": slip_ids}).all()
     return {int(s): (int(b), c) for s, b, c in rows}  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ def test_writer_customers_are_the_customer_then_its_linked_accounts(session):
     def bet(c):  # type: ignore[no-untyped-def]
         return scenario.bet(session, at=at, stake=5, customer=c.id)
 
-    scenario.cluster(session, [(bet(me), 0.9), (bet(b), 0.9), (bet(a), 0.9)])
+    linked = scenario.cluster(session, [(bet(me), 0.9), (bet(b), 0.9), (bet(a), 0.9)])
     scenario.cluster(session, [(bet(me), 0.9), (bet(a), 0.9)])
     # a dissolved cluster and one of another model version link nobody
     dissolved = scenario.cluster(session, [(bet(me), 0.9), (bet(gone), 0.9)])
@@ -46,6 +46,9 @@ def test_writer_customers_are_the_customer_then_its_linked_accounts(session):
     assert _ids(session, me.id, [slip_match.id, a.id]) == [me.id, a.id, b.id, slip_match.id]
     assert _ids(session, None, [slip_match.id, a.id]) == [a.id, slip_match.id]
     assert _ids(session, None, []) == []
+    # the cluster a slip would join brings its accounts, an anonymous bet's too
+    got = writer_customers(session, customer_id=None, linked_ids=[], cluster_id=linked)
+    assert [c.id for c in got] == [me.id, a.id, b.id]
     assert _ids(session, 10**9, []) == []  # an unknown customer
 
     me.inherit_linked_factor = False  # an analyst's override
