@@ -750,7 +750,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--n-components", help="Embedding dimension.")
         ] = 256,
         whiten: Annotated[float, typer.Option("--whiten", help="PCA whitening power, 0-1.")] = 0.5,
-        shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.3,
+        shrinkage: Annotated[float, typer.Option("--shrinkage", help="WCCN shrinkage, 0-1.")] = 0.1,
         nuisance_directions: Annotated[
             int,
             typer.Option(
@@ -763,7 +763,7 @@ def register(app: typer.Typer) -> None:
         ] = 64,
         stroke_width: Annotated[
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
-        ] = 3.0,
+        ] = 5.0,
         seed: Annotated[int, typer.Option("--seed", help="random_state of the model.")] = 0,
         from_reviews: Annotated[
             bool,
