@@ -51,6 +51,9 @@ METHODS: dict[str, dict] = {
     "fusion hinge+LBP+VLAD+style/2, PCA + WCCN": dict(
         families=("hinge", "lbp", "vlad", "style"), family_weights=(1.0, 1.0, 1.0, 0.5)
     ),
+    "fusion hinge+LBP+VLAD+style, PCA + WCCN": dict(
+        families=("hinge", "lbp", "vlad", "style"), family_weights=(1.0, 1.0, 1.0, 1.0)
+    ),
     "fusion hinge+LBP+VLAD, PCA + WCCN + template NAP-3": dict(
         families=("hinge", "lbp", "vlad"), nuisance_directions=3
     ),
@@ -58,7 +61,7 @@ METHODS: dict[str, dict] = {
 
 
 # the row whose parameters are the EmbeddingModel / `sliplink train` defaults
-DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style/2, PCA + WCCN"
+DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style, PCA + WCCN"
 
 
 def _generate(out: Path, *, writers: int, per: int, seed: int, split: str, jobs: int) -> Path:
@@ -188,7 +191,7 @@ def main() -> None:
     ap.add_argument("--slips-per-writer", type=int, default=6)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
-    ap.add_argument("--stroke-width", type=float, default=3.0)
+    ap.add_argument("--stroke-width", type=float, default=5.0)
     ap.add_argument("--render", type=Path, default=None, help="only re-render this JSON")
     ap.add_argument(
         "--speed-only",
@@ -213,7 +216,10 @@ def main() -> None:
     cv2.setNumThreads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     params = dict(
-        stroke_width=args.stroke_width, hinge_legs=(3, 6), max_keypoints=400, vlad_clusters=64
+        stroke_width=args.stroke_width,
+        hinge_legs=(round(args.stroke_width), round(2 * args.stroke_width)),
+        max_keypoints=800,
+        vlad_clusters=64,
     )
 
     per = args.slips_per_writer
@@ -367,9 +373,10 @@ def _markdown(meta: dict, results: dict) -> str:
         "    --unipen-fit ../shared/data/unipen-dev --out cv/models/default.npz --jobs 2",
         "```",
         "",
-        "(defaults: `--families hinge,lbp,vlad,style` with style at half weight,"
+        "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
         " `--vlad-clusters 64 --n-components 256"
-        " --whiten 0.5 --shrinkage 0.3 --stroke-width 3 --seed 0`).",
+        " --whiten 0.5 --shrinkage 0.1 --stroke-width 5 --seed 0`; hinge legs 5 and 10 px,"
+        " up to 800 dense descriptors per slip).",
         "",
         "Speed (CPU time on one core, OpenCV and BLAS single-threaded, medians over"
         f" {meta['speed_ms'].get('slips', 20):.0f} held-out slips) in ms per slip:"

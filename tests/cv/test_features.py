@@ -127,11 +127,47 @@ def test_style_features_exact_blocks():
     grey = np.where(ink > 0, 0, 255).astype(np.uint8)
     f = style.style_features(ink, grey, stroke_width=2.0, x_height=20.0)
     assert f.shape == (style.style_dim(),)
-    blocks = f.reshape(5, -1)
-    np.testing.assert_allclose(blocks.sum(axis=1), 1.0, atol=1e-6)
+    blocks = f.reshape(8, -1)
+    # one upright bar has no neighbour for a letter gap: that block stays empty, every other
+    # measurement is one soft histogram; its slant (0) peaks in the bin nearest 0
+    np.testing.assert_allclose(blocks[[0, 1, 2, 3, 4, 5, 7]].sum(axis=1), 1.0, atol=1e-6)
+    assert not blocks[6].any()
+    assert blocks[5].argmax() == 2
     # pure black ink: darkness 1 peaks in the last bin, no spread peaks in the first
     assert blocks[3].argmax() == blocks.shape[1] - 1
     assert blocks[4].argmax() == 0
+    assert blocks[7].argmax() == blocks.shape[1] - 1
     assert not style.style_features(np.zeros_like(ink), grey, stroke_width=2.0, x_height=20.0).any()
     with pytest.raises(ValueError, match="grey"):
         style.style_features(ink, grey[:5], stroke_width=2.0, x_height=20.0)
+
+
+def _letters(lean: float, gap: int) -> np.ndarray:
+    """A line of ten 30-px tall, 4-px wide strokes ``gap`` px apart, sheared by ``lean``."""
+    ink = np.zeros((60, 400), np.uint8)
+    x = 20
+    for _ in range(10):
+        for r in range(15, 45):
+            c = int(round(x + lean * (45 - r)))
+            ink[r, c : c + 4] = 255
+        x += 4 + gap
+    return ink
+
+
+def test_slant_follows_the_lean_of_the_strokes():
+    from cv.features import style
+
+    upright, right, left = (style.slant(_letters(v, 8)) for v in (0.0, 0.2, -0.2))
+    assert abs(upright) < 0.02
+    assert right > 0.1 and left < -0.1
+    assert right == pytest.approx(-left, abs=0.02)
+    assert np.isnan(style.slant(np.zeros((20, 20), np.uint8)))
+
+
+def test_letter_gap_in_letter_heights():
+    from cv.features import style
+
+    assert style.letter_gap(_letters(0.0, 6), 30.0) == pytest.approx(6 / 30, abs=0.01)
+    assert style.letter_gap(_letters(0.0, 3), 30.0) == pytest.approx(3 / 30, abs=0.01)
+    # gaps of half a letter height or more are word gaps: no letter gap to report
+    assert np.isnan(style.letter_gap(_letters(0.0, 20), 30.0))
