@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, true, union
+from sqlalchemy import Select, bindparam, func, literal_column, true, union
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -224,15 +224,18 @@ def _customers_statement(*, inherit: bool, cluster: bool) -> SelectOfScalar[Cust
 def _inherited_ids(customer_id: Any) -> Select:  # type: ignore[type-arg]
     """Customers of the active clusters (active model) holding a known slip of the customer,
     as ``store.factoring.linked_customer_ids`` finds them, as one SQL set."""
-    # the active model: the latest activation, else the newest embedding's version
+    # the active model: the latest activation, else the newest embedding's version.  LIMIT 1
+    # written out, not a parameter: PostgreSQL plans a prepared statement once (a generic
+    # plan) only when it costs no more than planning per value, and LIMIT $n costs much more
+    one: Any = literal_column("1")
     version = func.coalesce(
         select(ModelActivation.version)
         .order_by(col(ModelActivation.id).desc())
-        .limit(1)
+        .limit(one)
         .scalar_subquery(),
         select(Embedding.model_version)
         .order_by(col(Embedding.id).desc())
-        .limit(1)
+        .limit(one)
         .scalar_subquery(),
         "",
     )
