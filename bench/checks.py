@@ -346,6 +346,9 @@ def run_checks(
         out["json_one_till"]["server_cpu_ms"] = round(
             (_cpu_seconds(server_pid) - cpu) * 1000 / n_json, 1
         )
+        with ThreadPoolExecutor(concurrency) as pool:
+            bets = [_json_bet(rng, n_customers) for _ in range(n_json)]
+            out[f"json_{concurrency}_tills"] = _percentiles(list(pool.map(json_check, bets)))
         if not n_slip:  # --slip-checks 0: the JSON checks only
             return out
         cpu = _cpu_seconds(server_pid)
@@ -372,8 +375,6 @@ def run_checks(
             "unusable_slips": unusable,
         }
         with ThreadPoolExecutor(concurrency) as pool:
-            bets = [_json_bet(rng, n_customers) for _ in range(n_json)]
-            out[f"json_{concurrency}_tills"] = _percentiles(list(pool.map(json_check, bets)))
             jobs = [(queries[i % len(queries)], _json_bet(rng, n_customers))
                     for i in range(n_slip)]  # fmt: skip
             got = list(pool.map(lambda a: slip_check(*a)[0], jobs))
