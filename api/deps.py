@@ -30,7 +30,8 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def _app_settings(request: Request) -> Settings:
+async def _app_settings(request: Request) -> Settings:
+    # async: no I/O, and a sync dependency costs a hop to the thread pool on every request
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from store import audit
@@ -61,8 +62,12 @@ def create_api_key(
     return row, plaintext
 
 
+# built once: on every request, building and keying the statement cost more CPU than the look-up
+_BY_HASH = select(ApiKey).where(ApiKey.key_hash == bindparam("key_hash"))
+
+
 def actor_for_key(*, session: Session, key: str) -> Actor | None:
-    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
+    row = session.exec(_BY_HASH, params={"key_hash": hash_key(key)}).first()
     if row is None or row.revoked_at is not None:
         return None
     return Actor(name=row.name, role=row.role, shop_id=row.shop_id, key_id=row.id)
