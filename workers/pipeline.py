@@ -121,9 +121,13 @@ def single_threaded_math() -> None:
     extracts one slip at a time, and the processes already fill the cores: OpenBLAS threads
     of its own in each only spin against the others (measured on 2 cores: 126 -> 72 ms of
     CPU per slip, embedding and the rest alike)."""
+    import cv2
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # OpenCV's own pool is not covered by threadpoolctl; its helper threads cost CPU time
+    # the processes already spend on the other core
+    cv2.setNumThreads(1)
 
 
 def backoff(retries: int, *, base: float = 1.0, cap: float = 60.0) -> float:
