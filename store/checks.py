@@ -80,12 +80,12 @@ def check_bet(
     """Decide on a bet about to be taken.
 
     ``linked_customer_ids`` are the accounts whose handwriting matches the slip (when a slip
-    was given); with the accounts the bet's customer is linked to by handwriting (unless an
-    analyst turned inheritance off, see ``writer_customers``) the strictest factor and any
-    exclusion among them applies, as if the bet were theirs, so writing a slip under another
-    name does not get around a limit.  The writer's
-    open stake and repeated bets count the bets of those accounts, of the handwriting cluster
-    ``cluster_id`` and of the matching slips' bets ``matched_bet_ids``, anonymous ones too.
+    was given); with the accounts of the writer's cluster ``cluster_id`` and those the bet's
+    customer is linked to by handwriting (unless an analyst turned inheritance off, see
+    ``writer_customers``) the strictest factor and any exclusion among them applies, as if
+    the bet were theirs, so writing a slip under another name does not get around a limit.
+    The writer's open stake and repeated bets count the bets of those accounts, of the
+    cluster and of the matching slips' bets ``matched_bet_ids``, anonymous ones too.
     """
     customers = writer_customers(
         session,
