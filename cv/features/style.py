@@ -12,11 +12,13 @@ square-root and L2 normalisation.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["letter_gap", "letter_height", "slant", "style_features", "style_dim"]
+__all__ = ["letter_gap", "letter_height", "line_angle", "slant", "style_features", "style_dim"]
 
 _BINS = 8
 # (low, high) of each scalar; values outside are clipped to the end bins
@@ -29,6 +31,7 @@ _RANGES = (
     (-0.1, 0.3),  # slant: lean dx/dy of the near-vertical strokes
     (0.0, 0.4),  # gap between letters, in letter heights
     (0.3, 1.0),  # darkest ink: 1 - 5th percentile grey of ink pixels / 255
+    (-4.0, 4.0),  # line angle, degrees uphill
 )
 
 
@@ -102,29 +105,49 @@ def letter_gap(ink: NDArray[np.uint8], height: float) -> float:
     word or box gaps and are left out (letter spacing ICC 0.75 on generated fit writers;
     word gaps measured this way were not writer-specific, ICC 0.25).
     """
-    return _letter_gap(_component_stats(ink), height)
+    return _line_measures(_component_stats(ink), height)[0]
 
 
-def _letter_gap(stats: NDArray[np.int32], height: float) -> float:
+def line_angle(ink: NDArray[np.uint8], height: float) -> float:
+    """Median angle (degrees, > 0 runs uphill) from a letter's bottom to its right neighbour's.
+
+    On a deskewed slip the writing's own rise is a habit of the writer (ICC 0.46 on
+    generated fit writers, correlation 0.57 with the generator's true line rotation);
+    descenders make single pairs noisy, the median over all pairs is robust to them.
+    """
+    return _line_measures(_component_stats(ink), height)[1]
+
+
+def _line_measures(stats: NDArray[np.int32], height: float) -> tuple[float, float]:
+    """(letter gap in heights, line angle in degrees) from neighbouring components."""
+    nan = float("nan")
     if not (height > 0):
-        return float("nan")
+        return nan, nan
     st = stats[stats[:, cv2.CC_STAT_AREA] >= 8].astype(np.float64)
     if len(st) < 2:
-        return float("nan")
+        return nan, nan
     st = st[np.argsort(st[:, 0], kind="stable")]
     x0, w = st[:, 0], st[:, 2]
     cy = st[:, 1] + st[:, 3] / 2
+    cx = x0 + w / 2
+    bottom = st[:, 1] + st[:, 3]
     x1 = x0 + w
     # candidates of component i: the ones starting before x1[i] + 3 heights (sorted by x0)
     ends = np.searchsorted(x0, x1 + 3 * height, side="right")
-    gaps = []
+    gaps: list[float] = []
+    angles: list[float] = []
     for i in np.nonzero(ends > np.arange(len(st)) + 1)[0]:
-        j = slice(i + 1, ends[i])
-        ok = (np.abs(cy[j] - cy[i]) < 0.8 * height) & (x0[j] >= x0[i] + 0.8 * w[i])
-        if ok.any():
-            gaps.append(max(0.0, float((x0[j][ok] - x1[i]).min())) / height)
+        j = np.arange(i + 1, ends[i])
+        j = j[(np.abs(cy[j] - cy[i]) < 0.8 * height) & (x0[j] >= x0[i] + 0.8 * w[i])]
+        if not j.size:
+            continue
+        gaps.append(max(0.0, float((x0[j] - x1[i]).min())) / height)
+        for k in j[cx[j] - cx[i] > 0.5 * height][:2]:
+            angles.append(-math.degrees(math.atan((bottom[k] - bottom[i]) / (cx[k] - cx[i]))))
     small = [g for g in gaps if g < 0.5]
-    return float(np.median(small)) if small else float("nan")
+    gap = float(np.median(small)) if small else nan
+    angle = float(np.median(angles)) if len(angles) >= 3 else nan
+    return gap, angle
 
 
 def style_features(
@@ -168,6 +191,7 @@ def style_features(
     if not mask.any() or not (stroke_width > 0 and x_height > 0):
         return np.zeros(style_dim(), np.float32)
     levels = grey[mask].astype(np.float64) / 255.0
+    gap, angle = _line_measures(stats, height_px)
     values = (
         np.log(x_height),
         np.log(stroke_width),
@@ -175,8 +199,9 @@ def style_features(
         1.0 - float(levels.mean()),
         float(levels.std()),
         slant(ink),
-        _letter_gap(stats, height_px),
+        gap,
         1.0 - float(np.percentile(levels, 5)),
+        angle,
     )
     # a measurement that cannot be made (too few strokes or letters) votes for no bin
     parts = [

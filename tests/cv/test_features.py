@@ -127,11 +127,11 @@ def test_style_features_exact_blocks():
     grey = np.where(ink > 0, 0, 255).astype(np.uint8)
     f = style.style_features(ink, grey, stroke_width=2.0, x_height=20.0)
     assert f.shape == (style.style_dim(),)
-    blocks = f.reshape(8, -1)
-    # one short bar has too few edges for a slant and no neighbour for a letter gap: those
-    # blocks stay empty, every other measurement is one soft histogram
+    blocks = f.reshape(9, -1)
+    # one short bar has too few edges for a slant and no neighbour for a letter gap or a
+    # line angle: those blocks stay empty, every other measurement is one soft histogram
     np.testing.assert_allclose(blocks[[0, 1, 2, 3, 4, 7]].sum(axis=1), 1.0, atol=1e-6)
-    assert not blocks[5].any() and not blocks[6].any()
+    assert not blocks[5].any() and not blocks[6].any() and not blocks[8].any()
     # pure black ink: darkness 1 peaks in the last bin, no spread peaks in the first
     assert blocks[3].argmax() == blocks.shape[1] - 1
     assert blocks[4].argmax() == 0
@@ -141,14 +141,16 @@ def test_style_features_exact_blocks():
         style.style_features(ink, grey[:5], stroke_width=2.0, x_height=20.0)
 
 
-def _letters(lean: float, gap: int) -> np.ndarray:
-    """A line of ten 30-px tall, 4-px wide strokes ``gap`` px apart, sheared by ``lean``."""
-    ink = np.zeros((60, 400), np.uint8)
+def _letters(lean: float, gap: int, rise: float = 0.0) -> np.ndarray:
+    """A line of ten 30-px tall, 4-px wide strokes ``gap`` px apart, sheared by ``lean``,
+    each ``rise`` px higher than the one before."""
+    ink = np.zeros((120, 400), np.uint8)
     x = 20
-    for _ in range(10):
-        for r in range(15, 45):
-            c = int(round(x + lean * (45 - r)))
-            ink[r, c : c + 4] = 255
+    for n in range(10):
+        lift = int(round(n * rise))
+        for r in range(45, 75):
+            c = int(round(x + lean * (75 - r)))
+            ink[r - lift, c : c + 4] = 255
         x += 4 + gap
     return ink
 
@@ -170,3 +172,13 @@ def test_letter_gap_in_letter_heights():
     assert style.letter_gap(_letters(0.0, 3), 30.0) == pytest.approx(3 / 30, abs=0.01)
     # gaps of half a letter height or more are word gaps: no letter gap to report
     assert np.isnan(style.letter_gap(_letters(0.0, 20), 30.0))
+
+
+def test_line_angle_follows_the_rise_of_the_letters():
+    from cv.features import style
+
+    # letters 16 px apart (centre to centre), each 1 px higher: atan(1/16) = 3.6 degrees
+    assert style.line_angle(_letters(0.0, 12, rise=1.0), 30.0) == pytest.approx(3.58, abs=0.3)
+    assert style.line_angle(_letters(0.0, 12, rise=-1.0), 30.0) == pytest.approx(-3.58, abs=0.3)
+    assert style.line_angle(_letters(0.0, 12), 30.0) == pytest.approx(0.0, abs=0.01)
+    assert np.isnan(style.line_angle(_letters(0.0, 12)[:, :30], 30.0))

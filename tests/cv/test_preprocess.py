@@ -289,6 +289,43 @@ def test_scale_normalisation_is_stable_across_dpi() -> None:
     assert max(heights) - min(heights) <= 4, heights
 
 
+SAMPLE_SLIP = REPO_ROOT / "sample_slips" / "set" / "slip_00009.jpg"
+
+
+def _turned(img: np.ndarray, degrees: float) -> np.ndarray:
+    m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), degrees, 1.0)
+    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderValue=235)
+
+
+@pytest.mark.parametrize("degrees", [-2.5, -1.0, 1.5, 3.0])
+def test_printed_slip_skew_from_the_print_baselines(degrees: float) -> None:
+    # A generated slip whose rules are dotted or short: the frame votes alone left half of
+    # the held-out slips at 0; the print's baselines measure the turn to a tenth of a degree.
+    img = load_image(SAMPLE_SLIP.read_bytes())
+    upright = preprocess(img).quality.skew_degrees
+    turned = preprocess(_turned(img, degrees)).quality.skew_degrees
+    assert turned - upright == pytest.approx(degrees, abs=0.25)
+
+
+def test_printed_slip_is_scaled_by_the_page_not_the_pen() -> None:
+    from cv.features.style import letter_height
+
+    img = load_image(SAMPLE_SLIP.read_bytes())
+    base = preprocess(img, target_stroke_width=5.0)
+    # another resolution (dpi): the same scale per page, letters of the same normalised size
+    for f in (0.75, 1.5):
+        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+        im = cv2.resize(img, None, fx=f, fy=f, interpolation=interp)
+        p = preprocess(im, target_stroke_width=5.0)
+        assert p.scale * f == pytest.approx(base.scale, rel=0.01)
+        assert letter_height(p.ink) == pytest.approx(letter_height(base.ink), rel=0.12)
+    # a heavier pen on the same page keeps its width: the page, not the stroke, sets the scale
+    heavy = cv2.erode(img, np.ones((3, 3), np.uint8))
+    p = preprocess(heavy, target_stroke_width=5.0)
+    assert p.scale == pytest.approx(base.scale, rel=0.01)
+    assert p.quality.stroke_width > base.quality.stroke_width + 1.0
+
+
 def test_rotated_slip_is_deskewed_and_reported() -> None:
     img = _ruled_page()
     cv2.putText(img, "Red Rum", (300, 130), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.5, 40, 3)
