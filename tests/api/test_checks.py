@@ -9,6 +9,7 @@ import cv2
 from sqlmodel import select
 
 from store.clustering import ClusterMember
+from tests.api.test_slips import _bomb_png
 from tests.conftest import REPO_ROOT, auth
 from tests.factories import make_customer, make_shop
 from workers import pipeline
@@ -130,13 +131,20 @@ def test_an_anonymous_writers_open_stakes_count_through_the_match(client, sessio
 
 def test_unreadable_slip_is_refused_with_its_reason(client, session, keys):
     till = auth(keys.shop(make_shop(session).id))
-    resp = client.post(
-        "/checks",
-        data={"bet": json.dumps(BET)},
-        files={"slip": ("x.png", b"not an image", "image/png")},
-        headers=till,
-    )
-    assert resp.status_code in (415, 422) and resp.json()["detail"].startswith("slip:")
+
+    def check(image: bytes):  # type: ignore[no-untyped-def]
+        return client.post(
+            "/checks",
+            data={"bet": json.dumps(BET)},
+            files={"slip": ("x.png", image, "image/png")},
+            headers=till,
+        )
+
+    # each refusal with its status: not an image, a header claiming too many pixels
+    resp = check(b"not an image")
+    assert resp.status_code == 415 and resp.json()["detail"].startswith("slip: not a recognised")
+    resp = check(_bomb_png(100_000, 100_000))
+    assert resp.status_code == 413 and "pixels" in resp.json()["detail"]
 
 
 def test_repeated_bets_and_selection_liability_refer(client, session, keys):
