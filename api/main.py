@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from api import errors, privacy, ratelimit
@@ -29,14 +32,31 @@ from store.db import get_engine
 from store.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None, *, pipeline: object | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    pipeline: object | None = None,
+    warm_index: bool | None = None,
+) -> FastAPI:
     """Build the API.  ``pipeline`` receives slip ids to process after their upload commits
-    (``submit(slip_id)``, ``ping()``); None means slips stay pending for a sweeper."""
+    (``submit(slip_id)``, ``ping()``); None means slips stay pending for a sweeper.
+    ``warm_index`` (default: outside tests) starts building the handwriting index in the
+    background when the server starts, so the first slip check does not build it."""
     settings = settings or get_settings()
+    if warm_index is None:
+        warm_index = settings.environment != "test"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm_index:
+            _warm_index(app)
+        yield
+
     app = FastAPI(
         title="sliplink",
         version="0.1.0",
         description="Bets, slips, handwriting clusters and risk alerts for betting operators.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = get_engine(settings.effective_database_url)
@@ -64,3 +84,12 @@ def create_app(settings: Settings | None = None, *, pipeline: object | None = No
         app.include_router(module.router)
     app.include_router(models.ui_router)  # the model pages
     return app
+
+
+def _warm_index(app: FastAPI) -> None:
+    """Start the background build of the slip index (``/readyz`` shows its state)."""
+    try:
+        from workers.pipeline import warm_index_at_start
+    except ImportError:  # an API-only install: slip checks are not served
+        return
+    warm_index_at_start(app.state.engine)

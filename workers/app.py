@@ -94,15 +94,30 @@ app = make_celery(_settings().broker_url)
 app.conf.include = ["workers.tasks", "workers.model_tasks"]
 
 
+# whether this worker consumes the assign queue (set before the pool forks its processes)
+_consumes_assign = False
+
+
+@signals.celeryd_after_setup.connect
+def _note_queues(sender=None, instance=None, **_kwargs: object) -> None:  # type: ignore[no-untyped-def]
+    global _consumes_assign
+    names = set(instance.app.amqp.queues.consume_from or ()) if instance is not None else set()
+    _consumes_assign = PipelineConfig.from_env().queue("assign") in names
+
+
 @signals.worker_process_init.connect
 def _init_process(**_kwargs: object) -> None:
-    """Fresh engine per forked process: pooled connections must not cross a fork."""
+    """Fresh engine per forked process: pooled connections must not cross a fork.  A process
+    of an assign worker starts building the assignment index at once, in the background (a
+    first assignment waits for that build instead of making its own)."""
     from store.db import dispose_engines, get_engine
-    from workers.pipeline import single_threaded_math
+    from workers.pipeline import single_threaded_math, warm_index_at_start
 
     dispose_engines()
-    get_engine(_settings().effective_database_url)
+    engine = get_engine(_settings().effective_database_url)
     single_threaded_math()
+    if _consumes_assign:
+        warm_index_at_start(engine)
 
 
 @signals.worker_ready.connect

@@ -2,7 +2,11 @@
 embed the image with the active model, ask the assignment index which cluster it would join
 and which stored slips are nearest (a slip left on its own counts too), and which customer
 accounts those slips' bets belong to (the cluster's accounts are looked up with the check's
-other accounts)."""
+other accounts).
+
+Right after a start the index may still be building (in the background: 50-130 s at 200k
+slips); a check then searches the newest ``RECENT_SLIPS`` stored slips exactly instead of
+waiting, and says so (``WriterIdentity.search``)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from store.errors import Invalid, TooLarge, UnsupportedImage
 from store.models import Bet, Slip
 from store.settings import Settings
 from workers import model as models
-from workers.pipeline import match_slip, model_calibration
+from workers.pipeline import RECENT_SLIPS, match_slip, model_calibration
 
 # neighbours looked at: enough to see a writer's few earlier slips, cheap to search
 NEIGHBOURS = 10
@@ -45,6 +49,20 @@ class WriterIdentity:
     usable: bool = True
     matches: list[SlipNeighbour] = field(default_factory=list)
     customer_ids: list[int] = field(default_factory=list)
+    # "index": every stored slip searched; "recent": the index was still building, only
+    # the ``searched`` newest slips were
+    search: str = "index"
+    searched: int | None = None
+
+    @property
+    def partial_search(self) -> str | None:
+        """The reason to give when not every stored slip was searched."""
+        if self.search != "recent":
+            return None
+        return (
+            "slip: the handwriting index is still loading after a restart; only the "
+            f"{self.searched} most recent stored slips (at most {RECENT_SLIPS}) were searched"
+        )
 
 
 def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes) -> WriterIdentity:
@@ -78,7 +96,7 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
         for sid, sim, cid in close
         if sid in bets  # a slip deleted since the index saw it
     ]
-    identity = WriterIdentity(matches=matches)
+    identity = WriterIdentity(matches=matches, search=found.source, searched=found.searched)
     if found.cluster is not None:
         identity.cluster_id, identity.confidence = found.cluster[0], round(found.cluster[1], 4)
     identity.customer_ids = sorted({m.customer_id for m in matches if m.customer_id is not None})

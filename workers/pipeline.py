@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import and_, case, func, or_, text
+from sqlalchemy import and_, bindparam, case, func, or_, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select, update
@@ -324,6 +324,8 @@ def assign_cluster(job: SlipJob) -> None:
     """Join the nearest cluster, start one with unclustered neighbours, or stay alone
     (``cv.cluster.assign_incremental``), under the assignment lock."""
     assert job.embedding is not None
+    # a build in progress (started at process start) is waited for outside the lock
+    await_index(job.session, job.model_version, dim=job.embedding.dim)
     with assignment_lock(job.session):
         # the lock is ours: whatever another assigner committed is now visible
         if clustering.get_membership(
@@ -452,6 +454,42 @@ _assign_thread_lock = threading.RLock()
 _LOOKBACK = 2000  # embedding ids re-checked below the newest seen (see Assigner.refresh)
 _ADVISORY_KEY = 0x511F_11A7  # "sliplink" assignment lock
 
+# the refresh's statements, built once: building them cost ~6% of a slip check's CPU
+_TOPS = select(
+    select(func.max(ClusterEvent.id))
+    .where(ClusterEvent.kind == EventKind.recluster)
+    .scalar_subquery(),
+    select(func.max(Embedding.id)).scalar_subquery(),
+    select(func.max(ClusterMember.id)).scalar_subquery(),
+)
+_MEMBERS_AFTER = (
+    select(ClusterMember.id, ClusterMember.slip_id, ClusterMember.cluster_id)
+    .where(
+        col(ClusterMember.model_version) == bindparam("version"),
+        col(ClusterMember.id) > bindparam("last"),
+    )
+    .order_by(col(ClusterMember.id))
+)
+_MINE = and_(col(Embedding.model_version) == bindparam("version"), col(Embedding.usable))
+# rows of other versions or unusable ones come as ids only; below the lookback window
+# (the first read) only this version's rows matter
+_EMBEDDING_ROWS = select(
+    Embedding.id, Embedding.slip_id, case((_MINE, Embedding.vector), else_=None)
+)
+_BELOW_WINDOW = or_(col(Embedding.id) > bindparam("floor"), _MINE)
+_EMBEDDINGS_AFTER = _EMBEDDING_ROWS.where(
+    col(Embedding.id) > bindparam("last"), _BELOW_WINDOW
+).order_by(col(Embedding.id))
+# a second statement, not an empty IN list in the first: PostgreSQL plans an OR with the
+# pending ids as a scan of the table
+_EMBEDDINGS_AFTER_OR_PENDING = _EMBEDDING_ROWS.where(
+    or_(
+        col(Embedding.id) > bindparam("last"),
+        col(Embedding.id).in_(bindparam("pending", expanding=True)),
+    ),
+    _BELOW_WINDOW,
+).order_by(col(Embedding.id))
+
 
 @contextmanager
 def assignment_lock(session: Session):  # type: ignore[no-untyped-def]
@@ -472,7 +510,8 @@ class Assigner:
 
     Built from the database at first use and kept current: before each assignment it reads
     embeddings and memberships newer than the last ids it saw (memberships are replaced, not
-    updated, when a slip changes cluster), and rebuilds fully after a re-clustering run.
+    updated, when a slip changes cluster), and reads every membership again after a
+    re-clustering run.  The first, full build runs in the background (:func:`start_index_build`).
     """
 
     def __init__(self, model_version: str) -> None:
@@ -492,34 +531,28 @@ class Assigner:
     @staticmethod
     def _tops(session: Session) -> tuple[int, int, int]:
         """(last re-clustering event, newest embedding, newest membership) in one query."""
-        row = session.exec(
-            select(
-                select(func.max(ClusterEvent.id))
-                .where(ClusterEvent.kind == EventKind.recluster)
-                .scalar_subquery(),
-                select(func.max(Embedding.id)).scalar_subquery(),
-                select(func.max(ClusterMember.id)).scalar_subquery(),
-            )
-        ).one()
+        row = session.exec(_TOPS).one()
         return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
     def refresh(self, session: Session, *, dim: int) -> None:
+        """Catch up with the database: a full build when cold (or the tables were emptied, or
+        the dimension changed), else only the rows newer than those seen.  A re-clustering
+        replaces memberships, never embeddings: the vector index stays and only the slip ->
+        cluster map is read again (rebuilding the index took 50-130 s at 200k slips)."""
         from cv.index import VectorIndex
 
         epoch, top_embedding, top_member = self._tops(session)
         # ids going backwards means the tables were emptied (restore, test truncation)
         rewound = top_embedding < self.last_embedding or top_member < self.last_member
-        if rewound or epoch != self.epoch or self.index is None or self.index.dim != dim:
+        if rewound or self.index is None or self.index.dim != dim:
             self.invalidate()
             self.index, self.epoch = VectorIndex(dim), epoch
+        elif epoch != self.epoch:
+            self.slip_cluster, self.sizes, self.last_member = {}, Counter(), 0
+            self.epoch = epoch
         self._read_embeddings(session, top_embedding)
         members = session.exec(
-            select(ClusterMember.id, ClusterMember.slip_id, ClusterMember.cluster_id)
-            .where(
-                ClusterMember.model_version == self.model_version,
-                col(ClusterMember.id) > self.last_member,
-            )
-            .order_by(col(ClusterMember.id))
+            _MEMBERS_AFTER, params={"version": self.model_version, "last": self.last_member}
         ).all()
         for mid, slip_id, cluster_id in members:
             self._set(int(slip_id), cluster_id)
@@ -537,17 +570,15 @@ class Assigner:
         """
         if top <= self.last_embedding and not self.pending:
             return
-        floor = top - _LOOKBACK
-        mine = and_(col(Embedding.model_version) == self.model_version, col(Embedding.usable))
-        new = col(Embedding.id) > self.last_embedding
+        params: dict[str, Any] = {
+            "version": self.model_version,
+            "last": self.last_embedding,
+            "floor": top - _LOOKBACK,
+        }
+        statement = _EMBEDDINGS_AFTER
         if self.pending:
-            new = or_(new, col(Embedding.id).in_(sorted(self.pending)))
-        rows = session.exec(
-            select(Embedding.id, Embedding.slip_id, case((mine, Embedding.vector), else_=None))
-            # below the window only this version's rows matter (the first read)
-            .where(new, or_(col(Embedding.id) > floor, mine))
-            .order_by(col(Embedding.id))
-        ).all()
+            statement, params["pending"] = _EMBEDDINGS_AFTER_OR_PENDING, sorted(self.pending)
+        rows = session.exec(statement, params=params).all()
         vectors = [(int(r[1]), r[2]) for r in rows if r[2] is not None]
         for start in range(0, len(vectors), 5000):
             chunk = vectors[start : start + 5000]
@@ -558,6 +589,7 @@ class Assigner:
         # ids of stored rows are never None
         newest = max(top, int(rows[-1][0]) if rows else 0)  # type: ignore[arg-type]
         seen = {int(r[0]) for r in rows}  # type: ignore[arg-type]
+        floor = int(params["floor"])
         candidates = self.pending | set(range(max(self.last_embedding, floor) + 1, newest + 1))
         self.pending = {i for i in candidates - seen if i > newest - _LOOKBACK}
         self.last_embedding = newest
@@ -738,10 +770,20 @@ def would_join(
 class SlipMatch:
     """What the assignment index says about a slip that is not stored: the cluster it would
     join (``(cluster id, confidence)`` or None) and its nearest stored slips, best first, as
-    ``(slip id, cosine similarity, cluster id or None)``: singletons included."""
+    ``(slip id, cosine similarity, cluster id or None)``: singletons included.
+
+    ``source`` is ``"index"`` (every stored slip of the version searched) or ``"recent"``
+    (the index was still being built: an exact search over the ``searched`` newest slips)."""
 
     cluster: tuple[int, float] | None
     neighbours: list[tuple[int, float, int | None]]
+    source: str = "index"
+    searched: int | None = None
+
+
+# searched exactly while the index is built: ~0.1 s of reading and scoring per check, and
+# a writer's latest slips are the ones a counter check most needs to see
+RECENT_SLIPS = 10_000
 
 
 def match_slip(
@@ -752,14 +794,25 @@ def match_slip(
     threshold: float | None = None,
     k: int = 10,
     calibration: Calibration | None = None,
+    wait: float = 0.0,
 ) -> SlipMatch:
     """Read-only look-up of one embedding in the assignment index (one refresh, one search);
-    ``calibration`` (else one ``threshold`` for every decision) decides the cluster."""
+    ``calibration`` (else one ``threshold`` for every decision) decides the cluster.
+
+    When the index is not built yet, its build starts in the background (once per process,
+    database and version) and, after waiting at most ``wait`` seconds for it, the answer
+    comes from an exact search over the newest ``RECENT_SLIPS`` slips (``source="recent"``):
+    a check never waits for the whole build."""
     from cv.cluster import assign_incremental
 
+    dim = int(vector.shape[0])
+    if not index_built(session.get_bind(), model_version, dim=dim):
+        build = start_index_build(session.get_bind(), model_version, dim=dim)
+        if not build.done.wait(wait):
+            return _match_recent(session, model_version, vector, threshold, k, calibration)
     with _assign_thread_lock:
         assigner = _assigner(session, model_version)
-        assigner.refresh(session, dim=int(vector.shape[0]))
+        assigner.refresh(session, dim=dim)
         if assigner.index is None or len(assigner.index) == 0:
             return SlipMatch(None, [])
         scores, ids = assigner.index.search(vector, int(k))
@@ -781,15 +834,223 @@ def match_slip(
     return SlipMatch(cluster, neighbours)
 
 
+_RECENT = (
+    select(Embedding.slip_id, Embedding.vector, ClusterMember.cluster_id)
+    .outerjoin(
+        ClusterMember,
+        and_(
+            col(ClusterMember.slip_id) == col(Embedding.slip_id),
+            col(ClusterMember.model_version) == col(Embedding.model_version),
+        ),
+    )
+    .where(col(Embedding.model_version) == bindparam("version"), col(Embedding.usable))
+    .order_by(col(Embedding.id).desc())
+    .limit(RECENT_SLIPS)  # written out: one generic plan for the prepared statement
+)
+_CLUSTER_SIZES = (
+    select(ClusterMember.cluster_id, func.count())
+    .where(
+        col(ClusterMember.model_version) == bindparam("version"),
+        col(ClusterMember.cluster_id).in_(bindparam("clusters", expanding=True)),
+    )
+    .group_by(col(ClusterMember.cluster_id))
+)
+
+
+def _match_recent(
+    session: Session,
+    model_version: str,
+    vector: NDArray[np.float32],
+    threshold: float | None,
+    k: int,
+    calibration: Calibration | None,
+) -> SlipMatch:
+    """``match_slip`` without the index: exact cosine search over the newest slips of the
+    version, their memberships read with them, the neighbours' clusters' full sizes."""
+    from cv.cluster import assign_incremental
+    from cv.index import VectorIndex
+
+    rows = session.exec(_RECENT, params={"version": model_version}).all()
+    if not rows:
+        return SlipMatch(None, [], source="recent", searched=0)
+    index = VectorIndex(int(vector.shape[0]), exact_below=RECENT_SLIPS + 1)
+    index.add(
+        np.array([int(r[0]) for r in rows], dtype=np.int64),
+        np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]),
+    )
+    slip_cluster = {int(r[0]): int(r[2]) for r in rows if r[2] is not None}
+    scores, ids = index.search(vector, int(k))
+    neighbours = [
+        (int(i), float(sc), slip_cluster.get(int(i)))
+        for i, sc in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+        if i >= 0
+    ]
+    clusters = sorted({c for _, _, c in neighbours if c is not None})
+    sizes: Counter[int] = Counter()
+    if clusters:
+        params = {"version": model_version, "clusters": clusters}
+        counted = session.exec(_CLUSTER_SIZES, params=params).all()
+        sizes.update({int(c or 0): int(n) for c, n in counted})  # c: IN a list, never NULL
+    found = assign_incremental(
+        vector,
+        index=index,
+        slip_cluster=slip_cluster,
+        threshold=threshold,
+        calibration=calibration,
+        k=int(k),
+        cluster_sizes=sizes,
+    )
+    cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
+    return SlipMatch(cluster, neighbours, source="recent", searched=len(rows))
+
+
+def _key(bind: Any, model_version: str) -> tuple[str, str]:
+    url = bind.url if isinstance(bind, Engine) else bind.engine.url
+    return url.render_as_string(hide_password=True), model_version
+
+
 def _assigner(session: Session, model_version: str) -> Assigner:
     """The process's assigner for this database and model version."""
-    bind = session.get_bind()
-    url = bind.url if isinstance(bind, Engine) else bind.engine.url
-    key = (url.render_as_string(hide_password=True), model_version)
+    key = _key(session.get_bind(), model_version)
     with _assign_thread_lock:
         if key not in _assigners:
             _assigners[key] = Assigner(model_version)
         return _assigners[key]
+
+
+# ---------------------------------------------------------------- the index build
+@dataclass
+class IndexBuild:
+    """One background build of a version's assignment index (``done`` is set at its end,
+    built or failed)."""
+
+    key: tuple[str, str]
+    done: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+    seconds: float | None = None
+    slips: int = 0
+    error: str | None = None
+
+
+_builds: dict[tuple[str, str], IndexBuild] = {}
+_builds_lock = threading.Lock()  # bookkeeping only, never held while building
+
+
+def index_built(bind: Any, model_version: str, *, dim: int | None = None) -> bool:
+    """Whether this process holds the version's index (built, of this dimension)."""
+    assigner = _assigners.get(_key(bind, model_version))
+    index = assigner.index if assigner is not None else None
+    return index is not None and (dim is None or index.dim == dim)
+
+
+def start_index_build(bind: Any, model_version: str, *, dim: int | None = None) -> IndexBuild:
+    """Build the version's index in a background thread, unless it is built or being built
+    (then that build is returned): one build per process, database and version.  ``dim``
+    defaults to that of the stored embeddings (nothing to build when there are none)."""
+    key = _key(bind, model_version)
+    with _builds_lock:
+        build = _builds.get(key)
+        if build is not None and (not build.done.is_set() or index_built(bind, model_version)):
+            return build
+        build = _builds[key] = IndexBuild(key)
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    threading.Thread(
+        target=_build_index,
+        args=(build, engine, model_version, dim),
+        name="sliplink-index-build",
+        daemon=True,
+    ).start()
+    return build
+
+
+def _build_index(build: IndexBuild, engine: Engine, model_version: str, dim: int | None) -> None:
+    """Read the version's embeddings into a fresh assigner outside the assignment lock (the
+    slow part: checks and assignments go on meanwhile), then make it the process's assigner;
+    its next refresh catches up with what was written since."""
+    import os
+
+    try:
+        # below request threads in CPU priority (Linux: per thread; faiss releases the GIL)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+    try:
+        with Session(engine) as s:
+            dim = dim or _stored_dim(s, model_version)
+            if dim:
+                fresh = Assigner(model_version)
+                fresh.refresh(s, dim=dim)
+                with _assign_thread_lock:
+                    if not index_built(engine, model_version, dim=dim):
+                        _assigners[build.key] = fresh
+                build.slips = len(fresh.index)
+        build.seconds = time.monotonic() - build.started
+        log.info(
+            "assignment index of %s: %d slips in %.1f s", model_version, build.slips, build.seconds
+        )
+    except Exception as exc:  # noqa: BLE001 - the next use builds it inline, as before
+        build.error = f"{type(exc).__name__}: {exc}"
+        log.exception("assignment index build of %s failed", model_version)
+    finally:
+        build.done.set()
+
+
+_STORED_DIM = (
+    select(Embedding.dim)
+    .where(col(Embedding.model_version) == bindparam("version"), col(Embedding.usable))
+    .limit(1)
+)
+
+
+def _stored_dim(session: Session, model_version: str) -> int | None:
+    dim = session.exec(_STORED_DIM, params={"version": model_version}).first()
+    return int(dim) if dim else None
+
+
+def warm_index_at_start(engine: Engine) -> threading.Thread:
+    """At process start: build the active version's index in the background, so the first
+    slip check or assignment finds it ready (or at least started)."""
+
+    def run() -> None:
+        try:
+            with Session(engine) as s:
+                version = clustering.active_model_version(session=s)
+            if version:
+                start_index_build(engine, version)
+        except Exception:  # noqa: BLE001 - the first use starts the build instead
+            log.exception("could not start the assignment index build")
+
+    thread = threading.Thread(target=run, name="sliplink-index-warm", daemon=True)
+    thread.start()
+    return thread
+
+
+def await_index(session: Session, model_version: str, *, dim: int) -> None:
+    """Before taking the assignment lock: wait for the version's index when it is not built
+    (started here when nobody has), rather than building a second one under the lock."""
+    if not index_built(session.get_bind(), model_version, dim=dim):
+        start_index_build(session.get_bind(), model_version, dim=dim).done.wait()
+
+
+def index_status(bind: Any) -> dict[str, Any]:
+    """The assignment index of this process for the database ``bind`` points at, for
+    ``/readyz``: ``warm`` (built), ``building``, ``failed``, ``empty`` (nothing stored to
+    index at start) or ``cold`` (not started)."""
+    url = _key(bind, "")[0]
+    builds = [b for (u, _), b in list(_builds.items()) if u == url]
+    built = {v: a for (u, v), a in list(_assigners.items()) if u == url and a.index is not None}
+    build = max(builds, key=lambda b: b.started) if builds else None
+    if build is not None and not build.done.is_set():
+        seconds = round(time.monotonic() - build.started, 1)
+        return {"state": "building", "model_version": build.key[1], "seconds": seconds}
+    version = build.key[1] if build is not None else next(iter(built), None)
+    if version in built:
+        return {"state": "warm", "model_version": version, "slips": len(built[version].index)}
+    if build is None:
+        return {"state": "cold"}
+    if build.error:
+        return {"state": "failed", "model_version": version, "error": build.error}
+    return {"state": "empty", "model_version": version}
 
 
 # ---------------------------------------------------------------- scheduled work

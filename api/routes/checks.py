@@ -72,10 +72,19 @@ async def pre_acceptance_check(
     result, identity = await run_in_threadpool(
         _decide, session=session, settings=settings, bet_in=bet_in, image_bytes=image_bytes
     )
+    partial = identity.partial_search if identity else None
+    if partial:
+        result.reasons.append(partial)
     return asdict(result) | {
         "slip_checked": identity is not None,
         "slip_usable": identity.usable if identity else None,
         "slip_matches": [asdict(m) for m in identity.matches] if identity else [],
+        # "index" (every stored slip) or "recent" (index still loading: the newest only)
+        "slip_search": (
+            {"source": identity.search, "slips_searched": identity.searched}
+            if identity and identity.usable
+            else None
+        ),
     }
 
 
