@@ -58,7 +58,7 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.procstat import tree_cpu_s  # noqa: E402
+from bench.procstat import cpu_s, tree_cpu_s  # noqa: E402
 
 SAMPLE_SET = REPO / "sample_slips" / "set"
 
@@ -114,6 +114,31 @@ def _progress(url: str, *, after_id: int = 0) -> tuple[int, list[float]]:
         ).all()
     engine.dispose()
     return len(rows), [(j - u).total_seconds() for u, j in rows]
+
+
+def _service_cpu() -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the PostgreSQL processes and the Redis / RabbitMQ servers, by
+    pid: the slips' database and broker work shares the same cores as the workers."""
+    kinds = {"postgres": "db", "redis-server": "broker", "beam.smp": "broker"}
+    out: dict[str, dict[int, float]] = {"db": {}, "broker": {}}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                kind = kinds.get((entry / "comm").read_text().strip())
+            except OSError:
+                continue
+            if kind:
+                out[kind][int(entry.name)] = cpu_s(int(entry.name))
+    return out
+
+
+def _service_delta(before: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds spent since ``before`` (processes that exited meanwhile are not seen)."""
+    after = _service_cpu()
+    return {
+        kind: sum(t - before[kind].get(pid, 0.0) for pid, t in pids.items())
+        for kind, pids in after.items()
+    }
 
 
 def run_one(
@@ -196,6 +221,7 @@ def run_one(
                 time.sleep(0.2)
             base = workers
             worker_cpu0, api_cpu0 = tree_cpu_s(proc.pid), time.process_time()
+            services0 = _service_cpu()
             started = time.monotonic()
             for i, data in enumerate(images[workers:]):
                 if rate:
@@ -213,6 +239,7 @@ def run_one(
             elapsed = time.monotonic() - started
             worker_cpu = tree_cpu_s(proc.pid) - worker_cpu0
             api_cpu = time.process_time() - api_cpu0
+            services = _service_delta(services0)
         pipeline.shutdown()
         measured = sorted(lat) or [float("nan")]
         return {
@@ -228,6 +255,10 @@ def run_one(
             # assign, rules, Celery) and this process (the API taking the uploads)
             "worker_cpu_ms_per_slip": round(1000 * worker_cpu / max(done, 1), 1),
             "api_cpu_ms_per_slip": round(1000 * api_cpu / max(n - base, 1), 1),
+            # PostgreSQL (every backend: the API's and the workers' queries) and the broker
+            # server; other jobs using them at the same time count here too
+            "db_cpu_ms_per_slip": round(1000 * services["db"] / max(n - base, 1), 1),
+            "broker_cpu_ms_per_slip": round(1000 * services["broker"] / max(n - base, 1), 1),
         }
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -298,7 +329,9 @@ def main() -> None:
     for r in results:
         print(
             f"{r['workers']:>7} {r['slips_per_s']:>8} {r['latency_p50_s']:>7} "
-            f"{r['latency_p95_s']:>7}  worker CPU {r['worker_cpu_ms_per_slip']} ms/slip"
+            f"{r['latency_p95_s']:>7}  CPU ms/slip: worker {r['worker_cpu_ms_per_slip']}, "
+            f"API {r['api_cpu_ms_per_slip']}, db {r['db_cpu_ms_per_slip']}, "
+            f"broker {r['broker_cpu_ms_per_slip']}"
         )
     cv_ms, decode_ms = cost["cv_embed_ms_per_slip"], cost["png_decode_ms_per_slip"]
     print(f"of the worker CPU per slip: cv.embed {cv_ms} ms, PNG decode {decode_ms} ms")
