@@ -41,4 +41,6 @@ def _index_status(engine: object) -> dict[str, object]:
         from workers.pipeline import index_status
     except ImportError:  # an API-only install: no pipeline, no index
         return {"state": "none"}
-    return index_status(engine)
+    status = index_status(engine)
+    # a public probe: the state and how long a build has run, no counts or error texts
+    return {k: v for k, v in status.items() if k in ("state", "seconds")}

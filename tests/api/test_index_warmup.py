@@ -113,7 +113,7 @@ def test_checks_during_the_start_up_build_answer_from_the_newest_slips(  # type:
         build = next(iter(pipeline._builds.values()))
         assert build.done.wait(SAFETY) and build.error is None
         ready = client.get("/readyz").json()
-        assert ready["index"]["state"] == "warm" and ready["index"]["slips"] == 1
+        assert ready["index"] == {"state": "warm"}
         after = _check(client, till)
         assert after["slip_search"] == {"source": "index", "slips_searched": None}
         assert not any("index is still loading" in r for r in after["reasons"])
