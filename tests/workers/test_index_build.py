@@ -175,3 +175,39 @@ def test_a_recluster_keeps_the_vector_index(stored, engine, monkeypatch):  # typ
     cluster = {m.slip_id: m.cluster_id for m in session.exec(select(ClusterMember))}
     assert assigner.slip_cluster == {s: c for s, c in cluster.items() if c is not None}
     assert [n[2] for n in after.neighbours] == [cluster[a1], cluster[a2], cluster[b]]
+
+
+def test_an_assign_worker_builds_the_index_when_it_starts(  # type: ignore[no-untyped-def]
+    pg_url, worker_env, start_worker, shared_broker_url
+):
+    """A real Celery worker (all queues, so assign too) builds the index of the active
+    version at start, before any slip is sent to it."""
+    from sqlalchemy import create_engine
+
+    from store import clustering
+    from tests.factories import make_shop
+    from tests.workers.conftest import queue_prefix, wait_for
+
+    engine = create_engine(pg_url)
+    with Session(engine) as s:
+        make_shop(s)
+        clustering.activate_model(session=s, version=VERSION, path=None)
+        s.commit()
+        for seed, axis in enumerate((0, 0, 1)):
+            clustering.store_embedding(
+                session=s,
+                slip_id=_slip(s, seed=seed),
+                model_version=VERSION,
+                vector=_vec(axis, tilt=0.1 * seed),
+                usable=True,
+                quality={"flags": []},
+            )
+        s.commit()
+    engine.dispose()
+    env = worker_env(database_url=pg_url, broker_url=shared_broker_url, prefix=queue_prefix())
+    worker = start_worker(env, concurrency=1)
+    wait_for(
+        lambda: f"assignment index of {VERSION}: 3 slips".encode() in worker.log.read_bytes(),
+        timeout=SAFETY,
+        what="the worker's start-up index build",
+    )
