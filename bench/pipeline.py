@@ -117,25 +117,30 @@ def _progress(engine: Engine, *, after_id: int = 0) -> tuple[int, list[float]]:
     return len(rows), [(j - u).total_seconds() for u, j in rows]
 
 
-def _service_cpu() -> dict[str, dict[int, float]]:
-    """CPU seconds so far of the PostgreSQL processes and the Redis / RabbitMQ servers, by
-    pid: the slips' database and broker work shares the same cores as the workers."""
-    kinds = {"postgres": "db", "redis-server": "broker", "beam.smp": "broker"}
-    out: dict[str, dict[int, float]] = {"db": {}, "broker": {}}
+def _service_cpu(poll: Engine) -> dict[str, dict[int, float]]:
+    """CPU seconds so far, by pid, of the PostgreSQL backends serving this run's database
+    (the API's, the workers' and this poller's; other databases' jobs are left out) and of
+    the Redis / RabbitMQ server: the slips' database and broker work shares the cores."""
+    with poll.connect() as c:
+        backends = c.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        out: dict[str, dict[int, float]] = {"db": {int(p): cpu_s(int(p)) for p in backends}}
+    out["broker"] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                kind = kinds.get((entry / "comm").read_text().strip())
+                comm = (entry / "comm").read_text().strip()
             except OSError:
                 continue
-            if kind:
-                out[kind][int(entry.name)] = cpu_s(int(entry.name))
+            if comm in ("redis-server", "beam.smp"):
+                out["broker"][int(entry.name)] = cpu_s(int(entry.name))
     return out
 
 
-def _service_delta(before: dict[str, dict[int, float]]) -> dict[str, float]:
-    """CPU seconds spent since ``before`` (processes that exited meanwhile are not seen)."""
-    after = _service_cpu()
+def _service_delta(poll: Engine, before: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds spent since ``before`` (backends that exited meanwhile are not seen)."""
+    after = _service_cpu(poll)
     return {
         kind: sum(t - before[kind].get(pid, 0.0) for pid, t in pids.items())
         for kind, pids in after.items()
@@ -223,7 +228,7 @@ def run_one(
                 time.sleep(0.2)
             base = workers
             worker_cpu0, api_cpu0 = tree_cpu_s(proc.pid), time.process_time()
-            services0 = _service_cpu()
+            services0 = _service_cpu(poll)
             started = time.monotonic()
             for i, data in enumerate(images[workers:]):
                 if rate:
@@ -241,7 +246,7 @@ def run_one(
             elapsed = time.monotonic() - started
             worker_cpu = tree_cpu_s(proc.pid) - worker_cpu0
             api_cpu = time.process_time() - api_cpu0
-            services = _service_delta(services0)
+            services = _service_delta(poll, services0)
         pipeline.shutdown()
         measured = sorted(lat) or [float("nan")]
         return {
@@ -257,8 +262,8 @@ def run_one(
             # assign, rules, Celery) and this process (the API taking the uploads)
             "worker_cpu_ms_per_slip": round(1000 * worker_cpu / max(done, 1), 1),
             "api_cpu_ms_per_slip": round(1000 * api_cpu / max(n - base, 1), 1),
-            # PostgreSQL (every backend: the API's and the workers' queries) and the broker
-            # server; other jobs using them at the same time count here too
+            # PostgreSQL (the backends of this run's database: the API's and the workers'
+            # queries) and the broker server (other jobs using it count here too)
             "db_cpu_ms_per_slip": round(1000 * services["db"] / max(n - base, 1), 1),
             "broker_cpu_ms_per_slip": round(1000 * services["broker"] / max(n - base, 1), 1),
         }
@@ -276,23 +281,24 @@ def run_one(
 
 def cv_cost(images: list[bytes], model: str | None, n: int = 20) -> dict[str, float]:
     """CPU per slip of the two parts of extraction that are image work, measured here, one
-    thread, on the same scans: decoding the stored PNG and ``cv.embed`` (preprocess + embed)."""
-    from threadpoolctl import threadpool_limits
-
+    thread (BLAS and OpenCV, as in a worker), on the same scans: decoding the stored PNG (as
+    the worker does) and ``cv.embed`` (preprocess + embed)."""
     from cv.imageio import decode_greyscale, encode_png
     from store.settings import Settings
     from workers import model as models
+    from workers.pipeline import _stored_png, single_threaded_math
 
-    threadpool_limits(1)
+    single_threaded_math()
     loaded = models.configured_model(
         Settings(environment="test", model_path=Path(model) if model else None)
     )
     stored = [encode_png(decode_greyscale(data)[0]) for data in images[:n]]
     models.extract(loaded, decode_greyscale(stored[0])[0])  # warm-up
     t0 = time.process_time()
-    grey = [decode_greyscale(png)[0] for png in stored]
+    grey = [_stored_png(png) for png in stored]
     t1 = time.process_time()
     for image in grey:
+        assert image is not None
         models.extract(loaded, image)
     t2 = time.process_time()
     return {
