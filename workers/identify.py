@@ -5,8 +5,8 @@ accounts those slips' bets belong to (the cluster's accounts are looked up with 
 other accounts).
 
 Right after a start the index may still be building (in the background: 50-130 s at 200k
-slips); a check then searches the newest ``RECENT_SLIPS`` stored slips exactly instead of
-waiting, and says so (``WriterIdentity.search``)."""
+slips); a check then searches the newest stored slips exactly (``pipeline.RECENT_SLIPS``,
+and those stored since) instead of waiting, and says so (``WriterIdentity.search``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from store.errors import Invalid, TooLarge, UnsupportedImage
 from store.models import Bet, Slip
 from store.settings import Settings
 from workers import model as models
-from workers.pipeline import RECENT_SLIPS, match_slip, model_calibration
+from workers.pipeline import match_slip, model_calibration
 
 # neighbours looked at: enough to see a writer's few earlier slips, cheap to search
 NEIGHBOURS = 10
@@ -61,7 +61,7 @@ class WriterIdentity:
             return None
         return (
             "slip: the handwriting index is still loading after a restart; only the "
-            f"{self.searched} most recent stored slips (at most {RECENT_SLIPS}) were searched"
+            f"{self.searched} most recently stored slips were searched"
         )
 
 

@@ -825,7 +825,7 @@ def match_slip(
     if not index_built(session.get_bind(), model_version, dim=dim):
         build = start_index_build(session.get_bind(), model_version, dim=dim)
         if not build.done.wait(wait):
-            return _match_recent(session, model_version, vector, threshold, k, calibration)
+            return _match_recent(build, session, vector, threshold, k, calibration)
     with _assign_thread_lock:
         assigner = _assigner(session, model_version)
         assigner.refresh(session, dim=dim)
@@ -851,17 +851,18 @@ def match_slip(
 
 
 _RECENT = (
-    select(Embedding.slip_id, Embedding.vector, ClusterMember.cluster_id)
-    .outerjoin(
-        ClusterMember,
-        and_(
-            col(ClusterMember.slip_id) == col(Embedding.slip_id),
-            col(ClusterMember.model_version) == col(Embedding.model_version),
-        ),
+    select(Embedding.id, Embedding.slip_id, Embedding.vector)
+    .where(
+        col(Embedding.model_version) == bindparam("version"),
+        col(Embedding.usable),
+        col(Embedding.id) > bindparam("after"),
     )
-    .where(col(Embedding.model_version) == bindparam("version"), col(Embedding.usable))
     .order_by(col(Embedding.id).desc())
     .limit(RECENT_SLIPS)  # written out: one generic plan for the prepared statement
+)
+_MEMBERSHIPS_OF = select(ClusterMember.slip_id, ClusterMember.cluster_id).where(
+    col(ClusterMember.model_version) == bindparam("version"),
+    col(ClusterMember.slip_id).in_(bindparam("slips", expanding=True)),
 )
 _CLUSTER_SIZES = (
     select(ClusterMember.cluster_id, func.count())
@@ -873,51 +874,76 @@ _CLUSTER_SIZES = (
 )
 
 
+@dataclass
+class _RecentSlips:
+    """The newest slips' vectors, kept while the index builds: read once (~0.1 s for
+    ``RECENT_SLIPS``), then only the slips embedded since are read by each check (a row
+    committed late below the newest id read is missed until the index is ready)."""
+
+    index: Any  # cv.index.VectorIndex, exact search
+    last: int = 0  # newest embedding id read
+
+
 def _match_recent(
+    build: IndexBuild,
     session: Session,
-    model_version: str,
     vector: NDArray[np.float32],
     threshold: float | None,
     k: int,
     calibration: Calibration | None,
 ) -> SlipMatch:
-    """``match_slip`` without the index: exact cosine search over the newest slips of the
-    version, their memberships read with them, the neighbours' clusters' full sizes."""
+    """``match_slip`` while the index builds: exact cosine search over the newest slips of
+    the version (and those embedded since), the neighbours' memberships and their clusters'
+    full sizes read from the database."""
     from cv.cluster import assign_incremental
     from cv.index import VectorIndex
 
-    rows = session.exec(_RECENT, params={"version": model_version}).all()
-    if not rows:
-        return SlipMatch(None, [], source="recent", searched=0)
-    index = VectorIndex(int(vector.shape[0]), exact_below=RECENT_SLIPS + 1)
-    index.add(
-        np.array([int(r[0]) for r in rows], dtype=np.int64),
-        np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]),
-    )
-    slip_cluster = {int(r[0]): int(r[2]) for r in rows if r[2] is not None}
-    scores, ids = index.search(vector, int(k))
+    version = build.key[1]
+    with build.recent_lock:  # checks during the build take turns: a few ms each
+        if build.recent is None or build.recent.index.dim != int(vector.shape[0]):
+            # always exact: it grows by the slips embedded during the build
+            build.recent = _RecentSlips(VectorIndex(int(vector.shape[0]), exact_below=2**62))
+        recent = build.recent
+        rows = session.exec(_RECENT, params={"version": version, "after": recent.last}).all()
+        if rows:
+            recent.index.add(
+                np.array([int(r[1]) for r in rows], dtype=np.int64),
+                np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows]),
+            )
+            recent.last = int(rows[0][0])  # type: ignore[arg-type]  # newest first
+        searched = len(recent.index)
+        if not searched:
+            return SlipMatch(None, [], source="recent", searched=0)
+        scores, ids = recent.index.search(vector, int(k))
+        found_ids = [int(i) for i in ids[0].tolist() if i >= 0]
+        params: dict[str, Any] = {"version": version, "slips": found_ids}
+        slip_cluster = {
+            int(sid): int(cid)
+            for sid, cid in session.exec(_MEMBERSHIPS_OF, params=params).all()
+            if cid is not None
+        }
+        sizes: Counter[int] = Counter()
+        clusters = sorted(set(slip_cluster.values()))
+        if clusters:
+            params = {"version": version, "clusters": clusters}
+            counted = session.exec(_CLUSTER_SIZES, params=params).all()
+            sizes.update({int(c or 0): int(n) for c, n in counted})  # c: IN a list, not NULL
+        found = assign_incremental(
+            vector,
+            index=recent.index,
+            slip_cluster=slip_cluster,
+            threshold=threshold,
+            calibration=calibration,
+            k=int(k),
+            cluster_sizes=sizes,
+        )
     neighbours = [
         (int(i), float(sc), slip_cluster.get(int(i)))
         for i, sc in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
         if i >= 0
     ]
-    clusters = sorted({c for _, _, c in neighbours if c is not None})
-    sizes: Counter[int] = Counter()
-    if clusters:
-        params = {"version": model_version, "clusters": clusters}
-        counted = session.exec(_CLUSTER_SIZES, params=params).all()
-        sizes.update({int(c or 0): int(n) for c, n in counted})  # c: IN a list, never NULL
-    found = assign_incremental(
-        vector,
-        index=index,
-        slip_cluster=slip_cluster,
-        threshold=threshold,
-        calibration=calibration,
-        k=int(k),
-        cluster_sizes=sizes,
-    )
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
-    return SlipMatch(cluster, neighbours, source="recent", searched=len(rows))
+    return SlipMatch(cluster, neighbours, source="recent", searched=searched)
 
 
 def _key(bind: Any, model_version: str) -> tuple[str, str]:
@@ -946,6 +972,9 @@ class IndexBuild:
     seconds: float | None = None
     slips: int = 0
     error: str | None = None
+    # the newest slips searched meanwhile (``_match_recent``), dropped at the end
+    recent: _RecentSlips | None = None
+    recent_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _builds: dict[tuple[str, str], IndexBuild] = {}
@@ -1009,6 +1038,8 @@ def _build_index(build: IndexBuild, engine: Engine, model_version: str, dim: int
         log.exception("assignment index build of %s failed", model_version)
     finally:
         build.done.set()
+        with build.recent_lock:
+            build.recent = None
 
 
 _STORED_DIM = (

@@ -211,3 +211,29 @@ def test_an_assign_worker_builds_the_index_when_it_starts(  # type: ignore[no-un
         timeout=SAFETY,
         what="the worker's start-up index build",
     )
+
+
+def test_checks_during_the_build_see_slips_stored_meanwhile(stored, engine, monkeypatch):  # type: ignore[no-untyped-def]
+    session, settings, (a1, a2, b) = stored
+    gate = Gate(monkeypatch)
+    try:
+        pipeline.warm_index_at_start(engine)
+        assert gate.entered.wait(SAFETY)
+        assert _match(engine).searched == 3
+        from store import clustering
+
+        new = _slip(session, seed=9)
+        clustering.store_embedding(
+            session=session,
+            slip_id=new,
+            model_version=VERSION,
+            vector=_vec(0, tilt=0.01),
+            usable=True,
+            quality={"flags": []},
+        )
+        session.commit()
+        found = _match(engine)
+        assert found.source == "recent" and found.searched == 4
+        assert found.neighbours[0][0] == new and found.neighbours[0][2] is None  # unassigned
+    finally:
+        gate.open.set()
