@@ -107,16 +107,20 @@ def _note_queues(sender=None, instance=None, **_kwargs: object) -> None:  # type
 
 @signals.worker_process_init.connect
 def _init_process(**_kwargs: object) -> None:
-    """Fresh engine per forked process: pooled connections must not cross a fork.  A process
-    of an assign worker starts building the assignment index at once, in the background (a
-    first assignment waits for that build instead of making its own)."""
+    """Fresh engine per forked process: pooled connections must not cross a fork.  The first
+    pool process of a worker consuming assign starts building the assignment index at once,
+    in the background (its first assignment waits for that build instead of making one
+    under the lock); one per worker, as a build costs a core for about a minute at 200k
+    slips.  Another pool process that gets an assignment builds its own then, as before."""
+    from celery.utils.log import current_process_index
+
     from store.db import dispose_engines, get_engine
     from workers.pipeline import single_threaded_math, warm_index_at_start
 
     dispose_engines()
     engine = get_engine(_settings().effective_database_url)
     single_threaded_math()
-    if _consumes_assign:
+    if _consumes_assign and current_process_index(base=0) in (0, None):
         warm_index_at_start(engine)
 
 
