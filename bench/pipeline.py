@@ -12,29 +12,34 @@ upload-to-assignment latency (``cluster_members.joined_at - slips.uploaded_at``)
 measures the pipeline's capacity.  Needs Redis (127.0.0.1:6379) and PostgreSQL
 (127.0.0.1:5432); uses Redis DB 14 and queue names unique to the run.
 
-Measured 2026-11-22 on the 2-core dev VM (load average ~3 from other jobs), the default
-model, Redis + PostgreSQL on the same machine; the uploading API shares the 2 cores:
+The run reports CPU per slip (robust against other load, unlike slips/s): the worker
+processes (``worker_cpu_ms_per_slip``: extraction, assignment, the rules runs of the bet and
+of the clustered slip, Celery), the uploading API (``api_cpu_ms_per_slip``), the PostgreSQL
+backends of the run's database and the broker server; and, measured in this process on the
+same scans, the image work inside the worker: PNG decode and ``cv.embed``.
 
-    workers  slips/s   p50 s   p95 s
-          1     7.95    3.10    3.28     (80 slips uploaded as fast as possible: latency
-          2    13.60    0.75    0.98      is time spent queued behind the backlog)
-          4    12.36    0.98    1.14
-          2     3.99    0.07    0.09     --rate 4
-          2     9.85    0.09    0.13     --rate 10
-          2    13.22    1.07    9.70     --rate 40 (200 slips): above capacity, backlog grows
+Measured 2026-12-05 15:49 UTC on the 2-core dev VM, load average 3.5 (another helper's
+index benchmark on ~1.3 cores), the default model, 120 slips uploaded as fast as this one
+client can (~15-20/s), so latency is mostly time queued behind the backlog:
 
-Under a load average of ~10 the same runs gave 3.0 / 3.9 / 3.0 slips/s.
+    workers  slips/s   p50 s   p95 s   CPU ms/slip: worker  API  db  broker
+          1    12.34    2.67    5.41                 65.5  21.6 13.5   0.8
+          2    16.94    1.79    2.28                 69.7  23.3 14.2   0.8
+          4    16.63    1.35    1.69                 76.2  24.9 15.1   0.9
+          2     7.94    0.07    0.18   --rate 8 (load 3.4)
+          2     8.44    8.32   17.53   --rate 40, 200 slips (load 3.7): the client
+                                       uploaded 15/s, the workers kept 8.4/s; backlog grows
 
-The run also reports CPU per slip (robust against other load): the worker processes
-(``worker_cpu_ms_per_slip``) and the uploading API (``api_cpu_ms_per_slip``), and, measured
-in this process on the same scans, the image work inside the worker: PNG decode and
-``cv.embed``.  2026-12-05, load average 11-16, ``--slips 40 --workers 1,2``: worker CPU
-141 / 147 ms per slip, of which cv.embed 89.5 ms (61 %), PNG decode 17 ms (12 %), the
-rest (Celery, database, assignment, rules) ~37 ms; the API 63 ms per upload (JPEG decode
-and PNG encode).  Extraction
-(``cv.embed``) is most of the CPU per slip; the plumbing (claim, PNG decode, store, assign)
-is a few tens of ms (``sliplink_task_duration_seconds``).  40 slips/s on 2 cores needs a
-~3x faster extractor; beyond that, add extract workers on other machines.
+The same 1/2/4 runs at load ~4: 7.4-7.8 / 9.2-9.4 / 8.9-14.3 slips/s (the day's
+before/after spread is the other load, not the code).  Of the ~70 ms of worker CPU per slip:
+cv.embed ~34 ms, PNG decode 4.9 ms (OpenCV; 5.4 through Pillow), the rules stage ~8-12 ms
+(1-2 runs per slip: the bet's, and the slip's when it joins a cluster; its liability-sum and
+selection-run queries are also most of the database's CPU), assignment ~5 ms, the
+extraction's database steps ~5 ms, Celery itself (consumer, task trace, beat) ~4 ms
+(py-spy on the workers).  All in ~105 ms of CPU per slip: at most ~19 slips/s on these 2
+cores with the API on them, ~24 without.  The issue's 40 slips/s on 2 cores needs <= 50 ms
+all in, and cv.embed + decode alone take ~39 ms: extraction has to scale out to other
+machines (``sliplink worker --queues extract``).
 """
 
 from __future__ import annotations
