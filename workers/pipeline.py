@@ -884,6 +884,25 @@ class _RecentSlips:
     last: int = 0  # newest embedding id read
 
 
+def _read_recent(build: IndexBuild, session: Session, dim: int) -> _RecentSlips:
+    """The build's newest slips, read first or brought up to date (under ``recent_lock``)."""
+    from cv.index import VectorIndex
+
+    if build.recent is None or build.recent.index.dim != dim:
+        # always exact: it grows by the slips embedded during the build
+        build.recent = _RecentSlips(VectorIndex(dim, exact_below=2**62))
+    recent = build.recent
+    params = {"version": build.key[1], "after": recent.last}
+    rows = session.exec(_RECENT, params=params).all()
+    if rows:
+        recent.index.add(
+            np.array([int(r[1]) for r in rows], dtype=np.int64),
+            np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows]),
+        )
+        recent.last = int(rows[0][0])  # type: ignore[arg-type]  # newest first
+    return recent
+
+
 def _match_recent(
     build: IndexBuild,
     session: Session,
@@ -896,21 +915,10 @@ def _match_recent(
     the version (and those embedded since), the neighbours' memberships and their clusters'
     full sizes read from the database."""
     from cv.cluster import assign_incremental
-    from cv.index import VectorIndex
 
     version = build.key[1]
     with build.recent_lock:  # checks during the build take turns: a few ms each
-        if build.recent is None or build.recent.index.dim != int(vector.shape[0]):
-            # always exact: it grows by the slips embedded during the build
-            build.recent = _RecentSlips(VectorIndex(int(vector.shape[0]), exact_below=2**62))
-        recent = build.recent
-        rows = session.exec(_RECENT, params={"version": version, "after": recent.last}).all()
-        if rows:
-            recent.index.add(
-                np.array([int(r[1]) for r in rows], dtype=np.int64),
-                np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows]),
-            )
-            recent.last = int(rows[0][0])  # type: ignore[arg-type]  # newest first
+        recent = _read_recent(build, session, int(vector.shape[0]))
         searched = len(recent.index)
         if not searched:
             return SlipMatch(None, [], source="recent", searched=0)
@@ -1023,6 +1031,9 @@ def _build_index(build: IndexBuild, engine: Engine, model_version: str, dim: int
         with Session(engine) as s:
             dim = dim or _stored_dim(s, model_version)
             if dim:
+                with build.recent_lock:  # first: the checks meanwhile search these
+                    _read_recent(build, s, dim)
+                s.commit()  # the full read below in a transaction of its own
                 fresh = Assigner(model_version)
                 fresh.refresh(s, dim=dim)
                 with _assign_thread_lock:

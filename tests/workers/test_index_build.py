@@ -237,3 +237,5 @@ def test_checks_during_the_build_see_slips_stored_meanwhile(stored, engine, monk
         assert found.neighbours[0][0] == new and found.neighbours[0][2] is None  # unassigned
     finally:
         gate.open.set()
+    build = pipeline._builds[pipeline._key(engine, VERSION)]
+    assert build.done.wait(SAFETY) and build.slips == 4
