@@ -170,19 +170,7 @@ def _cooccurrence(
     u8 = binary.view(np.uint8) if binary.dtype == bool else (binary > 0).astype(np.uint8)
     # the vertical runs are the horizontal runs of the transpose (cv2.transpose: contiguous)
     for grid, transposed in ((u8, False), (cv2.transpose(u8), True)):
-        rows, cols = grid.shape
-        # one zero column between rows: every run starts (+1) and ends (-1) inside its row
-        padded = np.zeros((rows, cols + 1), np.uint8)
-        padded[:, 1:] = grid
-        flat = padded.ravel()
-        edges = np.empty(flat.size, bool)
-        np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
-        edges[-1] = flat[-1] != 0
-        at = np.flatnonzero(edges)
-        # row-major scan: starts and ends alternate, run by run
-        start, end = at[0::2], at[1::2]
-        r0, c0 = np.divmod(start, cols + 1)  # c0: the run's first ink column
-        c1 = end - r0 * (cols + 1)  # one past its last ink column
+        r0, c0, c1 = inkviews.row_runs(grid)  # c0: a run's first ink column, c1 one past
         if transposed:
             first, last = direction[c0, r0], direction[c1 - 1, r0]
         else:

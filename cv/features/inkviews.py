@@ -31,3 +31,24 @@ def contours(binary01: NDArray[np.uint8]) -> Sequence[NDArray[np.int32]]:
     """Every contour chain of the ink (``cv2.findContours``, RETR_LIST, no approximation)."""
     found, _ = cv2.findContours(binary01, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     return found
+
+
+def row_runs(
+    grid: NDArray[np.uint8],
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Runs of non-zero pixels along the rows: (row, first column, one past the last column).
+
+    One zero column is put between rows so every run starts and ends inside its row; the
+    run boundaries of the flattened image then alternate start, end (row-major scan).
+    """
+    rows, cols = grid.shape
+    padded = np.zeros((rows, cols + 1), np.uint8)
+    padded[:, 1:] = grid
+    flat = padded.ravel()
+    edges = np.empty(flat.size, bool)
+    np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
+    edges[-1] = flat[-1] != 0
+    at = np.flatnonzero(edges)
+    start, end = at[0::2], at[1::2]
+    r0, c0 = np.divmod(start, cols + 1)
+    return r0, c0, end - r0 * (cols + 1)

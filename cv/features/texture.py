@@ -36,19 +36,8 @@ def run_length_dim(*, max_ink: int = 24, max_gap: int = 48) -> int:
 def _runs(grid: NDArray[np.uint8]) -> tuple[NDArray, NDArray]:
     """Lengths of the runs of non-zero pixels along rows, and whether each run is bounded
     (does not touch the row's first or last column)."""
-    rows, cols = grid.shape
-    # one zero column between rows: every run starts and ends inside its row; the run
-    # boundaries of the flattened image alternate start, end (row-major scan)
-    padded = np.zeros((rows, cols + 1), np.uint8)
-    padded[:, 1:] = grid
-    flat = padded.ravel()
-    edges = np.empty(flat.size, bool)
-    np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
-    edges[-1] = flat[-1] != 0
-    at = np.flatnonzero(edges)
-    start, end = at[0::2], at[1::2]
-    r0, c0 = np.divmod(start, cols + 1)
-    c1 = end - r0 * (cols + 1)
+    cols = grid.shape[1]
+    _, c0, c1 = inkviews.row_runs(grid)
     # background runs touching the image border are margins, not gaps between strokes
     return c1 - c0, (c0 > 0) & (c1 < cols)
 
