@@ -15,10 +15,9 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from store.clustering import (
     ClusterMember,
-    ClusterStatus,
     Embedding,
     ModelActivation,
-    WriterCluster,
+    customer_clusters_query,
 )
 from store.exposure import liability_statement
 from store.models import (
@@ -239,17 +238,7 @@ def _inherited_ids(customer_id: Any) -> Select:  # type: ignore[type-arg]
         .scalar_subquery(),
         "",
     )
-    clusters = (
-        select(ClusterMember.cluster_id)
-        .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
-        .join(Bet, col(Bet.id) == col(Slip.bet_id))
-        .join(WriterCluster, col(WriterCluster.id) == col(ClusterMember.cluster_id))
-        .where(
-            Bet.customer_id == customer_id,
-            ClusterMember.model_version == version,
-            WriterCluster.status == ClusterStatus.active,
-        )
-    )
+    clusters = customer_clusters_query(customer_id, version)
     member, slip, bet = aliased(ClusterMember), aliased(Slip), aliased(Bet)
     return (
         select(bet.customer_id)

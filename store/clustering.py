@@ -297,10 +297,10 @@ def cluster_customers(*, session: Session, cluster_id: int) -> dict[int, int]:
     return {int(c): int(n) for c, n in sorted(rows)}  # type: ignore[arg-type]
 
 
-def clusters_of_customer(*, session: Session, customer_id: int) -> list[int]:
-    """Active clusters (active model) holding at least one known slip of the customer."""
-    version = active_model_version(session=session)
-    rows = session.exec(
+def customer_clusters_query(customer_id: Any, version: Any) -> Any:
+    """SELECT of the active clusters under ``version`` holding a known slip of the customer
+    (either argument may be a value or an SQL expression); rows may repeat."""
+    return (
         select(ClusterMember.cluster_id)
         .join(Slip, col(Slip.id) == col(ClusterMember.slip_id))
         .join(Bet, col(Bet.id) == col(Slip.bet_id))
@@ -310,8 +310,13 @@ def clusters_of_customer(*, session: Session, customer_id: int) -> list[int]:
             ClusterMember.model_version == version,
             WriterCluster.status == ClusterStatus.active,
         )
-        .distinct()
-    ).all()
+    )
+
+
+def clusters_of_customer(*, session: Session, customer_id: int) -> list[int]:
+    """Active clusters (active model) holding at least one known slip of the customer."""
+    version = active_model_version(session=session)
+    rows = session.exec(customer_clusters_query(customer_id, version).distinct()).all()
     return sorted(int(r) for r in rows if r is not None)
 
 
