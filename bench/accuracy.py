@@ -73,6 +73,18 @@ def _generate(out: Path, *, writers: int, per: int, seed: int, split: str, jobs:
     return out
 
 
+def _heldout_set(args: argparse.Namespace, per: int) -> Path:
+    """The held-out generated set (held-out fonts, writers and designs), made if missing."""
+    return _generate(
+        args.work / "gen_heldout",
+        writers=args.heldout_writers,
+        per=per,
+        seed=12,
+        split="heldout",
+        jobs=args.jobs,
+    )
+
+
 def _rows(labels: Path) -> list[dict[str, str]]:
     with labels.open(newline="") as fh:
         return list(csv.DictReader(fh))
@@ -236,14 +248,7 @@ def main() -> None:
         split="fit",
         jobs=args.jobs,
     )
-    ghel = _generate(
-        args.work / "gen_heldout",
-        writers=args.heldout_writers,
-        per=per,
-        seed=12,
-        split="heldout",
-        jobs=args.jobs,
-    )
+    ghel = _heldout_set(args, per)
     from sample_slips.splits import unipen_split
 
     fit_rows = [r for r in _rows(gfit / "labels.csv") if r.get("split", "fit") == "fit"]
@@ -317,14 +322,7 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
     """Re-time every method on the held-out slips; the accuracies in the JSON are kept (the
     code change being timed must leave the embeddings unchanged)."""
     saved = json.loads(args.json.read_text())
-    ghel = _generate(
-        args.work / "gen_heldout",
-        writers=args.heldout_writers,
-        per=per,
-        seed=12,
-        split="heldout",
-        jobs=args.jobs,
-    )
+    ghel = _heldout_set(args, per)
     speed = _speed([ghel / r["image"] for r in _rows(ghel / "labels.csv")], params)
     saved["meta"]["speed_ms"] = speed
     for name, res in saved["results"].items():
