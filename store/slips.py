@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -129,7 +130,38 @@ def _png_to_store(data: bytes, fmt: str, grey: NDArray[np.uint8]) -> bytes:
     is a plain 8-bit greyscale PNG of exactly these pixels, else a fresh encoding.  Scanners
     and tills mostly send such PNGs; re-encoding one costs ~50 ms of CPU per 1.2 MP scan."""
     end = _plain_grey_png_end(data, grey.shape) if fmt == "PNG" else None
-    return data[:end] if end is not None else encode_png(grey)
+    return data[:end] if end is not None else _encode_png(grey)
+
+
+def _encode_png(grey: NDArray[np.uint8]) -> bytes:
+    """A plain 8-bit greyscale PNG of ``grey``: every row "Up"-filtered (the difference to
+    the row above, as ``cv.imageio.encode_png``), deflated by ISA-L at level 1.  On the
+    sample slips (~1 MP) 2.6 ms of CPU against 8.5 ms for zlib's level 1 with its run-length
+    strategy, 5% larger (396 vs 377 KB), and no slower to decode (any PNG reader inflates
+    it).  Without the ``isal`` package: ``encode_png``."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; a platform without it
+        return encode_png(grey)
+    rows, cols = grey.shape
+    filtered = np.empty((rows, cols + 1), dtype=np.uint8)
+    filtered[:, 0] = 2  # filter type "Up"; above the first row PNG counts zeros
+    filtered[0, 1:] = grey[0]
+    np.subtract(grey[1:], grey[:-1], out=filtered[1:, 1:])  # uint8: modulo 256, as PNG
+    header = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", isal_zlib.compress(filtered.data, 1)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(body, zlib.crc32(kind))
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
 
 def _plain_grey_png_end(data: bytes, shape: tuple[int, ...]) -> int | None:

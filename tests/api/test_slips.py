@@ -38,6 +38,8 @@ def test_upload_stores_greyscale_png_and_is_idempotent(client, session):
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     img = Image.open(io.BytesIO(png.content))
     assert img.mode == "L" and img.size == (400, 300)
+    # the stored PNG holds exactly the upload's greyscale pixels
+    assert np.array_equal(np.asarray(img), np.asarray(Image.open(io.BytesIO(data)).convert("L")))
     assert client.get(f"/slips/{body['id']}").json()["sha256"] == body["sha256"]
     assert client.get(f"/bets/{bet.id}").json()["slip_id"] == body["id"]
 
