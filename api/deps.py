@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlmodel import Session
 
 from api import permissions
-from store.access import Actor, actor_for_key
+from store.access import Actor, read_actor_for_key, recent_actor_for_key
 from store.db import get_engine, session_scope
 from store.settings import Settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; the commit happens here, then any after-commit callbacks."""
+@contextmanager
+def request_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work: committed at the end, then any after-commit callbacks."""
     engine = request.app.state.engine if hasattr(request.app.state, "engine") else get_engine()
     with session_scope(engine) as session:
         # audit entries written in this request say where it came from (store.audit.record)
@@ -25,6 +28,12 @@ def get_session(request: Request) -> Iterator[Session]:
     # reached only after the commit; a closed session keeps its info
     for callback in session.info.pop("after_commit", []):
         callback()
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request (``request_session``)."""
+    with request_session(request) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -40,28 +49,38 @@ SettingsDep = Annotated[Settings, Depends(_app_settings)]
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="sliplink API key")
 
 
-def get_actor(request: Request, session: SessionDep, key: str | None = Depends(_api_key)) -> Actor:
+async def get_actor(request: Request, key: str | None = Depends(_api_key)) -> Actor:
     """The caller, authenticated by API key or session cookie and admitted by the access
-    table (``api.permissions``) to this operation."""
+    table (``api.permissions``) to this operation.
+
+    async: a key seen in the last ``store.access.KEY_CACHE_SECONDS`` is known without I/O,
+    so it costs no hop to the thread pool; otherwise its row is read on a worker thread."""
     if not key:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             key = auth[7:].strip()
     if not key:
-        actor = _session_actor(request, session)
+        actor = await run_in_threadpool(_session_actor, request)
         if actor is None:
             raise Unauthenticated("missing API key (X-API-Key header or Authorization: Bearer)")
         return permissions.admit(request, actor)
-    actor = actor_for_key(session=session, key=key)
-    if actor is None:
+    key_hash, found = recent_actor_for_key(key)
+    if found is None:
+        found = await run_in_threadpool(_read_key, request, key_hash)
+    if found is None:
         raise Unauthenticated("invalid or revoked API key")
-    return permissions.admit(request, actor)
+    return permissions.admit(request, found)
+
+
+def _read_key(request: Request, key_hash: str) -> Actor | None:
+    with Session(request.app.state.engine) as session:
+        return read_actor_for_key(session=session, key_hash=key_hash)
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _session_actor(request: Request, session: Session) -> Actor | None:
+def _session_actor(request: Request) -> Actor | None:
     """The web UI's path: a signed session cookie; state changes also need its CSRF token.
 
     API-key requests never reach here, so scripts need no CSRF token."""
@@ -70,9 +89,10 @@ def _session_actor(request: Request, session: Session) -> Actor | None:
     cookie = request.cookies.get(users.SESSION_COOKIE)
     if not cookie:
         return None
-    user_session = users.read_session(
-        cookie, session=session, secret=request.app.state.settings.secret_key
-    )
+    with Session(request.app.state.engine) as session:
+        user_session = users.read_session(
+            cookie, session=session, secret=request.app.state.settings.secret_key
+        )
     if user_session is None:
         return None
     if request.method not in _SAFE_METHODS and not users.csrf_ok(

@@ -206,7 +206,7 @@ def keys_list() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: int = typer.Argument(..., help="the key's id (see keys list)")) -> None:
-    """Revoke an API key at once."""
+    """Revoke an API key: running servers refuse it within 2 s."""
     from store.access import revoke_api_key
     from store.errors import DomainError
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, event
 from sqlmodel import Session, col, select
 
 from store import audit
@@ -73,18 +75,71 @@ def actor_for_key(*, session: Session, key: str) -> Actor | None:
     return Actor(name=row.name, role=row.role, shop_id=row.shop_id, key_id=row.id)
 
 
+# ---------------------------------------------------------------- recently seen keys
+# A valid key's principal is kept in memory for KEY_CACHE_SECONDS after it was read, so a
+# busy till does not read its key's row on every request.  The bound on revocation: a key
+# revoked through this process (the API's /keys/{id}/revoke) is refused by it at once; one
+# revoked elsewhere (the CLI, another API process or machine) is refused everywhere within
+# KEY_CACHE_SECONDS.  Unknown and revoked keys are never kept, so a new key works at once.
+KEY_CACHE_SECONDS = 2.0
+_KEY_CACHE_MAX = 10_000  # distinct keys; beyond it the cache starts over
+_key_cache: dict[str, tuple[Actor, float]] = {}
+_key_cache_lock = threading.Lock()
+_key_cache_epoch = 0  # bumped by every revocation: a look-up that overlapped one is not kept
+
+
+def recent_actor_for_key(key: str) -> tuple[str, Actor | None]:
+    """(the key's hash, its principal if read from the database less than KEY_CACHE_SECONDS
+    ago); no I/O, so the API can call it on its event loop."""
+    key_hash = hash_key(key)
+    hit = _key_cache.get(key_hash)
+    if hit is not None and time.monotonic() - hit[1] < KEY_CACHE_SECONDS:
+        return key_hash, hit[0]
+    return key_hash, None
+
+
+def read_actor_for_key(*, session: Session, key_hash: str) -> Actor | None:
+    """The key's principal read from the database (None: unknown or revoked); a valid one is
+    kept for ``recent_actor_for_key``."""
+    global _key_cache_epoch
+    epoch, read_at = _key_cache_epoch, time.monotonic()
+    row = session.exec(_BY_HASH, params={"key_hash": key_hash}).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    actor = Actor(name=row.name, role=row.role, shop_id=row.shop_id, key_id=row.id)
+    with _key_cache_lock:
+        if epoch == _key_cache_epoch:  # no revocation since the read began
+            if len(_key_cache) >= _KEY_CACHE_MAX:
+                _key_cache.clear()
+            _key_cache[key_hash] = (actor, read_at)
+    return actor
+
+
+def forget_recent_keys() -> None:
+    """Drop every kept principal (a key was revoked: the next request reads its row)."""
+    global _key_cache_epoch
+    with _key_cache_lock:
+        _key_cache_epoch += 1
+        _key_cache.clear()
+
+
 def list_api_keys(*, session: Session) -> list[ApiKey]:
     return list(session.exec(select(ApiKey).order_by(col(ApiKey.id))).all())
 
 
 def revoke_api_key(*, session: Session, key_id: int, actor: Actor = SYSTEM) -> ApiKey:
-    """Revoke a key: its next request is refused (the check reads the row every time)."""
+    """Revoke a key: its next request to this process is refused, to any other process
+    within ``KEY_CACHE_SECONDS``."""
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"api key {key_id} not found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
+        # refused by this process from now on: dropped now, and again once the revocation is
+        # committed (a request reading the row in between saw it unrevoked and kept it)
+        forget_recent_keys()
+        event.listen(session, "after_commit", lambda _s: forget_recent_keys(), once=True)
         audit.record(session, actor=actor.name, action="apikey.revoke", entity="api_key",
                      entity_id=key_id, before={"name": row.name, "role": row.role})  # fmt: skip
     return row

@@ -96,8 +96,10 @@ def create_key(body: KeyIn, session: SessionDep, actor: AdminUser) -> KeyCreated
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyPublic)
 def revoke_key(key_id: int, session: SessionDep, actor: AdminUser) -> KeyPublic:
-    """Revoke a key: its next request is refused.  Not the key of this very request: an
-    admin locking themselves out is a mistake (another admin key or the CLI can do it)."""
+    """Revoke a key: refused from its next request to this process, by every other API
+    process within ``store.access.KEY_CACHE_SECONDS`` (2 s).  Not the key of this very
+    request: an admin locking themselves out is a mistake (another admin key or the CLI can
+    do it)."""
     if actor.key_id == key_id:
         raise Conflict(f"key {key_id} is the key of this request: revoke it with another key")
     return _key_public(revoke_api_key(session=session, key_id=key_id, actor=actor))

@@ -1,10 +1,15 @@
 """Server-side sessions and revocation (SQLite and PostgreSQL): logging out ends the session in
 the database, so a copied cookie stops working; an admin can end every session of a user;
-revoked API keys are refused at once; the audit log is read-only and says where from."""
+revoked API keys are refused at once by the revoking process, by others within
+``store.access.KEY_CACHE_SECONDS``; the audit log is read-only and says where from."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -160,3 +165,29 @@ def test_the_audit_log_is_read_only_paged_and_for_admins(client, keys) -> None:
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert client.request(method, "/audit").status_code == 405
         assert client.request(method, f"/audit/{ids[0]}").status_code in (404, 405)
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_the_bound(client, keys, db_url) -> None:
+    """This process keeps a key's principal for ``KEY_CACHE_SECONDS`` after reading it; the
+    CLI revoking the key (another process, which cannot reach that memory) is the case the
+    bound is for: refused from then on, at most 2 s (the documented bound) after its commit."""
+    bound = 2.0
+    key = keys.make(role=Role.analyst)
+    key_id = client.get("/keys").json()[-1]["id"]
+    assert client.get("/bets", headers=auth(key)).status_code == 200  # read and kept
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPLINK_")}
+    env |= {"SLIPLINK_DATABASE_URL": db_url, "SLIPLINK_ENVIRONMENT": "test"}
+    cli = subprocess.Popen([sys.executable, "-c", "from cli.main import app; app()", "keys",
+                            "revoke", str(key_id)], env=env, stdout=subprocess.PIPE)  # fmt: skip
+    assert cli.stdout is not None
+    while cli.poll() is None:  # the key in use the whole time: its principal stays kept
+        assert client.get("/bets", headers=auth(key)).status_code == 200
+        time.sleep(0.05)
+    assert cli.returncode == 0 and b"revoked" in cli.stdout.read()
+    cli.stdout.close()
+    committed = time.monotonic()
+    while client.get("/bets", headers=auth(key)).status_code == 200:
+        assert time.monotonic() - committed < bound + 0.5, "the revoked key still works"
+        time.sleep(0.05)
+    for _ in range(5):  # and it stays refused
+        assert client.get("/bets", headers=auth(key)).status_code == 401
