@@ -65,12 +65,13 @@ def main() -> None:
         "images": len(keep),
         "writers": len({writers[i] for i in keep}),
         "stored_pair_threshold": model.threshold_,
+        "pair_threshold": pair,
         "calibration": calibration.to_json(),
     }
     print(json.dumps(out, indent=2))
     if not args.dry_run:
         # the pair threshold is re-measured too (same data, same method as the fit)
-        model.calibration_, model.threshold_ = calibration, calibration.pair_threshold
+        model.calibration_, model.threshold_ = calibration, pair
         model.save(args.model)
         print(f"wrote the calibration into {args.model} ({model.version})", file=sys.stderr)
 

@@ -114,7 +114,7 @@ def cluster_command(
     k: int = 10,
 ) -> dict[str, object]:
     """Embed and cluster the images of ``directory``; write ``out``; return a summary dict."""
-    from cv.cluster import DEFAULT_THRESHOLD, calibration_of, cluster_embeddings
+    from cv.cluster import DEFAULT_THRESHOLD, Calibration, calibration_of, cluster_calibrated
 
     if jobs < 1:
         raise CliError(f"--jobs must be >= 1, got {jobs}")
@@ -133,18 +133,21 @@ def cluster_command(
         model = EmbeddingModel.load(model_path) if model_path else load_default_model()
     except (OSError, ValueError) as exc:
         raise CliError(f"{model_path or 'default model'}: {exc}") from None
-    if threshold is None:
-        calibration = calibration_of(model)
-        if calibration.calibrated:
-            # the merge threshold measured on the model's fit data, not its slip-to-slip one
-            threshold, source = calibration.merge_threshold, "model merge calibration"
-        else:
-            threshold = model_threshold(model)
-            source = "model pair threshold (no merge calibration)"
-            if threshold is None:
-                threshold, source = DEFAULT_THRESHOLD, "default"
+    calibration = calibration_of(model)
+    if threshold is None and calibration.calibrated:
+        # the merge threshold measured on the model's fit data, not its slip-to-slip one
+        threshold, source = calibration.merge_threshold, "model merge calibration"
+        if calibration.offset_ranks is not None:
+            source += " (scores normalised by per-slip offsets)"
+    elif threshold is None:
+        threshold = model_threshold(model)
+        source = "model pair threshold (no merge calibration)"
+        if threshold is None:
+            threshold, source = DEFAULT_THRESHOLD, "default"
+        calibration = Calibration.uncalibrated(threshold)
     else:
         source = "--threshold"
+        calibration = Calibration.uncalibrated(threshold)  # raw cosine
 
     labels = np.full(len(paths), -1, dtype=np.int64)
     if paths:
@@ -156,7 +159,7 @@ def cluster_command(
                 print(f"skipped {err}", file=sys.stderr)
         ok = np.array([e is None for e in errors], dtype=bool)
         if ok.sum() >= 2:
-            labels[ok] = cluster_embeddings(x[ok], threshold=float(threshold), k=k)
+            labels[ok] = cluster_calibrated(x[ok], calibration, k=k)[0]
     _write_csv(out, [(p.name, int(c)) for p, c in zip(paths, labels.tolist(), strict=True)])
     n_clusters = int(labels.max()) + 1 if labels.size else 0
     summary = {

@@ -171,12 +171,13 @@ def _components(x: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
 
 
-def _cluster(x: np.ndarray, threshold: float) -> tuple[np.ndarray, str]:
-    try:
-        from cv.cluster import cluster_embeddings
-    except ImportError:
-        return _components(x, threshold), "threshold + connected components (cv.cluster missing)"
-    return np.asarray(cluster_embeddings(x, threshold=threshold)), "cv.cluster.cluster_embeddings"
+def _pair_scores(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+    """Every pair's score (upper triangle): cosine, less half of both slips' offsets."""
+    iu = np.triu_indices(len(x), k=1)
+    scores = (x @ x.T)[iu]
+    if offsets is not None:
+        scores = scores - 0.5 * (offsets[iu[0]] + offsets[iu[1]])
+    return scores
 
 
 def evaluate_embeddings(
@@ -185,13 +186,18 @@ def evaluate_embeddings(
     *,
     templates: np.ndarray | None = None,
     threshold: float | None = None,
+    calibration=None,
     labels_out: list | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
-    ``threshold`` is the clustering threshold; None uses the operating threshold at
-    pairwise precision >= 0.98 measured on these pairs (an oracle, reported as such).
-    The predicted cluster labels are appended to ``labels_out`` when given.
+    Clustering runs at ``calibration``'s merge threshold (scores normalised by per-slip
+    offsets within these slips when the calibration says so, as the product clusters), or
+    at the raw cosine ``threshold`` when given instead.  With neither, at the raw operating
+    threshold for pairwise precision >= 0.98 measured on these pairs (an oracle).  The
+    ``*_p98`` figures are the operating point on these pairs (raw cosine; ``norm_*`` with
+    offsets); ``best_*`` the clustering threshold with the best pairwise F1 (oracle).  The
+    predicted cluster labels are appended to ``labels_out`` when given.
     """
     from cv import metrics
 
@@ -202,21 +208,61 @@ def evaluate_embeddings(
         t = metrics.top1_attribute_rate(sim, templates)
         result["template_rate"], result["template_chance"] = t["rate"], t["chance"]
     iu = np.triu_indices(len(writers), k=1)
-    op = metrics.precision_threshold(
-        sim[iu], writers[iu[0]] == writers[iu[1]], target_precision=0.98
-    )
+    same = writers[iu[0]] == writers[iu[1]]
+    op = metrics.precision_threshold(_pair_scores(x, None), same, target_precision=0.98)
     result["threshold_p98"] = op["threshold"]
     result["recall_at_p98"] = op["recall"]
-    thr = threshold if threshold is not None else op["threshold"]
-    if not np.isfinite(thr):
-        thr = 1.0
-    labels, how = _cluster(x, float(thr))
-    result["cluster_threshold"] = float(thr)
-    result["cluster_method"] = how
+    try:
+        from cv import cluster
+    except ImportError:
+        thr = threshold if threshold is not None else op["threshold"]
+        thr = float(thr) if np.isfinite(thr) else 1.0
+        labels = _components(x, thr)
+        result["cluster_threshold"] = thr
+        result["cluster_method"] = "threshold + connected components (cv.cluster missing)"
+    else:
+        if threshold is not None or calibration is None:
+            thr = threshold if threshold is not None else op["threshold"]
+            calibration = cluster.Calibration.uncalibrated(float(thr) if np.isfinite(thr) else 1.0)
+        ranks = calibration.offset_ranks
+        offsets = None
+        if ranks is not None:
+            kk = min(max(10, int(ranks[1])), len(writers) - 1)
+            offsets = cluster.score_offsets(cluster.knn_graph(x, k=kk)[1], ranks)
+            norm = metrics.precision_threshold(
+                _pair_scores(x, offsets), same, target_precision=0.98
+            )
+            result["norm_threshold_p98"] = norm["threshold"]
+            result["norm_recall_at_p98"] = norm["recall"]
+        labels = cluster.cluster_calibrated(x, calibration)[0]
+        result["cluster_threshold"] = float(calibration.merge_threshold)
+        result["cluster_method"] = "cv.cluster.cluster_embeddings" + (
+            f", scores less per-slip offsets (neighbour ranks {ranks[0]}-{ranks[1]})"
+            if ranks is not None
+            else ""
+        )
+        kk = min(10, len(writers) - 1)
+        sweep = cluster.calibrate_threshold(
+            x, writers, neighbours=cluster.knn_graph(x, k=kk), offsets=offsets
+        )
+        curve: list[dict] = sweep["curve"]  # type: ignore[assignment]
+        best = max(curve, key=lambda c: c["f1"])
+        result["best_threshold"] = best["threshold"]
+        result["best_pairwise_f1"], result["best_ari"] = best["f1"], best["ari"]
     result.update(metrics.clustering_scores(writers, labels))
     if labels_out is not None:
         labels_out.append(labels)
     return result
+
+
+def _model_calibration(model):
+    """The model's clustering calibration from its fit data, None when it has none."""
+    try:
+        from cv.cluster import calibration_of
+    except ImportError:
+        return None
+    calibration = calibration_of(model)
+    return calibration if calibration.calibrated else None
 
 
 def _model_threshold(model) -> float | None:
@@ -241,6 +287,7 @@ def _folder_figures(
     jobs: int,
     threshold: float | None,
     labels_out: list | None = None,
+    calibration=None,
 ) -> tuple[dict, np.ndarray, list[dict[str, str]], list[Path]]:
     """Embed the labelled images of ``directory`` and compute the eval figures.
     Returns (figures, embeddings of the readable images, their label rows, their paths)."""
@@ -263,7 +310,12 @@ def _folder_figures(
         np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
     )
     result = evaluate_embeddings(
-        x, writers, templates=tmpl, threshold=threshold, labels_out=labels_out
+        x,
+        writers,
+        templates=tmpl,
+        threshold=threshold,
+        calibration=calibration,
+        labels_out=labels_out,
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)
@@ -353,8 +405,11 @@ def eval_command(
     read_labels(labels_path)
     model = _load_model(model_path)
     templates = _load_templates(templates_dir)
+    calibration = None
     if threshold is None:
-        threshold = _model_threshold(model)
+        calibration = _model_calibration(model)
+        if calibration is None:
+            threshold = _model_threshold(model)
     labels: list = []
     result, x, rows, paths = _folder_figures(
         directory,
@@ -364,6 +419,7 @@ def eval_command(
         jobs=jobs,
         threshold=threshold,
         labels_out=labels,
+        calibration=calibration,
     )
     tmpl = rows and "template" in rows[0]
     r = result
@@ -377,14 +433,26 @@ def eval_command(
             f"template share   top-1 shares the template {r['template_rate']:.3f} "
             f"(chance {r['template_chance']:.3f})"
         )
-    lines += [
+    lines.append(
         f"operating point  threshold {r['threshold_p98']:.4f} for pairwise precision >= 0.98, "
-        f"recall {r['recall_at_p98']:.3f}",
+        f"recall {r['recall_at_p98']:.3f}"
+    )
+    if "norm_threshold_p98" in r:
+        lines.append(
+            f"                 normalised scores: threshold {r['norm_threshold_p98']:.4f}, "
+            f"recall {r['norm_recall_at_p98']:.3f}"
+        )
+    lines += [
         f"clustering       {r['cluster_method']}, threshold {r['cluster_threshold']:.4f}",
         f"                 ARI {r['ari']:.3f}  pairwise P {r['pairwise_precision']:.3f} "
         f"R {r['pairwise_recall']:.3f} F1 {r['pairwise_f1']:.3f}  B-cubed F1 {r['bcubed_f1']:.3f}",
-        f"throughput       {r['slips_per_second']:.1f} slips/s with {jobs} job(s)",
     ]
+    if "best_threshold" in r:
+        lines.append(
+            f"                 best on these slips (oracle): threshold {r['best_threshold']:.2f}"
+            f", pairwise F1 {r['best_pairwise_f1']:.3f}, ARI {r['best_ari']:.3f}"
+        )
+    lines.append(f"throughput       {r['slips_per_second']:.1f} slips/s with {jobs} job(s)")
     print("\n".join(lines))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -86,10 +86,12 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
         calibration=calibration,
         k=NEIGHBOURS,
     )
-    # slip to slip: the stored slips the new one matches one to one
-    close = [
-        (sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= calibration.pair_threshold
-    ]
+    # slip to slip: the stored slips the new one matches one to one (raw cosine against the
+    # model's raw pair threshold when the calibration's thresholds are on normalised scores)
+    pair_at = calibration.pair_threshold
+    if calibration.offset_ranks is not None:
+        pair_at = models.threshold(model)
+    close = [(sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= pair_at]
     bets = _bets_of_slips(session, [sid for sid, _, _ in close])
     matches = [
         SlipNeighbour(sid, bets[sid][0], bets[sid][1], round(sim, 4), cid)

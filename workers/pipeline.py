@@ -538,6 +538,9 @@ class Assigner:
         self.index: Any = None
         self.slip_cluster: dict[int, int] = {}
         self.sizes: Counter[int] = Counter()
+        # score offsets of indexed slips (cv.cluster.score_offsets), filled as assignments
+        # meet them; cleared by a re-clustering so they follow the growing collection
+        self.offsets: dict[int, float] = {}
         self.last_embedding = 0
         # ids below last_embedding not visible yet when last read (see _read_embeddings)
         self.pending: set[int] = set()
@@ -565,6 +568,7 @@ class Assigner:
             self.index, self.epoch = VectorIndex(dim), epoch
         elif epoch != self.epoch:
             self.slip_cluster, self.sizes, self.last_member = {}, Counter(), 0
+            self.offsets = {}
             self.epoch = epoch
         self._read_embeddings(session, top_embedding)
         members = session.exec(
@@ -661,7 +665,11 @@ class Assigner:
             cannot_link_clusters=banned,
             slip_id=mine,
             cluster_sizes=self.sizes,
+            offsets=self.offsets,
         )
+        self.offsets.update(a.new_offsets)
+        if a.offset is not None:
+            self.offsets[mine] = a.offset
         if a.cluster_id is not None:
             return self._join(s, mine, a.cluster_id, a.confidence, vector)
         if a.starts_cluster:
@@ -750,7 +758,8 @@ def _link_partners(session: Session, slip_id: int) -> tuple[list[int], list[int]
 def model_calibration(model: Any) -> Calibration:
     """The model's clustering operating points (`cv.cluster.calibration_of`: the merge
     threshold and confidence logistic measured on its fit data) with the slip-to-slip pair
-    threshold the registry calibrated, when it did (`workers.model.threshold`)."""
+    threshold the registry calibrated, when it did (`workers.model.threshold`) and the
+    calibration is on raw cosine."""
     from dataclasses import replace
 
     from cv.cluster import Calibration, calibration_of
@@ -759,6 +768,9 @@ def model_calibration(model: Any) -> Calibration:
     pair = models.threshold(model)
     if not calibration.calibrated:
         return Calibration.uncalibrated(pair)
+    if calibration.offset_ranks is not None:
+        # its thresholds are on normalised scores; the registry's is a raw cosine
+        return calibration
     return replace(calibration, pair_threshold=pair)
 
 
@@ -846,7 +858,9 @@ def match_slip(
             calibration=calibration,
             k=int(k),
             cluster_sizes=assigner.sizes,
+            offsets=assigner.offsets,
         )
+        assigner.offsets.update(found.new_offsets)
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
     return SlipMatch(cluster, neighbours)
 
@@ -1131,12 +1145,7 @@ def recluster(
     written to the cluster history.  Runs under the assignment lock.  Returns counts and,
     under ``triggers``, the ``slip_clustered`` rule triggers of the slips that moved.
     """
-    from cv.cluster import (
-        Calibration,
-        cluster_embeddings,
-        membership_confidence,
-        stable_relabel,
-    )
+    from cv.cluster import Calibration, cluster_calibrated, stable_relabel
 
     now = now or utcnow()
     engine = get_engine(settings.effective_database_url)
@@ -1165,14 +1174,13 @@ def recluster(
             calibration = Calibration.uncalibrated(threshold)
         else:
             calibration = model_calibration(models.model_for(version, session=s, settings=settings))
-        labels = cluster_embeddings(
+        labels, conf = cluster_calibrated(
             X,
-            threshold=calibration.merge_threshold,
-            k=min(k, len(ids) - 1),
+            calibration,
+            k=k,
             must_link=[(pos[a], pos[b]) for a, b in must],
             cannot_link=[(pos[a], pos[b]) for a, b in cannot],
         )
-        conf = membership_confidence(X, labels, calibration=calibration, k=min(k, len(ids) - 1))
         members = {
             m.slip_id: m
             for m in s.exec(

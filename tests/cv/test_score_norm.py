@@ -1,0 +1,150 @@
+"""Score normalisation: per-slip offsets from the collection, and clustering, calibration and
+incremental assignment on scores ``cos - (b_i + b_j) / 2``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+
+from cv.cluster import (
+    DEFAULT_OFFSET_RANKS,
+    Calibration,
+    assign_incremental,
+    calibrate_clustering,
+    cluster_calibrated,
+    cluster_embeddings,
+    indexed_offsets,
+    knn_graph,
+    membership_confidence,
+    score_offsets,
+)
+from cv.index import VectorIndex, normalise_rows
+from cv.metrics import clustering_scores
+
+
+def _font_writers(seed: int, n_writers: int = 60, per_writer: int = 6, *, d: int = 32):
+    """Writers who share a 'font' direction with others, more strongly for some fonts than
+    for others: the slips of a strong font are close to every slip of that font, so one raw
+    cosine threshold is too low for them or too high for everyone else (as generated slips
+    of one handwriting font are)."""
+    rng = np.random.default_rng(seed)
+    n_fonts = 6
+    font_dir = normalise_rows(rng.standard_normal((n_fonts, d)))
+    strength = np.linspace(0.0, 1.2, n_fonts)
+    font = np.arange(n_writers) % n_fonts
+    own = normalise_rows(rng.standard_normal((n_writers, d)))
+    centres = normalise_rows(own + strength[font, None] * font_dir[font])
+    writers = np.repeat(np.arange(n_writers), per_writer)
+    x = centres[writers] + 0.16 * rng.standard_normal((writers.size, d))
+    return normalise_rows(x).astype(np.float32), writers
+
+
+def test_score_offsets_average_the_rank_band_and_degrade_gracefully():
+    sims = np.array(
+        [
+            [0.9, 0.8, 0.5, 0.4, 0.3],
+            [0.9, 0.7, 0.6, -np.inf, -np.inf],  # fewer neighbours than the band's end
+            [0.9, -np.inf, -np.inf, -np.inf, -np.inf],  # none in the band: the furthest
+            [-np.inf] * 5,  # no neighbour at all
+        ],
+        dtype=np.float32,
+    )
+    got = score_offsets(sims, (2, 5))
+    np.testing.assert_allclose(got, [0.4, 0.6, 0.9, 0.0], atol=1e-6)
+    assert got.dtype == np.float32
+    assert score_offsets(np.empty((2, 0)), (2, 5)).tolist() == [0.0, 0.0]  # an empty index
+    with pytest.raises(ValueError, match="0 <= lo < hi"):
+        score_offsets(sims, (3, 3))
+
+
+def test_average_linkage_with_offsets_is_upgma_on_the_adjusted_scores():
+    """With every pair in the graph, the closed-form cluster averages give exactly the
+    clustering of textbook UPGMA on the adjusted score matrix."""
+    x, _ = _font_writers(5, n_writers=12, per_writer=4)
+    n = len(x)
+    nbr, sim = knn_graph(x, k=n - 1)
+    b = score_offsets(sim, (2, 6))
+    adjusted = x @ x.T - 0.5 * (b[:, None] + b[None, :])
+    dist = 1.0 - adjusted
+    np.fill_diagonal(dist, 0.0)
+    tree = linkage(squareform((dist + dist.T) / 2, checks=False), "average")
+    for t in (0.05, 0.15, 0.3):
+        ours = cluster_embeddings(
+            x, threshold=t, neighbours=(nbr, sim), offsets=b, min_cluster_size=1
+        )
+        ref = fcluster(tree, 1.0 - t, "distance")
+        assert clustering_scores(ref, ours)["ari"] == pytest.approx(1.0)
+
+
+def test_normalised_calibration_recalls_far_more_at_the_target_precision():
+    folds = [_font_writers(1), _font_writers(2)]
+    raw = calibrate_clustering(folds)
+    norm = calibrate_clustering(folds, offset_ranks=DEFAULT_OFFSET_RANKS)
+    assert raw.offset_ranks is None and norm.offset_ranks == DEFAULT_OFFSET_RANKS
+    x, w = _font_writers(3)  # writers neither calibration saw
+    at_raw = clustering_scores(w, cluster_calibrated(x, raw)[0])
+    at_norm = clustering_scores(w, cluster_calibrated(x, norm)[0])
+    assert at_norm["pairwise_precision"] >= 0.95
+    assert at_norm["pairwise_recall"] > at_raw["pairwise_recall"] + 0.3
+    assert at_norm["ari"] > at_raw["ari"] + 0.3
+
+
+def test_cluster_calibrated_confidences_follow_the_adjusted_evidence():
+    x, w = _font_writers(4)
+    cal = calibrate_clustering([_font_writers(1)], offset_ranks=DEFAULT_OFFSET_RANKS)
+    labels, conf = cluster_calibrated(x, cal)
+    nbr, sim = knn_graph(x, k=15)
+    b = score_offsets(sim)
+    again = membership_confidence(
+        None, labels, calibration=cal, neighbours=(nbr[:, :10], sim[:, :10]), offsets=b
+    )
+    np.testing.assert_allclose(conf, again)
+    assert (conf[labels < 0] == 0).all() and (conf[labels >= 0] > 0).all()
+
+
+def test_assignment_uses_offsets_and_hands_back_the_ones_it_computed():
+    x, w = _font_writers(6, n_writers=30)
+    index = VectorIndex(x.shape[1])
+    ids = np.arange(1000, 1000 + len(x) - 1)
+    index.add(ids, x[:-1])
+    cal = Calibration(0.2, 0.1, 30.0, 0.05, offset_ranks=DEFAULT_OFFSET_RANKS)
+    labels = cluster_embeddings(
+        x[:-1], threshold=0.1, offsets=score_offsets(knn_graph(x[:-1], k=15)[1])
+    )
+    slip_cluster = {int(i): int(c) for i, c in zip(ids, labels, strict=True) if c >= 0}
+    a = assign_incremental(x[-1], index=index, slip_cluster=slip_cluster, calibration=cal, k=10)
+    # its own offset: the mean of its raw neighbour similarities at ranks 5..15
+    raw, _ = index.search(x[-1:], 15)
+    assert a.offset == pytest.approx(float(raw[0, 5:15].mean()), abs=1e-5)
+    # every neighbour's offset was computed from the index, as indexed_offsets does
+    seen = [i for i, _ in a.neighbours]
+    assert set(seen) <= set(a.new_offsets)
+    expected = indexed_offsets(index, seen)
+    for i in seen:
+        assert a.new_offsets[i] == pytest.approx(expected[i], abs=1e-6)
+    # with them known, nothing new is computed and the decision is the same
+    b = assign_incremental(
+        x[-1], index=index, slip_cluster=slip_cluster, calibration=cal, k=10, offsets=a.new_offsets
+    )
+    assert b.new_offsets == {} and b.cluster_id == a.cluster_id
+    # scores are adjusted: neighbour score = cos - (own + neighbour offset) / 2
+    all_sims, all_ids = index.search(x[-1:], 30)
+    cos = dict(zip(all_ids[0].tolist(), all_sims[0].tolist(), strict=True))
+    for i, s in a.neighbours:
+        assert s == pytest.approx(cos[i] - 0.5 * (a.offset + a.new_offsets[i]), abs=1e-5)
+    # it joins the cluster of its own writer
+    assert a.cluster_id is not None
+    members = [i for i, c in slip_cluster.items() if c == a.cluster_id]
+    assert {int(w[i - 1000]) for i in members} == {int(w[-1])}
+
+
+def test_calibration_json_keeps_offset_ranks_and_rejects_bad_ones():
+    cal = Calibration(0.2, 0.1, 30.0, 0.05, offset_ranks=(5, 15))
+    again = Calibration.from_json(cal.to_json())
+    assert again == cal and again.offset_ranks == (5, 15)
+    older = {k: v for k, v in cal.to_json().items() if k != "offset_ranks"}
+    assert Calibration.from_json(older).offset_ranks is None  # files before normalisation
+    with pytest.raises(ValueError, match="bad offset_ranks"):
+        Calibration.from_json({**cal.to_json(), "offset_ranks": ["a"]})
