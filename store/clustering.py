@@ -190,6 +190,37 @@ def store_embedding(
     )
 
 
+def insert_embedding(
+    *,
+    session: Session,
+    slip_id: int,
+    model_version: str,
+    vector: NDArray[np.float32],
+    usable: bool,
+    quality: dict[str, Any],
+) -> bool:
+    """``store_embedding`` in one statement (``INSERT ... ON CONFLICT DO NOTHING``, PostgreSQL
+    and SQLite): no savepoint, no ORM object; returns whether it was inserted (False: the
+    slip already has an embedding of that version).  The pipeline's extraction uses it."""
+    v = np.ascontiguousarray(vector, dtype="<f4")
+    values = {
+        "slip_id": slip_id,
+        "model_version": model_version,
+        "vector": v.tobytes(),
+        "dim": int(v.shape[0]),
+        "usable": usable,
+        "quality": quality,
+        "created_at": utcnow(),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(Embedding).values(**values).on_conflict_do_nothing()
+    inserted = session.execute(statement.returning(col(Embedding.id))).first()
+    return inserted is not None
+
+
 def get_embedding(*, session: Session, slip_id: int, model_version: str) -> Embedding | None:
     return session.exec(
         select(Embedding).where(

@@ -165,6 +165,7 @@ class SlipJob:
     model: Any = None
     features: models.Features | None = None
     embedding: Embedding | None = None
+    png: bytes | None = None  # the stored image, read by claim
     threshold: float | None = None  # None: the model's calibrated threshold
     heartbeat: LeaseHeartbeat | None = None
     triggers: list[dict[str, Any]] = field(default_factory=list)
@@ -175,7 +176,8 @@ Step = Callable[[SlipJob], None]
 
 # ---------------------------------------------------------------- extract steps
 def claim(job: SlipJob) -> None:
-    """Lock the slip, stop when there is nothing to do, count the attempt, start the lease.
+    """Lock the slip, stop when there is nothing to do, count the attempt, read the stored
+    image (in the same transaction: one commit less per slip), start the lease.
 
     ``attempts`` counts consecutive claims of this piece of work that did not finish (the
     worker was lost with its lease, or hit a transient error); finishing resets it, so a
@@ -186,7 +188,10 @@ def claim(job: SlipJob) -> None:
     slip = s.exec(select(Slip).where(Slip.id == job.slip_id).with_for_update()).first()
     if slip is None:
         raise Stopped("slip gone")
-    if clustering.get_embedding(session=s, slip_id=job.slip_id, model_version=job.model_version):
+    # a statement of its own after the lock: its snapshot sees an embedding committed by a
+    # worker that held the lock meanwhile (a column of the locking SELECT would not)
+    params = {"slip_id": job.slip_id, "version": job.model_version}
+    if s.exec(_HAS_EMBEDDING, params=params).first() is not None:
         if slip.status != SlipStatus.ready or slip.attempts:
             slip.status, slip.error, slip.updated_at = SlipStatus.ready, None, utcnow()
             slip.attempts = 0
@@ -208,7 +213,29 @@ def claim(job: SlipJob) -> None:
     job.sha256 = slip.sha256
     slip.status, slip.updated_at = SlipStatus.processing, utcnow()
     s.add(slip)
+    job.png = _stored_image(s, job.slip_id)
     job.heartbeat = LeaseHeartbeat(s.get_bind(), job.slip_id, every=job.config.heartbeat_s)
+
+
+_HAS_EMBEDDING = select(Embedding.id).where(
+    col(Embedding.slip_id) == bindparam("slip_id"),
+    col(Embedding.model_version) == bindparam("version"),
+)
+_STORED_IMAGE = select(SlipImage.png).where(col(SlipImage.slip_id) == bindparam("slip_id"))
+
+
+def _stored_image(session: Session, slip_id: int) -> bytes | None:
+    """The slip's stored PNG.  PostgreSQL sends it in binary on a cursor of the session's
+    own connection (its transaction): in the text format a bytea travels hex-encoded,
+    measured 1.0 -> 0.3 ms of worker and 1.1 -> 0.25 ms of server CPU per 400 KB slip."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return session.exec(_STORED_IMAGE, params={"slip_id": slip_id}).first()
+    dbapi: Any = connection.connection.dbapi_connection  # a psycopg (3) connection
+    with dbapi.cursor(binary=True) as cursor:
+        cursor.execute("SELECT png FROM slip_images WHERE slip_id = %s", (slip_id,))
+        row = cursor.fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _active_version(job: SlipJob) -> str:
@@ -253,16 +280,16 @@ class LeaseHeartbeat:
 
 
 def load_image(job: SlipJob) -> None:
-    """The stored greyscale PNG as a (rows, cols) uint8 array."""
+    """The stored greyscale PNG (read by ``claim``) as a (rows, cols) uint8 array."""
     from cv.imageio import ImageError, decode_greyscale
 
-    image = job.session.get(SlipImage, job.slip_id)
-    if image is None:
+    png, job.png = job.png, None
+    if png is None:
         _fail(job, "unreadable: no stored image")
-    job.image = _stored_png(image.png)  # type: ignore[union-attr]
+    job.image = _stored_png(png)  # type: ignore[arg-type]
     if job.image is None:
         try:
-            job.image, _ = decode_greyscale(image.png)  # type: ignore[union-attr]
+            job.image, _ = decode_greyscale(png)  # type: ignore[arg-type]
         except ImageError as exc:
             _fail(job, f"unreadable: {exc}")
 
@@ -292,16 +319,20 @@ def embed(job: SlipJob) -> None:
 
 
 def store_features(job: SlipJob) -> None:
-    """Store the embedding (insert-or-ignore) and mark the slip ready, unless it changed."""
+    """Mark the slip ready unless its image changed (the update locks its row, as the
+    claim's SELECT ... FOR UPDATE did), then store the embedding (insert-or-ignore): three
+    statements with the commit, where the ORM's lock, savepoint, insert and update were six."""
     s = job.session
-    slip = s.exec(select(Slip).where(Slip.id == job.slip_id).with_for_update()).first()
-    if slip is None:
-        raise Stopped("slip gone")
-    if slip.sha256 != job.sha256:
+    ready = s.exec(  # type: ignore[call-overload]
+        _MARK_READY, params={"slip_id": job.slip_id, "sha": job.sha256, "now": utcnow()}
+    ).first()
+    if ready is None:
+        if s.exec(select(Slip.id).where(Slip.id == job.slip_id)).first() is None:
+            raise Stopped("slip gone")
         raise Stopped("slip image replaced while processing")  # the new upload has its task
     assert job.features is not None
     f = job.features
-    job.embedding, _ = clustering.store_embedding(
+    clustering.insert_embedding(
         session=s,
         slip_id=job.slip_id,
         model_version=job.model_version,
@@ -309,9 +340,15 @@ def store_features(job: SlipJob) -> None:
         usable=f.usable,
         quality=f.quality,
     )
-    slip.status, slip.error, slip.updated_at = SlipStatus.ready, None, utcnow()
-    slip.attempts = 0  # the work is done: the next piece of work counts from zero
-    s.add(slip)
+
+
+# the work is done: attempts reset, so the next piece of work counts from zero
+_MARK_READY = (
+    update(Slip)
+    .where(col(Slip.id) == bindparam("slip_id"), col(Slip.sha256) == bindparam("sha"))
+    .values(status=SlipStatus.ready, error=None, attempts=0, updated_at=bindparam("now"))
+    .returning(col(Slip.id))
+)
 
 
 EXTRACT_STEPS: tuple[tuple[str, Step], ...] = (
