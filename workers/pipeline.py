@@ -295,17 +295,79 @@ def load_image(job: SlipJob) -> None:
 
 
 def _stored_png(data: bytes) -> NDArray[np.uint8] | None:
-    """A stored slip (a plain 8-bit greyscale PNG, ``store.slips``) decoded by OpenCV: same
-    pixels, 4.5 ms per 1.2 MP slip against 5.4 ms through Pillow.  None for anything else
-    (another kind of image, unreadable data): ``decode_greyscale`` then decides."""
+    """A stored slip (a plain 8-bit greyscale PNG, ``store.slips``) decoded: as the upload
+    wrote it (:func:`_up_filtered_png`), else by OpenCV (same pixels, 4.5 ms per 1.2 MP
+    slip against 5.4 ms through Pillow).  None for anything else (another kind of image,
+    unreadable data): ``decode_greyscale`` then decides."""
     import cv2
 
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not data.startswith(_PNG_SIGNATURE):
         return None
+    own = _up_filtered_png(data)
+    if own is not None:
+        return own
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.ndim != 2 or image.dtype != np.uint8:
         return None
     return np.asarray(image, dtype=np.uint8)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# chunks that leave the greyscale pixels as they are (``store.slips``); any other: OpenCV
+_PLAIN_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND", b"pHYs", b"gAMA", b"cHRM", b"sRGB",
+                           b"sBIT", b"tIME"})  # fmt: skip
+
+
+def _up_filtered_png(data: bytes) -> NDArray[np.uint8] | None:
+    """The pixels of a non-interlaced 8-bit greyscale PNG whose rows all carry the "Up"
+    filter (or none), as uploads store scans (``store.slips``, ``cv.imageio.encode_png``):
+    inflated by ISA-L and un-filtered row by row (each row plus the one above, modulo 256),
+    2.7-3.6 ms per ~1 MP sample slip against 4.5-5.2 ms for OpenCV (zlib's inflate alone
+    takes 3.8).  Chunk CRCs and the zlib checksum are checked; None for any other PNG."""
+    import struct
+    import zlib
+
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; a platform without it
+        return None
+    if data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    cols, rows, depth, colour, method, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if (depth, colour, method, filtering, interlace) != (8, 0, 0, 0, 0) or not rows * cols:
+        return None
+    compressed, pos = [], 8
+    while True:
+        if pos + 12 > len(data):
+            return None  # no IEND
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        body = data[pos + 8 : end - 4]
+        if kind not in _PLAIN_CHUNKS or end > len(data):
+            return None
+        if zlib.crc32(body, zlib.crc32(kind)) != struct.unpack(">I", data[end - 4 : end])[0]:
+            return None
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            compressed.append(body)
+        pos = end
+    try:
+        raw = isal_zlib.decompress(b"".join(compressed))
+    except Exception:  # noqa: BLE001 - isal's IsalError (typed as no exception): corrupt data
+        return None
+    if len(raw) != rows * (cols + 1):
+        return None
+    filtered = np.frombuffer(raw, dtype=np.uint8).reshape(rows, cols + 1)
+    kinds = filtered[:, 0].tolist()
+    if not set(kinds) <= {0, 2}:  # libpng writes a single row unfiltered (0)
+        return None
+    image = filtered[:, 1:].copy()
+    # a loop over rows: numpy's cumulative sum down the columns took 3.9 ms, this 1.5
+    for row in range(1, rows):
+        if kinds[row] == 2:
+            np.add(image[row], image[row - 1], out=image[row])
+    return image
 
 
 def load_model(job: SlipJob) -> None:
