@@ -35,11 +35,15 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from cv.cluster import (  # noqa: E402
+    Calibration,
     assign_incremental,
     calibrate_threshold,
     calibration_of,
+    cluster_calibrated,
     cluster_embeddings,
+    indexed_offsets,
     knn_graph,
+    score_offsets,
 )
 from cv.index import VectorIndex  # noqa: E402
 from cv.metrics import clustering_scores  # noqa: E402
@@ -220,6 +224,31 @@ def run_one(
         out["assign_queries"] = queries
         out["assign_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
         out["assign_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
+        # on normalised scores (the shipped calibration): the slip's own offset from its 15
+        # nearest, each neighbour's offset from the assigner's cache or, on a miss, from the
+        # index.  "cold": nothing cached (the first assignments after a worker starts);
+        # "warm": every neighbour's offset cached (steady state: a slip's offset is cached
+        # when it is assigned), filled here untimed
+        norm = Calibration(threshold, threshold, 20.0, threshold, offset_ranks=(5, 15))
+        near = np.unique(index.search(Q, 15)[1])
+        warm = indexed_offsets(index, near[near >= 0].tolist())
+        caches: tuple[tuple[str, dict[int, float] | None], ...] = (("cold", None), ("warm", warm))
+        for name, cache in caches:
+            lat = []
+            for q in Q:
+                t = time.perf_counter()
+                assign_incremental(
+                    q,
+                    index=index,
+                    slip_cluster=slip_cluster,
+                    calibration=norm,
+                    k=k,
+                    cluster_sizes=cluster_sizes,
+                    offsets=cache,
+                )
+                lat.append((time.perf_counter() - t) * 1000)
+            out[f"assign_norm_{name}_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
+            out[f"assign_norm_{name}_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
     out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return out
 
@@ -262,23 +291,32 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     X = model.transform_raw([usable[i] for i in pos[held]])
     w = writers[held]
     kk = min(k, len(w) - 1)
-    nb = knn_graph(X, k=kk)
-    cal = calibrate_threshold(X, w, target_precision=0.98, k=kk, neighbours=nb)
+    calibration = calibration_of(model)
+    ranks = calibration.offset_ranks
+    wide = knn_graph(X, k=kk if ranks is None else min(max(kk, ranks[1]), len(w) - 1))
+    offsets = None if ranks is None else score_offsets(wide[1], ranks)
+    nb = (wide[0][:, :kk], wide[1][:, :kk])
+    # on the scores the model's calibration uses (normalised by per-slip offsets, if so)
+    cal = calibrate_threshold(X, w, target_precision=0.98, neighbours=nb, offsets=offsets)
     cal.pop("curve")
     sim = X @ X.T
     iu = np.triu_indices(len(w), k=1)
     pair_op = precision_threshold(sim[iu], w[iu[0]] == w[iu[1]], target_precision=0.98)
+    norm_op = pair_op
+    if offsets is not None:
+        adjusted = sim[iu] - 0.5 * (offsets[iu[0]] + offsets[iu[1]])
+        norm_op = precision_threshold(adjusted, w[iu[0]] == w[iu[1]], target_precision=0.98)
     at_model = clustering_scores(
         w, cluster_embeddings(X, threshold=float(model.threshold_), k=kk, neighbours=nb)
     )
     # the merge threshold the fit measured on its own held-out folds (cv.embed): what the
     # pipeline and `sliplink cluster` use, judged here on writers the fit never saw
-    merge_t = calibration_of(model).merge_threshold
-    at_merge = clustering_scores(
-        w, cluster_embeddings(X, threshold=float(merge_t), k=kk, neighbours=nb)
-    )
+    merge_t = calibration.merge_threshold
+    at_merge = clustering_scores(w, cluster_calibrated(X, calibration, k=kk)[0])
     best_t = float(cal["best_f1_threshold"])  # type: ignore[arg-type]
-    at_best = clustering_scores(w, cluster_embeddings(X, threshold=best_t, k=kk, neighbours=nb))
+    at_best = clustering_scores(
+        w, cluster_embeddings(X, threshold=best_t, neighbours=nb, offsets=offsets)
+    )
     counts = np.unique(w, return_counts=True)[1]
     return {
         "folder": str(folder),
@@ -290,6 +328,9 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
         "extract_s": round(extract_s, 1),
         "pair_threshold_p98": pair_op["threshold"],
         "pair_recall_p98": round(pair_op["recall"], 4),
+        "offset_ranks": None if ranks is None else list(ranks),
+        "normalised_pair_threshold_p98": norm_op["threshold"],
+        "normalised_pair_recall_p98": round(norm_op["recall"], 4),
         "calibrated": {key: (round(v, 4) if isinstance(v, float) else v) for key, v in cal.items()},
         "at_model_threshold": {"threshold": float(model.threshold_)}
         | {key: round(v, 4) for key, v in at_model.items()},
