@@ -18,28 +18,53 @@ of the clustered slip, Celery), the uploading API (``api_cpu_ms_per_slip``), the
 backends of the run's database and the broker server; and, measured in this process on the
 same scans, the image work inside the worker: PNG decode and ``cv.embed``.
 
-Measured 2026-12-05 15:49 UTC on the 2-core dev VM, load average 3.5 (another helper's
-index benchmark on ~1.3 cores), the default model, 120 slips uploaded as fast as this one
-client can (~15-20/s), so latency is mostly time queued behind the backlog:
+Measured 2026-12-05 17:21 UTC on the 2-core dev VM at load average 7-10 (other helpers'
+jobs), the default model, 120 slips uploaded as fast as this one client can, each run right
+after the same run of the session-start tree (954ad0c, "before"), so both saw the same load;
+latency is mostly time queued behind the backlog, slips/s is set by the other load:
 
     workers  slips/s   p50 s   p95 s   CPU ms/slip: worker  API  db  broker
-          1    12.34    2.67    5.41                 65.5  21.6 13.5   0.8
-          2    16.94    1.79    2.28                 69.7  23.3 14.2   0.8
-          4    16.63    1.35    1.69                 76.2  24.9 15.1   0.9
-          2     7.94    0.07    0.18   --rate 8 (load 3.4)
-          2     8.44    8.32   17.53   --rate 40, 200 slips (load 3.7): the client
-                                       uploaded 15/s, the workers kept 8.4/s; backlog grows
+          1     3.87    8.23   24.04                 82.6  21.8 14.0   3.0
+          2     6.76    6.39    9.84                 82.2  21.6 13.8   1.4
+          4     9.82    4.06    5.71                 85.3  21.2 13.6   1.2
+          2     4.80    1.47    9.27                 83.2  22.2 12.5   2.6   --rate 8 (load 9):
+                                       the uploads came at 7.3/s, the workers kept 4.8/s
+    before:
+          1     4.48    6.73   13.93                 83.9  32.0 18.9   2.3
+          2     6.52    4.87    6.92                 84.4  30.5 18.3   1.5
+          4     7.86    4.12    5.72                 87.6  28.6 19.0   1.2
 
-The same 1/2/4 runs at load ~4: 7.4-7.8 / 9.2-9.4 / 8.9-14.3 slips/s (the day's
-before/after spread is the other load, not the code).  Of the ~70 ms of worker CPU per slip:
-cv.embed ~34 ms, PNG decode 4.9 ms (OpenCV; 5.4 through Pillow), the rules stage ~8-12 ms
-(1-2 runs per slip: the bet's, and the slip's when it joins a cluster; its liability-sum and
-selection-run queries are also most of the database's CPU), assignment ~5 ms, the
-extraction's database steps ~5 ms, Celery itself (consumer, task trace, beat) ~4 ms
-(py-spy on the workers).  All in ~105 ms of CPU per slip: at most ~19 slips/s on these 2
-cores with the API on them, ~24 without.  The issue's 40 slips/s on 2 cores needs <= 50 ms
-all in, and cv.embed + decode alone take ~39 ms: extraction has to scale out to other
-machines (``sliplink worker --queues extract``).
+All in ~120 ms of CPU per slip at this load, was ~137 (the 15:49 run at load 3.5: ~105;
+CPU per slip grows with the load: the processes share caches and cores).
+Where it goes, per slip (``bench/pipeline_stages.py``, 60 slips, two rounds each against
+the session-start tree, this process's CPU + the database's):
+
+    stage                      before              after
+    API POST /bets            5.6 + 0.8 db        2.4-3.8 + 0.5-0.8 db  (another helper)
+    API slip upload          20.4 + 6.6 db       10.3-13.0 + 1.8-2.7 db
+    rules of bet_placed       7.6-9.5 + 2.8-3.5   6.1-9.1 + 2.5-3.0
+    extraction besides embed 13.0-13.7 + 2.9      8.0-10.1 + 1.5
+      of it PNG decode        4.9-5.1             3.0-3.2
+    cv.embed                 ~40 (not ours to change)
+    assignment                2.8-4.8 + 0.7-1.3   same
+    rules of slip_clustered   (0 of 60 clustered) 1.7-2.0 + 0.8 for 13 of 60
+
+What changed: the upload writes its PNG with ISA-L (8.5 -> 2.6 ms) and PostgreSQL stores
+it without trying pglz on it (migration 0010: 6 -> 1 ms of database CPU per insert);
+extraction runs 9 statements instead of 13 and fetches the 400 KB image in binary (hex text
+cost 0.7 ms here and 0.9 ms in the database); the worker decodes the Up-filtered PNGs the
+upload writes with ISA-L's inflate.  Celery itself (consumer, task trace, beat) is the
+worker CPU beyond the stages: the consumer process alone ~6 ms per slip (3-4 tasks).
+
+The rules' selection queries (selection_run, liability_limit) run on a fresh database with
+no planner statistics within a run (autovacuum has not analysed it yet): every row estimate
+is 1, so their semi-joins nest loops over the selection's bets, quadratic in them (11 ms of
+database time for one run at 100 bets on the bench's one selection).  After ``ANALYZE`` the
+rules of bet_placed cost 2.7 instead of 4.9 ms of database CPU per bet at 100 bets; a
+long-running database is analysed by autovacuum, so the bench overstates this part.
+
+The issue's 40 slips/s on 2 cores needs <= 50 ms all in; cv.embed alone takes ~40 ms, so
+extraction has to scale out to other machines (``sliplink worker --queues extract``).
 """
 
 from __future__ import annotations
@@ -288,8 +313,9 @@ def cv_cost(images: list[bytes], model: str | None, n: int = 20) -> dict[str, fl
     """CPU per slip of the two parts of extraction that are image work, measured here, one
     thread (BLAS and OpenCV, as in a worker), on the same scans: decoding the stored PNG (as
     the worker does) and ``cv.embed`` (preprocess + embed)."""
-    from cv.imageio import decode_greyscale, encode_png
+    from cv.imageio import decode_greyscale
     from store.settings import Settings
+    from store.slips import _png_to_store  # the PNG an upload stores
     from workers import model as models
     from workers.pipeline import _stored_png, single_threaded_math
 
@@ -297,7 +323,7 @@ def cv_cost(images: list[bytes], model: str | None, n: int = 20) -> dict[str, fl
     loaded = models.configured_model(
         Settings(environment="test", model_path=Path(model) if model else None)
     )
-    stored = [encode_png(decode_greyscale(data)[0]) for data in images[:n]]
+    stored = [_png_to_store(data, *decode_greyscale(data)[::-1]) for data in images[:n]]
     models.extract(loaded, decode_greyscale(stored[0])[0])  # warm-up
     t0 = time.process_time()
     grey = [_stored_png(png) for png in stored]
