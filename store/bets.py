@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, inspect, null
+from sqlalchemy import bindparam, func, insert, inspect, null
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import make_transient_to_detached
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from store import audit
 from store.access import Actor
@@ -19,6 +20,7 @@ from store.models import (
     Bet,
     BetCreate,
     BetPublic,
+    BetStatus,
     Customer,
     CustomerStatus,
     Leg,
@@ -33,6 +35,39 @@ from store.models import (
 
 
 def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
+    """``write_bet``, the bet and its legs then in the session as ORM objects (persistent,
+    as after a flush)."""
+    new = write_bet(session=session, bet_in=bet_in, actor=actor)
+    bet, legs = Bet(**new.row), [Leg(**leg) for leg in new.legs]
+    for row in (bet, *legs):
+        make_transient_to_detached(row)
+        # a row of a rolled-back transaction whose id came round again (SQLite reuses them)
+        stale = session.identity_map.get(inspect(row).key)
+        if stale is not None:
+            session.expunge(stale)
+        session.add(row)
+    session.info.setdefault("new_bet_legs", {})[bet.id] = legs
+    return bet
+
+
+@dataclass(frozen=True)
+class NewBet:
+    """A bet just written: its row and its legs' rows as inserted, ids included."""
+
+    row: dict[str, Any]
+    legs: list[dict[str, Any]]
+
+    def public(self) -> BetPublic:
+        return BetPublic.model_validate(
+            self.row
+            | {"anonymous": self.row["customer_id"] is None, "legs": self.legs, "slip_id": None}
+        )
+
+
+def write_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> NewBet:
+    """Record a bet: its row, its legs and the audit entry, written with plain INSERTs (the
+    ORM's flush of the same rows cost ~a fifth of a POST /bets, building the ORM objects
+    another ~5%); the caller commits."""
     shop_id = bet_in.shop_id
     if actor.role == Role.shop:
         if shop_id is None:
@@ -42,65 +77,52 @@ def create_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> Bet:
     _check_references(session, shop_id=shop_id, customer_id=bet_in.customer_id, actor=actor)
     lines = BET_LINES.get(bet_in.bet_type, 1) * (2 if bet_in.each_way else 1)
     total = bet_in.total_stake if bet_in.total_stake is not None else bet_in.stake * lines
-    first = bet_in.legs[0]
-    bet = Bet(
-        shop_id=shop_id,
-        customer_id=bet_in.customer_id,
-        placed_at=as_utc(bet_in.placed_at) if bet_in.placed_at else utcnow(),
-        currency=bet_in.currency,
-        stake=round(bet_in.stake, 2),
-        total_stake=round(total, 2),
-        bet_type=bet_in.bet_type,
-        each_way=bet_in.each_way,
-        odds=bet_in.odds if bet_in.odds is not None else _combined_odds(bet_in),
-        description=bet_in.description,
-        sport=first.sport,
-    )
-    bet.potential_return = _potential_return(bet_in, bet.odds)
-    # plain INSERTs, then the rows handed to the session as loaded: the ORM's flush of the
-    # same rows cost ~a fifth of a POST /bets (unit-of-work sorting, per-row bookkeeping)
+    odds = bet_in.odds if bet_in.odds is not None else _combined_odds(bet_in)
+    now = utcnow()
+    row: dict[str, Any] = {
+        "shop_id": shop_id,
+        "customer_id": bet_in.customer_id,
+        "placed_at": as_utc(bet_in.placed_at) if bet_in.placed_at else now,
+        "currency": bet_in.currency,
+        "stake": round(bet_in.stake, 2),
+        "total_stake": round(total, 2),
+        "bet_type": bet_in.bet_type,
+        "each_way": bet_in.each_way,
+        "odds": odds,
+        "potential_return": _potential_return(bet_in, odds),
+        "description": bet_in.description,
+        "sport": bet_in.legs[0].sport,
+        "status": BetStatus.open,
+        "returns": None,
+        "settled_at": None,
+        "created_at": now,
+    }
     conn = session.connection()
-    bet.id = conn.execute(_INSERT_BET, _row(bet, _BETS)).scalar_one()
+    row["id"] = conn.execute(_INSERT_BET, row).scalar_one()
     legs = [
-        Leg.model_validate(
-            leg_in,
-            update={
-                "bet_id": bet.id,
-                "position": position,
-                "selection_key": selection_key(leg_in.selection),
-                "event_start": as_utc(leg_in.event_start) if leg_in.event_start else None,
-            },
-        )
+        leg_in.model_dump()
+        | {
+            "bet_id": row["id"],
+            "position": position,
+            "selection_key": selection_key(leg_in.selection),
+            "event_start": as_utc(leg_in.event_start) if leg_in.event_start else None,
+        }
         for position, leg_in in enumerate(bet_in.legs)
     ]
-    leg_ids = conn.execute(_INSERT_LEGS, [_row(leg, _LEGS) for leg in legs]).scalars().all()
-    for leg, leg_id in zip(legs, leg_ids, strict=True):
-        leg.id = leg_id
-    for row in (bet, *legs):  # persistent, as after a flush: nothing left to write
-        make_transient_to_detached(row)
-        # a row of a rolled-back transaction whose id came round again (SQLite reuses them)
-        stale = session.identity_map.get(inspect(row).key)
-        if stale is not None:
-            session.expunge(stale)
-        session.add(row)
+    for leg, leg_id in zip(legs, conn.execute(_INSERT_LEGS, legs).scalars().all(), strict=True):
+        leg["id"] = leg_id
     audit.write(
-        session, actor=actor.name, action="bet.create", entity="bet", entity_id=bet.id,
-        after={"stake": bet.stake, "total_stake": bet.total_stake, "shop_id": shop_id,
-               "customer_id": bet.customer_id},
+        session, actor=actor.name, action="bet.create", entity="bet", entity_id=row["id"],
+        after={"stake": row["stake"], "total_stake": row["total_stake"], "shop_id": shop_id,
+               "customer_id": row["customer_id"]},
     )  # fmt: skip
-    session.info.setdefault("new_bet_legs", {})[bet.id] = legs
-    return bet
+    return NewBet(row, legs)
 
 
 _BETS, _LEGS = Bet.__table__, Leg.__table__  # type: ignore[attr-defined]
 # built once: building and keying a statement costs more CPU than running it here
 _INSERT_BET = insert(_BETS).returning(_BETS.c.id)
 _INSERT_LEGS = insert(_LEGS).returning(_LEGS.c.id, sort_by_parameter_order=True)
-
-
-def _row(obj: SQLModel, table: Table) -> dict[str, Any]:
-    """A new ORM object's column values, for a plain INSERT (the id left to the database)."""
-    return {c.key: getattr(obj, c.key) for c in table.columns if c.key != "id"}
 
 
 def _check_references(

@@ -23,13 +23,13 @@ async def create_bet(bet_in: BetCreate, request: Request, actor: ShopUser) -> Be
 
 def _create_bet(bet_in: BetCreate, request: Request, actor: Actor) -> BetPublic:
     with request_session(request) as session:
-        bet = bets.create_bet(session=session, bet_in=bet_in, actor=actor)
+        new = bets.write_bet(session=session, bet_in=bet_in, actor=actor)
         pipeline = getattr(request.app.state, "pipeline", None)
         if pipeline is not None and hasattr(pipeline, "submit_rules"):
-            trigger = {"kind": "bet_placed", "at": utcnow().isoformat(), "bet_id": bet.id,
-                       "customer_id": bet.customer_id}  # fmt: skip
+            trigger = {"kind": "bet_placed", "at": utcnow().isoformat(), "bet_id": new.row["id"],
+                       "customer_id": new.row["customer_id"]}  # fmt: skip
             slips.after_commit(session, lambda: pipeline.submit_rules(trigger))
-        return bets.bet_public(session=session, bet=bet)
+        return new.public()
 
 
 @router.get("", response_model=BetPage)
