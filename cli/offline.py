@@ -140,7 +140,9 @@ def similar_command(
     templates = _load_templates(templates_dir)
     x, ok, _ = _embed(paths, model=model, jobs=jobs, templates=templates)
     idx = np.flatnonzero(ok)
-    sim = x[idx] @ x[idx].T
+    # scored as the clusterer scores pairs (normalised by the slips' offsets when the
+    # model's calibration is): slips close to everything no longer top every list
+    sim = _score_matrix(x[idx], _model_calibration(model))
     np.fill_diagonal(sim, -np.inf)
     k = min(top, max(len(idx) - 1, 0))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +171,27 @@ def _components(x: np.ndarray, threshold: float) -> np.ndarray:
     _, labels = connected_components(csr_matrix(sim >= threshold), directed=False)
     sizes = np.bincount(labels)
     return np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
+
+
+def _collection_offsets(x: np.ndarray, calibration) -> np.ndarray | None:
+    """Each slip's score offset within these slips, None when ``calibration`` (or its
+    absence) means raw cosine."""
+    ranks = getattr(calibration, "offset_ranks", None)
+    if ranks is None or len(x) < 2:
+        return None
+    from cv import cluster
+
+    k = min(max(10, int(ranks[1])), len(x) - 1)
+    return cluster.score_offsets(cluster.knn_graph(x, k=k)[1], ranks)
+
+
+def _score_matrix(x: np.ndarray, calibration) -> np.ndarray:
+    """(n, n) pair scores: cosine, less half of both slips' offsets when normalised."""
+    sim = x @ x.T
+    offsets = _collection_offsets(x, calibration)
+    if offsets is not None:
+        sim = sim - 0.5 * (offsets[:, None] + offsets[None, :])
+    return sim
 
 
 def _pair_scores(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
@@ -225,15 +248,17 @@ def evaluate_embeddings(
             thr = threshold if threshold is not None else op["threshold"]
             calibration = cluster.Calibration.uncalibrated(float(thr) if np.isfinite(thr) else 1.0)
         ranks = calibration.offset_ranks
-        offsets = None
-        if ranks is not None:
-            kk = min(max(10, int(ranks[1])), len(writers) - 1)
-            offsets = cluster.score_offsets(cluster.knn_graph(x, k=kk)[1], ranks)
+        offsets = _collection_offsets(x, calibration)
+        if offsets is not None:
             norm = metrics.precision_threshold(
                 _pair_scores(x, offsets), same, target_precision=0.98
             )
             result["norm_threshold_p98"] = norm["threshold"]
             result["norm_recall_at_p98"] = norm["recall"]
+            normalised = sim - 0.5 * (offsets[:, None] + offsets[None, :])
+            result.update(
+                {f"norm_{k}": v for k, v in metrics.retrieval_scores(normalised, writers).items()}
+            )
         labels = cluster.cluster_calibrated(x, calibration)[0]
         result["cluster_threshold"] = float(calibration.merge_threshold)
         result["cluster_method"] = "cv.cluster.cluster_embeddings" + (
@@ -428,6 +453,11 @@ def eval_command(
         f"images           {r['n']} ({r['writers']} writers, {r['skipped']} skipped)",
         f"retrieval        mAP {r['map']:.3f}  top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}",
     ]
+    if "norm_map" in r:
+        lines.append(
+            f"                 normalised scores: mAP {r['norm_map']:.3f}  "
+            f"top-1 {r['norm_top1']:.3f}  top-5 {r['norm_top5']:.3f}"
+        )
     if tmpl:
         lines.append(
             f"template share   top-1 shares the template {r['template_rate']:.3f} "
