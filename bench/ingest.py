@@ -20,6 +20,24 @@ The load generator is a minimal keep-alive HTTP/1.1 client on raw asyncio stream
 shares the 2 cores with the server, so it must cost as little CPU as possible (httpx cost
 ~1 ms of CPU per request, a third of the machine at 400 requests/s); its own CPU time is
 reported as ``client_cpu_share``.
+
+Measured 2026-12-05, ``--modes broker`` (defaults: 2 server workers, 32 bet clients, 10 s
+phases), the same machine shared with other jobs (load average 8-10 on the 2 cores), the
+session-start tree and the tree after the POST /bets work run back to back:
+
+    phase                 before                          after
+    bets paced at 400/s   154 bets/s, p99 6.2 s, 7.3 ms   392 bets/s, p99 373 ms, 3.2 ms
+    bets, closed loop     175 bets/s, p99 425 ms, 6.5 ms  431 bets/s, p99 166 ms, 2.9 ms
+    uploads paced at 40/s 39.9/s, p99 140 ms, 19.2 ms     40.0/s, p99 54 ms, 16.9 ms
+    uploads, closed loop  52.0/s, p99 279 ms, 17.8 ms     51.0/s, p99 242 ms, 18.2 ms
+
+(the last figure: server CPU per request).  Bets-only A/B, 3 interleaved rounds: server CPU
+5.88/6.26/6.14 -> 3.61/3.20/3.17 ms per bet.  What changed: one thread-pool hop per POST
+/bets (was five), API keys kept 2 s per process, the bet/legs/audit rows written with plain
+INSERTs from dicts (no ORM flush, no SQLModel objects), the Celery producer kept and the
+task's argsrepr given.  The target (400/s with p99 < 100 ms) is not met with this much other
+load: at 400/s a bet costs the machine ~3.2 ms of server CPU + ~0.6 ms of PostgreSQL + the
+broker and the client, about 1.6 of the 2 cores before anything else runs.
 """
 
 from __future__ import annotations
