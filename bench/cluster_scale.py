@@ -43,7 +43,6 @@ from cv.cluster import (  # noqa: E402
     cluster_embeddings,
     indexed_offsets,
     knn_graph,
-    score_offsets,
 )
 from cv.index import VectorIndex  # noqa: E402
 from cv.metrics import clustering_scores  # noqa: E402
@@ -294,7 +293,7 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     calibration = calibration_of(model)
     ranks = calibration.offset_ranks
     wide = knn_graph(X, k=kk if ranks is None else min(max(kk, ranks[1]), len(w) - 1))
-    offsets = None if ranks is None else score_offsets(wide[1], ranks)
+    offsets = calibration.offsets(wide[1])
     nb = (wide[0][:, :kk], wide[1][:, :kk])
     # on the scores the model's calibration uses (normalised by per-slip offsets, if so)
     cal = calibrate_threshold(X, w, target_precision=0.98, neighbours=nb, offsets=offsets)

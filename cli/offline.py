@@ -182,7 +182,7 @@ def _collection_offsets(x: np.ndarray, calibration) -> np.ndarray | None:
     from cv import cluster
 
     k = min(max(10, int(ranks[1])), len(x) - 1)
-    return cluster.score_offsets(cluster.knn_graph(x, k=k)[1], ranks)
+    return calibration.offsets(cluster.knn_graph(x, k=k)[1])
 
 
 def _score_matrix(x: np.ndarray, calibration) -> np.ndarray:

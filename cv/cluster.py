@@ -153,7 +153,10 @@ def knn_graph(
 
 # -- score normalisation ----------------------------------------------------------------------
 def score_offsets(
-    similarities: ArrayLike, ranks: tuple[int, int] = DEFAULT_OFFSET_RANKS
+    similarities: ArrayLike,
+    ranks: tuple[int, int] = DEFAULT_OFFSET_RANKS,
+    *,
+    fill: float | None = None,
 ) -> NDArray[np.float32]:
     """Each slip's score offset: the mean of its neighbour similarities at ``ranks``.
 
@@ -163,9 +166,13 @@ def score_offsets(
         Similarities to each slip's nearest other slips, best first (``-inf`` = no
         neighbour), as :func:`knn_graph` returns them; ``k >= ranks[1]`` for the full range.
     ranks : (lo, hi)
-        Half-open range of 0-based neighbour ranks averaged.  With fewer neighbours the ones
-        from ``lo`` on count; with none there the furthest neighbour's similarity; with no
-        neighbour at all the offset is 0.
+        Half-open range of 0-based neighbour ranks averaged.
+    fill : float, optional
+        What a rank missing from the band counts as (a collection of fewer than ``hi + 1``
+        slips): the typical offset of the calibration data, so a tiny collection, whose
+        few neighbours are often the writer's own slips, is scored like a typical slip.
+        Without it the ranks from ``lo`` on that exist count; with none there the furthest
+        neighbour's similarity; with no neighbour at all the offset is 0.
 
     Returns
     -------
@@ -183,6 +190,10 @@ def score_offsets(
     count = ok.sum(axis=1)
     band = np.where(ok[:, lo:hi], sim[:, lo:hi], 0.0)
     n_band = ok[:, lo:hi].sum(axis=1)
+    if fill is not None:
+        return ((band.sum(axis=1) + (hi - lo - n_band) * float(fill)) / (hi - lo)).astype(
+            np.float32
+        )
     out = band.sum(axis=1) / np.maximum(n_band, 1)
     furthest = sim[np.arange(sim.shape[0]), np.maximum(count - 1, 0)]
     out = np.where(n_band > 0, out, np.where(count > 0, furthest, 0.0))
@@ -190,7 +201,11 @@ def score_offsets(
 
 
 def indexed_offsets(
-    index: VectorIndex, ids: Iterable[int], ranks: tuple[int, int] = DEFAULT_OFFSET_RANKS
+    index: VectorIndex,
+    ids: Iterable[int],
+    ranks: tuple[int, int] = DEFAULT_OFFSET_RANKS,
+    *,
+    fill: float | None = None,
 ) -> dict[int, float]:
     """Score offsets of slips already in ``index``: each one's own neighbours at ``ranks``
     (itself excluded), one batched search."""
@@ -204,7 +219,7 @@ def indexed_offsets(
     order = np.argsort(~not_self, axis=1, kind="stable")[:, : int(ranks[1])]
     sim = np.take_along_axis(scores, order, axis=1).astype(np.float32)
     sim[np.take_along_axis(found, order, axis=1) < 0] = -np.inf
-    return dict(zip(want.tolist(), score_offsets(sim, ranks).tolist(), strict=True))
+    return dict(zip(want.tolist(), score_offsets(sim, ranks, fill=fill).tolist(), strict=True))
 
 
 def _adjusted(
@@ -550,7 +565,7 @@ def cluster_calibrated(
     kk = min(int(k), n - 1)
     ranks = calibration.offset_ranks
     nbr, sim = knn_graph(x, k=kk if ranks is None else min(max(kk, int(ranks[1])), n - 1))
-    offsets = None if ranks is None else score_offsets(sim, ranks)
+    offsets = calibration.offsets(sim)
     graph = (nbr[:, :kk], sim[:, :kk])
     labels = cluster_embeddings(
         x,
@@ -982,6 +997,14 @@ class Calibration:
     # neighbour ranks of the score offsets when every threshold is on adjusted scores
     # (cos - (b_i + b_j) / 2, see score_offsets); None: raw cosine
     offset_ranks: tuple[int, int] | None = None
+    typical_offset: float | None = None  # median offset of the calibration data (the fill)
+
+    def offsets(self, similarities: ArrayLike) -> NDArray[np.float32] | None:
+        """Score offsets of slips with these neighbour similarities (best first), None when
+        the thresholds are on raw cosine."""
+        if self.offset_ranks is None:
+            return None
+        return score_offsets(similarities, self.offset_ranks, fill=self.typical_offset)
 
     def confidence(self, evidence: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probability-like confidence of slip-to-cluster (or slip) evidence."""
@@ -1005,6 +1028,7 @@ class Calibration:
             "recall": self.recall,
             "calibrated": self.calibrated,
             "offset_ranks": None if self.offset_ranks is None else list(self.offset_ranks),
+            "typical_offset": self.typical_offset,
         }
 
     @classmethod
@@ -1018,6 +1042,7 @@ class Calibration:
             raise ValueError(f"calibration: missing or bad field ({exc})") from exc
         recall = data.get("recall")
         ranks = data.get("offset_ranks")
+        typical = data.get("typical_offset")
         if ranks is not None:
             try:
                 lo, hi = (int(r) for r in ranks)  # type: ignore[attr-defined]
@@ -1029,6 +1054,7 @@ class Calibration:
             recall=None if recall is None else float(recall),  # type: ignore[arg-type]
             calibrated=bool(data.get("calibrated", True)),
             offset_ranks=None if ranks is None else (lo, hi),
+            typical_offset=None if typical is None else float(typical),  # type: ignore[arg-type]
         )
 
 
@@ -1169,6 +1195,9 @@ def calibrate_clustering(
         target_precision=float(target_precision),
         recall=float(np.mean(recalls)) if recalls else 0.0,
         offset_ranks=None if offset_ranks is None else (int(offset_ranks[0]), int(offset_ranks[1])),
+        typical_offset=None
+        if offset_ranks is None
+        else float(np.median(np.concatenate([b for b in fold_offsets if b is not None]))),
     )
 
 
@@ -1265,9 +1294,11 @@ def assign_incremental(
     own_offset, fresh = None, {}
     if ranks is not None:
         raw = np.array([[s for _, s in pairs]], dtype=np.float32).reshape(1, -1)
-        own_offset = float(score_offsets(raw, ranks)[0])
+        own_offset = float(score_offsets(raw, ranks, fill=cal.typical_offset)[0])
         known = offsets or {}
-        fresh = indexed_offsets(index, [i for i, _ in pairs if i not in known], ranks)
+        fresh = indexed_offsets(
+            index, [i for i, _ in pairs if i not in known], ranks, fill=cal.typical_offset
+        )
         pairs = sorted(
             (
                 (i, s - 0.5 * (own_offset + float(known.get(i, fresh.get(i, 0.0)))))

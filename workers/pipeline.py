@@ -900,12 +900,15 @@ class SlipMatch:
     ``(slip id, cosine similarity, cluster id or None)``: singletons included.
 
     ``source`` is ``"index"`` (every stored slip of the version searched) or ``"recent"``
-    (the index was still being built: an exact search over the ``searched`` newest slips)."""
+    (the index was still being built: an exact search over the ``searched`` newest slips).
+    ``scores``: slip id -> pair score on normalised scores (cosine less half of both slips'
+    offsets) for the neighbours the calibration compared, when it normalises; else None."""
 
     cluster: tuple[int, float] | None
     neighbours: list[tuple[int, float, int | None]]
     source: str = "index"
     searched: int | None = None
+    scores: dict[int, float] | None = None
 
 
 # searched exactly while the index is built (a writer's latest slips are the ones a counter
@@ -943,12 +946,14 @@ def match_slip(
         assigner.refresh(session, dim=dim)
         if assigner.index is None or len(assigner.index) == 0:
             return SlipMatch(None, [])
-        scores, ids = assigner.index.search(vector, int(k))
-        neighbours = [
-            (int(i), float(sc), assigner.slip_cluster.get(int(i)))
+        ranks = calibration.offset_ranks if calibration is not None else None
+        wide = int(k) if ranks is None else max(int(k), int(ranks[1]))
+        scores, ids = assigner.index.search(vector, wide)
+        cosine = {
+            int(i): float(sc)
             for i, sc in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
             if i >= 0
-        ]
+        }
         found = assign_incremental(
             vector,
             index=assigner.index,
@@ -960,8 +965,12 @@ def match_slip(
             offsets=assigner.offsets,
         )
         assigner.offsets.update(found.new_offsets)
+        # best first by the scores the calibration compares (normalised ones when it is)
+        order = [i for i, _ in found.neighbours] if found.offset is not None else list(cosine)
+        neighbours = [(i, cosine[i], assigner.slip_cluster.get(i)) for i in order[: int(k)]]
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
-    return SlipMatch(cluster, neighbours)
+    normalised = None if found.offset is None else dict(found.neighbours)
+    return SlipMatch(cluster, neighbours, scores=normalised)
 
 
 _RECENT = (

@@ -3,6 +3,8 @@ incremental assignment on scores ``cos - (b_i + b_j) / 2``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -55,6 +57,9 @@ def test_score_offsets_average_the_rank_band_and_degrade_gracefully():
     np.testing.assert_allclose(got, [0.4, 0.6, 0.9, 0.0], atol=1e-6)
     assert got.dtype == np.float32
     assert score_offsets(np.empty((2, 0)), (2, 5)).tolist() == [0.0, 0.0]  # an empty index
+    # with a fill (the calibration's typical offset) missing band ranks count at it
+    filled = score_offsets(sims, (2, 5), fill=0.5)
+    np.testing.assert_allclose(filled, [0.4, (0.6 + 2 * 0.5) / 3, 0.5, 0.5], atol=1e-6)
     with pytest.raises(ValueError, match="0 <= lo < hi"):
         score_offsets(sims, (3, 3))
 
@@ -83,6 +88,7 @@ def test_normalised_calibration_recalls_far_more_at_the_target_precision():
     raw = calibrate_clustering(folds)
     norm = calibrate_clustering(folds, offset_ranks=DEFAULT_OFFSET_RANKS)
     assert raw.offset_ranks is None and norm.offset_ranks == DEFAULT_OFFSET_RANKS
+    assert raw.typical_offset is None and 0.0 < norm.typical_offset < 1.0  # type: ignore[operator]
     x, w = _font_writers(3)  # writers neither calibration saw
     at_raw = clustering_scores(w, cluster_calibrated(x, raw)[0])
     at_norm = clustering_scores(w, cluster_calibrated(x, norm)[0])
@@ -141,10 +147,30 @@ def test_assignment_uses_offsets_and_hands_back_the_ones_it_computed():
 
 
 def test_calibration_json_keeps_offset_ranks_and_rejects_bad_ones():
-    cal = Calibration(0.2, 0.1, 30.0, 0.05, offset_ranks=(5, 15))
+    cal = Calibration(0.2, 0.1, 30.0, 0.05, offset_ranks=(5, 15), typical_offset=0.4)
     again = Calibration.from_json(cal.to_json())
-    assert again == cal and again.offset_ranks == (5, 15)
-    older = {k: v for k, v in cal.to_json().items() if k != "offset_ranks"}
+    assert again == cal and again.offset_ranks == (5, 15) and again.typical_offset == 0.4
+    older = {k: v for k, v in cal.to_json().items() if k not in ("offset_ranks", "typical_offset")}
     assert Calibration.from_json(older).offset_ranks is None  # files before normalisation
+    assert Calibration.from_json(older).offsets(np.zeros((1, 3))) is None
     with pytest.raises(ValueError, match="bad offset_ranks"):
         Calibration.from_json({**cal.to_json(), "offset_ranks": ["a"]})
+
+
+def test_a_tiny_collection_is_scored_against_the_typical_offset():
+    """Two stored slips of one hand and a third: with fewer slips than the offset ranks,
+    the missing ranks count at the calibration's typical offset instead of at the writer's
+    own (very similar) slips, so the third slip still matches them one to one."""
+    x, _ = _font_writers(8, n_writers=2, per_writer=3)
+    index = VectorIndex(x.shape[1])
+    index.add(np.array([1, 2]), x[:2])  # two slips of writer 0; x[2] is the third
+    cal = Calibration(0.2, 0.1, 30.0, 0.05, offset_ranks=DEFAULT_OFFSET_RANKS, typical_offset=0.2)
+    a = assign_incremental(x[2], index=index, slip_cluster={}, calibration=cal, k=10)
+    assert a.offset == pytest.approx(0.2) and a.new_offsets == pytest.approx({1: 0.2, 2: 0.2})
+    for sid, score in a.neighbours:
+        assert score == pytest.approx(float(x[2] @ x[sid - 1]) - 0.2, abs=1e-5)
+    assert sorted(a.joined_slip_ids) == [1, 2]  # founds a cluster with them
+    # without the fill each slip's offset is its furthest neighbour: the writer's own slips
+    bare = replace(cal, typical_offset=None)
+    b = assign_incremental(x[2], index=index, slip_cluster={}, calibration=bare, k=10)
+    assert b.joined_slip_ids == []
