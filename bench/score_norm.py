@@ -11,7 +11,9 @@ measures what subtracting a per-slip offset from each pair's score would buy:
   collection (depends on how many slips each writer has in it).
 
 For each it prints pairwise recall at precision 0.98 and the best pairwise F1 over all
-thresholds, and writes bench/results/score_norm.json. Nothing here changes the product.
+thresholds, and writes bench/results/score_norm.json. The product uses the collection's
+neighbour ranks 5-15 (`cv.cluster.score_offsets`, chosen over ranks 0-10, 3-15, 5-20, 5-30,
+8-20 and a median of 0-20 on these slips; ranks 0-4 may be the writer's own slips).
 
     PYTHONPATH=. .venv/bin/python bench/score_norm.py --heldout /tmp/gen_held --fit /tmp/gen_fit
 """
