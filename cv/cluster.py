@@ -76,8 +76,9 @@ DEFAULT_THRESHOLD = 0.5
 #: Width of the logistic that turns evidence - threshold into a 0..1 confidence.
 DEFAULT_TEMPERATURE = 0.05
 #: Neighbour ranks (0-based, the slip itself excluded) whose mean similarity is a slip's
-#: score offset.  Chosen on held-out generated slips against ranks 0-10, 3-15, 5-20, 5-30,
-#: 8-20 and the median of 0-20 (bench/score_norm.py).
+#: score offset.  Best pairwise recall at precision 0.98 on validation writers against ranks
+#: 0-10, 3-15, 5-20, 5-30 and 8-20; 0-10 clustered a little better there, but a regular
+#: writer's first ranks are his own slips (bench/score_norm.py).
 DEFAULT_OFFSET_RANKS = (5, 15)
 # Weight given to must-link edges: above any cosine similarity, so they merge first.
 _MUST_WEIGHT = 2.0
