@@ -291,6 +291,7 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     w = writers[held]
     kk = min(k, len(w) - 1)
     calibration = calibration_of(model)
+    calibration = calibration.batch or calibration  # batch clustering's operating point
     ranks = calibration.offset_ranks
     wide = knn_graph(X, k=kk if ranks is None else min(max(kk, ranks[1]), len(w) - 1))
     offsets = calibration.offsets(wide[1])

@@ -136,6 +136,7 @@ def cluster_command(
     calibration = calibration_of(model)
     if threshold is None and calibration.calibrated:
         # the merge threshold measured on the model's fit data, not its slip-to-slip one
+        calibration = calibration.batch or calibration
         threshold, source = calibration.merge_threshold, "model merge calibration"
         if calibration.offset_ranks is not None:
             source += " (scores normalised by per-slip offsets)"

@@ -287,7 +287,8 @@ def _model_calibration(model):
     except ImportError:
         return None
     calibration = calibration_of(model)
-    return calibration if calibration.calibrated else None
+    # batch clustering's operating point (normalised scores) where the model has one
+    return (calibration.batch or calibration) if calibration.calibrated else None
 
 
 def _model_threshold(model) -> float | None:

@@ -626,30 +626,23 @@ class EmbeddingModel:
 def _operating_points(
     folds: list[tuple[NDArray[np.float32], NDArray]],
 ) -> tuple[float, Calibration | None]:
-    """The slip-to-slip cosine threshold (pairwise precision >= 0.98 over held-out slip
-    pairs, raw cosine: what a one-to-one comparison without a collection uses; 1.0 when no
-    fold is usable) and the clustering calibration (`cv.cluster.Calibration` on scores
-    normalised by per-slip offsets: pair and merge thresholds, confidence logistic) on the
+    """The slip-to-slip threshold (pairwise precision >= 0.98 over held-out slip pairs; 1.0
+    when no fold is usable) and the clustering calibration (`cv.cluster.Calibration`: the
+    cluster-merge threshold and the confidence logistic, on raw cosine for incremental
+    assignment and, as its ``batch``, on normalised scores for batch clustering) on the
     held-out folds."""
+    from dataclasses import replace
+
     from cv.cluster import DEFAULT_OFFSET_RANKS, calibrate_clustering
-    from cv.metrics import precision_threshold
 
     try:
-        calibration = calibrate_clustering(
+        calibration = calibrate_clustering(folds, target_precision=0.98)
+        batch = calibrate_clustering(
             folds, target_precision=0.98, offset_ranks=DEFAULT_OFFSET_RANKS
         )
     except ValueError:  # no fold of 3+ slips from 2+ writers
         return 1.0, None
-    scores, same = [], []
-    for x, w in folds:
-        # every pair of at most 4000 slips (a fixed sample of a larger fold)
-        keep = np.random.default_rng(0).permutation(len(w))[:4000] if len(w) > 4000 else ...
-        z, ww = _l2_rows(x[keep]), np.asarray(w)[keep]
-        iu = np.triu_indices(len(ww), k=1)
-        scores.append((z @ z.T)[iu])
-        same.append(ww[iu[0]] == ww[iu[1]])
-    raw = precision_threshold(np.concatenate(scores), np.concatenate(same), target_precision=0.98)
-    return float(min(raw["threshold"], 1.0)), calibration
+    return calibration.pair_threshold, replace(calibration, batch=batch)
 
 
 def load_default_model() -> EmbeddingModel:

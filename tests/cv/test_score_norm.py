@@ -174,3 +174,23 @@ def test_a_tiny_collection_is_scored_against_the_typical_offset():
     bare = replace(cal, typical_offset=None)
     b = assign_incremental(x[2], index=index, slip_cluster={}, calibration=bare, k=10)
     assert b.joined_slip_ids == []
+
+
+def test_batch_clustering_uses_the_normalised_operating_point_incremental_keeps_raw():
+    """A model's calibration: raw cosine at the top (incremental assignment, checks) and
+    normalised scores for batch clustering (``batch``); cluster_calibrated picks the batch."""
+    folds = [_font_writers(1), _font_writers(2)]
+    raw = calibrate_clustering(folds)
+    both = replace(raw, batch=calibrate_clustering(folds, offset_ranks=DEFAULT_OFFSET_RANKS))
+    x, w = _font_writers(3)
+    labels_both, conf_both = cluster_calibrated(x, both)
+    labels_batch, conf_batch = cluster_calibrated(x, both.batch)  # type: ignore[arg-type]
+    assert labels_both.tolist() == labels_batch.tolist()
+    np.testing.assert_allclose(conf_both, conf_batch)
+    assert clustering_scores(w, labels_both)["pairwise_recall"] > (
+        clustering_scores(w, cluster_calibrated(x, raw)[0])["pairwise_recall"] + 0.3
+    )
+    again = Calibration.from_json(both.to_json())
+    assert again == both and again.batch is not None and again.offset_ranks is None
+    with pytest.raises(ValueError, match="batch must be an object"):
+        Calibration.from_json({**both.to_json(), "batch": 3})
