@@ -96,6 +96,7 @@ def write_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> NewBet:
         "returns": None,
         "settled_at": None,
         "created_at": now,
+        "rules_pending_since": now,  # until its bet_placed rules ran (workers.pipeline)
     }
     conn = session.connection()
     row["id"] = conn.execute(_INSERT_BET, row).scalar_one()

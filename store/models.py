@@ -267,6 +267,15 @@ class BetCreate(SQLModel):
 
 class Bet(SQLModel, table=True):
     __tablename__ = "bets"
+    __table_args__ = (
+        # only the bets still waiting for their rules: small, and the sweeper's look-up
+        sa.Index(
+            "ix_bets_rules_pending_since",
+            "rules_pending_since",
+            postgresql_where=sa.text("rules_pending_since IS NOT NULL"),
+            sqlite_where=sa.text("rules_pending_since IS NOT NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int | None = Field(default=None, foreign_key="shops.id", index=True)
     customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
@@ -284,6 +293,10 @@ class Bet(SQLModel, table=True):
     returns: float | None = Field(default=None, sa_column=_money_nullable())
     settled_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, nullable=False)
+    # set when the bet is stored, cleared (NULL) in the transaction of its bet_placed rules;
+    # the sweeper re-sends the rules of a bet still waiting after a grace period and sets it
+    # to the time it did (``workers.pipeline.sweep``)
+    rules_pending_since: datetime | None = None
 
 
 class BetPublic(SQLModel):

@@ -17,7 +17,8 @@ After assignment, rules run for what changed (``rules.engine.run_event_rules``).
 
 Everything is keyed by (slip id, model version) with unique constraints, so running any
 stage twice is harmless: no duplicate embedding, membership or alert.  Processing state
-lives in ``slips.status/attempts/error``; the :func:`sweep` finds slips whose task was lost.
+lives in ``slips.status/attempts/error`` (and ``bets.rules_pending_since`` for the rules of a
+new bet); the :func:`sweep` finds slips and bets whose task was lost.
 
 :func:`pipeline_for` returns the Celery client when a broker is configured, otherwise the
 in-process pipeline (a thread pool running these same functions).
@@ -549,7 +550,13 @@ def mark_failed(slip_id: int, reason: str, settings: Settings) -> None:
 
 def rules_stage(trigger: dict[str, Any], settings: Settings) -> int:
     """Event-driven rules for what changed; returns the number of alerts raised.  Skipped
-    (0) when the rules engine is not installed."""
+    (0) when the rules engine is not installed.
+
+    The rules of ``bet_placed`` run once per bet: the bet is marked evaluated
+    (``bets.rules_pending_since`` cleared) first, in the transaction that stores its alerts,
+    and a bet no longer waiting (a message sent twice: publish and sweeper, a redelivery) is
+    skipped.  The update locks the bet's row, so a second run of the same bet waits for the
+    first to commit and then finds it done."""
     try:
         from rules.engine import run_event_rules
         from rules.types import Trigger
@@ -558,10 +565,26 @@ def rules_stage(trigger: dict[str, Any], settings: Settings) -> int:
     engine = get_engine(settings.effective_database_url)
     started = time.perf_counter()
     with Session(engine, expire_on_commit=False) as session:
+        bet_id = trigger.get("bet_id") if trigger.get("kind") == "bet_placed" else None
+        if bet_id is not None:
+            claimed = session.connection().execute(_BET_RULES_DONE, {"bet": int(bet_id)}).first()
+            if claimed is None:
+                log.info("bet %s: bet_placed rules already ran", bet_id)
+                return 0
         alerts = run_event_rules(session=session, trigger=Trigger.from_json(trigger))
         session.commit()
     observe("rules", time.perf_counter() - started)
     return len(alerts or [])
+
+
+_BETS = Bet.__table__  # type: ignore[attr-defined]
+# the bet_placed rules of a bet: taken (and the row locked) only while the bet waits for them
+_BET_RULES_DONE = (
+    update(_BETS)
+    .where(_BETS.c.id == bindparam("bet"), _BETS.c.rules_pending_since.is_not(None))
+    .values(rules_pending_since=None)
+    .returning(_BETS.c.id)
+)
 
 
 # ---------------------------------------------------------------- assignment state
@@ -1392,12 +1415,17 @@ def _resize(s: Session, cluster_id: int) -> None:
 #: Slips re-sent per sweep and kind: a re-embedding of millions of slips goes out in batches
 #: (the next sweep sends the next batch once the queue has drained).
 SWEEP_BATCH = 5000
+#: Bets whose bet_placed rules are re-sent per sweep (~10 ms of rules each: a batch is
+#: ~10 s of one rules worker, one sweep period)
+RULES_SWEEP_BATCH = 1000
 
 
 @dataclass(frozen=True)
 class SweepResult:
     extract: list[int]
     assign: list[tuple[int, str]]
+    # bet_placed triggers of bets whose rules have not run (publish lost)
+    rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 def sweep(
@@ -1408,9 +1436,10 @@ def sweep(
     leases_only: bool = False,
 ) -> SweepResult:
     """Slips whose task was lost: pending too long, processing past the lease, ready without
-    an embedding of the active model (re-embedding) or without a membership.  With
-    ``leases_only`` only the lost leases (one indexed query, run more often than the full
-    sweep: a killed worker's slips are re-sent within ``lease_check_s`` of the lease's end).
+    an embedding of the active model (re-embedding) or without a membership; and bets whose
+    bet_placed rules have not run (:func:`bets_awaiting_rules`).  With ``leases_only`` only
+    the lost leases (one indexed query, run more often than the full sweep: a killed
+    worker's slips are re-sent within ``lease_check_s`` of the lease's end).
 
     With a backlog in their queue (``queue_depths``, when known) pending and unassigned
     slips wait ``backlog_grace_s`` instead of ``pending_grace_s``: their messages are most
@@ -1482,9 +1511,33 @@ def sweep(
                 .where(col(Slip.id).in_(touch[start : start + 500]))
                 .values(updated_at=now, status=SlipStatus.pending)
             )
+        rules = [] if leases_only else bets_awaiting_rules(s, grace_for("rules"), now)
         s.commit()
     extract = sorted({int(i) for i in [*pending, *lost, *stale]})
-    return SweepResult(extract, [(int(i), version) for i in sorted(unassigned)])
+    return SweepResult(extract, [(int(i), version) for i in sorted(unassigned)], rules)
+
+
+def bets_awaiting_rules(
+    s: Session, before: datetime, now: datetime, *, limit: int = RULES_SWEEP_BATCH
+) -> list[dict[str, Any]]:
+    """The bet_placed triggers of bets whose rules have waited since before ``before`` (the
+    publish after their commit was lost: broker down, API killed in between), oldest first,
+    at most ``limit``.  Each gets ``rules_pending_since = now``: re-sent at most once per
+    grace period, and a concurrent sweep (which re-checks the row) does not send it too.
+    The trigger's ``at`` is the bet's ``created_at``, as the API would have sent it."""
+    due = _BETS.c.rules_pending_since < before
+    oldest = select(_BETS.c.id).where(due).order_by(_BETS.c.rules_pending_since).limit(limit)
+    rows = s.connection().execute(
+        update(_BETS)
+        .where(_BETS.c.id.in_(oldest.scalar_subquery()), due)
+        .values(rules_pending_since=now)
+        .returning(_BETS.c.id, _BETS.c.customer_id, _BETS.c.created_at)
+    )
+    return [
+        {"kind": "bet_placed", "at": as_utc(created).isoformat(), "bet_id": int(bet_id),
+         "customer_id": customer_id}
+        for bet_id, customer_id, created in sorted(rows.all())
+    ]  # fmt: skip
 
 
 def purge_retention(*, settings: Settings, now: datetime | None = None) -> int:
@@ -1693,7 +1746,8 @@ class InProcessPipeline:
     def _admit(self, queue: str) -> bool:
         """Queues in memory are bounded (``inprocess_backlog``): under a sustained overload a
         new task is dropped rather than held forever.  A dropped slip stays pending and the
-        sweeper sends it again; a dropped rules trigger is counted and logged."""
+        sweeper sends it again, as it does a bet's dropped bet_placed trigger; another dropped
+        rules trigger is counted and logged."""
         with self._count_lock:
             if self._inflight[queue] < self.config.inprocess_backlog:
                 return True
@@ -1849,6 +1903,8 @@ class InProcessPipeline:
             self.submit(sid)
         for sid, version in result.assign:
             self.submit_assign(sid, version)
+        for trigger in result.rules:
+            self.submit_rules(trigger)
         return result
 
     def scheduled_jobs(self) -> dict[str, Callable[..., object]]:

@@ -95,15 +95,28 @@ def sweep(self: Task, leases_only: bool = False) -> dict[str, int]:
     except pipeline.TRANSIENT as exc:
         log.warning("sweep skipped: %s", exc)
         return {}
+    _resend(result)
+    if result.extract or result.assign or result.rules:
+        log.info(
+            "sweeper re-enqueued %d extract, %d assign, %d bet rules",
+            len(result.extract),
+            len(result.assign),
+            len(result.rules),
+        )
+    return {
+        "extract": len(result.extract),
+        "assign": len(result.assign),
+        "rules": len(result.rules),
+    }
+
+
+def _resend(result: pipeline.SweepResult) -> None:
     for sid in result.extract:
         _send("sliplink.extract", sid, None)
     for sid, version in result.assign:
         _send("sliplink.assign", sid, version)
-    if result.extract or result.assign:
-        log.info(
-            "sweeper re-enqueued %d extract, %d assign", len(result.extract), len(result.assign)
-        )
-    return {"extract": len(result.extract), "assign": len(result.assign)}
+    for trigger in result.rules:
+        _send("sliplink.rules", trigger)
 
 
 @app.task(name="sliplink.recluster", **_OPTIONS)
@@ -162,4 +175,6 @@ def reembed(self: Task) -> int:
     result = pipeline.sweep(settings=_settings())
     for sid in result.extract:
         _send("sliplink.extract", sid, None)
+    for trigger in result.rules:  # the sweep started their new grace period: send them now
+        _send("sliplink.rules", trigger)
     return len(result.extract)

@@ -1,4 +1,5 @@
-"""Prometheus ``/metrics``: slips by status, queue depth, task durations, pipeline lag."""
+"""Prometheus ``/metrics``: slips by status, bets awaiting rules, queue depth, task durations,
+pipeline lag."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from store.clustering import ClusterMember
-from store.models import Slip, SlipStatus, as_utc, utcnow
+from store.models import Bet, Slip, SlipStatus, as_utc, utcnow
 
 router = APIRouter(tags=["health"])
 
@@ -34,6 +35,10 @@ class _PipelineCollector:
         with Session(app.state.engine) as s:
             by_status = dict(s.exec(select(Slip.status, func.count()).group_by(Slip.status)).all())
             flow = flow_status(session=s)
+            # the partial index ix_bets_rules_pending_since holds exactly these rows
+            awaiting_rules = s.exec(
+                select(func.count()).where(col(Bet.rules_pending_since).is_not(None))
+            ).one()
             since = utcnow() - _LATENCY_WINDOW
             rows = s.exec(
                 select(Slip.uploaded_at, func.min(ClusterMember.joined_at))
@@ -49,6 +54,12 @@ class _PipelineCollector:
             "sliplink_oldest_pending_slip_age_seconds",
             "Age of the oldest slip not yet processed (pending or processing)",
             value=float(flow["oldest_pending_age_s"] or 0.0),
+        )
+        yield GaugeMetricFamily(
+            "sliplink_bets_awaiting_rules",
+            "Bets whose bet_placed rules have not run yet (in flight, or lost and left to the "
+            "sweeper)",
+            value=float(awaiting_rules),
         )
         if flow["since_last_upload_s"] is not None:
             yield GaugeMetricFamily(

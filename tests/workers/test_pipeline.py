@@ -259,6 +259,58 @@ def test_broker_stopped_during_uploads(pg_url, private_redis, worker_env, start_
         api.close()
 
 
+def bet_rules(url: str, bet_id: int) -> tuple[bool, int]:
+    """(the bet still waits for its rules, self-exclusion alerts on its customer)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            waits, customer = c.execute(
+                text("SELECT rules_pending_since IS NOT NULL, customer_id FROM bets WHERE id = :b"),
+                {"b": bet_id},
+            ).one()
+            alerts = c.execute(
+                text(
+                    "SELECT count(*) FROM alerts WHERE rule_id = 'self_excluded_betting' "
+                    "AND pivot_kind = 'customer' AND pivot_id = :c"
+                ),
+                {"c": customer},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return bool(waits), int(alerts)
+
+
+@pytest.mark.slow
+def test_rules_of_a_bet_stored_while_the_broker_is_stopped(
+    pg_url, private_redis, worker_env, start_worker, tmp_path
+):
+    """POST /bets while the broker is stopped: the bet is stored, its rules' message is not.
+    Once the broker is back (empty), the worker's sweeper sends the bet's rules: its alert
+    is raised exactly once and the bet is marked evaluated; later sweeps leave it be."""
+    prefix = queue_prefix()
+    env = worker_env(database_url=pg_url, broker_url=private_redis.url, prefix=prefix)
+    start_worker(env, concurrency=2)
+    api = Api(database_url=pg_url, broker_url=private_redis.url, prefix=prefix, data_dir=tmp_path)
+    try:
+        r = api.client.post("/customers", json={"external_ref": "SX1", "status": "self_excluded"})
+        assert r.status_code == 201, r.text
+        legs = [{"sport": "Horse Racing", "event": "3.15 Ascot", "selection": "Golden Arrow",
+                 "odds": 4.0}]  # fmt: skip
+        private_redis.stop()
+        r = api.client.post("/bets", json={"stake": 5.0, "customer_id": r.json()["id"],
+                                           "legs": legs})  # fmt: skip
+        assert r.status_code == 201, r.text
+        bet_id = r.json()["id"]
+        assert bet_rules(pg_url, bet_id) == (True, 0)  # stored, its rules not sent
+        private_redis.start()  # same port, empty
+        wait_for(lambda: bet_rules(pg_url, bet_id) == (False, 1), timeout=90, every=0.5,
+                 what="the sweeper to run the rules of the bet")  # fmt: skip
+        time.sleep(6)  # three more sweeps (SLIPLINK_SWEEP_SECONDS=2)
+        assert bet_rules(pg_url, bet_id) == (False, 1)
+    finally:
+        api.close()
+
+
 @pytest.mark.slow
 def test_database_restarted_mid_run(
     private_pg, shared_broker_url, worker_env, start_worker, tmp_path
