@@ -342,7 +342,8 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
     speed = _speed([ghel / r["image"] for r in _rows(ghel / "labels.csv")], params)
     saved["meta"]["speed_ms"] = speed
     for name, res in saved["results"].items():
-        ms = speed["base"] + sum(speed[f] for f in METHODS[name]["families"])
+        method = METHODS[DEFAULT_METHOD if name == NORMALISED else name]
+        ms = speed["base"] + sum(speed[f] for f in method["families"])
         res["ms_per_slip"], res["slips_per_s_core"] = ms, 1000.0 / ms
     args.json.write_text(json.dumps(saved, indent=2) + "\n")
     if args.markdown:
