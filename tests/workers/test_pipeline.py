@@ -194,11 +194,15 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             what="every slip to finish after the kill",
         )
         assert_exactly_once(st, n)
-        # no work done twice either: every slip was extracted to the end exactly once
-        # (a live worker never lost its lease to another)
+        # no work done twice either: no slip was extracted to the end twice (a live worker
+        # never lost its lease to another), and every slip was extracted once.  A slip the
+        # killed worker committed in the instant before SIGKILL has no "done" line (logged
+        # after the commit): its redelivery found it "already extracted"
         logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker*.log"))
         extracted = Counter(re.findall(r"slip (\d+) extract done", logs))
-        assert len(extracted) == n and set(extracted.values()) == {1}, extracted
+        found_done = set(re.findall(r"slip (\d+) extract stopped: claim already extracted", logs))
+        assert set(extracted.values()) == {1}, extracted
+        assert len(set(extracted) | found_done) == n, (extracted, found_done)
         print(f"\nslips lost in the kill ({len(in_flight)}) ready {recovered_in:.1f}s after it")
     finally:
         api.close()
