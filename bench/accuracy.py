@@ -192,7 +192,9 @@ def _score(
     z: np.ndarray, writers: np.ndarray, templates: np.ndarray | None, *, calibration=None
 ) -> dict:
     sim = z @ z.T
-    offsets = None if calibration is None else calibration.offsets(knn_graph(z, k=15)[1])
+    offsets = (
+        None if calibration is None else calibration.offsets(knn_graph(z, k=15)[1], collection=None)
+    )
     if offsets is not None:  # ranked as the product ranks: cosine less the offsets
         sim = sim - 0.5 * (offsets[:, None] + offsets[None, :])
     r = retrieval_scores(sim, writers)

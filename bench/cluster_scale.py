@@ -294,7 +294,7 @@ def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, ob
     calibration = calibration.batch or calibration  # batch clustering's operating point
     ranks = calibration.offset_ranks
     wide = knn_graph(X, k=kk if ranks is None else min(max(kk, ranks[1]), len(w) - 1))
-    offsets = calibration.offsets(wide[1])
+    offsets = calibration.offsets(wide[1], collection=len(X))
     nb = (wide[0][:, :kk], wide[1][:, :kk])
     # on the scores the model's calibration uses (normalised by per-slip offsets, if so)
     cal = calibrate_threshold(X, w, target_precision=0.98, neighbours=nb, offsets=offsets)

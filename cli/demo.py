@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
 from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,6 +39,33 @@ def _start_server(app, port: int):  # type: ignore[no-untyped-def]
             raise RuntimeError(f"the server did not start on port {port}")
         time.sleep(0.05)
     return server, thread
+
+
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}:\d{2}Z)?$")
+
+
+def recent(data: Any, *, today: date) -> Any:
+    """The sample data moved by whole days so its newest bet was placed yesterday.
+
+    The sample bets carry fixed dates; replayed as they are, a month later every bet falls
+    outside the rules' 30-day windows and the demo raises no alert.  Every ISO date and
+    datetime (bets, legs' start times, self-exclusions, registrations) moves by the same
+    number of days, so gaps, weekdays and times of day stay as written."""
+    newest = max(
+        date.fromisoformat(b["placed_at"][:10]) for b in data["bets"] if b.get("placed_at")
+    )
+    shift = timedelta(days=(today - newest).days - 1)
+
+    def move(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, str) and (m := _ISO.match(value)):
+            return (date.fromisoformat(m.group(1)) + shift).isoformat() + (m.group(2) or "")
+        return value
+
+    return move(data)
 
 
 def _bet_payload(bet: dict, *, shop_ids: dict, customer_ids: dict) -> dict:  # type: ignore[type-arg]
@@ -93,7 +123,7 @@ def run_demo(*, port: int, serve: bool, sample_dir: Path = SAMPLE_SET) -> int:
             listen_port = sock.getsockname()[1]
     server, thread = _start_server(app, listen_port)
     url = f"http://127.0.0.1:{listen_port}"
-    data = json.loads(bets_file.read_text())
+    data = recent(json.loads(bets_file.read_text()), today=datetime.now(UTC).date())
     started = time.monotonic()
     with httpx.Client(base_url=url, headers={"X-API-Key": admin_key}, timeout=60) as client:
         shop_ids, shop_keys = {}, {}

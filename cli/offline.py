@@ -173,22 +173,23 @@ def _components(x: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
 
 
-def _collection_offsets(x: np.ndarray, calibration) -> np.ndarray | None:
+def _collection_offsets(x: np.ndarray, calibration, *, ranking: bool) -> np.ndarray | None:
     """Each slip's score offset within these slips, None when ``calibration`` (or its
-    absence) means raw cosine."""
+    absence) means raw cosine; not shrunk for ``ranking`` (see Calibration.offsets)."""
     ranks = getattr(calibration, "offset_ranks", None)
     if ranks is None or len(x) < 2:
         return None
     from cv import cluster
 
     k = min(max(10, int(ranks[1])), len(x) - 1)
-    return calibration.offsets(cluster.knn_graph(x, k=k)[1])
+    return calibration.offsets(cluster.knn_graph(x, k=k)[1], collection=None if ranking else len(x))
 
 
 def _score_matrix(x: np.ndarray, calibration) -> np.ndarray:
-    """(n, n) pair scores: cosine, less half of both slips' offsets when normalised."""
+    """(n, n) pair scores for ranking: cosine, less half of both slips' offsets when
+    normalised."""
     sim = x @ x.T
-    offsets = _collection_offsets(x, calibration)
+    offsets = _collection_offsets(x, calibration, ranking=True)
     if offsets is not None:
         sim = sim - 0.5 * (offsets[:, None] + offsets[None, :])
     return sim
@@ -248,16 +249,16 @@ def evaluate_embeddings(
             thr = threshold if threshold is not None else op["threshold"]
             calibration = cluster.Calibration.uncalibrated(float(thr) if np.isfinite(thr) else 1.0)
         ranks = calibration.offset_ranks
-        offsets = _collection_offsets(x, calibration)
+        offsets = _collection_offsets(x, calibration, ranking=False)
         if offsets is not None:
             norm = metrics.precision_threshold(
                 _pair_scores(x, offsets), same, target_precision=0.98
             )
             result["norm_threshold_p98"] = norm["threshold"]
             result["norm_recall_at_p98"] = norm["recall"]
-            normalised = sim - 0.5 * (offsets[:, None] + offsets[None, :])
+            ranked = _score_matrix(x, calibration)
             result.update(
-                {f"norm_{k}": v for k, v in metrics.retrieval_scores(normalised, writers).items()}
+                {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
         labels = cluster.cluster_calibrated(x, calibration)[0]
         result["cluster_threshold"] = float(calibration.merge_threshold)

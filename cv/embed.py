@@ -633,12 +633,15 @@ def _operating_points(
     held-out folds."""
     from dataclasses import replace
 
-    from cv.cluster import DEFAULT_OFFSET_RANKS, calibrate_clustering
+    from cv.cluster import DEFAULT_OFFSET_PRIOR, DEFAULT_OFFSET_RANKS, calibrate_clustering
 
     try:
         calibration = calibrate_clustering(folds, target_precision=0.98)
         batch = calibrate_clustering(
-            folds, target_precision=0.98, offset_ranks=DEFAULT_OFFSET_RANKS
+            folds,
+            target_precision=0.98,
+            offset_ranks=DEFAULT_OFFSET_RANKS,
+            offset_prior=DEFAULT_OFFSET_PRIOR,
         )
     except ValueError:  # no fold of 3+ slips from 2+ writers
         return 1.0, None

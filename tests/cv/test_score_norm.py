@@ -147,12 +147,16 @@ def test_assignment_uses_offsets_and_hands_back_the_ones_it_computed():
 
 
 def test_calibration_json_keeps_offset_ranks_and_rejects_bad_ones():
-    cal = Calibration(0.2, 0.1, 30.0, 0.05, offset_ranks=(5, 15), typical_offset=0.4)
+    cal = Calibration(
+        0.2, 0.1, 30.0, 0.05, offset_ranks=(5, 15), typical_offset=0.4, offset_prior=500.0
+    )
     again = Calibration.from_json(cal.to_json())
     assert again == cal and again.offset_ranks == (5, 15) and again.typical_offset == 0.4
-    older = {k: v for k, v in cal.to_json().items() if k not in ("offset_ranks", "typical_offset")}
+    assert again.offset_prior == 500.0
+    newer = ("offset_ranks", "typical_offset", "offset_prior")
+    older = {k: v for k, v in cal.to_json().items() if k not in newer}
     assert Calibration.from_json(older).offset_ranks is None  # files before normalisation
-    assert Calibration.from_json(older).offsets(np.zeros((1, 3))) is None
+    assert Calibration.from_json(older).offsets(np.zeros((1, 3)), collection=1) is None
     with pytest.raises(ValueError, match="bad offset_ranks"):
         Calibration.from_json({**cal.to_json(), "offset_ranks": ["a"]})
 
@@ -194,3 +198,34 @@ def test_batch_clustering_uses_the_normalised_operating_point_incremental_keeps_
     assert again == both and again.batch is not None and again.offset_ranks is None
     with pytest.raises(ValueError, match="batch must be an object"):
         Calibration.from_json({**both.to_json(), "batch": 3})
+
+
+def test_offsets_of_a_small_collection_are_shrunk_towards_the_typical_one():
+    """In a collection of n slips a measured offset keeps n / (n + prior) of its weight, the
+    rest is the typical offset; a ranking (collection=None) keeps them as measured."""
+    cal = Calibration(
+        0.2, 0.1, 30.0, 0.05, offset_ranks=(0, 2), typical_offset=0.5, offset_prior=300
+    )
+    sims = np.array([[0.9, 0.3], [0.8, 0.1]], dtype=np.float32)  # measured 0.6 and 0.45
+    np.testing.assert_allclose(cal.offsets(sims, collection=None), [0.6, 0.45], atol=1e-6)
+    np.testing.assert_allclose(
+        cal.offsets(sims, collection=100), [0.25 * 0.6 + 0.75 * 0.5, 0.25 * 0.45 + 0.75 * 0.5],
+        atol=1e-6,
+    )  # fmt: skip
+    big = cal.offsets(sims, collection=10**6)
+    np.testing.assert_allclose(big, [0.6, 0.45], atol=1e-3)
+    # without a prior nothing is shrunk
+    assert replace(cal, offset_prior=None).offsets(sims, collection=100).tolist() == pytest.approx(
+        [0.6, 0.45]
+    )
+
+
+def test_calibration_with_a_prior_records_it_and_shrinks_the_folds():
+    folds = [_font_writers(1), _font_writers(2)]
+    plain = calibrate_clustering(folds, offset_ranks=DEFAULT_OFFSET_RANKS)
+    shrunk = calibrate_clustering(folds, offset_ranks=DEFAULT_OFFSET_RANKS, offset_prior=500.0)
+    assert shrunk.offset_prior == 500.0 and plain.offset_prior is None
+    assert shrunk.typical_offset == pytest.approx(plain.typical_offset)
+    # folds of 360 slips keep only 360/860 of their measured offsets: the operating point
+    # moves (it is measured on the shrunk scores)
+    assert shrunk.merge_threshold != plain.merge_threshold
