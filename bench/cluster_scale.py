@@ -208,31 +208,21 @@ def run_one(
         cluster_sizes = dict(enumerate(sizes.tolist()))
         q_writers = writers[rng.choice(n, size=queries)]
         Q = more_slips(q_writers, params, seed=seed + 7)
-        lat = []
-        for q in Q:
-            t = time.perf_counter()
-            assign_incremental(
-                q,
-                index=index,
-                slip_cluster=slip_cluster,
-                threshold=threshold,
-                k=k,
-                cluster_sizes=cluster_sizes,
-            )
-            lat.append((time.perf_counter() - t) * 1000)
-        out["assign_queries"] = queries
-        out["assign_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
-        out["assign_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
-        # on normalised scores (the shipped calibration): the slip's own offset from its 15
-        # nearest, each neighbour's offset from the assigner's cache or, on a miss, from the
-        # index.  "cold": nothing cached (the first assignments after a worker starts);
-        # "warm": every neighbour's offset cached (steady state: a slip's offset is cached
-        # when it is assigned), filled here untimed
+        # raw cosine (what the pipeline assigns with), and on normalised scores: the slip's
+        # own offset from its 15 nearest, each neighbour's from the cache or, on a miss,
+        # from the index.  "cold": nothing cached (the first assignments after a worker
+        # starts); "warm": every neighbour's offset cached, filled here untimed
+        raw = Calibration.uncalibrated(threshold)
         norm = Calibration(threshold, threshold, 20.0, threshold, offset_ranks=(5, 15))
         near = np.unique(index.search(Q, 15)[1])
         warm = indexed_offsets(index, near[near >= 0].tolist())
-        caches: tuple[tuple[str, dict[int, float] | None], ...] = (("cold", None), ("warm", warm))
-        for name, cache in caches:
+        variants: tuple[tuple[str, Calibration, dict[int, float] | None], ...] = (
+            ("assign", raw, None),
+            ("assign_norm_cold", norm, None),
+            ("assign_norm_warm", norm, warm),
+        )
+        out["assign_queries"] = queries
+        for name, calibration, cache in variants:
             lat = []
             for q in Q:
                 t = time.perf_counter()
@@ -240,14 +230,14 @@ def run_one(
                     q,
                     index=index,
                     slip_cluster=slip_cluster,
-                    calibration=norm,
+                    calibration=calibration,
                     k=k,
                     cluster_sizes=cluster_sizes,
                     offsets=cache,
                 )
                 lat.append((time.perf_counter() - t) * 1000)
-            out[f"assign_norm_{name}_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
-            out[f"assign_norm_{name}_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
+            out[f"{name}_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
+            out[f"{name}_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
     out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return out
 
