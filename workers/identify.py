@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
@@ -87,21 +86,10 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
         calibration=calibration,
         k=NEIGHBOURS,
     )
-    # slip to slip: the stored slips the new one matches one to one, on the scores the
-    # calibration's pair threshold is for (normalised: pairwise recall at precision 0.98 on
-    # held-out generated slips 0.016 -> 0.22); the raw cosine against the model's raw pair
-    # threshold where no normalised score exists (the recent-slips search)
-    if found.scores is not None:
-        close = [
-            (sid, sim, cid)
-            for sid, sim, cid in found.neighbours
-            if found.scores.get(sid, -np.inf) >= calibration.pair_threshold
-        ]
-    else:
-        pair_at = calibration.pair_threshold
-        if calibration.offset_ranks is not None:
-            pair_at = models.threshold(model)
-        close = [(sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= pair_at]
+    # slip to slip: the stored slips the new one matches one to one
+    close = [
+        (sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= calibration.pair_threshold
+    ]
     bets = _bets_of_slips(session, [sid for sid, _, _ in close])
     matches = [
         SlipNeighbour(sid, bets[sid][0], bets[sid][1], round(sim, 4), cid)

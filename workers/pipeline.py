@@ -660,10 +660,6 @@ class Assigner:
         self.index: Any = None
         self.slip_cluster: dict[int, int] = {}
         self.sizes: Counter[int] = Counter()
-        # score offsets of indexed slips (cv.cluster.score_offsets): a slip's own when it is
-        # assigned, others' when an assignment meets them; kept across re-clusterings (a
-        # miss costs a search: ~10 ms at 10^6 slips)
-        self.offsets: dict[int, float] = {}
         self.last_embedding = 0
         # ids below last_embedding not visible yet when last read (see _read_embeddings)
         self.pending: set[int] = set()
@@ -787,11 +783,7 @@ class Assigner:
             cannot_link_clusters=banned,
             slip_id=mine,
             cluster_sizes=self.sizes,
-            offsets=self.offsets,
         )
-        self.offsets.update(a.new_offsets)
-        if a.offset is not None:
-            self.offsets[mine] = a.offset
         if a.cluster_id is not None:
             return self._join(s, mine, a.cluster_id, a.confidence, vector)
         if a.starts_cluster:
@@ -880,8 +872,9 @@ def _link_partners(session: Session, slip_id: int) -> tuple[list[int], list[int]
 def model_calibration(model: Any) -> Calibration:
     """The model's clustering operating points (`cv.cluster.calibration_of`: the merge
     threshold and confidence logistic measured on its fit data) with the slip-to-slip pair
-    threshold the registry calibrated, when it did (`workers.model.threshold`) and the
-    calibration is on raw cosine."""
+    threshold the registry calibrated, when it did (`workers.model.threshold`).  Incremental
+    decisions are on raw cosine; the calibration's ``batch`` (normalised scores) is for the
+    re-cluster (`cv.cluster.cluster_calibrated`)."""
     from dataclasses import replace
 
     from cv.cluster import Calibration, calibration_of
@@ -890,9 +883,6 @@ def model_calibration(model: Any) -> Calibration:
     pair = models.threshold(model)
     if not calibration.calibrated:
         return Calibration.uncalibrated(pair)
-    if calibration.offset_ranks is not None:
-        # its thresholds are on normalised scores; the registry's is a raw cosine
-        return calibration
     return replace(calibration, pair_threshold=pair)
 
 
@@ -923,15 +913,12 @@ class SlipMatch:
     ``(slip id, cosine similarity, cluster id or None)``: singletons included.
 
     ``source`` is ``"index"`` (every stored slip of the version searched) or ``"recent"``
-    (the index was still being built: an exact search over the ``searched`` newest slips).
-    ``scores``: slip id -> pair score on normalised scores (cosine less half of both slips'
-    offsets) for the neighbours the calibration compared, when it normalises; else None."""
+    (the index was still being built: an exact search over the ``searched`` newest slips)."""
 
     cluster: tuple[int, float] | None
     neighbours: list[tuple[int, float, int | None]]
     source: str = "index"
     searched: int | None = None
-    scores: dict[int, float] | None = None
 
 
 # searched exactly while the index is built (a writer's latest slips are the ones a counter
@@ -969,14 +956,12 @@ def match_slip(
         assigner.refresh(session, dim=dim)
         if assigner.index is None or len(assigner.index) == 0:
             return SlipMatch(None, [])
-        ranks = calibration.offset_ranks if calibration is not None else None
-        wide = int(k) if ranks is None else max(int(k), int(ranks[1]))
-        scores, ids = assigner.index.search(vector, wide)
-        cosine = {
-            int(i): float(sc)
+        scores, ids = assigner.index.search(vector, int(k))
+        neighbours = [
+            (int(i), float(sc), assigner.slip_cluster.get(int(i)))
             for i, sc in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
             if i >= 0
-        }
+        ]
         found = assign_incremental(
             vector,
             index=assigner.index,
@@ -985,15 +970,9 @@ def match_slip(
             calibration=calibration,
             k=int(k),
             cluster_sizes=assigner.sizes,
-            offsets=assigner.offsets,
         )
-        assigner.offsets.update(found.new_offsets)
-        # best first by the scores the calibration compares (normalised ones when it is)
-        order = [i for i, _ in found.neighbours] if found.offset is not None else list(cosine)
-        neighbours = [(i, cosine[i], assigner.slip_cluster.get(i)) for i in order[: int(k)]]
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
-    normalised = None if found.offset is None else dict(found.neighbours)
-    return SlipMatch(cluster, neighbours, scores=normalised)
+    return SlipMatch(cluster, neighbours)
 
 
 _RECENT = (
