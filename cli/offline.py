@@ -142,7 +142,7 @@ def similar_command(
     idx = np.flatnonzero(ok)
     # scored as the clusterer scores pairs (normalised by the slips' offsets when the
     # model's calibration is): slips close to everything no longer top every list
-    sim = _score_matrix(x[idx], _model_calibration(model))
+    sim = _score_matrix(x[idx], _collection_offsets(x[idx], _model_calibration(model)))
     np.fill_diagonal(sim, -np.inf)
     k = min(top, max(len(idx) - 1, 0))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,35 +173,25 @@ def _components(x: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
 
 
-def _collection_offsets(x: np.ndarray, calibration, *, ranking: bool) -> np.ndarray | None:
-    """Each slip's score offset within these slips, None when ``calibration`` (or its
-    absence) means raw cosine; not shrunk for ``ranking`` (see Calibration.offsets)."""
+def _collection_offsets(x: np.ndarray, calibration) -> np.ndarray | None:
+    """Each slip's score offset within these slips as measured (unshrunk: what ranking one
+    slip's neighbours uses, see Calibration.offsets), None when ``calibration`` (or its
+    absence) means raw cosine."""
     ranks = getattr(calibration, "offset_ranks", None)
     if ranks is None or len(x) < 2:
         return None
     from cv import cluster
 
     k = min(max(10, int(ranks[1])), len(x) - 1)
-    return calibration.offsets(cluster.knn_graph(x, k=k)[1], collection=None if ranking else len(x))
+    return calibration.offsets(cluster.knn_graph(x, k=k)[1], collection=None)
 
 
-def _score_matrix(x: np.ndarray, calibration) -> np.ndarray:
-    """(n, n) pair scores for ranking: cosine, less half of both slips' offsets when
-    normalised."""
+def _score_matrix(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+    """(n, n) pair scores: cosine, less half of both slips' offsets when given."""
     sim = x @ x.T
-    offsets = _collection_offsets(x, calibration, ranking=True)
     if offsets is not None:
         sim = sim - 0.5 * (offsets[:, None] + offsets[None, :])
     return sim
-
-
-def _pair_scores(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
-    """Every pair's score (upper triangle): cosine, less half of both slips' offsets."""
-    iu = np.triu_indices(len(x), k=1)
-    scores = (x @ x.T)[iu]
-    if offsets is not None:
-        scores = scores - 0.5 * (offsets[iu[0]] + offsets[iu[1]])
-    return scores
 
 
 def evaluate_embeddings(
@@ -233,7 +223,7 @@ def evaluate_embeddings(
         result["template_rate"], result["template_chance"] = t["rate"], t["chance"]
     iu = np.triu_indices(len(writers), k=1)
     same = writers[iu[0]] == writers[iu[1]]
-    op = metrics.precision_threshold(_pair_scores(x, None), same, target_precision=0.98)
+    op = metrics.precision_threshold(sim[iu], same, target_precision=0.98)
     result["threshold_p98"] = op["threshold"]
     result["recall_at_p98"] = op["recall"]
     try:
@@ -249,14 +239,17 @@ def evaluate_embeddings(
             thr = threshold if threshold is not None else op["threshold"]
             calibration = cluster.Calibration.uncalibrated(float(thr) if np.isfinite(thr) else 1.0)
         ranks = calibration.offset_ranks
-        offsets = _collection_offsets(x, calibration, ranking=False)
-        if offsets is not None:
+        measured = _collection_offsets(x, calibration)
+        offsets = None
+        if measured is not None:
+            # thresholds compare scores shrunk by the collection's size, rankings measured ones
+            offsets = calibration.shrink(measured, collection=len(x))
             norm = metrics.precision_threshold(
-                _pair_scores(x, offsets), same, target_precision=0.98
+                _score_matrix(x, offsets)[iu], same, target_precision=0.98
             )
             result["norm_threshold_p98"] = norm["threshold"]
             result["norm_recall_at_p98"] = norm["recall"]
-            ranked = _score_matrix(x, calibration)
+            ranked = _score_matrix(x, measured)
             result.update(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
