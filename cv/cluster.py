@@ -232,6 +232,18 @@ def indexed_offsets(
     return dict(zip(want.tolist(), score_offsets(sim, ranks, fill=fill).tolist(), strict=True))
 
 
+def _shrunk(
+    measured: ArrayLike, typical: float | None, prior: float | None, collection: int
+) -> NDArray[np.float32]:
+    """Offsets keeping collection / (collection + prior) of their measured value, the rest
+    the typical offset (unchanged without a prior or a typical offset)."""
+    b = np.asarray(measured, dtype=np.float32)
+    if not prior or typical is None:
+        return b
+    weight = collection / (collection + float(prior))
+    return (weight * b + (1.0 - weight) * float(typical)).astype(np.float32)
+
+
 def _adjusted(
     nbr: NDArray[np.int64], sim: NDArray[np.float32], offsets: NDArray[np.float32] | None
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -1034,11 +1046,7 @@ class Calibration:
         collection: in a small collection the 5th-15th nearest slips are far less close than
         in the fit folds, so unshrunk offsets run low and scores high (120 sample slips:
         pairwise precision 0.90 at the merge threshold, 1.00 shrunk with a prior of 500)."""
-        b = np.asarray(measured, dtype=np.float32)
-        if not self.offset_prior or self.typical_offset is None:
-            return b
-        weight = collection / (collection + float(self.offset_prior))
-        return (weight * b + (1.0 - weight) * float(self.typical_offset)).astype(np.float32)
+        return _shrunk(measured, self.typical_offset, self.offset_prior, collection)
 
     def confidence(self, evidence: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probability-like confidence of slip-to-cluster (or slip) evidence."""
@@ -1202,11 +1210,9 @@ def calibrate_clustering(
     typical = None
     if offset_ranks is not None:
         typical = float(np.median(np.concatenate([m for m in measured if m is not None])))
-    norm = Calibration(
-        0.0, 0.0, 1.0, 0.0, offset_ranks=offset_ranks, typical_offset=typical,
-        offset_prior=offset_prior,
-    )  # fmt: skip
-    fold_offsets = [None if m is None else norm.shrink(m, collection=len(m)) for m in measured]
+    fold_offsets = [
+        None if m is None else _shrunk(m, typical, offset_prior, len(m)) for m in measured
+    ]
     for (x, w), (nbr, sim), b in zip(data, graphs, fold_offsets, strict=True):
         z = normalise_rows(x, name="X")
         kk = min(int(k), len(w) - 1)
