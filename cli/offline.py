@@ -753,9 +753,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """For every image, its K most similar other images by handwriting.
 
-        score: higher = more similar; the cosine less half of both images' offsets (their
-        mean similarity to their 5th-15th nearest images here) with the shipped model, so
-        images alike to everything do not top every list; not a cosine, may be negative."""
+        Score: higher = more similar; cosine less both images' offsets (may be negative)."""
         _run(
             similar_command,
             directory,
