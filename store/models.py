@@ -169,6 +169,10 @@ class LegCreate(LegBase):
 
 class Leg(LegBase, table=True):
     __tablename__ = "legs"
+    __table_args__ = (
+        # one selection within its event (selection_run, liability_limit; migration 0012)
+        sa.Index("ix_legs_selection_event_bet", "selection_key", sa.text("lower(event)"), "bet_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     bet_id: int = Field(foreign_key="bets.id", index=True, ondelete="CASCADE")
     position: int = Field(default=0)
