@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, literal_column, null, or_, true, union, union_all
+from sqlalchemy import bindparam, case, func, literal_column, null, or_, true, union, union_all
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -176,6 +176,26 @@ def pivot_of_bet(*, session: Session, bet_id: int) -> tuple[str, int] | None:
     slip_id = slip_of_bet(session=session, bet_id=bet_id)
     found = membership(session=session, slip_id=slip_id) if slip_id is not None else None
     return ("cluster", found[0]) if found else None
+
+
+def only_customers_slips(
+    *, session: Session, cluster_id: int, slip_id: int, customer_id: int
+) -> bool:
+    """Whether the cluster holds other slips (active model) and every one of them is on a bet
+    of the customer: the cluster was already the customer's, and holds no one else's bets."""
+    mine = func.sum(case((col(Bet.customer_id) == customer_id, 1), else_=0))
+    others, of_customer = session.exec(
+        select(func.count(), mine)  # type: ignore[call-overload]
+        .select_from(ClusterMember)
+        .join(Slip, col(Slip.id) == col(ClusterMember.slip_id), isouter=True)
+        .join(Bet, col(Bet.id) == col(Slip.bet_id), isouter=True)
+        .where(
+            ClusterMember.cluster_id == cluster_id,
+            ClusterMember.model_version == model_version(session),
+            ClusterMember.slip_id != slip_id,
+        )
+    ).one()
+    return int(others or 0) > 0 and int(of_customer or 0) == int(others)
 
 
 def linked_clusters(*, session: Session, customer_id: int) -> dict[int, float]:

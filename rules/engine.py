@@ -364,7 +364,44 @@ def run_event_rules(
     now = as_utc(now) if now else utcnow()
     context.start(session, trigger.bet_id)
     rules = [r for r in active_rules(session=session) if r.enabled]
+    changed = join_changes(session=session, trigger=trigger)
+    if changed is not None:  # a join: the rules whose reads it changed (and those that say not)
+        rules = [r for r in rules if _reads(r) is None or _reads(r) & changed]  # type: ignore[operator]
     return _run(session, rules, trigger, now, started=True)
+
+
+def _reads(rule: Rule) -> frozenset[str] | None:
+    """What a kind's findings on a join read (``join_reads``; None: not said, always run)."""
+    return getattr(REGISTRY[rule.kind], "join_reads", None)
+
+
+def join_changes(*, session: Session, trigger: Trigger) -> frozenset[str] | None:
+    """What a slip joining a cluster that existed before (``Trigger.grown``) changed for the
+    rules, None when unknown (other triggers, a re-cluster, a new cluster: every rule runs).
+
+    Only the slip's membership changed, so: an anonymous bet's slip changes the cluster's
+    ``"anonymous"`` bets; a customer's slip changes ``"accounts"`` (which customers the
+    cluster holds, and the bets behind that customer) unless every other slip in the cluster
+    is already that customer's, when it changes nothing a rule reads: the customer's bets
+    and clusters are those the bet's ``bet_placed`` rules saw.  A kind's ``join_reads`` say
+    which of the two its findings on a join depend on; a kind is left out of the run when
+    the join changed neither."""
+    if trigger.kind != "slip_clustered" or not trigger.grown:
+        return None
+    if trigger.bet_id is None or trigger.slip_id is None or trigger.cluster_id is None:
+        return None
+    bet = context.bet(session=session, bet_id=trigger.bet_id)
+    if bet is None:
+        return None
+    if bet.customer_id is None:
+        return frozenset({"anonymous"})
+    own = context.only_customers_slips(
+        session=session,
+        cluster_id=trigger.cluster_id,
+        slip_id=trigger.slip_id,
+        customer_id=bet.customer_id,
+    )
+    return frozenset() if own else frozenset({"accounts"})
 
 
 def run_screening(*, session: Session, now: datetime | None = None) -> list[Alert]:

@@ -82,6 +82,10 @@ class Trigger:
     customer_id: int | None = None
     selection: str | None = None
     event_ref: str | None = None
+    # slip_clustered: the slip joined a cluster that existed before and nothing else moved
+    # (the incremental assigner's join), so the engine may leave out the rules the join
+    # cannot change (`rules.engine.join_changes`); False (re-cluster, a new cluster): all run
+    grown: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-able dict (``at`` as ISO 8601) for queues such as Celery."""
@@ -94,6 +98,7 @@ class Trigger:
             "customer_id": self.customer_id,
             "selection": self.selection,
             "event_ref": self.event_ref,
+            "grown": self.grown,
         }
 
     @classmethod
@@ -127,6 +132,7 @@ class Trigger:
             customer_id=_int("customer_id"),
             selection=_text("selection"),
             event_ref=_text("event_ref"),
+            grown=bool(data.get("grown", False)),
         )
 
 

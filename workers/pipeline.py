@@ -170,6 +170,7 @@ class SlipJob:
     threshold: float | None = None  # None: the model's calibrated threshold
     heartbeat: LeaseHeartbeat | None = None
     triggers: list[dict[str, Any]] = field(default_factory=list)
+    grown: bool = False  # the slip joined a cluster that existed (nothing else moved)
 
 
 Step = Callable[[SlipJob], None]
@@ -455,7 +456,7 @@ def assign_cluster(job: SlipJob) -> None:
             assigner.invalidate()  # the transaction may roll back: rebuild from the DB
             raise
     if cluster_id is not None:
-        job.triggers.append(_slip_trigger(job.session, job.slip_id, cluster_id))
+        job.triggers.append(_slip_trigger(job.session, job.slip_id, cluster_id, grown=job.grown))
 
 
 ASSIGN_STEPS: tuple[tuple[str, Step], ...] = (
@@ -464,7 +465,11 @@ ASSIGN_STEPS: tuple[tuple[str, Step], ...] = (
 )
 
 
-def _slip_trigger(session: Session, slip_id: int, cluster_id: int) -> dict[str, Any]:
+def _slip_trigger(
+    session: Session, slip_id: int, cluster_id: int, *, grown: bool = False
+) -> dict[str, Any]:
+    """The ``slip_clustered`` rules trigger; ``grown``: only this slip joined an existing
+    cluster, so the rules its join cannot change are left out (`rules.engine.join_changes`)."""
     bet = session.exec(
         select(Bet).join(Slip, col(Slip.bet_id) == col(Bet.id)).where(Slip.id == slip_id)
     ).first()
@@ -475,6 +480,7 @@ def _slip_trigger(session: Session, slip_id: int, cluster_id: int) -> dict[str, 
         "cluster_id": cluster_id,
         "bet_id": bet.id if bet else None,
         "customer_id": bet.customer_id if bet else None,
+        "grown": grown,
     }
 
 
@@ -773,6 +779,7 @@ class Assigner:
         confirmed = [self.slip_cluster[p] for p in must if p in self.slip_cluster]
         if confirmed and confirmed[0] not in banned:
             # a human confirmed this slip with a clustered one: that decides it
+            job.grown = True
             return self._join(s, mine, confirmed[0], 1.0, vector)
         a = assign_incremental(
             vector,
@@ -785,6 +792,7 @@ class Assigner:
             cluster_sizes=self.sizes,
         )
         if a.cluster_id is not None:
+            job.grown = True
             return self._join(s, mine, a.cluster_id, a.confidence, vector)
         if a.starts_cluster:
             return self._start(s, mine, a.joined_slip_ids, a.confidence, vector)

@@ -40,6 +40,9 @@ class HighSpend:
     name = "high_spend"
     defaults = DEFAULTS
     triggers = frozenset({"bet_placed", "bet_settled", "slip_clustered", "schedule"})
+    # the bets behind its pivots: a join changes them unless a customer's own cluster grew
+    # by the customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts", "anonymous"})
 
     def lookback(self, rule: Rule) -> timedelta:
         p = pc.params_of(rule, DEFAULTS)

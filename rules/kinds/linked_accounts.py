@@ -24,6 +24,8 @@ class LinkedAccounts:
     name = "linked_accounts"
     defaults = {"min_accounts": 2, "min_clusters": 2, "min_slips_per_account": 1}
     triggers = frozenset({"slip_clustered", "schedule"})
+    # a join changes its findings only by a customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         since = trigger.at - rule.window if rule.window else None

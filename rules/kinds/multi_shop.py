@@ -33,6 +33,9 @@ class MultiShop:
     name = "multi_shop"
     defaults = DEFAULTS
     triggers = frozenset({"bet_placed", "slip_clustered"})
+    # the bets behind its pivots: a join changes them unless a customer's own cluster grew
+    # by the customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts", "anonymous"})
 
     def lookback(self, rule: Rule) -> timedelta:
         p = pc.params_of(rule, DEFAULTS)

@@ -26,6 +26,9 @@ class SelfExcluded:
     name = "self_excluded"
     defaults = {"min_confidence": 0.7}
     triggers = frozenset({"bet_placed", "slip_clustered", "schedule"})
+    # the bets behind its pivots: a join changes them unless a customer's own cluster grew
+    # by the customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts", "anonymous"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         since, until = window_of(rule, trigger, timedelta(days=30))

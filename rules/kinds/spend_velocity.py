@@ -31,6 +31,9 @@ class SpendVelocity:
     name = "spend_velocity"
     defaults = DEFAULTS
     triggers = frozenset({"bet_placed", "slip_clustered", "schedule"})
+    # the bets behind its pivots: a join changes them unless a customer's own cluster grew
+    # by the customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts", "anonymous"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         p = pc.params_of(rule, DEFAULTS)

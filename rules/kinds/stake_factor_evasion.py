@@ -44,6 +44,9 @@ class StakeFactorEvasion:
         "fx_to_gbp": {"GBP": 1.0, "EUR": 0.85},
     }
     triggers = frozenset({"slip_clustered", "schedule"})
+    # the bets behind its pivots: a join changes them unless a customer's own cluster grew
+    # by the customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts", "anonymous"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         since, until = window_of(rule, trigger, timedelta(days=30))

@@ -36,6 +36,9 @@ class Structuring:
         "fx_to_gbp": {"GBP": 1.0, "EUR": 0.85},
     }
     triggers = frozenset({"bet_placed", "slip_clustered", "schedule"})
+    # the bets behind its pivots: a join changes them unless a customer's own cluster grew
+    # by the customer's slip (`rules.engine.join_changes`)
+    join_reads = frozenset({"accounts", "anonymous"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         if trigger.kind == "schedule":

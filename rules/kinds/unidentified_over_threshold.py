@@ -28,6 +28,8 @@ class UnidentifiedOverThreshold:
     name = "unidentified_over_threshold"
     defaults = {"threshold_gbp": 1700.0, "fx_to_gbp": {"GBP": 1.0, "EUR": 0.85}}
     triggers = frozenset({"slip_clustered", "bet_settled", "schedule"})
+    # only the cluster's anonymous bets count (`rules.engine.join_changes`)
+    join_reads = frozenset({"anonymous"})
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         since, until = window_of(rule, trigger, timedelta(hours=24))
