@@ -341,6 +341,35 @@ def evidence_of(
     return evidence, confidence
 
 
+def evidence_from(
+    bet_ids: Sequence[int],
+    known: Mapping[int, tuple[int | None, int | None, int | None, int | None]],
+    *,
+    cap: int = 200,
+) -> dict[str, list[int]] | None:
+    """`evidence_of` without a link confidence, from rows a kind has already read: bet id ->
+    (customer, shop, slip, cluster of the slip in the active model); None when a bet is not
+    among them."""
+    ids = list(dict.fromkeys(int(b) for b in bet_ids))[: max(cap, 0)]
+    if not ids:
+        return {"bets": []}
+    if any(b not in known for b in ids):
+        return None
+    rows = [known[b] for b in ids]
+    evidence: dict[str, list[int]] = {
+        "bets": ids,
+        "customers": sorted({int(c) for c, _, _, _ in rows if c is not None}),
+        "shops": sorted({int(s) for _, s, _, _ in rows if s is not None}),
+    }
+    slips = [int(known[b][2]) for b in ids if known[b][2] is not None]  # type: ignore[arg-type]
+    if slips:
+        evidence["slips"] = slips
+    clusters = sorted({int(k) for _, _, s, k in rows if s is not None and k is not None})
+    if clusters:
+        evidence["clusters"] = clusters
+    return evidence
+
+
 def ratio(value: float, threshold: float) -> float:
     """``value / threshold``; a threshold of 0 disables the criterion (ratio 0)."""
     return float(value) / float(threshold) if threshold > 0 else 0.0

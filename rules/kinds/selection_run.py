@@ -73,9 +73,12 @@ def _on_selection(match_event: bool) -> Any:
     conds = [col(Leg.selection_key) == bindparam("key")]
     if match_event:
         conds.append(func.lower(Leg.event) == bindparam("event"))
+    # the selection's pivot (its first leg) and each bet's slip come along: a finding's
+    # pivot and evidence then need no statements of their own
+    first_leg = select(func.min(Leg.id)).where(*conds).scalar_subquery()
     return (
         select(Bet.id, Bet.placed_at, Bet.customer_id, Bet.shop_id, Shop.region,  # type: ignore[call-overload,misc]
-               ClusterMember.cluster_id)
+               ClusterMember.cluster_id, Slip.id, first_leg)
         .join(Shop, col(Shop.id) == col(Bet.shop_id), isouter=True)
         .join(Slip, col(Slip.bet_id) == col(Bet.id), isouter=True)
         .join(ClusterMember,
@@ -129,7 +132,10 @@ class SelectionRun:
                   "since": min(lookback, burst_from), "until": anchor}  # fmt: skip
         if p["match_event"]:
             params["event"] = leg.event.strip().lower()
-        on_selection = context.core_rows(session, _on_selection(bool(p["match_event"])), params)
+        read = context.core_rows(session, _on_selection(bool(p["match_event"])), params)
+        on_selection = [tuple(r[:6]) for r in read]
+        # bet -> (customer, shop, slip, cluster), for the evidence
+        known = {int(r[0]): (r[2], r[3], r[6], r[5]) for r in read}
         region = None
         if bet.shop_id is not None:
             region = next((r for b, _, _, _, r, _ in on_selection if b == bet.id), None)
@@ -199,10 +205,13 @@ class SelectionRun:
         if ratios[-1][1] >= 1.0 or ratios[-2][1] >= 1.0:
             evidence_ids = [int(b) for b, _, _, _ in rows] + evidence_ids
         figures["crossed"] = pc.crossed((name, r >= 1.0) for name, r in ratios)
-        evidence, _ = pc.evidence_of(session, evidence_ids, cap=int(p["max_evidence"]))
+        cap = int(p["max_evidence"])
+        evidence = pc.evidence_from(evidence_ids, known, cap=cap)
+        if evidence is None:  # a bet outside the first read (committed in between)
+            evidence, _ = pc.evidence_of(session, evidence_ids, cap=cap)
         return Finding(
             pivot_kind="selection",
-            pivot_id=selection_pivot(session, conds),
+            pivot_id=int(read[0][7]) if read else selection_pivot(session, conds),
             value=round(value, 4),
             figures=figures,
             evidence=evidence,

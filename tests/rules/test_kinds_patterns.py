@@ -473,6 +473,10 @@ def test_selection_run_burst_of_punters_counts_clusters(session: Session) -> Non
     assert f.value == 1.0 and severity(rule, f.value) == "medium"
     assert f.evidence["bets"] == [*(b.id for b in bets), anon.id]
     assert f.evidence["clusters"] == [cid]
+    # the evidence built from the kind's own read is what evidence_of reads for the same bets
+    from rules.kinds._pattern_common import evidence_of
+
+    assert f.evidence == evidence_of(session, f.evidence["bets"])[0]
     assert "Run on lucky star (2.30 Kempton): punters in minutes" in reason(rule, f)
     _selection_run_near_miss_outside_the_burst_window(session)
     _selection_run_share_of_the_shops_last_bets(session)
