@@ -69,6 +69,9 @@ class StaffObservationKind:
     ) -> str | None:
         """A description of the latest matching observation on the pivot within the window
         before ``at``, or None."""
+        # an observation is about a customer or a cluster (above), never a selection or a bet
+        if pivot_kind not in ("customer", "cluster"):
+            return None
         since = at - (rule.window or timedelta(days=30))
         rows = session.exec(
             select(StaffObservation)

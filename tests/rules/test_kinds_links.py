@@ -257,6 +257,16 @@ def test_staff_observation_raises_new_and_open_alerts(session):
         obs_in=ObservationCreate(kind="borrowing", customer_id=c.id, at=T0 + hours(1)),
     )
     assert apply_observation(session=session, observation=obs, now=T0 + hours(1)) == []
+    # a selection's finding is never boosted: the kind does not look (no read), whatever the id
+    from rules.engine import active_rules
+    from rules.kinds import REGISTRY
+
+    [rule] = [r for r in active_rules(session=session) if r.kind == "staff_observation"]
+    kind = REGISTRY["staff_observation"]
+    assert kind.boost(session=session, rule=rule, pivot_kind="customer", pivot_id=c.id, at=T0)
+    assert (
+        kind.boost(session=session, rule=rule, pivot_kind="selection", pivot_id=c.id, at=T0) is None
+    )
 
 
 def test_staff_observation_after_the_alert_and_near_misses(session):
