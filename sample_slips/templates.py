@@ -625,11 +625,16 @@ class _RandomPen(_Pen):
                 self.d.line((x0, yy, x1, yy), fill=255, width=width)
 
     def logo(self, b: Box) -> None:
-        """A random logo in box ``b``: star, shield, ring, monogram or a pattern block."""
+        """A random logo in box ``b``: star, shield, ring, monogram, pattern block, crest or a
+        line drawing."""
         x0, y0, x1, y1 = b
         r = self.rng
         cx, cy, rad = (x0 + x1) / 2, (y0 + y1) / 2, min(x1 - x0, y1 - y0) / 2
-        kind = str(r.choice(["star", "shield", "ring", "monogram", "pattern", "crest"]))
+        kinds = ["star", "shield", "ring", "monogram", "pattern", "crest", "lineart"]
+        kind = str(r.choice(kinds, p=[0.12, 0.12, 0.12, 0.12, 0.12, 0.12, 0.28]))
+        if kind == "lineart":
+            self.line_art(b)
+            return
         if kind == "star":
             n = int(r.integers(5, 9))
             ang = np.arange(2 * n) * np.pi / n + r.uniform(0, np.pi)
@@ -662,6 +667,35 @@ class _RandomPen(_Pen):
                 pts += [(x0 + k * tw, top), (x0 + (k + 1) * tw, top)]
             pts += [(x1, y1)]
             self.d.polygon(pts, fill=255)
+
+    def line_art(self, b: Box) -> None:
+        """A pictogram drawn with one thick pen: a few arcs, rings, strokes and hooks.
+
+        Outline pictograms (an anchor, a horseshoe, a cup) are strokes of even width like
+        handwriting, unlike filled logos; the separator must learn them as print too.
+        """
+        x0, y0, x1, y1 = b
+        r = self.rng
+        width = int(r.integers(3, 9))
+
+        def point() -> tuple[float, float]:
+            return float(r.uniform(x0, x1)), float(r.uniform(y0, y1))
+
+        for _ in range(int(r.integers(2, 6))):
+            shape = str(r.choice(["arc", "line", "ring", "hook"]))
+            if shape in ("arc", "ring"):
+                (ax, ay), (bx, by) = point(), point()
+                if abs(bx - ax) < 2 * width or abs(by - ay) < 2 * width:
+                    continue
+                box = (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
+                start = float(r.uniform(0, 360)) if shape == "arc" else 0.0
+                end = start + (float(r.uniform(90, 300)) if shape == "arc" else 360.0)
+                self.d.arc(box, start, end, fill=255, width=width)
+            elif shape == "line":
+                self.d.line([point(), point()], fill=255, width=width)
+            else:
+                pts = [point() for _ in range(int(r.integers(3, 5)))]
+                self.d.line(pts, fill=255, width=width, joint="curve")
 
     def barcode(self, b: Box) -> None:
         x0, y0, x1, y1 = b
