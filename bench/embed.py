@@ -20,6 +20,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.machine import reference  # noqa: E402
 from cv.embed import EmbeddingModel, embed_files, load_default_model  # noqa: E402
 from cv.preprocess import load_image  # noqa: E402
 
@@ -64,6 +65,7 @@ def main() -> None:
         "ms_per_slip_p95": float(np.percentile(ms, 95)),
         "cpu_ms_per_slip_median": float(np.median(cpu) * 1000),
         **rates,
+        "machine": reference(),
     }
     print(json.dumps(out, indent=2))
 

@@ -64,6 +64,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import reference  # noqa: E402
 from bench.procstat import cpu_s, tree_cpu_s  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -374,6 +375,7 @@ def main() -> None:
         "server_workers": args.server_workers,
         "concurrency": {"bets": args.concurrency, "uploads": args.upload_concurrency},
         "cpu_count": os.cpu_count(),
+        "machine": reference(),
         "load_average_after": round(os.getloadavg()[0], 2),
         "runs": runs,
         "targets": TARGETS,

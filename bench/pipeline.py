@@ -89,6 +89,7 @@ from sqlalchemy import Engine, create_engine, text
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import reference  # noqa: E402
 from bench.procstat import cpu_s, tree_cpu_s  # noqa: E402
 
 SAMPLE_SET = REPO / "sample_slips" / "set"
@@ -380,7 +381,9 @@ def main() -> None:
     print(f"of the worker CPU per slip: cv.embed {cv_ms} ms, PNG decode {decode_ms} ms")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": results, "image_work": cost}, indent=2))
+        args.json.write_text(
+            json.dumps({"runs": results, "image_work": cost, "machine": reference()}, indent=2)
+        )
 
 
 if __name__ == "__main__":

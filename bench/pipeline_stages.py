@@ -42,6 +42,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from sqlalchemy import create_engine, event  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
+from bench.machine import reference  # noqa: E402
 from bench.pipeline import _database, _drop, _images, _service_cpu, _service_delta  # noqa: E402
 
 
@@ -191,6 +192,7 @@ def main() -> None:
         poll.dispose()
         _drop(args.pg, url)
         shutil.rmtree(tmp, ignore_errors=True)
+    out["machine"] = reference()
     print(json.dumps(out, indent=1))
 
 

@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.machine import reference  # noqa: E402
 from cv import preprocess as P  # noqa: E402
 from cv import register as R  # noqa: E402
 from cv import separate as S  # noqa: E402
@@ -215,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         tdir = Path(tmp) / "templates"
         template_images(tdir, seed=args.seed + 1)
-        report = json.dumps(run(Path(data), tdir, unipen_limit=args.unipen), indent=2)
+        result = run(Path(data), tdir, unipen_limit=args.unipen)
+        result["machine"] = reference()
+        report = json.dumps(result, indent=2)
     print(report)
     if args.out is not None:
         args.out.write_text(report + "\n")
