@@ -141,8 +141,11 @@ def similar_command(
     x, ok, _ = _embed(paths, model=model, jobs=jobs, templates=templates)
     idx = np.flatnonzero(ok)
     # scored as the clusterer scores pairs (normalised by the slips' offsets when the
-    # model's calibration is): slips close to everything no longer top every list
-    sim = _score_matrix(x[idx], _collection_offsets(x[idx], _model_calibration(model)))
+    # model's calibration is: slips close to everything no longer top every list), on
+    # vectors averaged with their nearest others (cv.cluster.ranking_scores)
+    from cv import cluster
+
+    sim = cluster.ranking_scores(x[idx], _model_calibration(model))
     np.fill_diagonal(sim, -np.inf)
     k = min(top, max(len(idx) - 1, 0))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +252,7 @@ def evaluate_embeddings(
             )
             result["norm_threshold_p98"] = norm["threshold"]
             result["norm_recall_at_p98"] = norm["recall"]
-            ranked = _score_matrix(x, measured)
+            ranked = cluster.ranking_scores(x, calibration)
             result.update(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
@@ -450,7 +453,7 @@ def eval_command(
     ]
     if "norm_map" in r:
         lines.append(
-            f"                 normalised scores: mAP {r['norm_map']:.3f}  "
+            f"                 as `similar` ranks: mAP {r['norm_map']:.3f}  "
             f"top-1 {r['norm_top1']:.3f}  top-5 {r['norm_top5']:.3f}"
         )
     if tmpl:

@@ -67,6 +67,7 @@ __all__ = [
     "link_customers",
     "membership_confidence",
     "indexed_offsets",
+    "ranking_scores",
     "score_offsets",
     "stable_relabel",
 ]
@@ -230,6 +231,50 @@ def indexed_offsets(
     sim = np.take_along_axis(scores, order, axis=1).astype(np.float32)
     sim[np.take_along_axis(found, order, axis=1) < 0] = -np.inf
     return dict(zip(want.tolist(), score_offsets(sim, ranks, fill=fill).tolist(), strict=True))
+
+
+#: Database-side augmentation of rankings: each vector plus this weight times each of its
+#: nearest neighbours (Arandjelovic & Zisserman, "Three things everyone should know to
+#: improve object retrieval", CVPR 2012).  Chosen on validation writers of the fit split,
+#: normalised scores, mAP / top-1 / top-5: generated 0.873 / 0.942 / 0.986 -> 0.906 / 0.947 /
+#: 0.972, UNIPEN 0.381 / 0.585 / 0.826 -> 0.406 / 0.598 / 0.826.  A heavier weight buys a
+#: little more mAP with top-5 lost (0.5: generated 0.914 / 0.947 / 0.967, UNIPEN top-5
+#: 0.808): a slip pulled towards wrong neighbours pushes its own writer's slips down.
+RANKING_AUGMENT = (2, 0.15)
+
+
+def ranking_scores(
+    X: ArrayLike,
+    calibration: Calibration | None = None,
+    *,
+    augment: tuple[int, float] = RANKING_AUGMENT,
+) -> NDArray[np.float32]:
+    """(n, n) scores for ranking each slip's neighbours within one collection of slips.
+
+    Each vector is first averaged with its ``augment[0]`` nearest others at weight
+    ``augment[1]`` (database-side augmentation: a writer's slips pull each other closer),
+    then pairs score their cosine, less half of both slips' measured offsets when the
+    calibration scores that way (:meth:`Calibration.offsets`, unshrunk: a ranking only
+    compares offsets).  For ranking only: thresholds and clustering keep the plain vectors
+    their calibration was measured on.  The diagonal holds each slip's own score.
+    """
+    x = np.asarray(X, dtype=np.float32)
+    n = x.shape[0] if x.ndim == 2 else 0
+    if n < 2:
+        return (x @ x.T).astype(np.float32) if n else np.zeros((0, 0), np.float32)
+    k_aug, weight = int(augment[0]), float(augment[1])
+    if k_aug > 0 and weight > 0:
+        nbr, _ = knn_graph(x, k=min(k_aug, n - 1))
+        x = x + weight * x[nbr].sum(axis=1)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = x @ x.T
+    ranks = None if calibration is None else calibration.offset_ranks
+    if ranks is not None:
+        k = min(max(10, int(ranks[1])), n - 1)
+        offsets = calibration.offsets(knn_graph(x, k=k)[1], collection=None)  # type: ignore[union-attr]
+        if offsets is not None:
+            sim -= 0.5 * (offsets[:, None] + offsets[None, :])
+    return sim.astype(np.float32)
 
 
 def _shrunk(
