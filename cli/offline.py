@@ -180,13 +180,11 @@ def _collection_offsets(x: np.ndarray, calibration) -> np.ndarray | None:
     """Each slip's score offset within these slips as measured (unshrunk: what ranking one
     slip's neighbours uses, see Calibration.offsets), None when ``calibration`` (or its
     absence) means raw cosine."""
-    ranks = getattr(calibration, "offset_ranks", None)
-    if ranks is None or len(x) < 2:
+    if getattr(calibration, "offset_ranks", None) is None:
         return None
     from cv import cluster
 
-    k = min(max(10, int(ranks[1])), len(x) - 1)
-    return calibration.offsets(cluster.knn_graph(x, k=k)[1], collection=None)
+    return cluster.collection_offsets(x, calibration)
 
 
 def _score_matrix(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:

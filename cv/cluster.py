@@ -62,6 +62,7 @@ __all__ = [
     "calibration_of",
     "cluster_calibrated",
     "cluster_embeddings",
+    "collection_offsets",
     "confidence_from_evidence",
     "knn_graph",
     "link_customers",
@@ -268,13 +269,21 @@ def ranking_scores(
         x = x + weight * x[nbr].sum(axis=1)
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     sim = x @ x.T
-    ranks = None if calibration is None else calibration.offset_ranks
-    if ranks is not None:
-        k = min(max(10, int(ranks[1])), n - 1)
-        offsets = calibration.offsets(knn_graph(x, k=k)[1], collection=None)  # type: ignore[union-attr]
-        if offsets is not None:
-            sim -= 0.5 * (offsets[:, None] + offsets[None, :])
+    offsets = collection_offsets(x, calibration)
+    if offsets is not None:
+        sim -= 0.5 * (offsets[:, None] + offsets[None, :])
     return sim.astype(np.float32)
+
+
+def collection_offsets(X: ArrayLike, calibration: Calibration | None) -> NDArray[np.float32] | None:
+    """Each slip's score offset within these slips as measured (unshrunk, as a ranking
+    uses them), None when the calibration (or its absence) means raw cosine."""
+    x = np.asarray(X, dtype=np.float32)
+    ranks = None if calibration is None else calibration.offset_ranks
+    if calibration is None or ranks is None or len(x) < 2:
+        return None
+    k = min(max(10, int(ranks[1])), len(x) - 1)
+    return calibration.offsets(knn_graph(x, k=k)[1], collection=None)
 
 
 def _shrunk(
