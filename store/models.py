@@ -170,13 +170,14 @@ class LegCreate(LegBase):
 class Leg(LegBase, table=True):
     __tablename__ = "legs"
     __table_args__ = (
-        # one selection within its event (selection_run, liability_limit; migration 0012)
+        # one selection within its event (selection_run, liability_limit; migration 0012);
+        # its prefix also serves look-ups by selection_key alone (0013 dropped that index)
         sa.Index("ix_legs_selection_event_bet", "selection_key", sa.text("lower(event)"), "bet_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     bet_id: int = Field(foreign_key="bets.id", index=True, ondelete="CASCADE")
     position: int = Field(default=0)
-    selection_key: str = Field(default="", max_length=200, index=True)
+    selection_key: str = Field(default="", max_length=200)
 
 
 class LegPublic(LegBase):
