@@ -107,8 +107,13 @@ def main() -> None:
     writers = np.array([rows[i]["writer"] for i in keep])
     calibration = calibration_of(model)
     points = {"raw": replace(calibration, batch=None)}
-    if calibration.batch is not None:
+    if calibration.batch is not None and calibration.batch.augment is None:
         points["normalised"] = calibration.batch
+    elif calibration.batch is not None:
+        # measured on augmented vectors (batch clustering pulls each slip towards its nearest
+        # ones); an arriving slip is scored on its own vector, so these points do not apply
+        print("normalised: the model's batch points are on augmented vectors; skipped",
+              file=sys.stderr)  # fmt: skip
     result: dict[str, object] = {"model": model.version, "slips": len(x)}
     for name, cal in points.items():
         batch = _figures(writers, cluster_calibrated(x, cal)[0])

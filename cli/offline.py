@@ -240,6 +240,7 @@ def evaluate_embeddings(
             thr = threshold if threshold is not None else op["threshold"]
             calibration = cluster.Calibration.uncalibrated(float(thr) if np.isfinite(thr) else 1.0)
         ranks = calibration.offset_ranks
+        plain, x = x, cluster.batch_vectors(x, calibration)  # what the clustering scores
         measured = _collection_offsets(x, calibration)
         offsets = None
         if measured is not None:
@@ -250,11 +251,11 @@ def evaluate_embeddings(
             )
             result["norm_threshold_p98"] = norm["threshold"]
             result["norm_recall_at_p98"] = norm["recall"]
-            ranked = cluster.ranking_scores(x, calibration)
+            ranked = cluster.ranking_scores(plain, calibration)
             result.update(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
-        labels = cluster.cluster_calibrated(x, calibration)[0]
+        labels = cluster.cluster_calibrated(plain, calibration)[0]
         result["cluster_threshold"] = float(calibration.merge_threshold)
         result["cluster_method"] = "cv.cluster.cluster_embeddings" + (
             f", scores less per-slip offsets (neighbour ranks {ranks[0]}-{ranks[1]})"

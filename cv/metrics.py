@@ -91,20 +91,26 @@ def _singletons_for_noise(pred: NDArray) -> NDArray:
     return codes
 
 
-def pairwise_scores(true: ArrayLike, pred: ArrayLike) -> dict[str, float]:
-    """Pairwise precision / recall / F1 over all unordered item pairs, computed from counts.
-
-    A pair is positive when both items share a predicted cluster; it is correct when they
-    share a writer.  O(n) via the contingency table, never an n×n matrix.
-    """
+def pair_counts(true: ArrayLike, pred: ArrayLike) -> tuple[int, int, int]:
+    """(right, linked, true) unordered item pairs: pairs sharing a predicted cluster and a
+    writer, pairs sharing a predicted cluster, pairs sharing a writer.  Unclustered items
+    (-1) are singletons.  O(n) via the contingency table, never an n×n matrix."""
     t = _as_labels(true, name="true")
     p = _singletons_for_noise(_as_labels(pred, name="pred"))
     if t.shape != p.shape:
         raise ValueError(f"true and pred differ in length: {t.shape} vs {p.shape}")
     pairs = Counter(zip(t.tolist(), p.tolist(), strict=True))
-    tp = sum(c * (c - 1) / 2 for c in pairs.values())
-    pred_pairs = sum(c * (c - 1) / 2 for c in Counter(p.tolist()).values())
-    true_pairs = sum(c * (c - 1) / 2 for c in Counter(t.tolist()).values())
+    right = sum(c * (c - 1) // 2 for c in pairs.values())
+    linked = sum(c * (c - 1) // 2 for c in Counter(p.tolist()).values())
+    true_pairs = sum(c * (c - 1) // 2 for c in Counter(t.tolist()).values())
+    return int(right), int(linked), int(true_pairs)
+
+
+def pairwise_scores(true: ArrayLike, pred: ArrayLike) -> dict[str, float]:
+    """Pairwise precision / recall / F1 over all unordered item pairs, computed from counts
+    (:func:`pair_counts`): a pair is positive when both items share a predicted cluster and
+    correct when they share a writer."""
+    tp, pred_pairs, true_pairs = pair_counts(true, pred)
     precision = tp / pred_pairs if pred_pairs else 1.0
     recall = tp / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
