@@ -681,9 +681,7 @@ def cluster_calibrated(
         # second index search: at 10^6 slips that would double the re-cluster's time)
         x = augmented(normalise_rows(x, name="X"), nbr[:, : calibration.augment[0]],
                       calibration.augment[1])  # fmt: skip
-        rows = np.repeat(np.arange(n), nbr.shape[1])
-        dots = _rowwise_dot(x, rows, np.maximum(nbr, 0).ravel()).reshape(nbr.shape)
-        sim = np.where(nbr >= 0, dots, -np.inf)
+        sim = _neighbour_dots(x, nbr)
         order = np.argsort(-sim, axis=1, kind="stable")
         nbr = np.take_along_axis(nbr, order, axis=1)
         sim = np.take_along_axis(sim, order, axis=1).astype(np.float32)
@@ -718,6 +716,19 @@ def _must_components(n: int, must: NDArray[np.int64], cannot: NDArray[np.int64])
                 "across a cannot-link"
             )
     return comp.astype(np.int64)
+
+
+def _neighbour_dots(
+    x: NDArray[np.float32], nbr: NDArray[np.int64], chunk: int = 8192
+) -> NDArray[np.float32]:
+    """(n, k) dot products of each row with its listed neighbours (-inf where -1), in row
+    chunks so that the temporaries stay small at 10^6 slips."""
+    out = np.full(nbr.shape, -np.inf, dtype=np.float32)
+    for start in range(0, len(nbr), chunk):
+        ids = nbr[start : start + chunk]
+        dots = np.einsum("id,ikd->ik", x[start : start + chunk], x[np.maximum(ids, 0)])
+        out[start : start + chunk] = np.where(ids >= 0, dots, -np.inf)
+    return out
 
 
 def _rowwise_dot(S: NDArray[np.float32], a: NDArray, b: NDArray, chunk: int = 200_000) -> NDArray:
