@@ -1318,9 +1318,10 @@ def calibrate_clustering(
     Returns
     -------
     Calibration
-        ``merge_threshold`` is the largest of the folds' operating points (each fold reaches
-        the target there) and ``recall`` the folds' mean pairwise recall at it; without an
-        operating point the merge threshold is 1.0 (nothing merges) and recall 0.
+        ``merge_threshold`` is the operating point of all folds' pairs pooled
+        (:func:`_pooled_operating_point`) and ``recall`` the folds' mean pairwise recall at
+        it; without an operating point the merge threshold is 1.0 (nothing merges) and
+        recall 0.
     """
     from cv.metrics import clustering_scores, precision_threshold
 
