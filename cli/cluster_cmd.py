@@ -140,6 +140,9 @@ def cluster_command(
         threshold, source = calibration.merge_threshold, "model merge calibration"
         if calibration.offset_ranks is not None:
             source += " (scores normalised by per-slip offsets)"
+        if calibration.augment is not None:
+            k_aug, weight = calibration.augment
+            source += f", each slip pulled towards its {k_aug} nearest at weight {weight:g}"
     elif threshold is None:
         threshold = model_threshold(model)
         source = "model pair threshold (no merge calibration)"

@@ -100,3 +100,21 @@ def test_model_threshold_reads_the_calibrated_value():
     assert model_threshold(SimpleNamespace(threshold_=1.0)) is None
     assert model_threshold(SimpleNamespace(threshold_=float("nan"))) is None
     assert model_threshold(object()) is None
+
+
+def test_the_default_model_clusters_at_its_calibrated_augmented_operating_point(
+    slips_and_model, tmp_path
+):
+    from cv.cluster import CLUSTER_AUGMENT
+    from cv.embed import load_default_model
+
+    folder, _ = slips_and_model
+    batch = load_default_model().calibration_.batch
+    assert batch is not None and batch.augment == CLUSTER_AUGMENT
+    out = tmp_path / "clusters.csv"
+    result = CliRunner().invoke(_app(), ["cluster", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # the summary says which operating point and which scores the clustering used
+    assert f"threshold {batch.merge_threshold:.3f} from model merge calibration" in result.stderr
+    k_aug, weight = CLUSTER_AUGMENT
+    assert f"pulled towards its {k_aug} nearest at weight {weight:g}" in result.stderr
