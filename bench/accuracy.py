@@ -295,20 +295,13 @@ def main() -> None:
     u_rows = _rows(UNIPEN / "labels.csv")
     u_fit, u_hel = unipen_split({r["writer"] for r in u_rows})
     tag = f"sw{args.stroke_width:g}"
-    raw_gfit = _raws(
-        f"gen_fit{args.fit_writers}_{tag}",
-        [gfit / r["image"] for r in fit_rows],
-        args.work,
-        params,
-        args.jobs,
-    )
-    raw_u = _raws(
-        f"unipen_{tag}",
-        [UNIPEN / "images" / r["image"] for r in u_rows],
-        args.work,
-        params,
-        args.jobs,
-    )
+
+    def raws_of(name: str, folder: Path, rows: list[dict[str, str]]) -> list[RawFeatures]:
+        paths = [folder / r["image"] for r in rows]
+        return _raws(f"{name}_{tag}", paths, args.work, params, args.jobs)
+
+    raw_gfit = raws_of(f"gen_fit{args.fit_writers}", gfit, fit_rows)
+    raw_u = raws_of("unipen", UNIPEN / "images", u_rows)
     if args.validation:
         # validation writers take the held-out sets' places; the held-out sets are not read
         val_fonts = validation_fonts({r["font"] for r in fit_rows})
@@ -319,19 +312,13 @@ def main() -> None:
         raw_gfit = [x for x, v in zip(raw_gfit, is_val, strict=True) if not v]
         u_hel = {w for w in u_fit if unipen_validates(w)}
         u_fit = u_fit - u_hel
-        u_rows = [r for r in u_rows if r["writer"] in u_fit | u_hel]
-        raw_u = [x for x, r in zip(raw_u, _rows(UNIPEN / "labels.csv"), strict=True)
-                 if r["writer"] in u_fit | u_hel]  # fmt: skip
+        in_fit_half = [r["writer"] in u_fit | u_hel for r in u_rows]
+        u_rows = [r for r, k in zip(u_rows, in_fit_half, strict=True) if k]
+        raw_u = [x for x, k in zip(raw_u, in_fit_half, strict=True) if k]
     else:
         ghel = _heldout_set(args, per)
         hel_dir, hel_rows = ghel, _rows(ghel / "labels.csv")
-        raw_ghel = _raws(
-            f"gen_heldout_{tag}",
-            [ghel / r["image"] for r in hel_rows],
-            args.work,
-            params,
-            args.jobs,
-        )
+        raw_ghel = raws_of("gen_heldout", ghel, hel_rows)
     u_is_fit = np.array([r["writer"] in u_fit for r in u_rows])
 
     train_raws = raw_gfit + [r for r, f in zip(raw_u, u_is_fit, strict=True) if f]
