@@ -270,9 +270,8 @@ def ranking_scores(
     n = x.shape[0] if x.ndim == 2 else 0
     if n < 2:
         return (x @ x.T).astype(np.float32) if n else np.zeros((0, 0), np.float32)
-    k_aug, weight = int(augment[0]), float(augment[1])
-    if k_aug > 0 and weight > 0:
-        x = augmented(x, knn_graph(x, k=min(k_aug, n - 1))[0], weight)
+    if int(augment[0]) > 0 and float(augment[1]) > 0:
+        x = augmented_collection(x, augment)
     sim = x @ x.T
     offsets = collection_offsets(x, calibration)
     if offsets is not None:
@@ -298,14 +297,20 @@ def augmented(
     return out
 
 
+def augmented_collection(X: ArrayLike, augment: tuple[int, float]) -> NDArray[np.float32]:
+    """:func:`augmented` with each row's ``augment[0]`` nearest others in ``X`` (exact or
+    indexed kNN), at weight ``augment[1]``; rows normalised first."""
+    x = normalise_rows(X, name="X")
+    k = min(int(augment[0]), len(x) - 1)
+    return augmented(x, knn_graph(x, k=k)[0], float(augment[1])) if k > 0 else x
+
+
 def batch_vectors(X: ArrayLike, calibration: Calibration) -> NDArray[np.float32]:
     """The vectors that ``calibration``'s scores compare: augmented when it records an
     augmentation (batch clustering), else the rows normalised."""
-    x = normalise_rows(X, name="X")
-    if calibration.augment is None or len(x) < 2:
-        return x
-    k = min(calibration.augment[0], len(x) - 1)
-    return augmented(x, knn_graph(x, k=k)[0], calibration.augment[1])
+    if calibration.augment is None:
+        return normalise_rows(X, name="X")
+    return augmented_collection(X, calibration.augment)
 
 
 def collection_offsets(X: ArrayLike, calibration: Calibration | None) -> NDArray[np.float32] | None:

@@ -637,20 +637,15 @@ def _operating_points(
         CLUSTER_AUGMENT,
         DEFAULT_OFFSET_PRIOR,
         DEFAULT_OFFSET_RANKS,
-        augmented,
+        augmented_collection,
         calibrate_clustering,
-        knn_graph,
     )
-
-    def augment(x: NDArray[np.float32]) -> NDArray[np.float32]:
-        k = min(CLUSTER_AUGMENT[0], len(x) - 1)
-        return augmented(x, knn_graph(x, k=k)[0], CLUSTER_AUGMENT[1]) if k > 0 else x
 
     try:
         calibration = calibrate_clustering(folds, target_precision=0.98)
         # batch clustering scores augmented vectors (cv.cluster.cluster_calibrated)
         batch = calibrate_clustering(
-            [(augment(x), w) for x, w in folds],
+            [(augmented_collection(x, CLUSTER_AUGMENT), w) for x, w in folds],
             target_precision=0.98,
             offset_ranks=DEFAULT_OFFSET_RANKS,
             offset_prior=DEFAULT_OFFSET_PRIOR,
