@@ -40,7 +40,6 @@ def test_audit_log_is_append_only_in_the_database(db_url):
     engine.dispose()
 
 
-@pytest.mark.filterwarnings("ignore:.*expression-based index:UserWarning")
 @pytest.mark.filterwarnings("ignore:.*expression-based index")
 def test_migrated_schema_matches_the_models(db_url):
     # the models and the migrations describe one schema: a column, index or constraint added
