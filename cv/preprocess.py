@@ -306,17 +306,25 @@ def _skew_from_baselines(stats: NDArray[np.int32], shape: tuple[int, int]) -> fl
     x = st[glyph, cv2.CC_STAT_LEFT] + w[glyph] / 2.0 - cols / 2.0
     y = (st[glyph, cv2.CC_STAT_TOP] + h[glyph]).astype(np.float64)
 
-    def sharpness(degrees: float) -> float:
-        yp = y - math.tan(math.radians(degrees)) * x
-        counts = np.bincount(np.round(yp - yp.min()).astype(np.int64)).astype(np.float64)
+    def sharpest(degrees: NDArray[np.float64]) -> float:
+        # All angles at once: one bincount over (angle, row) instead of one per angle.
+        tans = np.array([math.tan(math.radians(float(d))) for d in degrees])
+        yp = y[None, :] - tans[:, None] * x[None, :]
+        bins = np.round(yp - yp.min(axis=1, keepdims=True)).astype(np.int64)
+        width = int(bins.max()) + 2  # a zero column after every angle's last row
+        flat = (bins + (np.arange(len(degrees)) * width)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=len(degrees) * width).reshape(len(degrees), width)
+        counts = counts.astype(np.float64)
         # two-pixel bins (overlapping) so a line split across two rows still counts as one
-        pairs = counts[:-1] + counts[1:] if counts.size > 1 else counts
-        return float((pairs**2).sum())
+        pairs = counts[:, :-1] + counts[:, 1:]
+        score = (pairs**2).sum(axis=1)
+        # an angle's own histogram ends at its last row: drop the pair it forms with padding
+        last = counts[np.arange(len(degrees)), bins.max(axis=1)]
+        score -= np.where(bins.max(axis=1) > 0, last**2, 0.0)
+        return float(degrees[int(np.argmax(score))])
 
-    coarse = np.arange(-BASELINE_MAX_DEGREES, BASELINE_MAX_DEGREES + 1e-9, 0.2)
-    best = float(coarse[int(np.argmax([sharpness(d) for d in coarse]))])
-    fine = np.arange(best - 0.2, best + 0.2 + 1e-9, 0.05)
-    best = float(fine[int(np.argmax([sharpness(d) for d in fine]))])
+    best = sharpest(np.arange(-BASELINE_MAX_DEGREES, BASELINE_MAX_DEGREES + 1e-9, 0.2))
+    best = sharpest(np.arange(best - 0.2, best + 0.2 + 1e-9, 0.05))
     # bottoms line up at -theta on a page turned by theta (y grows downwards)
     return -best
 
