@@ -12,8 +12,6 @@ square-root and L2 normalisation.
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -132,20 +130,27 @@ def _line_measures(stats: NDArray[np.int32], height: float) -> tuple[float, floa
     cx = x0 + w / 2
     bottom = st[:, 1] + st[:, 3]
     x1 = x0 + w
-    # candidates of component i: the ones starting before x1[i] + 3 heights (sorted by x0)
+    # candidates of component i: the ones starting before x1[i] + 3 heights (sorted by x0),
+    # as (i, j) pairs grouped by i and ordered by j (one array pass instead of a loop)
     ends = np.searchsorted(x0, x1 + 3 * height, side="right")
-    gaps: list[float] = []
-    angles: list[float] = []
-    for i in np.nonzero(ends > np.arange(len(st)) + 1)[0]:
-        j = np.arange(i + 1, ends[i])
-        j = j[(np.abs(cy[j] - cy[i]) < 0.8 * height) & (x0[j] >= x0[i] + 0.8 * w[i])]
-        if not j.size:
-            continue
-        gaps.append(max(0.0, float((x0[j] - x1[i]).min())) / height)
-        for k in j[cx[j] - cx[i] > 0.5 * height][:2]:
-            angles.append(-math.degrees(math.atan((bottom[k] - bottom[i]) / (cx[k] - cx[i]))))
-    small = [g for g in gaps if g < 0.5]
-    gap = float(np.median(small)) if small else nan
+    counts = np.maximum(ends - np.arange(len(st)) - 1, 0)
+    first = np.cumsum(counts) - counts
+    i = np.repeat(np.arange(len(st)), counts)
+    j = i + 1 + np.arange(int(counts.sum())) - np.repeat(first, counts)
+    keep = (np.abs(cy[j] - cy[i]) < 0.8 * height) & (x0[j] >= x0[i] + 0.8 * w[i])
+    i, j = i[keep], j[keep]
+    # the nearest component to the right of each i that has one
+    starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]]) if i.size else i
+    nearest = np.minimum.reduceat(x0[j] - x1[i], starts) if i.size else np.zeros(0)
+    gaps = np.maximum(nearest, 0.0) / height
+    # the first two of those whose centre is half a letter or more to the right
+    ahead = cx[j] - cx[i] > 0.5 * height
+    i, j = i[ahead], j[ahead]
+    rank = np.arange(i.size) - np.searchsorted(i, i, side="left")
+    i, j = i[rank < 2], j[rank < 2]
+    angles = -np.degrees(np.arctan((bottom[j] - bottom[i]) / (cx[j] - cx[i])))
+    small = gaps[gaps < 0.5]
+    gap = float(np.median(small)) if small.size else nan
     angle = float(np.median(angles)) if len(angles) >= 3 else nan
     return gap, angle
 
