@@ -38,6 +38,34 @@ INSERTs from dicts (no ORM flush, no SQLModel objects), the Celery producer kept
 task's argsrepr given.  The target (400/s with p99 < 100 ms) is not met with this much other
 load: at 400/s a bet costs the machine ~3.2 ms of server CPU + ~0.6 ms of PostgreSQL + the
 broker and the client, about 1.6 of the 2 cores before anything else runs.
+
+Measured 2026-12-06 on a slower machine (bench/machine.py python_loop 225-275 ms, load
+average 1-10 from other jobs): the 2026-12-05 "after" tree (64ef955) and the session-start
+tree cost the same here (closed loop 6.5/6.5 vs 7.5/6.7 ms per bet, interleaved), so 3.2 ->
+5-6 ms is the machine, not a regression.  Where a POST /bets spent its server CPU (cProfile
+on a CPU clock, the route run inline on one uvicorn worker): the database work 45%, seven
+round trips (the pool's pre-ping, BEGIN, the shop/customer SELECT, INSERT bet, legs, audit,
+COMMIT); the Celery publish 22% (kombu's declared-queue check 4%, the Redis LPUSH 6%);
+uvicorn, Starlette and FastAPI 27% (dependencies: body, validation, key 10%; the answer
+4%); and the hop to a worker thread ~1 ms (4.2 ms per bet inline vs 5.2 ms through anyio's
+pool of 40 threads, one worker).  What changed: the shop/customer check rides on the bet's
+INSERT (INSERT ... SELECT ... WHERE EXISTS; the SELECT only runs to say why nothing was
+inserted), pooled connections are pinged only after 1 s idle (store.db.PING_AFTER_IDLE_S),
+so a bet is five round trips; the Celery producer declares each task's queue once; the
+route hops to 8 threads of its own (fewer than the pooled connections: no overflow
+connections opened and closed under load).  Server CPU per bet, interleaved rounds:
+
+    phase                 before                 after             load average
+    bets paced at 400/s   6.29/5.81/7.00 ms      4.90/5.38/5.97    0.9-7.9
+    bets, closed loop     5.87/5.11/6.01 ms      4.71/4.66/5.47
+    bets paced at 400/s   5.86/5.76/6.42 ms      5.51/4.98/5.95    5.7-10
+    bets, closed loop     5.68/5.45/5.90 ms      4.86/4.80/4.60
+
+(-13 to -15%; 150-226 bets/s closed loop either way: the shared machine is the limit, p99
+313-388 ms after vs 386-710 ms before).  PostgreSQL CPU per bet reads ~1.0-1.4 ms both ways
+(counted on the connections alive at the end of a phase, so the session-start tree's closed
+overflow connections went uncounted).  The target stays out of reach on this machine:
+400/s x (~5 ms of server CPU + ~1 ms of PostgreSQL) is more than its 2 cores.
 """
 
 from __future__ import annotations

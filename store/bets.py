@@ -74,7 +74,6 @@ def write_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> NewBet:
             shop_id = actor.shop_id
         elif shop_id != actor.shop_id:
             raise Forbidden("a shop key can only record bets for its own shop")
-    _check_references(session, shop_id=shop_id, customer_id=bet_in.customer_id, actor=actor)
     lines = BET_LINES.get(bet_in.bet_type, 1) * (2 if bet_in.each_way else 1)
     total = bet_in.total_stake if bet_in.total_stake is not None else bet_in.stake * lines
     odds = bet_in.odds if bet_in.odds is not None else _combined_odds(bet_in)
@@ -99,7 +98,20 @@ def write_bet(*, session: Session, bet_in: BetCreate, actor: Actor) -> NewBet:
         "rules_pending_since": now,  # until its bet_placed rules ran (workers.pipeline)
     }
     conn = session.connection()
-    row["id"] = conn.execute(_INSERT_BET, row).scalar_one()
+    checks = _checks(shop_id=shop_id, customer_id=bet_in.customer_id, actor=actor)
+    if checks is None:
+        row["id"] = conn.execute(_INSERT_BET, row).scalar_one()
+    else:
+        # the shop/customer check and the insert in one round trip: the row is inserted only
+        # if they pass; when it is not, the look-up says why (and raises)
+        bet_id = conn.execute(_INSERT_BET_CHECKED[checks], row).scalar_one_or_none()
+        if bet_id is None:
+            _check_references(session, shop_id=shop_id, customer_id=bet_in.customer_id,
+                              actor=actor)  # fmt: skip
+            # passed now: the shop or customer changed in between; insert as a check-then-
+            # insert would have (the foreign keys still hold)
+            bet_id = conn.execute(_INSERT_BET, row).scalar_one()
+        row["id"] = bet_id
     legs = [
         leg_in.model_dump()
         | {
@@ -126,18 +138,29 @@ _INSERT_BET = insert(_BETS).returning(_BETS.c.id)
 _INSERT_LEGS = insert(_LEGS).returning(_LEGS.c.id, sort_by_parameter_order=True)
 
 
+def _checks(
+    *, shop_id: int | None, customer_id: int | None, actor: Actor
+) -> tuple[bool, bool] | None:
+    """(check the shop, check the customer), None when neither needs a look-up.  A shop
+    key's own shop is known to exist (api_keys.shop_id references it)."""
+    check_shop = shop_id is not None and not (actor.role == Role.shop and shop_id == actor.shop_id)
+    if not check_shop and customer_id is None:
+        return None
+    return check_shop, customer_id is not None
+
+
 def _check_references(
     session: Session, *, shop_id: int | None, customer_id: int | None, actor: Actor
 ) -> None:
-    """The bet's shop exists and its customer exists and is not closed, in one round trip.
-    A shop key's own shop is known to exist (api_keys.shop_id references it)."""
-    check_shop = shop_id is not None and not (actor.role == Role.shop and shop_id == actor.shop_id)
-    if not check_shop and customer_id is None:
+    """The bet's shop exists and its customer exists and is not closed, in one round trip."""
+    checks = _checks(shop_id=shop_id, customer_id=customer_id, actor=actor)
+    if checks is None:
         return
+    check_shop = checks[0]
     found_shop, status = (
         session.connection()
         .execute(
-            _REFERENCES[check_shop, customer_id is not None],
+            _REFERENCES[checks],
             {"shop_id": shop_id, "customer_id": customer_id},
         )
         .one()
@@ -170,6 +193,33 @@ def _references() -> dict[tuple[bool, bool], Any]:
 
 
 _REFERENCES = _references()
+
+
+def _inserts_checked() -> dict[tuple[bool, bool], Any]:
+    """Per (check the shop, check the customer): INSERT INTO bets ... SELECT the row's values
+    WHERE the shop exists and the customer exists and is not closed, RETURNING its id (no
+    row when a check fails).  The values are typed binds, as in a plain INSERT."""
+    shops, customers = Shop.__table__.c, Customer.__table__.c  # type: ignore[attr-defined]
+    names = [c.name for c in _BETS.c if c.name != "id"]
+    values = [bindparam(c.name, type_=c.type) for c in _BETS.c if c.name != "id"]
+    shop_ok = sa_select(shops.id).where(shops.id == bindparam("shop_id")).exists()
+    customer_ok = (
+        sa_select(customers.id)
+        .where(customers.id == bindparam("customer_id"))
+        .where(customers.status != CustomerStatus.closed)
+        .exists()
+    )
+    out: dict[tuple[bool, bool], Any] = {}
+    for s in (True, False):
+        for c in (True, False):
+            if s or c:
+                where = [cond for cond, on in ((shop_ok, s), (customer_ok, c)) if on]
+                query = sa_select(*values).where(*where)
+                out[s, c] = insert(_BETS).from_select(names, query).returning(_BETS.c.id)
+    return out
+
+
+_INSERT_BET_CHECKED = _inserts_checked()
 
 
 def _combined_odds(bet_in: BetCreate) -> float | None:
