@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
 from api.deps import Unauthenticated
 from store.errors import DomainError
@@ -39,14 +39,34 @@ def install(app: FastAPI) -> None:
             status_code=422,
         )
 
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A connection lost (a database restart, a failover) or a database that cannot be
+        # reached or is busy is not a bug: the transaction did not commit (the pool has dropped
+        # the dead connections), so the client should send the same request again.
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+            return _bug_response(request)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    type(exc.orig or exc).__name__)  # fmt: skip
+        return JSONResponse(
+            {"detail": "the database is unavailable (restarting or busy): the request did "
+                       "not complete, send it again"},
+            status_code=503,
+            headers={**_BUG_HEADERS, "Retry-After": "1"},
+        )  # fmt: skip
+
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        # a 500 always means a bug: log it in full, never leak a stack trace to the client
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        # answered outside the middlewares, so the safety headers are added here
-        return JSONResponse({"detail": "internal error"}, status_code=500, headers=_BUG_HEADERS)
+        return _bug_response(request)
 
     install_validation(app)
+
+
+def _bug_response(request: Request) -> JSONResponse:
+    # a 500 always means a bug: log it in full, never leak a stack trace to the client
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # answered outside the middlewares, so the safety headers are added here
+    return JSONResponse({"detail": "internal error"}, status_code=500, headers=_BUG_HEADERS)
 
 
 def _finite_json(value: object) -> object:

@@ -41,3 +41,31 @@ def test_api_writes_are_audited_with_the_client_address(client, session) -> None
     assert made.status_code == 201
     entry = session.exec(select(AuditEntry).where(AuditEntry.action == "shop.create")).one()
     assert entry.remote_addr == "testclient" and entry.actor == "test-admin-None"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_lost_database_connection_answers_503_and_the_retry_is_stored_once(
+    client, db_url
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    bet = {"amount": 5.0, "betType": "Win", "sport": "Tennis", "description": "A v B", "odds": 2.0}
+    assert client.post("/bets", json=bet).status_code == 201
+    # the database restarts under the server: every backend of its pooled connections goes,
+    # and the next request takes a connection used a moment ago (not pinged)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE datname = :db AND pid <> pg_backend_pid()"),
+            {"db": db_url.rsplit("/", 1)[-1]},
+        )  # fmt: skip
+    admin.dispose()
+    lost = client.post("/bets", json=bet)
+    assert lost.status_code == 503, lost.text
+    assert "send it again" in lost.json()["detail"] and lost.headers["retry-after"] == "1"
+    assert client.post("/bets", json=bet).status_code == 201
+    assert client.get("/bets").json()["total"] == 2
