@@ -7,10 +7,30 @@ hundreds of slips), and every slip carries one of a few shared printed-form dire
 the signal CV-NOTES says drowns the hand.  With the defaults, same-writer cosine similarity
 spans about 0.4-0.85 and different-writer about -0.1-0.45, overlapping.
 
-The threshold is calibrated first on a separate labelled draw (other writers, other seed)
-at pairwise precision >= 0.98, then every size is clustered with it.  Each size runs in its
-own process so its peak RSS (``resource.getrusage``) is its own.  Prints one JSON line per
-size, then one line on how time grows per 10x.
+Production's path: a model calibration is measured first on a separate labelled draw (other
+writers, other seed; two folds by writer) by the rule a model fit uses
+(``cv.embed._operating_points``): raw cosine operating points for incremental assignment and,
+as ``batch``, the re-cluster's on vectors augmented with their 3 nearest at weight 0.3 and
+normalised scores.  Every size is then re-clustered as the workers' scheduled re-cluster does
+(``cv.cluster.cluster_calibrated``) and, with ``--queries``, incremental assignment is timed
+against the index the workers keep (``VectorIndex(dim)``: HNSW).  ``--plain`` re-clusters
+without the augmentation (its batch threshold calibrated on plain vectors), for comparison.
+Each size runs in its own process so its peak RSS (``VmHWM``) is its own; CPU
+seconds are given beside wall seconds (the machine is shared).  Prints the calibration, one
+JSON line per size, then how re-cluster time and memory grow per 10x.
+
+2026-12-06, 2 cores, nice 10, load average 4-10 from other jobs; 10^4 / 10^5 / 10^6 slips:
+re-cluster 2.5 / 24.5 / 497 s wall, 1.9 / 18.3 / 399 s CPU, peak RSS 0.18 / 0.58 / 3.26 GB.
+Time grows ~n^1.0, then ~n^1.34 from 10^5 to 10^6: at 10^6 (load 2) the IVF kNN graph takes
+219 s wall / 421 s CPU of 269 / 473 (each query scans ~4 sqrt(n) centroids and 8 of their
+lists, so ~sqrt(n) rows), the augmentation 13 / 13 s, the agglomeration 36 / 38 s (where the
+peak is). Incremental assignment p50 / p99 0.76 / 5.2, 0.87 / 5.7, 1.29 / 6.5 ms (the HNSW
+build at 10^6, a worker's cold start: 695 s wall, 446 s CPU; recall@10 0.73). ``--plain`` at
+10^6: 493 s wall, 557 s CPU (more merges), 3.27 GB. Pairwise P / R / F1 / ARI at 10^6: 0.987
+/ 0.011 / 0.021 / 0.021 augmented (merge 0.37), 0.913 / 0.276 / 0.424 / 0.424 plain (merge
+-0.04); raw cosine at its own operating point (``--calibration`` with ``"batch": null``) F1
+0.993 at 10^4, 0.974 at 10^5. On these slips, where regular writers have hundreds of slips,
+the normalised batch scores, and the augmented ones far more, link little.
 
     PYTHONPATH=. .venv/bin/python bench/cluster_scale.py --max-n 1000000
     PYTHONPATH=. .venv/bin/python bench/cluster_scale.py --labelled ../shared/data/unipen-dev
@@ -41,7 +61,6 @@ from cv.cluster import (  # noqa: E402
     calibration_of,
     cluster_calibrated,
     cluster_embeddings,
-    indexed_offsets,
     knn_graph,
 )
 from cv.index import VectorIndex  # noqa: E402
@@ -115,17 +134,41 @@ def more_slips(writers: np.ndarray, params: dict[str, np.ndarray], *, seed: int)
 
 
 def _peak_rss_mb() -> float:
-    # ru_maxrss is KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # VmHWM (KiB): Linux's ru_maxrss survives exec, so a child's would count the parent's
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def calibrate(*, dim: int, k: int, seed: int, n: int = 20_000) -> dict[str, object]:
-    """Threshold at pairwise precision >= 0.98 on a held-out draw (other writers, other seed)."""
+def calibrate(*, dim: int, seed: int, n: int = 20_000, plain: bool = False) -> Calibration:
+    """The model calibration production would carry, measured on a held-out draw (other
+    writers, other seed) split into two folds by writer as a model fit splits its writers:
+    raw cosine operating points for incremental assignment and, as ``batch``, the re-cluster's
+    on augmented vectors and normalised scores (``cv.embed._operating_points``).
+    ``plain``: the batch operating points on plain vectors, the rule before the augmentation."""
+    from dataclasses import replace
+
+    from cv.cluster import DEFAULT_OFFSET_PRIOR, DEFAULT_OFFSET_RANKS, calibrate_clustering
+    from cv.embed import _operating_points
+
     X, w, _ = synthetic_embeddings(n, dim=dim, seed=seed + 1000)
-    grid = np.round(np.arange(0.30, 0.90, 0.02), 4)
-    res = calibrate_threshold(X, w, target_precision=0.98, k=k, thresholds=grid)
-    res.pop("curve")
-    return res
+    folds = [(X[w % 2 == f], w[w % 2 == f]) for f in (0, 1)]
+    _, calibration = _operating_points(folds)
+    if calibration is None:
+        raise ValueError("the calibration draw has no usable fold")
+    if plain:
+        batch = calibrate_clustering(
+            folds,
+            target_precision=0.98,
+            offset_ranks=DEFAULT_OFFSET_RANKS,
+            offset_prior=DEFAULT_OFFSET_PRIOR,
+        )
+        calibration = replace(calibration, batch=batch)
+    return calibration
 
 
 def run_one(
@@ -133,35 +176,79 @@ def run_one(
     *,
     dim: int,
     k: int,
-    threshold: float,
+    calibration: Calibration,
     seed: int,
     kind: str,
-    hnsw_m: int,
     queries: int,
 ) -> dict[str, object]:
-    """Cluster n synthetic slips and time each stage; optionally time incremental assignment."""
+    """Re-cluster n synthetic slips as the workers do (:func:`cluster_calibrated`) and time
+    it; then time incremental assignment against an index of the n slips."""
     t0 = time.perf_counter()
     X, writers, params = synthetic_embeddings(n, dim=dim, seed=seed)
     gen_s = time.perf_counter() - t0
+    rss_before = _peak_rss_mb()
 
     t0, c0 = time.perf_counter(), time.process_time()
-    # one index serves the batch kNN graph and then the timed incremental assignments
-    index = VectorIndex(dim, kind=kind, nprobe=8, hnsw_m=hnsw_m, ef_search=max(64, 2 * k))
-    index.add(np.arange(n, dtype=np.int64), X)
-    build_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    nbr, sim = knn_graph(X, k=k, index=index)
-    knn_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    labels = cluster_embeddings(X, threshold=threshold, k=k, neighbours=(nbr, sim))
-    cluster_s = time.perf_counter() - t0
+    labels, _ = cluster_calibrated(X, calibration, k=k)
+    recluster_s = time.perf_counter() - t0
     # CPU seconds of all threads: wall time on a shared machine depends on other jobs
-    cpu_s = time.process_time() - c0
+    recluster_cpu_s = time.process_time() - c0
+    recluster_rss = _peak_rss_mb()  # before the assignment index below adds its own
 
-    # recall of the ANN graph against exact search on a sample of rows (chunked: no n x n)
-    rng = np.random.default_rng(seed)
+    batch = calibration.batch or calibration
+    scores = clustering_scores(writers, labels)
+    out: dict[str, object] = {
+        "n": n,
+        "dim": dim,
+        "k": k,
+        "merge_threshold": batch.merge_threshold,
+        "augment": None if batch.augment is None else list(batch.augment),
+        "writers": int(writers.max()) + 1,
+        "generate_s": round(gen_s, 2),
+        "recluster_s": round(recluster_s, 2),
+        "recluster_cpu_s": round(recluster_cpu_s, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
+        "peak_rss_before_mb": round(rss_before, 1),
+        "recluster_peak_rss_mb": round(recluster_rss, 1),
+        "clusters": int(labels.max()) + 1,
+        "unclustered": int((labels < 0).sum()),
+        **{key: round(v, 4) for key, v in scores.items()},
+    }
+    if queries:
+        # the workers' live index (workers.pipeline: VectorIndex(dim)) unless --index ivf
+        t0, c0 = time.perf_counter(), time.process_time()
+        index = VectorIndex(dim) if kind == "hnsw" else VectorIndex(dim, kind="ivf", nprobe=8)
+        index.add(np.arange(n, dtype=np.int64), X)
+        out["index"] = "exact" if index.is_exact else kind
+        out["index_build_s"] = round(time.perf_counter() - t0, 2)
+        out["index_build_cpu_s"] = round(time.process_time() - c0, 2)
+        rng = np.random.default_rng(seed)
+        out["index_recall_at_k"] = _recall_at_k(X, index, k=k, rng=rng)
+        slip_cluster = dict(enumerate(labels.tolist()))
+        cluster_sizes = dict(enumerate(np.bincount(labels[labels >= 0]).tolist()))
+        Q = more_slips(writers[rng.choice(n, size=queries)], params, seed=seed + 7)
+        lat = []
+        for q in Q:  # raw cosine at the raw operating points, as the pipeline assigns
+            t = time.perf_counter()
+            assign_incremental(
+                q,
+                index=index,
+                slip_cluster=slip_cluster,
+                calibration=calibration,
+                k=k,
+                cluster_sizes=cluster_sizes,
+            )
+            lat.append((time.perf_counter() - t) * 1000)
+        out["assign_queries"] = queries
+        out["assign_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
+        out["assign_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
+    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return out
+
+
+def _recall_at_k(X: np.ndarray, index: VectorIndex, *, k: int, rng: np.random.Generator) -> float:
+    """Recall@k of the index against exact search, on 200 sample rows (chunked: no n x n)."""
+    n = len(X)
     sample = rng.choice(n, size=min(200, n), replace=False)
     best_s = np.full((sample.size, k), -np.inf, dtype=np.float32)
     best_i = np.full((sample.size, k), -1, dtype=np.int64)
@@ -176,70 +263,9 @@ def run_one(
         top = np.argpartition(-cat_s, k - 1, axis=1)[:, :k]
         best_s = np.take_along_axis(cat_s, top, axis=1)
         best_i = np.take_along_axis(cat_i, top, axis=1)
-    ann_recall = float(
-        np.mean([len(set(best_i[i]) & set(nbr[s])) / k for i, s in enumerate(sample.tolist())])
-    )
-
-    scores = clustering_scores(writers, labels)
-    out: dict[str, object] = {
-        "n": n,
-        "dim": dim,
-        "k": k,
-        "threshold": threshold,
-        "writers": int(writers.max()) + 1,
-        "index": "exact" if index.is_exact else kind,
-        "generate_s": round(gen_s, 2),
-        "build_s": round(build_s, 2),
-        "knn_s": round(knn_s, 2),
-        "cluster_s": round(cluster_s, 2),
-        "total_s": round(build_s + knn_s + cluster_s, 2),
-        "total_cpu_s": round(cpu_s, 2),
-        "load_avg_1m": round(os.getloadavg()[0], 1),
-        "ann_recall_at_k": round(ann_recall, 4),
-        # share of graph neighbours by the same writer (ties make recall@k look worse)
-        "neighbours_same_writer": round(float(np.mean(writers[nbr] == writers[:, None])), 4),
-        "clusters": int(labels.max()) + 1,
-        "unclustered": int((labels < 0).sum()),
-        **{key: round(v, 4) for key, v in scores.items()},
-    }
-    if queries:
-        slip_cluster = dict(enumerate(labels.tolist()))
-        sizes = np.bincount(labels[labels >= 0])
-        cluster_sizes = dict(enumerate(sizes.tolist()))
-        q_writers = writers[rng.choice(n, size=queries)]
-        Q = more_slips(q_writers, params, seed=seed + 7)
-        # raw cosine (what the pipeline assigns with), and on normalised scores: the slip's
-        # own offset from its 15 nearest, each neighbour's from the cache or, on a miss,
-        # from the index.  "cold": nothing cached (the first assignments after a worker
-        # starts); "warm": every neighbour's offset cached, filled here untimed
-        raw = Calibration.uncalibrated(threshold)
-        norm = Calibration(threshold, threshold, 20.0, threshold, offset_ranks=(5, 15))
-        near = np.unique(index.search(Q, 15)[1])
-        warm = indexed_offsets(index, near[near >= 0].tolist())
-        variants: tuple[tuple[str, Calibration, dict[int, float] | None], ...] = (
-            ("assign", raw, None),
-            ("assign_norm_cold", norm, None),
-            ("assign_norm_warm", norm, warm),
-        )
-        out["assign_queries"] = queries
-        for name, calibration, cache in variants:
-            lat = []
-            for q in Q:
-                t = time.perf_counter()
-                assign_incremental(
-                    q,
-                    index=index,
-                    slip_cluster=slip_cluster,
-                    calibration=calibration,
-                    k=k,
-                    cluster_sizes=cluster_sizes,
-                    offsets=cache,
-                )
-                lat.append((time.perf_counter() - t) * 1000)
-            out[f"{name}_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
-            out[f"{name}_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
-    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    return out
+    found = index.search(X[sample], k + 1)[1]
+    hits = [len(set(best_i[i]) & (set(found[i]) - {s})) / k for i, s in enumerate(sample.tolist())]
+    return round(float(np.mean(hits)), 4)
 
 
 def labelled_eval(folder: Path, *, jobs: int, k: int, seed: int) -> dict[str, object]:
@@ -337,10 +363,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--index", choices=["ivf", "hnsw"], default="ivf", help="approximate index")
-    ap.add_argument("--hnsw-m", type=int, default=16)
+    ap.add_argument(
+        "--index",
+        choices=["hnsw", "ivf"],
+        default="hnsw",
+        help="index searched by incremental assignment (hnsw: the workers' VectorIndex(dim))",
+    )
     ap.add_argument("--queries", type=int, default=2000, help="incremental assignments timed")
-    ap.add_argument("--threshold", type=float, default=None, help="skip calibration")
+    ap.add_argument(
+        "--plain", action="store_true", help="re-cluster without the augmentation (for comparison)"
+    )
+    ap.add_argument(
+        "--calibration", default=None, help="a calibration JSON printed before: skip calibrating"
+    )
     ap.add_argument("--single", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument(
         "--labelled",
@@ -358,37 +393,33 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(res), flush=True)
         return 0
 
+    if args.calibration is not None:
+        calibration = Calibration.from_json(json.loads(args.calibration))
+    else:
+        t0 = time.perf_counter()
+        calibration = calibrate(dim=args.dim, seed=args.seed, plain=args.plain)
+        took = round(time.perf_counter() - t0, 2)
+        print(json.dumps({"calibration": calibration.to_json(), "calibrate_s": took}), flush=True)
     if args.single is not None:
         res = run_one(
             args.single,
             dim=args.dim,
             k=args.k,
-            threshold=args.threshold,
+            calibration=calibration,
             seed=args.seed,
             kind=args.index,
-            hnsw_m=args.hnsw_m,
             queries=args.queries,
         )
         print(json.dumps(res), flush=True)
         return 0
 
-    threshold = args.threshold
-    if threshold is None:
-        t0 = time.perf_counter()
-        cal = calibrate(dim=args.dim, k=args.k, seed=args.seed)
-        cal["calibrate_s"] = round(time.perf_counter() - t0, 2)
-        print(json.dumps({"calibration": cal}), flush=True)
-        threshold = cal["threshold"]
-        if threshold is None:
-            print("calibration reached no threshold at precision 0.98", file=sys.stderr)
-            return 1
     sizes = [10**e for e in range(4, 7) if 10**e <= args.max_n] or [int(args.max_n)]
     results = []
     for n in sizes:
-        cmd = [sys.executable, __file__, "--single", str(n), "--threshold", str(threshold)]
+        cmd = [sys.executable, __file__, "--single", str(n)]
+        cmd += ["--calibration", json.dumps(calibration.to_json())]
         cmd += ["--dim", str(args.dim), "--k", str(args.k), "--seed", str(args.seed)]
-        cmd += ["--hnsw-m", str(args.hnsw_m), "--index", args.index]
-        cmd += ["--queries", str(args.queries if n == sizes[-1] else 0)]
+        cmd += ["--index", args.index, "--queries", str(args.queries)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
@@ -398,10 +429,13 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(line))
     growth = {}
     for a, b in zip(results, results[1:], strict=False):
-        ratio = b["total_s"] / max(a["total_s"], 1e-9)
+        step = math.log(b["n"] / a["n"])
         growth[f"{a['n']}->{b['n']}"] = {
-            "time_ratio": round(ratio, 2),
-            "exponent": round(math.log(ratio) / math.log(b["n"] / a["n"]), 2),
+            key: {
+                "ratio": round(b[key] / max(a[key], 1e-9), 2),
+                "exponent": round(math.log(max(b[key], 1e-9) / max(a[key], 1e-9)) / step, 2),
+            }
+            for key in ("recluster_s", "recluster_cpu_s", "recluster_peak_rss_mb")
         }
     print(json.dumps({"growth": growth}), flush=True)
     return 0
