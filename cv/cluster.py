@@ -73,9 +73,9 @@ __all__ = [
     "stable_relabel",
 ]
 
-#: Fallback cosine threshold when the embedding model carries no calibrated one.  The
-#: synthetic benchmark (bench/cluster_scale.py) calibrates to 0.46 at pairwise precision
-#: >= 0.98 (best F1 at 0.50); real models should carry their own (``threshold_``).
+#: Fallback cosine threshold when the embedding model carries no calibrated one.  On the
+#: synthetic benchmark's embeddings (bench/cluster_scale.py) raw cosine calibrates to 0.43 at
+#: pairwise precision >= 0.98 (2026-12-06); real models carry their own (``threshold_``).
 DEFAULT_THRESHOLD = 0.5
 #: Width of the logistic that turns evidence - threshold into a 0..1 confidence.
 DEFAULT_TEMPERATURE = 0.05
