@@ -221,9 +221,10 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     return out
 
 
-def _clustering(model: EmbeddingModel, raws: list[RawFeatures], writers: np.ndarray) -> dict:
-    """Pairwise and B-cubed figures of batch clustering at the model's calibrated point."""
-    labels, _ = cluster_calibrated(model.transform_raw(raws), calibration_of(model))
+def _clustering(model: EmbeddingModel, z: np.ndarray, writers: np.ndarray) -> dict:
+    """Pairwise and B-cubed figures of batch clustering of the model's vectors ``z`` at its
+    calibrated point."""
+    labels, _ = cluster_calibrated(z, calibration_of(model))
     s = clustering_scores(writers, labels)
     keys = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "ari", "bcubed_f1")
     return {k: float(s[k]) for k in keys}
@@ -361,9 +362,10 @@ def main() -> None:
             train_raws, train_w, nuisance=train_t
         )
         ms = speed["base"] + sum(speed[f] for f in model.families)
+        z_hel, z_u = model.transform_raw(raw_ghel), model.transform_raw(u_test)
         res = {
-            "generated": _score(model.transform_raw(raw_ghel), hel_w, hel_t),
-            "unipen": _score(model.transform_raw(u_test), u_test_w, None),
+            "generated": _score(z_hel, hel_w, hel_t),
+            "unipen": _score(z_u, u_test_w, None),
             "ms_per_slip": ms,
             "slips_per_s_core": 1000.0 / ms,
             "dim": model.dim,
@@ -371,13 +373,21 @@ def main() -> None:
         }
         results[name] = res
         if name == DEFAULT_METHOD and model.calibration_ is not None:
+            # the same vectors scored on the clusterer's normalised scores (per-slip offsets
+            # within each scored collection, cv.cluster.score_offsets)
+            cal = model.calibration_.batch
+            results[NORMALISED] = res | {
+                "generated": _score(z_hel, hel_w, hel_t, calibration=cal),
+                "unipen": _score(z_u, u_test_w, None, calibration=cal),
+            }
             # batch clustering at the calibrated operating point, as the product re-clusters
             res["clustering"] = {
-                "generated": _clustering(model, raw_ghel, hel_w),
-                "unipen": _clustering(model, u_test, u_test_w),
+                "generated": _clustering(model, z_hel, hel_w),
+                "unipen": _clustering(model, z_u, u_test_w),
             }
             if args.validation:
-                res["clustering"]["generated_30_per_writer"] = _clustering(model, raw_many, many_w)
+                z_many = model.transform_raw(raw_many)
+                res["clustering"]["generated_30_per_writer"] = _clustering(model, z_many, many_w)
             for set_name, c in res["clustering"].items():
                 print(
                     f"  clustered {set_name}: P {c['pairwise_precision']:.3f} R"
@@ -385,13 +395,6 @@ def main() -> None:
                     f" B-cubed F1 {c['bcubed_f1']:.3f}",
                     file=sys.stderr,
                 )
-            # the same vectors scored on the clusterer's normalised scores (per-slip offsets
-            # within each scored collection, cv.cluster.score_offsets)
-            cal = model.calibration_.batch
-            results[NORMALISED] = res | {
-                "generated": _score(model.transform_raw(raw_ghel), hel_w, hel_t, calibration=cal),
-                "unipen": _score(model.transform_raw(u_test), u_test_w, None, calibration=cal),
-            }
         g, u = res["generated"], res["unipen"]
         print(
             f"{name:45s} gen mAP {g['map']:.3f} top1 {g['top1']:.3f} tmpl {g['template_rate']:.2f}"

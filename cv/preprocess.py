@@ -319,8 +319,8 @@ def _skew_from_baselines(stats: NDArray[np.int32], shape: tuple[int, int]) -> fl
         pairs = counts[:, :-1] + counts[:, 1:]
         score = (pairs**2).sum(axis=1)
         # an angle's own histogram ends at its last row: drop the pair it forms with padding
-        last = counts[np.arange(len(degrees)), bins.max(axis=1)]
-        score -= np.where(bins.max(axis=1) > 0, last**2, 0.0)
+        top = bins.max(axis=1)
+        score -= np.where(top > 0, counts[np.arange(len(degrees)), top] ** 2, 0.0)
         return float(degrees[int(np.argmax(score))])
 
     best = sharpest(np.arange(-BASELINE_MAX_DEGREES, BASELINE_MAX_DEGREES + 1e-9, 0.2))
