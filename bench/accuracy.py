@@ -48,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cv.cluster import calibration_of, cluster_calibrated, ranking_scores  # noqa: E402
+from cv.design import DESIGN_PENALTY, SIGNATURE_SHAPE, design_penalised  # noqa: E402
 from cv.embed import FAMILIES, EmbeddingModel, RawFeatures, extract_files  # noqa: E402
 from cv.metrics import clustering_scores, retrieval_scores, top1_attribute_rate  # noqa: E402
 
@@ -82,6 +83,9 @@ METHODS: dict[str, dict] = {
 DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style, PCA + WCCN"
 # the default model's vectors ranked on normalised scores, as `sliplink similar` ranks them
 NORMALISED = f"{DEFAULT_METHOD}, ranked as sliplink similar ranks (shipped)"
+# the same, with pairs of one printed design (recognised without labels) less DESIGN_PENALTY
+DESIGN_RAW = f"{DEFAULT_METHOD}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)"
+DESIGN_RANKED = f"{NORMALISED[: -len(' (shipped)')]}, same-design pairs less {DESIGN_PENALTY:g}"
 
 
 def _generate(out: Path, *, writers: int, per: int, seed: int, split: str, jobs: int) -> Path:
@@ -131,6 +135,8 @@ def _save_raws(path: Path, raws: list[RawFeatures]) -> None:
     arrays["desc"] = np.concatenate([r.descriptors for r in raws])
     arrays["desc_count"] = np.array([len(r.descriptors) for r in raws])
     arrays["ok"] = np.array([r.ok for r in raws])
+    nan = np.full(SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1], np.nan, np.float32)
+    arrays["design"] = np.stack([nan if r.design is None else r.design for r in raws])
     np.savez(path, **arrays)
 
 
@@ -140,10 +146,22 @@ def _load_raws(path: Path) -> list[RawFeatures]:
         ends = np.cumsum(d["desc_count"])
         desc = np.split(d["desc"], ends[:-1])
         ok = d["ok"]
+        design = d["design"]
     return [
-        RawFeatures(hist={f: h[i] for f, h in hists.items()}, descriptors=desc[i], ok=bool(ok[i]))
+        RawFeatures(
+            hist={f: h[i] for f, h in hists.items()},
+            descriptors=desc[i],
+            ok=bool(ok[i]),
+            design=design[i] if np.isfinite(design[i]).all() else None,
+        )
         for i in range(len(ok))
     ]
+
+
+def _designs(raws: list[RawFeatures]) -> np.ndarray:
+    """(n, d) design signatures, NaN rows for slips without a printed form."""
+    nan = np.full(SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1], np.nan, np.float32)
+    return np.stack([nan if r.design is None else r.design for r in raws])
 
 
 def _code_hash() -> str:
@@ -151,7 +169,13 @@ def _code_hash() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for rel in ("cv/preprocess.py", "cv/separate.py", "cv/register.py", "cv/embed.py"):
+    for rel in (
+        "cv/preprocess.py",
+        "cv/separate.py",
+        "cv/register.py",
+        "cv/embed.py",
+        "cv/design.py",
+    ):
         p = REPO_ROOT / rel
         if p.is_file():
             h.update(p.read_bytes())
@@ -231,10 +255,18 @@ def _clustering(model: EmbeddingModel, z: np.ndarray, writers: np.ndarray) -> di
 
 
 def _score(
-    z: np.ndarray, writers: np.ndarray, templates: np.ndarray | None, *, calibration=None
+    z: np.ndarray,
+    writers: np.ndarray,
+    templates: np.ndarray | None,
+    *,
+    calibration=None,
+    designs: np.ndarray | None = None,
 ) -> dict:
-    # with a calibration: ranked as `sliplink similar` ranks (cv.cluster.ranking_scores)
+    # with a calibration: ranked as `sliplink similar` ranks (cv.cluster.ranking_scores);
+    # with design signatures: pairs of one printed design less cv.design.DESIGN_PENALTY
     sim = z @ z.T if calibration is None else ranking_scores(z, calibration)
+    if designs is not None:
+        sim = design_penalised(sim, designs)
     r = retrieval_scores(sim, writers)
     if templates is not None:
         t = top1_attribute_rate(sim, templates)
@@ -380,6 +412,20 @@ def main() -> None:
                 "generated": _score(z_hel, hel_w, hel_t, calibration=cal),
                 "unipen": _score(z_u, u_test_w, None, calibration=cal),
             }
+            d_hel, d_u = _designs(raw_ghel), _designs(u_test)
+            for row, c in ((DESIGN_RAW, None), (DESIGN_RANKED, cal)):
+                results[row] = res | {
+                    "generated": _score(z_hel, hel_w, hel_t, calibration=c, designs=d_hel),
+                    "unipen": _score(z_u, u_test_w, None, calibration=c, designs=d_u),
+                }
+            for row in (NORMALISED, DESIGN_RAW, DESIGN_RANKED):
+                g, u = results[row]["generated"], results[row]["unipen"]
+                print(
+                    f"  {row}: gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5 {g['top5']:.3f}"
+                    f" tmpl {g['template_rate']:.3f} ({g['template_chance']:.3f}) | unipen mAP"
+                    f" {u['map']:.3f} top1 {u['top1']:.3f}",
+                    file=sys.stderr,
+                )
             # batch clustering at the calibrated operating point, as the product re-clusters
             res["clustering"] = {
                 "generated": _clustering(model, z_hel, hel_w),
@@ -424,7 +470,9 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
     speed = _speed([ghel / r["image"] for r in _rows(ghel / "labels.csv")], params)
     saved["meta"]["speed_ms"] = speed
     for name, res in saved["results"].items():
-        method = METHODS[DEFAULT_METHOD if name == NORMALISED else name]
+        method = METHODS[
+            DEFAULT_METHOD if name in (NORMALISED, DESIGN_RAW, DESIGN_RANKED) else name
+        ]
         ms = speed["base"] + sum(speed[f] for f in method["families"])
         res["ms_per_slip"], res["slips_per_s_core"] = ms, 1000.0 / ms
     args.json.write_text(json.dumps(saved, indent=2) + "\n")

@@ -99,20 +99,32 @@ def _load_templates(folder: Path | None):
 
 def _embed(
     paths: list[Path], *, model, jobs: int, templates
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Embeddings of all paths, a mask of the readable ones, and the wall time."""
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Embeddings of all paths, a mask of the readable ones, the wall time, and the printed
+    design signatures (`cv.design`; NaN rows for plain crops and unreadable files)."""
+    from cv.design import SIGNATURE_SHAPE
     from cv.embed import embed_files
 
     start = time.perf_counter()
+    found: list = []
     x, errors = embed_files(
-        paths, model=model, jobs=jobs, templates=templates, progress=_Progress("embedding")
+        paths,
+        model=model,
+        jobs=jobs,
+        templates=templates,
+        progress=_Progress("embedding"),
+        designs_out=found,
     )
     elapsed = time.perf_counter() - start
     for err in errors:
         if err is not None:
             print(f"skipped {err}", file=sys.stderr)
     ok = np.array([e is None for e in errors], dtype=bool)
-    return x, ok, elapsed
+    designs = np.full((len(paths), SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1]), np.nan, np.float32)
+    for i, d in enumerate(found):
+        if d is not None:
+            designs[i] = d
+    return x, ok, elapsed, designs
 
 
 def _check_jobs(jobs: int) -> None:
@@ -138,14 +150,16 @@ def similar_command(
     paths = list_images(directory)
     model = _load_model(model_path)
     templates = _load_templates(templates_dir)
-    x, ok, _ = _embed(paths, model=model, jobs=jobs, templates=templates)
+    x, ok, _, designs = _embed(paths, model=model, jobs=jobs, templates=templates)
     idx = np.flatnonzero(ok)
     # scored as the clusterer scores pairs (normalised by the slips' offsets when the
     # model's calibration is: slips close to everything no longer top every list), on
-    # vectors averaged with their nearest others (cv.cluster.ranking_scores)
+    # vectors averaged with their nearest others (cv.cluster.ranking_scores), less a little
+    # for pairs of one printed design (cv.design: the form must not pick the neighbour)
     from cv import cluster
+    from cv.design import design_penalised
 
-    sim = cluster.ranking_scores(x[idx], _model_calibration(model))
+    sim = design_penalised(cluster.ranking_scores(x[idx], _model_calibration(model)), designs[idx])
     np.fill_diagonal(sim, -np.inf)
     k = min(top, max(len(idx) - 1, 0))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +217,7 @@ def evaluate_embeddings(
     threshold: float | None = None,
     calibration=None,
     labels_out: list | None = None,
+    designs: np.ndarray | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
@@ -212,15 +227,26 @@ def evaluate_embeddings(
     threshold for pairwise precision >= 0.98 measured on these pairs (an oracle).  The
     ``*_p98`` figures are the operating point on these pairs (raw cosine; ``norm_*`` with
     offsets); ``best_*`` the clustering threshold with the best pairwise F1 (oracle).  The
-    predicted cluster labels are appended to ``labels_out`` when given.
+    predicted cluster labels are appended to ``labels_out`` when given.  With ``designs``
+    (the slips' printed-design signatures, `cv.design`) the retrieval figures rank pairs of
+    one design a little lower, as `sliplink similar` does; thresholds and clustering keep
+    the plain scores their calibration was measured on.
     """
     from cv import metrics
 
+    def ranked_as_similar(scores: np.ndarray) -> np.ndarray:
+        if designs is None:
+            return scores
+        from cv.design import design_penalised
+
+        return design_penalised(scores, designs)
+
     sim = x @ x.T
     result: dict = {"n": int(len(writers)), "writers": int(len(set(writers.tolist())))}
-    result.update({k: v for k, v in metrics.retrieval_scores(sim, writers).items()})
+    retrieval_sim = ranked_as_similar(sim)
+    result.update({k: v for k, v in metrics.retrieval_scores(retrieval_sim, writers).items()})
     if templates is not None:
-        t = metrics.top1_attribute_rate(sim, templates)
+        t = metrics.top1_attribute_rate(retrieval_sim, templates)
         result["template_rate"], result["template_chance"] = t["rate"], t["chance"]
     iu = np.triu_indices(len(writers), k=1)
     same = writers[iu[0]] == writers[iu[1]]
@@ -251,7 +277,7 @@ def evaluate_embeddings(
             )
             result["norm_threshold_p98"] = norm["threshold"]
             result["norm_recall_at_p98"] = norm["recall"]
-            ranked = cluster.ranking_scores(plain, calibration)
+            ranked = ranked_as_similar(cluster.ranking_scores(plain, calibration))
             result.update(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
@@ -323,10 +349,10 @@ def _folder_figures(
     if len(rows) < 2:
         _fail(f"{labels_path}: fewer than 2 labelled images found in {directory}")
     paths = [on_disk[r["image"]] for r in rows]
-    x, ok, elapsed = _embed(paths, model=model, jobs=jobs, templates=templates)
+    x, ok, elapsed, designs = _embed(paths, model=model, jobs=jobs, templates=templates)
     rows = [r for r, good in zip(rows, ok, strict=True) if good]
     kept = [p for p, good in zip(paths, ok, strict=True) if good]
-    x = x[ok]
+    x, designs = x[ok], designs[ok]
     writers = np.array([r["writer"] for r in rows])
     tmpl = (
         np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
@@ -338,6 +364,7 @@ def _folder_figures(
         threshold=threshold,
         calibration=calibration,
         labels_out=labels_out,
+        designs=designs,
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)

@@ -100,13 +100,15 @@ class RawFeatures:
 
     ``hist`` maps family name to its (d,) float32 histogram; ``descriptors`` holds the
     (m, 128) RootSIFT rows for VLAD; ``ok`` is False when preprocessing found no usable
-    handwriting (the vector is then built from whatever ink there is, possibly none).
+    handwriting (the vector is then built from whatever ink there is, possibly none);
+    ``design`` the printed design's signature (`cv.design`), None for a plain crop.
     """
 
     hist: dict[str, NDArray[np.float32]] = field(default_factory=dict)
     descriptors: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 128), np.float32))
     ok: bool = True
     flags: tuple[str, ...] = ()
+    design: NDArray[np.float32] | None = None
 
 
 def extract_raw(
@@ -150,7 +152,9 @@ def extract_raw(
         raise ValueError(f"families has unknown names {sorted(unknown)}; choose from {FAMILIES}")
     prepared = preprocess(image, templates=templates, target_stroke_width=stroke_width)
     ink = prepared.ink
-    raw = RawFeatures(ok=prepared.quality.ok, flags=tuple(prepared.quality.flags))
+    raw = RawFeatures(
+        ok=prepared.quality.ok, flags=tuple(prepared.quality.flags), design=prepared.design
+    )
     # computed once here, read by several families
     binary = _inkviews.binary(ink)
     dense = "vlad" in families and local_descriptor == "dense"
@@ -679,6 +683,21 @@ def _embed_one(path: Path) -> tuple[NDArray[np.float32] | None, str | None]:
     return _WORKER_MODEL.embed(image, templates=_WORKER_TEMPLATES), None
 
 
+def _embed_design_one(
+    path: Path,
+) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None, str | None]:
+    """:func:`_embed_one` plus the slip's design signature (None for a plain crop)."""
+    from cv.preprocess import load_image
+
+    assert _WORKER_MODEL is not None
+    try:
+        image = load_image(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        return None, None, f"{Path(path).name}: {exc}"
+    raw = _WORKER_MODEL.extract(image, templates=_WORKER_TEMPLATES)
+    return _WORKER_MODEL.transform_raw([raw])[0], raw.design, None
+
+
 def _extract_one(path: Path) -> tuple[RawFeatures | None, str | None]:
     from cv.preprocess import load_image
 
@@ -710,6 +729,7 @@ def embed_files(
     jobs: int = 1,
     templates: Sequence[NDArray[np.uint8]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    designs_out: list[NDArray[np.float32] | None] | None = None,
 ) -> tuple[NDArray[np.float32], list[str | None]]:
     """Embed image files, in parallel processes when ``jobs > 1``.
 
@@ -724,6 +744,9 @@ def embed_files(
         Blank slip designs for registration.
     progress : callable(done, total), optional
         Called after each image.
+    designs_out : list, optional
+        Extended with each file's printed-design signature (`cv.design`; None for a plain
+        crop or an unreadable file), for rankings that discount slips of one design.
 
     Returns
     -------
@@ -747,8 +770,15 @@ def embed_files(
         if progress is not None:
             progress(i + 1, len(paths))
 
-    for i, result in enumerate(_map_files(_embed_one, paths, model, jobs, templates)):
-        record(i, result)
+    if designs_out is None:
+        for i, result in enumerate(_map_files(_embed_one, paths, model, jobs, templates)):
+            record(i, result)
+        return out, errors
+    for i, (vec, design, err) in enumerate(
+        _map_files(_embed_design_one, paths, model, jobs, templates)
+    ):
+        designs_out.append(design)
+        record(i, (vec, err))
     return out, errors
 
 

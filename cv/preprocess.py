@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from cv.design import print_signature
+
 __all__ = [
     "Prepared",
     "Quality",
@@ -84,13 +86,15 @@ class Prepared:
 
     ``ink`` is (rows, cols) uint8 with 255 = handwriting ink, ``grey`` the same crop of the
     flattened greyscale (dark ink on white) with everything else whitened out.  ``scale`` is
-    the total resize factor applied to the input image.
+    the total resize factor applied to the input image.  ``design`` is the signature of the
+    print removed (:func:`cv.design.print_signature`), None when no printed form was found.
     """
 
     ink: NDArray[np.uint8]
     grey: NDArray[np.uint8]
     scale: float
     quality: Quality
+    design: NDArray[np.float32] | None = None
 
 
 def _check_image(image: object, name: str = "image") -> NDArray[np.uint8]:
@@ -783,7 +787,12 @@ def handwriting_boxes(
 # --------------------------------------------------------------------------- preprocess
 
 
-def _empty(flags: tuple[str, ...], skew: float = 0.0, scale: float = 1.0) -> Prepared:
+def _empty(
+    flags: tuple[str, ...],
+    skew: float = 0.0,
+    scale: float = 1.0,
+    design: NDArray[np.float32] | None = None,
+) -> Prepared:
     q = Quality(
         ink_pixels=0,
         handwriting_area=0.0,
@@ -793,7 +802,11 @@ def _empty(flags: tuple[str, ...], skew: float = 0.0, scale: float = 1.0) -> Pre
         flags=flags,
     )
     return Prepared(
-        ink=np.zeros((1, 1), np.uint8), grey=np.full((1, 1), 255, np.uint8), scale=scale, quality=q
+        ink=np.zeros((1, 1), np.uint8),
+        grey=np.full((1, 1), 255, np.uint8),
+        scale=scale,
+        quality=q,
+        design=design,
     )
 
 
@@ -851,12 +864,14 @@ def preprocess(
         flags.append("huge_image")
 
     a = _analyse(image, templates=templates, deskew=deskew, work_pixels=work_pixels or WORK_PIXELS)
+    # the print the separator removed tells the slip's design (cv.design: rankings discount it)
+    design = print_signature(a.ink & ~a.hand) if a.printed_form else None
     if a.low_contrast:
         flags.append("low_contrast")
     hand = a.hand
     if not hand.any():
         flags.append("blank" if not a.ink.any() or a.low_contrast else "too_little_handwriting")
-        return _empty(tuple(dict.fromkeys(flags)), skew=a.skew, scale=a.f)
+        return _empty(tuple(dict.fromkeys(flags)), skew=a.skew, scale=a.f, design=design)
 
     # bounding box from the row and column projections (a full nonzero() costs 10x more)
     ys, xs = np.flatnonzero(hand.any(axis=1)), np.flatnonzero(hand.any(axis=0))
@@ -927,4 +942,4 @@ def preprocess(
         skew_degrees=float(a.skew),
         flags=tuple(dict.fromkeys(flags)),
     )
-    return Prepared(ink=ink, grey=grey, scale=s, quality=q)
+    return Prepared(ink=ink, grey=grey, scale=s, quality=q, design=design)
