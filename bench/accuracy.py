@@ -249,10 +249,17 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     return out
 
 
-def _clustering(model: EmbeddingModel, z: np.ndarray, writers: np.ndarray) -> dict:
+def _accounts(rows: list[dict[str, str]]) -> np.ndarray:
+    """Each row's customer account ("" when anonymous), as re-clustering reads them."""
+    return np.array([r.get("customer") or "" for r in rows], dtype=object)
+
+
+def _clustering(
+    model: EmbeddingModel, z: np.ndarray, writers: np.ndarray, accounts: np.ndarray | None
+) -> dict:
     """Pairwise and B-cubed figures of batch clustering of the model's vectors ``z`` at its
-    calibrated point."""
-    labels, _ = cluster_calibrated(z, calibration_of(model))
+    calibrated point, given the slips' customer accounts as the product gives them."""
+    labels, _ = cluster_calibrated(z, calibration_of(model), accounts=accounts)
     s = clustering_scores(writers, labels)
     keys = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "ari", "bcubed_f1")
     return {k: float(s[k]) for k in keys}
@@ -294,6 +301,12 @@ def main() -> None:
         action="store_true",
         help="score on validation writers of the fit data (held-out fonts of the fit split, "
         "a third of the UNIPEN fit writers); the held-out sets are not read",
+    )
+    ap.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="fit and cluster as if no slip had a customer account (the batch offsets then keep "
+        "a customer's own slips, the rule before 2026-12-06)",
     )
     ap.add_argument(
         "--speed-only",
@@ -386,6 +399,11 @@ def main() -> None:
     ]
     # the printed template as the nuisance label (UNIPEN crops form one "(crop)" class)
     train_t = [r["template"] for r in fit_rows] + ["(crop)"] * int(u_is_fit.sum())
+    train_a = list(_accounts(fit_rows)) + [""] * int(u_is_fit.sum())
+
+    def accounts_of(rows: list[dict[str, str]]) -> np.ndarray | None:
+        return None if args.anonymous else _accounts(rows)
+
     u_test = [r for r, f in zip(raw_u, u_is_fit, strict=True) if not f]
     u_test_w = np.array([r["writer"] for r, f in zip(u_rows, u_is_fit, strict=True) if not f])
     hel_w = np.array([r["writer"] for r in hel_rows])
@@ -395,7 +413,7 @@ def main() -> None:
     results = {}
     for name, mparams in METHODS.items():
         model = EmbeddingModel(**{**params, **mparams}).fit_raw(
-            train_raws, train_w, nuisance=train_t
+            train_raws, train_w, nuisance=train_t, accounts=None if args.anonymous else train_a
         )
         ms = speed["base"] + sum(speed[f] for f in model.families)
         z_hel, z_u = model.transform_raw(raw_ghel), model.transform_raw(u_test)
@@ -432,12 +450,14 @@ def main() -> None:
                 )
             # batch clustering at the calibrated operating point, as the product re-clusters
             res["clustering"] = {
-                "generated": _clustering(model, z_hel, hel_w),
-                "unipen": _clustering(model, z_u, u_test_w),
+                "generated": _clustering(model, z_hel, hel_w, accounts_of(hel_rows)),
+                "unipen": _clustering(model, z_u, u_test_w, None),
             }
             if args.validation:
                 z_many = model.transform_raw(raw_many)
-                res["clustering"]["generated_30_per_writer"] = _clustering(model, z_many, many_w)
+                res["clustering"]["generated_30_per_writer"] = _clustering(
+                    model, z_many, many_w, accounts_of(many_rows)
+                )
             for set_name, c in res["clustering"].items():
                 print(
                     f"  clustered {set_name}: P {c['pairwise_precision']:.3f} R"

@@ -43,7 +43,9 @@ def main() -> None:
     from sample_slips.splits import unipen_split
 
     model = EmbeddingModel.load(args.model)
-    paths, writers, _ = _labelled_paths(args.directory, args.labels, split=args.split or None)
+    paths, writers, _, accounts = _labelled_paths(
+        args.directory, args.labels, split=args.split or None
+    )
     for folder in args.unipen_fit:  # as `sliplink train --unipen-fit` picks them
         rows = read_labels(folder / "labels.csv")
         fit, _ = unipen_split({r["writer"] for r in rows})
@@ -53,11 +55,14 @@ def main() -> None:
             if r["writer"] in fit and r["image"] in on_disk:
                 paths.append(on_disk[r["image"]])
                 writers.append(f"unipen:{r['writer']}")
+                accounts.append("")
     raws, errors = extract_files(paths, model=model, jobs=args.jobs)
     keep = [i for i, e in enumerate(errors) if e is None and raws[i] is not None]
     x = model._fuse(model._family_blocks([raws[i] for i in keep])).astype(np.float64)
     folds = model._heldout_folds(x, np.asarray([writers[i] for i in keep]), None)
-    pair, calibration = _operating_points(folds)
+    pair, calibration = _operating_points(
+        folds, accounts=np.asarray([accounts[i] for i in keep], dtype=object)
+    )
     if calibration is None:
         sys.exit("no usable held-out fold: need 3+ slips of 2+ writers per fold")
     out = {

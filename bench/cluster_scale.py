@@ -156,8 +156,9 @@ def calibrate(*, dim: int, seed: int, n: int = 20_000, plain: bool = False) -> C
     from cv.embed import _operating_points
 
     X, w, _ = synthetic_embeddings(n, dim=dim, seed=seed + 1000)
-    folds = [(X[w % 2 == f], w[w % 2 == f]) for f in (0, 1)]
-    _, calibration = _operating_points(folds)
+    rows = [np.flatnonzero(w % 2 == f) for f in (0, 1)]
+    folds = [(X[r], w[r]) for r in rows]
+    _, calibration = _operating_points([(x, wf, r) for (x, wf), r in zip(folds, rows, strict=True)])
     if calibration is None:
         raise ValueError("the calibration draw has no usable fold")
     if plain:

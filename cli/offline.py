@@ -218,6 +218,7 @@ def evaluate_embeddings(
     calibration=None,
     labels_out: list | None = None,
     designs: np.ndarray | None = None,
+    accounts: np.ndarray | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
@@ -230,7 +231,8 @@ def evaluate_embeddings(
     predicted cluster labels are appended to ``labels_out`` when given.  With ``designs``
     (the slips' printed-design signatures, `cv.design`) the retrieval figures rank pairs of
     one design a little lower, as `sliplink similar` does; thresholds and clustering keep
-    the plain scores their calibration was measured on.
+    the plain scores their calibration was measured on.  ``accounts`` (the slips' customer
+    accounts, "" when anonymous) are given to the clustering as re-clustering gives them.
     """
     from cv import metrics
 
@@ -281,7 +283,7 @@ def evaluate_embeddings(
             result.update(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
-        labels = cluster.cluster_calibrated(plain, calibration)[0]
+        labels = cluster.cluster_calibrated(plain, calibration, accounts=accounts)[0]
         result["cluster_threshold"] = float(calibration.merge_threshold)
         result["cluster_method"] = "cv.cluster.cluster_embeddings" + (
             f", scores less per-slip offsets (neighbour ranks {ranks[0]}-{ranks[1]})"
@@ -365,6 +367,7 @@ def _folder_figures(
         calibration=calibration,
         labels_out=labels_out,
         designs=designs,
+        accounts=np.array([r.get("customer") or "" for r in rows], dtype=object),
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)
@@ -564,9 +567,11 @@ def reviews_eval_command(
 
 def _labelled_paths(
     directory: Path, labels_path: Path, *, split: str | None
-) -> tuple[list[Path], list[str], list[str]]:
+) -> tuple[list[Path], list[str], list[str], list[str]]:
+    """Images, writers, templates and customer accounts ("" when anonymous or no
+    ``customer`` column) of a labelled folder's rows."""
     on_disk = {p.name: p for p in list_images(directory)}
-    paths, writers, templates = [], [], []
+    paths, writers, templates, accounts = [], [], [], []
     dropped = 0
     for r in read_labels(labels_path):
         if split is not None and "split" in r and r["split"] != split:
@@ -578,13 +583,14 @@ def _labelled_paths(
         paths.append(on_disk[r["image"]])
         writers.append(f"{directory.name}:{r['writer']}")
         templates.append(r.get("template") or "(none)")
+        accounts.append(f"{directory.name}:{r['customer']}" if r.get("customer") else "")
     if dropped:
         print(
             f"{labels_path}: ignored {dropped} rows whose split is not {split!r}"
             " (never fit on held-out data; --split '' keeps every row)",
             file=sys.stderr,
         )
-    return paths, writers, templates
+    return paths, writers, templates, accounts
 
 
 def train_command(
@@ -609,11 +615,13 @@ def train_command(
     paths: list[Path] = []
     writers: list[str] = []
     templates: list[str] = []
+    accounts: list[str] = []  # customer accounts: batch calibration leaves a slip's own out
     for d, lab in zip(directories, labels_paths, strict=True):
-        p, w, t = _labelled_paths(d, lab, split=split)
+        p, w, t, a = _labelled_paths(d, lab, split=split)
         paths += p
         writers += w
         templates += t
+        accounts += a
     for folder in unipen_fit:
         lab = folder / "labels.csv"
         rows = read_labels(lab)
@@ -625,6 +633,7 @@ def train_command(
                 paths.append(on_disk[r["image"]])
                 writers.append(f"unipen:{r['writer']}")
                 templates.append("(crop)")
+                accounts.append("")
     try:
         model = EmbeddingModel(**params)
         model._validate()
@@ -650,13 +659,15 @@ def train_command(
     fit_raws = [r for r in (raws[i] for i in keep) if r is not None]
     fit_writers = [writers[i] for i in keep]
     fit_nuisance = [templates[i] for i in keep]
+    fit_accounts = [accounts[i] for i in keep]
     if review_groups:
         r_raws, r_writers = _review_raws(review_groups, model=model)
         fit_raws += r_raws
         fit_writers += r_writers
         fit_nuisance += ["(slip)"] * len(r_raws)
+        fit_accounts += [""] * len(r_raws)
     try:
-        model.fit_raw(fit_raws, fit_writers, nuisance=fit_nuisance)
+        model.fit_raw(fit_raws, fit_writers, nuisance=fit_nuisance, accounts=fit_accounts)
     except ValueError as exc:
         _fail(str(exc))
     model.save(out)

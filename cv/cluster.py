@@ -69,6 +69,7 @@ __all__ = [
     "membership_confidence",
     "indexed_offsets",
     "ranking_scores",
+    "same_account",
     "score_offsets",
     "stable_relabel",
 ]
@@ -91,6 +92,13 @@ DEFAULT_OFFSET_RANKS = (5, 15)
 #: cost recall (360 slips 0.24 -> 0.12, 120-slip subsets 0.55 -> 0.18): the small-collection
 #: precision loss shows on unseen fonts only, which is what an operator's writers are.
 DEFAULT_OFFSET_PRIOR = 500.0
+#: Extra neighbours searched when offsets leave out a slip's own customer account's slips
+#: (:func:`same_account`), so a customer with many slips still has other writers' slips at
+#: the offset ranks.  A regular's own slips are his nearest: with them in the band his
+#: offsets run high (median 0.72 against 0.54 on 6-slip writers) and every score between
+#: his slips sinks below the merge threshold (20 held-out writers x 30 slips: pairwise
+#: recall 0.002).
+ACCOUNT_EXTRA = 15
 # Weight given to must-link edges: above any cosine similarity, so they merge first.
 _MUST_WEIGHT = 2.0
 
@@ -169,6 +177,7 @@ def score_offsets(
     ranks: tuple[int, int] = DEFAULT_OFFSET_RANKS,
     *,
     fill: float | None = None,
+    skip: ArrayLike | None = None,
 ) -> NDArray[np.float32]:
     """Each slip's score offset: the mean of its neighbour similarities at ``ranks``.
 
@@ -185,6 +194,10 @@ def score_offsets(
         few neighbours are often the writer's own slips, is scored like a typical slip.
         Without it the ranks from ``lo`` on that exist count; with none there the furthest
         neighbour's similarity; with no neighbour at all the offset is 0.
+    skip : (n, k) bool array_like, optional
+        Neighbours left out before the ranks are counted (:func:`same_account`: a
+        customer's other slips are his own handwriting, not the other writers the offset
+        measures).
 
     Returns
     -------
@@ -198,6 +211,14 @@ def score_offsets(
         raise ValueError(f"similarities must be 2-D (slips, neighbours), got shape {sim.shape}")
     if sim.shape[1] == 0:
         return np.zeros(sim.shape[0], dtype=np.float32)
+    if skip is not None:
+        left_out = np.asarray(skip, dtype=bool)
+        if left_out.shape != sim.shape:
+            raise ValueError(f"skip must be shaped {sim.shape}, not {left_out.shape}")
+        # the kept neighbours moved to the front, best first, the left-out ones to the end
+        order = np.argsort(left_out, axis=1, kind="stable")
+        sim = np.where(np.take_along_axis(left_out, order, axis=1), -np.inf,
+                       np.take_along_axis(sim, order, axis=1))  # fmt: skip
     ok = np.isfinite(sim)
     count = ok.sum(axis=1)
     band = np.where(ok[:, lo:hi], sim[:, lo:hi], 0.0)
@@ -210,6 +231,23 @@ def score_offsets(
     furthest = sim[np.arange(sim.shape[0]), np.maximum(count - 1, 0)]
     out = np.where(n_band > 0, out, np.where(count > 0, furthest, 0.0))
     return out.astype(np.float32)
+
+
+def same_account(neighbours: ArrayLike, accounts: ArrayLike) -> NDArray[np.bool_]:
+    """(n, k) True where a neighbour belongs to the slip's own customer account.
+
+    ``accounts`` holds one key per slip, ``None`` or ``""`` for an anonymous slip (which
+    shares an account with no one); ``neighbours`` is a :func:`knn_graph` index array.
+    """
+    nbr = np.asarray(neighbours)
+    keys = np.asarray(accounts, dtype=object)
+    if keys.shape != (nbr.shape[0],):
+        raise ValueError(f"accounts must have one entry per slip ({len(nbr)}), not {keys.shape}")
+    known = np.array([k is not None and k != "" for k in keys.tolist()], dtype=bool)
+    _, code = np.unique(np.where(known, keys, "").astype(str), return_inverse=True)
+    code = np.where(known, code.reshape(-1), -1)
+    theirs = code[np.maximum(nbr, 0)]
+    return (nbr >= 0) & (code[:, None] >= 0) & (theirs == code[:, None])
 
 
 def indexed_offsets(
@@ -662,12 +700,15 @@ def cluster_calibrated(
     k: int = 10,
     must_link: Iterable[tuple[int, int]] = (),
     cannot_link: Iterable[tuple[int, int]] = (),
+    accounts: ArrayLike | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Batch clustering at a model's operating point, with each slip's membership confidence.
 
     Uses ``calibration.batch`` when the calibration has one (normalised scores), else the
     calibration itself.  One kNN graph serves the score offsets (when its ``offset_ranks`` is
-    set), the clustering at its ``merge_threshold`` and the confidences.
+    set), the clustering at its ``merge_threshold`` and the confidences.  ``accounts`` (one
+    customer account key per slip, None or "" when anonymous) leaves each slip's own
+    account's slips out of its offsets when the calibration was measured that way.
 
     Returns
     -------
@@ -680,7 +721,9 @@ def cluster_calibrated(
         return cluster_embeddings(x, threshold=calibration.merge_threshold), np.zeros(n, np.float32)
     kk = min(int(k), n - 1)
     ranks = calibration.offset_ranks
-    nbr, sim = knn_graph(x, k=kk if ranks is None else min(max(kk, int(ranks[1])), n - 1))
+    by_account = accounts is not None and calibration.account_aware and ranks is not None
+    wide = kk if ranks is None else int(ranks[1]) + (ACCOUNT_EXTRA if by_account else 0)
+    nbr, sim = knn_graph(x, k=min(max(kk, wide), n - 1))
     if calibration.augment is not None:
         # the augmented vectors' neighbours are looked for among the plain vectors' ones (no
         # second index search: at 10^6 slips that would double the re-cluster's time)
@@ -690,7 +733,8 @@ def cluster_calibrated(
         order = np.argsort(-sim, axis=1, kind="stable")
         nbr = np.take_along_axis(nbr, order, axis=1)
         sim = np.take_along_axis(sim, order, axis=1).astype(np.float32)
-    offsets = calibration.offsets(sim, collection=n)
+    skip = same_account(nbr, accounts) if by_account else None
+    offsets = calibration.offsets(sim, collection=n, skip=skip)
     graph = (nbr[:, :kk], sim[:, :kk])
     labels = cluster_embeddings(
         x,
@@ -1149,18 +1193,26 @@ class Calibration:
     # (neighbours, weight) of the database-side augmentation applied to the vectors before
     # every score these operating points were measured on (batch clustering); None: none
     augment: tuple[int, float] | None = None
+    # offsets measured with each slip's same-account neighbours left out (ACCOUNT_EXTRA)
+    account_aware: bool = False
 
     def offsets(
-        self, similarities: ArrayLike, *, collection: int | None
+        self, similarities: ArrayLike, *, collection: int | None, skip: ArrayLike | None = None
     ) -> NDArray[np.float32] | None:
         """Score offsets of slips with these neighbour similarities (best first) in a
         collection of ``collection`` slips, None when the thresholds are on raw cosine.
         ``collection=None``: not shrunk, for ranking one slip's neighbours, where only the
         differences between offsets count (shrinking them cost held-out retrieval mAP
-        0.730 -> 0.704)."""
+        0.730 -> 0.704).  ``skip`` (:func:`same_account`) is applied when the calibration
+        was measured that way (``account_aware``), else ignored."""
         if self.offset_ranks is None:
             return None
-        measured = score_offsets(similarities, self.offset_ranks, fill=self.typical_offset)
+        measured = score_offsets(
+            similarities,
+            self.offset_ranks,
+            fill=self.typical_offset,
+            skip=skip if self.account_aware else None,
+        )
         return measured if collection is None else self.shrink(measured, collection=collection)
 
     def shrink(self, measured: ArrayLike, *, collection: int) -> NDArray[np.float32]:
@@ -1196,6 +1248,7 @@ class Calibration:
             "offset_prior": self.offset_prior,
             "batch": None if self.batch is None else self.batch.to_json(),
             "augment": None if self.augment is None else list(self.augment),
+            "account_aware": self.account_aware,
         }
 
     @classmethod
@@ -1238,6 +1291,7 @@ class Calibration:
             offset_prior=None if prior is None else float(prior),  # type: ignore[arg-type]
             batch=None if batch is None else cls.from_json(batch),
             augment=augment,  # type: ignore[arg-type]
+            account_aware=bool(data.get("account_aware", False)),
         )
 
 
@@ -1308,9 +1362,12 @@ def calibrate_clustering(
 
     Parameters
     ----------
-    folds : iterable of ((n, d) embeddings, (n,) writers)
+    folds : iterable of ((n, d) embeddings, (n,) writers[, (n,) accounts])
         Held-out folds of the fit data: similarities are compared within a fold only (each
-        fold may come from a projection fitted on the other writers).
+        fold may come from a projection fitted on the other writers).  With accounts (the
+        customer account of each slip, None or "" when anonymous) the offsets leave each
+        slip's own account's slips out (:func:`same_account`) and the calibration records
+        it (``account_aware``), so clustering must then be given the accounts too.
     target_precision : float
         Pairwise precision both thresholds must reach.
     offset_ranks : (lo, hi), optional
@@ -1330,17 +1387,28 @@ def calibrate_clustering(
     """
     from cv.metrics import clustering_scores, precision_threshold
 
-    data = [(np.asarray(x, dtype=np.float32), np.asarray(w)) for x, w in folds]
-    data = [(x, w) for x, w in data if len(w) >= 3 and len(set(w.tolist())) >= 2]
+    given = [tuple(f) for f in folds]
+    by_account = offset_ranks is not None and any(len(f) > 2 for f in given)
+    accounts = [np.asarray(f[2], dtype=object) if len(f) > 2 else None for f in given]
+    data = [(np.asarray(f[0], dtype=np.float32), np.asarray(f[1])) for f in given]
+    keep = [i for i, (x, w) in enumerate(data) if len(w) >= 3 and len(set(w.tolist())) >= 2]
+    data, accounts = [data[i] for i in keep], [accounts[i] for i in keep]
     if not data:
         raise ValueError("calibration needs a fold of at least 3 slips from 2+ writers")
     scores, same, evidence, right = [], [], [], []
     graphs, curves = [], []
     for x, w in data:
         kk = min(int(k), len(w) - 1)
-        wide = kk if offset_ranks is None else min(max(kk, int(offset_ranks[1])), len(w) - 1)
+        extra = ACCOUNT_EXTRA if by_account else 0
+        band_end = kk if offset_ranks is None else int(offset_ranks[1]) + extra
+        wide = min(max(kk, band_end), len(w) - 1)
         graphs.append(knn_graph(x, k=wide))
-    measured = [None if offset_ranks is None else score_offsets(g[1], offset_ranks) for g in graphs]
+    measured = [
+        None
+        if offset_ranks is None
+        else score_offsets(g[1], offset_ranks, skip=None if a is None else same_account(g[0], a))
+        for g, a in zip(graphs, accounts, strict=True)
+    ]
     typical = None
     if offset_ranks is not None:
         typical = float(np.median(np.concatenate([m for m in measured if m is not None])))
@@ -1392,6 +1460,7 @@ def calibrate_clustering(
         offset_ranks=None if offset_ranks is None else (int(offset_ranks[0]), int(offset_ranks[1])),
         typical_offset=typical,
         offset_prior=None if offset_ranks is None or offset_prior is None else float(offset_prior),
+        account_aware=by_account,
     )
 
 

@@ -332,6 +332,7 @@ class EmbeddingModel:
         writers: Sequence[str],
         *,
         nuisance: Sequence[str] | None = None,
+        accounts: Sequence[str | None] | None = None,
     ) -> EmbeddingModel:
         """Fit the vocabulary and the projection on labelled images of training writers.
 
@@ -344,13 +345,18 @@ class EmbeddingModel:
         nuisance : sequence of str, optional
             A label per image that must not drive similarity (the printed template); used
             when ``nuisance_directions > 0``.
+        accounts : sequence of str or None, optional
+            The customer account of each image (None or "" when anonymous).  Batch
+            clustering's calibration then leaves a slip's own account's slips out of its
+            score offsets (`cv.cluster.same_account`), as re-clustering does when it is
+            given the accounts.
 
         Returns
         -------
         self
         """
         raws = [self.extract(im) for im in images]
-        return self.fit_raw(raws, writers, nuisance=nuisance)
+        return self.fit_raw(raws, writers, nuisance=nuisance, accounts=accounts)
 
     def fit_raw(
         self,
@@ -358,6 +364,7 @@ class EmbeddingModel:
         writers: Sequence[str],
         *,
         nuisance: Sequence[str] | None = None,
+        accounts: Sequence[str | None] | None = None,
     ) -> EmbeddingModel:
         """:meth:`fit` on already extracted raw features (lets benchmarks extract once)."""
         self._validate()
@@ -369,6 +376,9 @@ class EmbeddingModel:
         nuis = None if nuisance is None else np.asarray([str(v) for v in nuisance])
         if nuis is not None and len(nuis) != len(writers_arr):
             raise ValueError(f"nuisance has {len(nuis)} entries for {len(raws)} images")
+        accts = None if accounts is None else np.asarray(list(accounts), dtype=object)
+        if accts is not None and len(accts) != len(writers_arr):
+            raise ValueError(f"accounts has {len(accts)} entries for {len(raws)} images")
         if "vlad" in self.families:
             desc = [r.descriptors for r in raws if len(r.descriptors)]
             if not desc:
@@ -387,17 +397,17 @@ class EmbeddingModel:
         self.mean_ = mean.astype(np.float16).astype(np.float32)
         self.projection_ = projection.astype(np.float16).astype(np.float32)
         folds = self._heldout_folds(x, writers_arr, nuis)
-        self.threshold_, self.calibration_ = _operating_points(folds)
+        self.threshold_, self.calibration_ = _operating_points(folds, accounts=accts)
         self.n_features_in_ = x.shape[1]
         self.version_ = self._compute_version()
         return self
 
     def _heldout_folds(
         self, x: NDArray[np.float64], writers: NDArray, nuisance: NDArray | None
-    ) -> list[tuple[NDArray[np.float32], NDArray]]:
-        """Embeddings of writers the projection did not see, with their writers: two-fold
-        over a hash split of the training writers (the vocabulary is shared, which makes the
-        operating points measured on them slightly optimistic)."""
+    ) -> list[tuple[NDArray[np.float32], NDArray, NDArray[np.int64]]]:
+        """Embeddings of writers the projection did not see, with their writers and their
+        rows in ``x``: two-fold over a hash split of the training writers (the vocabulary is
+        shared, which makes the operating points measured on them slightly optimistic)."""
         fold = np.array([int(hashlib.sha256(w.encode()).hexdigest(), 16) % 2 for w in writers])
         out = []
         for k in (0, 1):
@@ -407,7 +417,8 @@ class EmbeddingModel:
             mean, proj = self._fit_projection(
                 x[a], writers[a], None if nuisance is None else nuisance[a]
             )
-            out.append((_l2_rows((x[b] - mean) @ proj).astype(np.float32), writers[b]))
+            z = _l2_rows((x[b] - mean) @ proj).astype(np.float32)
+            out.append((z, writers[b], np.flatnonzero(b)))
         return out
 
     def _fit_projection(
@@ -628,13 +639,16 @@ class EmbeddingModel:
 
 
 def _operating_points(
-    folds: list[tuple[NDArray[np.float32], NDArray]],
+    folds: list[tuple[NDArray[np.float32], NDArray, NDArray[np.int64]]],
+    *,
+    accounts: NDArray | None = None,
 ) -> tuple[float, Calibration | None]:
     """The slip-to-slip threshold (pairwise precision >= 0.98 over held-out slip pairs; 1.0
     when no fold is usable) and the clustering calibration (`cv.cluster.Calibration`: the
     cluster-merge threshold and the confidence logistic, on raw cosine for incremental
     assignment and, as its ``batch``, on normalised scores for batch clustering) on the
-    held-out folds."""
+    held-out folds (embeddings, writers, training rows).  With ``accounts`` (per training
+    row) the batch offsets leave out each slip's own account (`cv.cluster.same_account`)."""
     from dataclasses import replace
 
     from cv.cluster import (
@@ -646,10 +660,14 @@ def _operating_points(
     )
 
     try:
-        calibration = calibrate_clustering(folds, target_precision=0.98)
+        calibration = calibrate_clustering([(x, w) for x, w, _ in folds], target_precision=0.98)
         # batch clustering scores augmented vectors (cv.cluster.cluster_calibrated)
         batch = calibrate_clustering(
-            [(augmented_collection(x, CLUSTER_AUGMENT), w) for x, w in folds],
+            [
+                (augmented_collection(x, CLUSTER_AUGMENT), w)
+                + (() if accounts is None else (accounts[rows],))
+                for x, w, rows in folds
+            ],
             target_precision=0.98,
             offset_ranks=DEFAULT_OFFSET_RANKS,
             offset_prior=DEFAULT_OFFSET_PRIOR,

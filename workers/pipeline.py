@@ -1271,8 +1271,9 @@ def recluster(
         version = model_version or models.ensure_active_model(session=s, settings=settings)
         since = now - timedelta(days=settings.recluster_window_days)
         rows = s.exec(
-            select(Embedding.slip_id, Embedding.vector)
+            select(Embedding.slip_id, Embedding.vector, Bet.customer_id)
             .join(Slip, col(Slip.id) == col(Embedding.slip_id))
+            .join(Bet, col(Bet.id) == col(Slip.bet_id))
             .where(
                 Embedding.model_version == version,
                 Embedding.usable == True,  # noqa: E712
@@ -1298,6 +1299,9 @@ def recluster(
             k=k,
             must_link=[(pos[a], pos[b]) for a, b in must],
             cannot_link=[(pos[a], pos[b]) for a, b in cannot],
+            # a customer's other slips are left out of his slips' score offsets: a regular's
+            # own slips would fill them and sink every score between his slips
+            accounts=np.array([r[2] or "" for r in rows], dtype=object),
         )
         members = {
             m.slip_id: m
