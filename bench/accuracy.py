@@ -318,7 +318,7 @@ def main() -> None:
         saved = json.loads(args.render.read_text())
         text = _markdown(saved["meta"], saved["results"])
         if args.markdown:
-            args.markdown.write_text(text)
+            _write_markdown(args.markdown, text)
         else:
             print(text)
         return
@@ -483,7 +483,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(_markdown(meta, results))
+        _write_markdown(args.markdown, _markdown(meta, results))
 
 
 def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
@@ -501,7 +501,21 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
         res["ms_per_slip"], res["slips_per_s_core"] = ms, 1000.0 / ms
     args.json.write_text(json.dumps(saved, indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(_markdown(saved["meta"], saved["results"]))
+        _write_markdown(args.markdown, _markdown(saved["meta"], saved["results"]))
+
+
+NOTES_HEADING = "## Reading the table"
+
+
+def _write_markdown(path: Path, text: str) -> None:
+    """Write the generated tables, keeping the notes the file already holds from
+    ``NOTES_HEADING`` on (they are written by hand, session by session)."""
+    notes = ""
+    if path.is_file():
+        old = path.read_text()
+        if NOTES_HEADING in old:
+            notes = old[old.index(NOTES_HEADING) :]
+    path.write_text(text + notes)
 
 
 def _markdown(meta: dict, results: dict) -> str:
@@ -556,131 +570,6 @@ def _markdown(meta: dict, results: dict) -> str:
         " embedding (decode to vector, what `bench/embed.py` times)"
         f" {meta['speed_ms'].get('embed_default', float('nan')):.1f}.",
         "",
-        "## Reading the table",
-        "",
-        "- The issue's targets (held-out generated slips mAP >= 0.85, top-1 >= 0.95, template"
-        " rate within 0.1 of chance; held-out UNIPEN writers top-1 >= 0.80, mAP >= 0.60) are"
-        " **not met**. Every number here is on writers, fonts and (for generated slips) designs"
-        " never used for fitting or tuning.",
-        "- The fusion beats every single family; writer supervision (WCCN) adds a little over"
-        " PCA alone; run lengths hurt the fusion and are left out of the default; projecting"
-        " out template directions (NAP) changes little, because most of the remaining"
-        " template signal comes from print the separator leaves in, on designs never seen.",
-        "- Where the errors come from (held-out generated slips, default model): the top-1"
-        " neighbour shares the query's handwriting font ~75% of the time and about half the"
-        " wrong top-1 answers are another writer with the same font, so the features see the"
-        " font better than the per-writer variation; the rest follow print left over by"
-        " preprocessing (the template rate above chance).",
-        "- The features are only as good as the ink they get: on clean UNIPEN crops a plain"
-        " Otsu threshold instead of `cv.preprocess` scored about 0.05 mAP higher (strokes"
-        " broken by flattening/separation), and every separator change moves these numbers;"
-        " re-run this benchmark and refit the default model after preprocessing changes.",
-        "- SIFT detector keypoints (`local_descriptor='sift'`) cost 200-300 ms per slip; the"
-        " default samples the same 4x4x8 gradient layout densely along the ink contours"
-        " (~10 ms); in exploratory runs on held-out UNIPEN writers the dense variant scored"
-        " 0.22-0.24 mAP against 0.20 for detector keypoints (VLAD alone).",
-        "- A global style family (`cv/features/style.py`, Srihari et al. 2002 macro features:"
-        " letter size and pen width on the original scan, which stroke-width normalisation"
-        " removes from the other families, ink darkness and its spread, the darkest ink, the"
-        " slant of near-vertical stroke edges, the gap between letters and the rise of the"
-        " line) is in the default at full weight. Within/between-writer reliability (ICC) of"
-        " each measurement on fit-split validation writers: slant 0.92, pen width 0.85, letter"
-        " gap 0.78, letter size 0.75, line rise 0.46, darkness 0.45-0.48 (pressure, carbon"
-        " copies and blur make ink darkness vary per slip).",
-        "- Session 3 (2026-12-05) steps, held-out generated mAP / top-1 (UNIPEN mAP / top-1):"
-        " start 0.562 / 0.719 (0.255 / 0.410); slant, letter gap and darkest ink in the style"
-        " family, stroke width 5 instead of 3, 800 instead of 400 dense descriptors, WCCN"
-        " shrinkage 0.1: 0.600 / 0.783 (0.283 / 0.436); skew from the print's baselines (the"
-        " frame-only estimate left 52 % of held-out slips at 0 and followed a header bar on"
-        " others), a printed slip scaled by its page instead of its handwriting's stroke width"
-        " (which moved 7 % on a JPEG re-encode and took pen width out of every family), and"
-        " the line's rise: the row above. Choices were made on validation writers of the fit"
-        " split (the last 60 generated fit writers, a third of the UNIPEN fit writers), not"
-        " on the held-out sets; validation mAP 0.784 -> 0.791 (deskew) -> 0.816 (page scale).",
-        "- Measured on 2026-12-05, session 3 (exploratory runs):"
-        " the features are very sensitive to resampling: the same slip normalised to stroke"
-        " width 3.0 and 3.003 gives centred family cosines of only 0.81 (hinge), 0.86 (LBP),"
-        " 0.64 (VLAD), and a JPEG re-encode 0.68 / 0.81 / 0.49, because a slip holds only"
-        " ~1,000-4,000 ink pixels at stroke width 3; smoothing the ink before the features did"
-        " not help, a larger stroke width did a little. Fitting on 200 instead of 120"
-        " generated writers changed nothing (mAP 0.557 -> 0.562): the features, not the"
-        " amount of fitting data, are the limit. An oracle test shows where the headroom is:"
-        " adding the generator's true writer traits (size, slant, weight, ink, letter and word"
-        " spacing, line rotation) with noise of 0.3 of their spread to the style family gives"
-        " generated mAP 0.93 / top-1 0.99 (0.74 / 0.89 with noise 0.6); ink, spacing, word gap"
-        " and rotation alone 0.87. Better estimators of ink darkness (ICC 0.45 now), word gap"
-        " (0.25) and line rotation (0.35, correlation with the true rotation 0.5) are the next"
-        " lever. Soft-assignment VLAD and VLAD without intra-normalisation moved validation mAP"
-        " by under 0.01.",
-        "- Measured on 2026-12-05 (exploratory runs, same splits):"
-        " cutting the handwriting out at full resolution instead of the half-size work frame"
-        " raised generated mAP 0.395 -> 0.427 (UNIPEN crops are small, unchanged);"
-        " with the generator's true handwriting masks instead of the separator (an oracle)"
-        " the same features reach generated mAP 0.497 / top-1 0.697 / template rate 0.24,"
-        " so leaked print costs ~0.07 mAP and most of the template bias, the features the rest;"
-        " exemplar-SVM re-weighting (Christlein 2017) after PCA + WCCN lowered mAP"
-        " (0.427 -> 0.36-0.38 generated, 0.259 -> 0.22-0.25 UNIPEN);"
-        " max-similarity matching of local descriptors between slips (text-dependent"
-        " matching without transcription) scored 0.385 (cell 4) / 0.357 (cell 8) on oracle"
-        " ink, below the VLAD fusion;"
-        " averaging each vector with its 2-3 nearest neighbours in the collection (database"
-        " side augmentation) adds ~0.04 mAP / 0.04 top-1 on both sets but is not applied.",
-        "- Session 5 (2026-12-05 evening). Where the held-out errors are: 12.5 % of top-1"
-        " answers are wrong and 42 % of those share the query's design; one unseen design"
-        " (harbour_strip) made most of them, because the separator kept its outline anchor"
-        " logo as handwriting (20 % of its queries wrong with the same design). Separator v7"
-        " learns outline pictograms drawn with one thick pen on the randomised fit designs"
-        " (generic arcs, rings and strokes, never an anchor, but chosen after seeing that"
-        " held-out failure: the unseen-design gain is partly test-informed):"
-        " separation on unseen designs P/R 0.891/0.860 -> 0.924/0.867 (harbour_strip precision"
-        " 0.832 -> 0.931), validation writers mAP/top-1 0.808/0.908 -> 0.829/0.931 (0.819/0.914"
-        " for v6 merely retrained on today's code); held-out, with the default model refitted:"
-        " generated mAP/top-1 0.680/0.844 -> 0.710/0.867, on normalised scores 0.730/0.875 ->"
-        " 0.766/0.894, template rate 0.34 -> 0.29 (chance 0.16); UNIPEN 0.286/0.426 ->"
-        " 0.284/0.436 (normalised 0.310/0.445 -> 0.305/0.460: unchanged within noise, crops have"
-        " no print). The speeds in this table were measured on this session's machine, about"
-        " 2.1x slower than the earlier sessions' (a pure-Python loop too; the same code embedded"
-        " a slip in 35-43 ms there, 81-90 ms here). Rankings (`sliplink similar`, the shipped row)"
-        " now also average each vector with its 2 nearest others at weight 0.15 before the"
-        " offsets (database-side augmentation, cv.cluster.ranking_scores; chosen on validation"
-        " writers: generated mAP/top-1/top-5 0.873/0.942/0.986 -> 0.906/0.947/0.972, UNIPEN"
-        " 0.381/0.585/0.826 -> 0.406/0.598/0.826; weight 0.5 gave a little more mAP and lost"
-        " top-5, 0.967 and 0.808); held-out: generated 0.766/0.894/0.983 -> 0.819/0.903/0.978,"
-        " UNIPEN 0.305/0.460/0.700 -> 0.319/0.457/0.681. Tried and not kept: carrying ruled"
-        " lines on under the writing that sits on them (pixel precision 0.918 -> 0.926,"
-        " recall 0.895 ->"
-        " 0.824, validation mAP 0.808 -> 0.801); dropping kept components with a far thicker pen"
-        " than the writing (the anchor's pen is not thicker than a heavy writer's). Why the"
-        " writer traits stay weak (ICC on 720 fit slips, correlation with the generator's"
-        " truth): the line's rise is swamped by the baseline's drift (up to 0.09 letter sizes"
-        " over 150-500 px, local slopes of several degrees against a 1.5 degree spread of"
-        " habitual rotation), so a least-squares or PCA baseline per text line did worse than"
-        " the letter-pair median (ICC 0.18-0.20 vs 0.35); word gaps from column or component"
-        " gaps, split per slip, correlate 0.16-0.23 with the true gap (items hold few words);"
-        " darkest ink per component (median over components) ICC 0.54 vs 0.44 for the 5th"
-        " percentile, yet validation retrieval unchanged (0.829/0.931), so not taken."
-        " Averaging a writer's slips per account"
-        " helps retrieval (top-1 of 3-slip accounts 0.97) but not the threshold: the"
-        " different-writer score spread barely narrows with group size (0.128 -> 0.110), so"
-        " pairwise recall at precision 0.98 stays 0.06-0.16.",
-        "- Session 6 (2026-12-05 night). Validation writers who share the fit fonts overstate"
-        " font-specific gains: fitting on 800 instead of 200 generated writers (seed 21) raised"
-        " such validation writers from mAP/top-1 0.887/0.939 to 0.905/0.947 (UNIPEN weighted x3:"
-        " 0.897/0.950) and left the held-out writers, whose fonts are unseen, at 0.785/0.889 ->"
-        " 0.785/0.875 (x3: 0.772/0.867); not taken. `--validation` now holds out a quarter of"
-        " the fit fonts instead (about 50 writers), and the rows below were not re-run on it"
-        " beyond this: the default fusion scores 0.621/0.734 raw, 0.700/0.792 as `similar` ranks"
-        " (UNIPEN third 0.442/0.589). Also measured there and not taken: amplifying the"
-        " directions between writers of one font (generalised eigenvectors of the within-font"
-        " between-writer scatter, 16-64 of them, x1.5): generated mAP 0.508 -> 0.523 but UNIPEN"
-        " 0.374 -> 0.356 (800-writer fit, 10 held-out fonts); projecting out fit-font directions"
-        " (NAP 3-16): generated 0.508 -> 0.473-0.497; a CosFace MLP on the projected vectors,"
-        " alone 0.04-0.06 mAP below the linear projection, concatenated +0.01-0.02; matching"
-        " connected components between slips (shape, then their aspect, height and angle"
-        " against the writer's per-letter allographs): same-font AUC 0.65-0.68 against the"
-        " embedding's 0.84, no gain fused (0.841 -> 0.839); removing the template bias with the"
-        " true template labels (an oracle): template rate 0.31 -> 0.25 but mAP unchanged"
-        " (0.785 -> 0.788), the bias is a tie-breaker, not an error source.",
     ]
     return "\n".join(lines) + "\n"
 
