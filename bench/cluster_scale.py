@@ -128,6 +128,15 @@ def _draw(
     return X
 
 
+def synthetic_accounts(writers: np.ndarray, *, share: float, seed: int) -> np.ndarray | None:
+    """Each slip's customer account: its writer's id for a ``share`` of the slips, -1 (anonymous)
+    for the rest; None when ``share`` is 0 (every slip anonymous)."""
+    if share <= 0:
+        return None
+    known = np.random.default_rng([seed, 17]).random(writers.size) < share
+    return np.where(known, writers, -1).astype(np.int64)
+
+
 def more_slips(writers: np.ndarray, params: dict[str, np.ndarray], *, seed: int) -> np.ndarray:
     """(m, dim) float32 fresh slips by the given writers."""
     return _draw(writers, params, rng=np.random.default_rng(seed), chunk=100_000)
@@ -144,12 +153,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def calibrate(*, dim: int, seed: int, n: int = 20_000, plain: bool = False) -> Calibration:
+def calibrate(
+    *, dim: int, seed: int, n: int = 20_000, plain: bool = False, account_share: float = 0.0
+) -> Calibration:
     """The model calibration production would carry, measured on a held-out draw (other
     writers, other seed) split into two folds by writer as a model fit splits its writers:
     raw cosine operating points for incremental assignment and, as ``batch``, the re-cluster's
     on augmented vectors and normalised scores (``cv.embed._operating_points``).
-    ``plain``: the batch operating points on plain vectors, the rule before the augmentation."""
+    ``plain``: the batch operating points on plain vectors, the rule before the augmentation.
+    ``account_share``: that share of the slips carries its writer's customer account, and the
+    batch offsets leave a slip's own account out (``cv.cluster.same_account``)."""
     from dataclasses import replace
 
     from cv.cluster import DEFAULT_OFFSET_PRIOR, DEFAULT_OFFSET_RANKS, calibrate_clustering
@@ -158,7 +171,10 @@ def calibrate(*, dim: int, seed: int, n: int = 20_000, plain: bool = False) -> C
     X, w, _ = synthetic_embeddings(n, dim=dim, seed=seed + 1000)
     rows = [np.flatnonzero(w % 2 == f) for f in (0, 1)]
     folds = [(X[r], w[r]) for r in rows]
-    _, calibration = _operating_points([(x, wf, r) for (x, wf), r in zip(folds, rows, strict=True)])
+    accounts = synthetic_accounts(w, share=account_share, seed=seed + 1000)
+    _, calibration = _operating_points(
+        [(x, wf, r) for (x, wf), r in zip(folds, rows, strict=True)], accounts=accounts
+    )
     if calibration is None:
         raise ValueError("the calibration draw has no usable fold")
     if plain:
@@ -181,6 +197,7 @@ def run_one(
     seed: int,
     kind: str,
     queries: int,
+    account_share: float = 0.0,
 ) -> dict[str, object]:
     """Re-cluster n synthetic slips as the workers do (:func:`cluster_calibrated`) and time
     it; then time incremental assignment against an index of the n slips."""
@@ -190,7 +207,8 @@ def run_one(
     rss_before = _peak_rss_mb()
 
     t0, c0 = time.perf_counter(), time.process_time()
-    labels, _ = cluster_calibrated(X, calibration, k=k)
+    accounts = synthetic_accounts(writers, share=account_share, seed=seed)
+    labels, _ = cluster_calibrated(X, calibration, k=k, accounts=accounts)
     recluster_s = time.perf_counter() - t0
     # CPU seconds of all threads: wall time on a shared machine depends on other jobs
     recluster_cpu_s = time.process_time() - c0
@@ -204,6 +222,7 @@ def run_one(
         "k": k,
         "merge_threshold": batch.merge_threshold,
         "augment": None if batch.augment is None else list(batch.augment),
+        "account_share": account_share,
         "writers": int(writers.max()) + 1,
         "generate_s": round(gen_s, 2),
         "recluster_s": round(recluster_s, 2),
@@ -386,6 +405,13 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: figures on a labelled image folder (repeatable), split by writer",
     )
     ap.add_argument("--jobs", type=int, default=2, help="processes for feature extraction")
+    ap.add_argument(
+        "--account-share",
+        type=float,
+        default=0.6,
+        help="share of slips carrying their writer's customer account (0: all anonymous, the "
+        "rule before 2026-12-06 session 8; the generated slips hold 0.6)",
+    )
     args = ap.parse_args(argv)
 
     if args.labelled:
@@ -398,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         calibration = Calibration.from_json(json.loads(args.calibration))
     else:
         t0 = time.perf_counter()
-        calibration = calibrate(dim=args.dim, seed=args.seed, plain=args.plain)
+        calibration = calibrate(
+            dim=args.dim, seed=args.seed, plain=args.plain, account_share=args.account_share
+        )
         took = round(time.perf_counter() - t0, 2)
         print(json.dumps({"calibration": calibration.to_json(), "calibrate_s": took}), flush=True)
     if args.single is not None:
@@ -410,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             kind=args.index,
             queries=args.queries,
+            account_share=args.account_share,
         )
         print(json.dumps(res), flush=True)
         return 0
@@ -421,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--calibration", json.dumps(calibration.to_json())]
         cmd += ["--dim", str(args.dim), "--k", str(args.k), "--seed", str(args.seed)]
         cmd += ["--index", args.index, "--queries", str(args.queries)]
+        cmd += ["--account-share", str(args.account_share)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)

@@ -236,16 +236,20 @@ def score_offsets(
 def same_account(neighbours: ArrayLike, accounts: ArrayLike) -> NDArray[np.bool_]:
     """(n, k) True where a neighbour belongs to the slip's own customer account.
 
-    ``accounts`` holds one key per slip, ``None`` or ``""`` for an anonymous slip (which
-    shares an account with no one); ``neighbours`` is a :func:`knn_graph` index array.
+    ``accounts`` holds one key per slip: integers (a negative one for an anonymous slip) or
+    strings (``None`` or ``""`` for an anonymous slip).  An anonymous slip shares an account
+    with no one.  ``neighbours`` is a :func:`knn_graph` index array.
     """
     nbr = np.asarray(neighbours)
-    keys = np.asarray(accounts, dtype=object)
+    keys = np.asarray(accounts)
     if keys.shape != (nbr.shape[0],):
         raise ValueError(f"accounts must have one entry per slip ({len(nbr)}), not {keys.shape}")
-    known = np.array([k is not None and k != "" for k in keys.tolist()], dtype=bool)
-    _, code = np.unique(np.where(known, keys, "").astype(str), return_inverse=True)
-    code = np.where(known, code.reshape(-1), -1)
+    if keys.dtype.kind in "iu":
+        code = keys.astype(np.int64)
+    else:
+        known = np.array([k is not None and k != "" for k in keys.tolist()], dtype=bool)
+        _, code = np.unique(np.where(known, keys, "").astype(str), return_inverse=True)
+        code = np.where(known, code.reshape(-1), -1)
     theirs = code[np.maximum(nbr, 0)]
     return (nbr >= 0) & (code[:, None] >= 0) & (theirs == code[:, None])
 

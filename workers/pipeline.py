@@ -1301,7 +1301,7 @@ def recluster(
             cannot_link=[(pos[a], pos[b]) for a, b in cannot],
             # a customer's other slips are left out of his slips' score offsets: a regular's
             # own slips would fill them and sink every score between his slips
-            accounts=np.array([r[2] or "" for r in rows], dtype=object),
+            accounts=np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64),
         )
         members = {
             m.slip_id: m

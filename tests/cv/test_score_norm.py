@@ -91,6 +91,8 @@ def test_same_account_marks_neighbours_of_the_slips_own_known_account():
         [False, False, False],  # anonymous slips share an account with no one
         [False, False, False],
     ]
+    # integer keys (customer ids), a negative one for an anonymous slip: the same answer
+    assert same_account(nbr, np.array([7, 7, -1, -1])).tolist() == got.tolist()
     with pytest.raises(ValueError, match="one entry per slip"):
         same_account(nbr, accounts[:2])
 
