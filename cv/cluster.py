@@ -1393,7 +1393,7 @@ def calibrate_clustering(
 
     given = [tuple(f) for f in folds]
     by_account = offset_ranks is not None and any(len(f) > 2 for f in given)
-    accounts = [np.asarray(f[2], dtype=object) if len(f) > 2 else None for f in given]
+    accounts = [np.asarray(f[2]) if len(f) > 2 else None for f in given]
     data = [(np.asarray(f[0], dtype=np.float32), np.asarray(f[1])) for f in given]
     keep = [i for i, (x, w) in enumerate(data) if len(w) >= 3 and len(set(w.tolist())) >= 2]
     data, accounts = [data[i] for i in keep], [accounts[i] for i in keep]

@@ -376,7 +376,7 @@ class EmbeddingModel:
         nuis = None if nuisance is None else np.asarray([str(v) for v in nuisance])
         if nuis is not None and len(nuis) != len(writers_arr):
             raise ValueError(f"nuisance has {len(nuis)} entries for {len(raws)} images")
-        accts = None if accounts is None else np.asarray(list(accounts), dtype=object)
+        accts = None if accounts is None else np.asarray(list(accounts))
         if accts is not None and len(accts) != len(writers_arr):
             raise ValueError(f"accounts has {len(accts)} entries for {len(raws)} images")
         if "vlad" in self.families:

@@ -112,6 +112,13 @@ def test_a_regular_customers_own_slips_leave_his_offsets_and_he_clusters():
         [with_accounts(*f) for f in folds], offset_ranks=DEFAULT_OFFSET_RANKS, offset_prior=500.0
     )
     assert by_account.account_aware and not anonymous.account_aware
+    # integer accounts (customer ids, -1 anonymous) calibrate the same as string ones
+    as_ids = calibrate_clustering(
+        [(x, w, np.where(w % 2 == 0, w, -1)) for x, w in folds],
+        offset_ranks=DEFAULT_OFFSET_RANKS,
+        offset_prior=500.0,
+    )
+    assert as_ids.to_json() == by_account.to_json()
     assert Calibration.from_json(by_account.to_json()).account_aware
     occasional, w_occ = _font_writers(3)
     regulars, w_reg = _font_writers(7, n_writers=6, per_writer=40)
