@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -12,7 +13,7 @@ from fastapi.security import APIKeyHeader
 from sqlmodel import Session
 
 from api import permissions
-from store.access import Actor, read_actor_for_key, recent_actor_for_key
+from store.access import Actor, key_cache_epoch, read_actor_for_key, recent_actor_for_key
 from store.db import get_engine, session_scope
 from store.settings import Settings
 
@@ -66,10 +67,29 @@ async def get_actor(request: Request, key: str | None = Depends(_api_key)) -> Ac
         return permissions.admit(request, actor)
     key_hash, found = recent_actor_for_key(key)
     if found is None:
-        found = await run_in_threadpool(_read_key, request, key_hash)
+        found = await _read_key_once(request, key_hash)
     if found is None:
         raise Unauthenticated("invalid or revoked API key")
     return permissions.admit(request, found)
+
+
+# the key reads in flight, per event loop, app, key hash and revocation epoch
+_KEY_READS: dict[tuple[object, object, str, int], asyncio.Future[Actor | None]] = {}
+
+
+async def _read_key_once(request: Request, key_hash: str) -> Actor | None:
+    """The key's row read on a worker thread, once for all the requests that miss the cache
+    together: a till's burst at start-up, or when its kept principal expires, would
+    otherwise read the same row once per request (2026-12-06: 16 reads at once per server
+    process, more threads than pooled connections).  A read that began before a revocation
+    (``key_cache_epoch``) is not shared with requests that arrive after it."""
+    slot = (asyncio.get_running_loop(), request.app, key_hash, key_cache_epoch())
+    read = _KEY_READS.get(slot)
+    if read is None:
+        read = asyncio.ensure_future(run_in_threadpool(_read_key, request, key_hash))
+        _KEY_READS[slot] = read
+        read.add_done_callback(lambda _: _KEY_READS.pop(slot, None))
+    return await asyncio.shield(read)  # one caller cancelled does not cancel the others'
 
 
 def _read_key(request: Request, key_hash: str) -> Actor | None:

@@ -24,7 +24,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     settings = settings or get_settings()
     migrate(settings.effective_database_url)
-    return create_app(settings, pipeline=make_pipeline(settings))
+    return create_app(settings, pipeline=make_pipeline(settings), freeze_gc=True)
 
 
 def run_worker(*, queues: list[str], concurrency: int) -> None:

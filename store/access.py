@@ -98,6 +98,11 @@ def recent_actor_for_key(key: str) -> tuple[str, Actor | None]:
     return key_hash, None
 
 
+def key_cache_epoch() -> int:
+    """Bumped by every revocation (``forget_recent_keys``)."""
+    return _key_cache_epoch
+
+
 def read_actor_for_key(*, session: Session, key_hash: str) -> Actor | None:
     """The key's principal read from the database (None: unknown or revoked); a valid one is
     kept for ``recent_actor_for_key``."""

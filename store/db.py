@@ -70,6 +70,20 @@ def _pinger(engine: Engine) -> Callable[[Any, Any, Any], None]:
     return ping_if_idle
 
 
+def warm_pool(engine: Engine, connections: int) -> None:
+    """Open up to ``connections`` pooled connections now (at server start) rather than
+    under the first burst of requests; a no-op for SQLite's per-thread connections."""
+    if engine.dialect.name == "sqlite":
+        return
+    held = []
+    try:
+        for _ in range(min(connections, engine.pool.size())):  # type: ignore[attr-defined]
+            held.append(engine.connect())
+    finally:
+        for conn in held:
+            conn.close()
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: the configured database)."""
     if url is None:

@@ -93,6 +93,21 @@ class CeleryPipeline:
             )
             return False
 
+    def warm(self) -> None:
+        """Open the producer's broker connection now (server start): the first publish
+        would otherwise pay ~80 ms for it.  A broker that is down does not hold the start up
+        (one attempt, no retry); publishing then backs off as after a failed publish."""
+        try:
+            with self._lock:
+                if self._producer is None:
+                    self._producer = self.app.amqp.Producer(self.app.connection_for_write())
+                    self._declared.clear()
+                self._producer.connection.ensure_connection(max_retries=0, timeout=2)
+        except Exception as exc:  # noqa: BLE001 - start anyway; the sweeper catches up
+            self._drop_producer()
+            self._down_until = time.monotonic() + _BACKOFF_S
+            log.warning("broker not reachable at start-up: %s", exc)
+
     def submit(self, slip_id: int) -> bool:
         return self._send("sliplink.extract", [slip_id, None])
 
