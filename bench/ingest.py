@@ -15,6 +15,7 @@ writes it to bench/results/ingest.json.  Two ways the server runs:
 
     .venv/bin/python bench/ingest.py --seconds 15 --concurrency 32 --server-workers 2
     .venv/bin/python bench/ingest.py --modes broker
+    .venv/bin/python bench/ingest.py --modes broker --timeline --warmup 2
 
 The load generator is a minimal keep-alive HTTP/1.1 client on raw asyncio streams: it
 shares the 2 cores with the server, so it must cost as little CPU as possible (httpx cost
@@ -66,6 +67,57 @@ connections opened and closed under load).  Server CPU per bet, interleaved roun
 (counted on the connections alive at the end of a phase, so the session-start tree's closed
 overflow connections went uncounted).  The target stays out of reach on this machine:
 400/s x (~5 ms of server CPU + ~1 ms of PostgreSQL) is more than its 2 cores.
+
+Measured 2026-12-06 morning on a faster machine (python_loop 99-111 ms, one run each side
+134/161), where the throughput targets were met but the paced phase's p99 was not (03:00:
+400/s, p50 4.4 ms, p99 317 ms).  ``--timeline`` (per second of a phase: count, p50, p99,
+max; the clients' connections per server worker), read per 100 ms beside a gc.callbacks log
+of the server processes and /proc/diskstats, showed where the tail came from:
+
+- the start.  /healthz answers when one uvicorn worker is up; the other came 25-460 ms later,
+  and a phase begun in between had its 32 keep-alive connections accepted by one worker for
+  all of it (connections_per_worker [32] in 5 of 11 runs, [31, 1] in one; the bench now waits
+  for every worker, ``--no-wait-workers`` for the old start).  Then each worker's first
+  requests paid for the access table's route map (~250 ms of CPU on the event loop: every
+  request on the worker waited), the broker connection (~80 ms), its pooled PostgreSQL
+  connections and one read of the API key per request of the burst (15 of one row): the
+  first 0.5-1.5 s at 150-450 ms.  Now done at start-up, the key read once (f61f45d).
+- full garbage collections in the server workers: 90-160 ms each, the worker stopped,
+  walking the ~170k objects of start-up, several in the first seconds of traffic; each
+  matched a mid-phase stall (0.2-0.7 s at 100-250 ms while the backlog drained).  The
+  server's processes now freeze start-up's objects out of the collector (f61f45d): no
+  collection over 10 ms in the workers during the phases after.
+- other jobs: at 400/s the server and PostgreSQL need ~1.3 of the 2 cores, and jobs run at
+  nice 10-19 take their share anyway (sched_autogroup is on: nice orders only the processes
+  of one session).  Runs with ``niced_cpu_share`` 0.2-0.4 fell behind (p50 0.5-1.5 s);
+  the runs below had 0.0 in every phase.  Not the disk (0.4-1.2 ms per write through the
+  stalls), not the client's pacing (sends < 3 ms late outside them).
+
+Three interleaved rounds, ``--modes broker --timeline`` (load average 1.5-3.2 at the start,
+from the previous run; rate, p50 / p99, server CPU per request):
+
+    phase                 before (fde3c90)                  after (f61f45d)
+    bets paced at 400/s   400/s, 8.9/273 ms, 2.65 ms        398/s, 9.2/166 ms, 2.62 ms
+                          400/s, 6.3/212 ms, 2.49 ms        400/s, 4.6/71 ms, 2.22 ms
+                          400/s, 19/244 ms, 2.88 ms         398/s, 23/158 ms, 2.90 ms
+    bets, closed loop     542/s, p99 102 ms; 579/s, 97;     621/s, p99 101 ms; 582/s, 100;
+                          552/s, 100                        449/s, 128
+    uploads paced at 40/s 40/s, p99 52/38/31 ms             40/s, p99 53/36/63 ms
+    uploads, closed loop  80/82/94 per s, p99 160-197 ms    90/88/62 per s, p99 156-187 ms
+
+(the third "after" run: python_loop 134 ms, 2.9 ms per bet, the machine slower then).  What
+is left of the paced tail: the first seconds of a fresh server (after, runs 1-2: p99 189 and
+148 ms in second 0, 114-147 in seconds 1-2 of run 1, 9-100 ms later; before: 249-297 ms in
+second 0, 66-279 in seconds 1-3), PostgreSQL backends and SQLAlchemy statements used for the
+first time, the first publish of each task; and a slower machine (run 3: 70-218 ms in every
+second at 2.9 ms of server CPU per bet).  With ``--warmup 2`` (2 s
+of the same paced bets before the phases, unmeasured; 2 rounds): paced 400/s p50 3.6 and 4.9
+ms, p99 11.6 and 41 ms after; p99 27 and 123 ms before (its collections still ran); closed
+loop 532 and 551 bets/s, p99 128 and 108 ms after; 556 and 557, p99 93 and 94 before.
+
+The targets on this machine: 400 bets/s and 40 uploads/s are met with room (closed loop
+450-620 bets/s, 62-94 uploads/s); p99 < 100 ms at 400/s is met once the server is warm, not
+over the first seconds of a fresh one (p99 71-166 ms over a phase that starts with them).
 """
 
 from __future__ import annotations
@@ -115,6 +167,57 @@ def _scan_png(rng: np.random.Generator) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _timeline(sent: list[float], latencies: list[float]) -> list[dict[str, float]]:
+    """Per second of the phase (by when each request was due / sent): count, p50, p99, max."""
+    by_second: dict[int, list[float]] = {}
+    for t, lat in zip(sent, latencies, strict=True):
+        by_second.setdefault(int(t), []).append(lat * 1000)
+    return [
+        {"second": s, "n": len(v), "p50_ms": round(float(np.percentile(v, 50)), 1),
+         "p99_ms": round(float(np.percentile(v, 99)), 1), "max_ms": round(max(v), 1)}
+        for s, v in sorted(by_second.items())
+    ]  # fmt: skip
+
+
+def _connections_per_worker(port: int) -> list[int]:
+    """How the kernel spread the clients' keep-alive connections over the server workers."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"sport = :{port}"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
+
+
+def _niced_cpu_s() -> float:
+    """CPU seconds spent so far by niced processes, machine-wide (/proc/stat)."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[2]) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for_workers(port: int, workers: int, timeout: float = 30.0) -> None:
+    """Until each of the ``workers`` uvicorn processes has answered a request.  /healthz
+    answers as soon as one of them is up; the others start up to ~0.5 s later (imports,
+    migration check, app start), and a phase that starts before then has all its keep-alive
+    connections accepted by the first worker for the whole phase (2026-12-06: all 32)."""
+    seen: set[str] = set()
+    stop = time.monotonic() + timeout
+    while len(seen) < workers and time.monotonic() < stop:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+            sock.recv(4096)
+            own = sock.getsockname()[1]
+            out = subprocess.run(
+                ["ss", "-tnpH", "state", "established", f"sport = :{port} and dport = :{own}"],
+                capture_output=True, text=True, check=False,
+            ).stdout  # fmt: skip
+            seen.update(re.findall(r"pid=(\d+)", out))
+    if len(seen) < workers:
+        raise RuntimeError(f"only {len(seen)} of {workers} server workers answered")
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:
@@ -172,12 +275,14 @@ async def _drive(
     server: int,
     db_cpu: Callable[[], dict[int, float]],
     rate: float | None = None,
-) -> dict[str, float]:
+    timeline: bool = False,
+) -> dict[str, object]:
     """``concurrency`` clients, each on its own connection.  Without ``rate`` they send back
     to back (closed loop: the server's capacity; latency is then mostly queueing, about
     concurrency / throughput).  With ``rate`` requests are due at fixed times (open loop)
     and latency counts from when a request was due, so a server falling behind shows."""
     latencies: list[float] = []
+    sent: list[float] = []  # when each request was due (paced) or sent, from the start
     errors = 0
     due = iter(range(10**9))
     started = time.perf_counter()
@@ -198,17 +303,21 @@ async def _drive(
                     return
             ok = await make_request(conn, i)
             latencies.append(time.perf_counter() - t0)
+            sent.append(t0 - started)
             errors += not ok
             i += 1
 
     conns = [Connection("127.0.0.1", port, key) for _ in range(concurrency)]
     server0, db0, cpu0 = tree_cpu_s(server), db_cpu(), time.process_time()
+    niced0 = _niced_cpu_s()
     await asyncio.gather(*(one_client(c) for c in conns))
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
+    niced = _niced_cpu_s() - niced0
     server_cpu = tree_cpu_s(server) - server0
     db1 = db_cpu()
     database_cpu = sum(v - db0.get(pid, 0.0) for pid, v in db1.items())
+    split = _connections_per_worker(port) if timeline else []
     for c in conns:
         c.close()
     return {
@@ -222,10 +331,17 @@ async def _drive(
         "per_second": round(len(latencies) / elapsed, 1),
         **_percentiles(latencies),
         "client_cpu_share": round(cpu / elapsed / (os.cpu_count() or 1), 3),
+        # other jobs at a lower priority (nice > 0) sharing the machine while the clock ran
+        "niced_cpu_share": round(niced / elapsed / (os.cpu_count() or 1), 3),
         # robust on a busy machine: CPU the server processes spent per request
         "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(latencies)), 2),
         # the PostgreSQL backends serving the benchmark's database
         "db_cpu_ms_per_request": round(1000 * database_cpu / max(1, len(latencies)), 2),
+        **(
+            {"connections_per_worker": split, "timeline": _timeline(sent, latencies)}
+            if timeline
+            else {}
+        ),  # fmt: skip
     }
 
 
@@ -306,6 +422,8 @@ def run_mode(mode: str, args: argparse.Namespace, images: list[bytes]) -> dict[s
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        if args.wait_workers:
+            _wait_for_workers(port, args.server_workers)
 
         bet_ids: list[int] = []
 
@@ -332,14 +450,22 @@ def run_mode(mode: str, args: argparse.Namespace, images: list[bytes]) -> dict[s
                 bet_ids.append(json.loads(body)["id"])
             return status == 201
 
-        def drive(make_request: Request, concurrency: int, rate: float | None):  # type: ignore[no-untyped-def]
+        def drive(
+            make_request: Request,
+            concurrency: int,
+            rate: float | None,
+            seconds: float = args.seconds,
+        ) -> dict[str, object]:
             return asyncio.run(
-                _drive(port, key, seconds=args.seconds, concurrency=concurrency,
+                _drive(port, key, seconds=seconds, concurrency=concurrency,
                        make_request=make_request, server=server.pid, rate=rate,
-                       db_cpu=db_cpu)
+                       db_cpu=db_cpu, timeline=args.timeline)
             )  # fmt: skip
 
         out: dict[str, object] = {"mode": mode}
+        if args.warmup:  # unmeasured: the paced bets, so the first phase meets a warm server
+            out["warmup_seconds"] = args.warmup
+            drive(post_bet, args.concurrency, args.bet_rate or 400, seconds=args.warmup)
         # paced first: the closed loop leaves a backlog behind in the embedded pipeline
         phases = set(args.phases.split(","))
         if args.bet_rate and "bets_at_rate" in phases:
@@ -394,6 +520,17 @@ def main() -> None:
         "--modes", default="broker,embedded", help="broker, embedded, embedded-threads"
     )
     parser.add_argument("--phases", default="bets_at_rate,bets,uploads_at_rate,slip_uploads")
+    parser.add_argument(
+        "--no-wait-workers", dest="wait_workers", action="store_false",
+        help="start the first phase when /healthz answers (one worker may still be starting)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--warmup", type=float, default=0,
+        help="seconds of unmeasured paced bets before the first phase (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeline", action="store_true", help="per-second count, p50, p99, max of each phase"
+    )
     args = parser.parse_args()
     images = _upload_images()
     runs = [run_mode(m.strip(), args, images) for m in args.modes.split(",") if m.strip()]
@@ -403,6 +540,7 @@ def main() -> None:
         "server_workers": args.server_workers,
         "concurrency": {"bets": args.concurrency, "uploads": args.upload_concurrency},
         "cpu_count": os.cpu_count(),
+        "waited_for_all_workers": args.wait_workers,
         "machine": reference(),
         "load_average_after": round(os.getloadavg()[0], 2),
         "runs": runs,
