@@ -739,7 +739,9 @@ def cluster_calibrated(
         sim = np.take_along_axis(sim, order, axis=1).astype(np.float32)
     skip = same_account(nbr, accounts) if by_account else None
     offsets = calibration.offsets(sim, collection=n, skip=skip)
-    graph = (nbr[:, :kk], sim[:, :kk])
+    # copies, so the wider lists the offsets needed are freed before the agglomeration's peak
+    graph = (np.ascontiguousarray(nbr[:, :kk]), np.ascontiguousarray(sim[:, :kk]))
+    del nbr, sim, skip
     labels = cluster_embeddings(
         x,
         threshold=calibration.merge_threshold,
