@@ -203,7 +203,7 @@ def _refresh_registry(version: str, session: Session) -> str | None:
 
 def extract(model: Any, image: NDArray[np.uint8]) -> Features:
     """Preprocess + embed one greyscale slip (``cv.embed``), keeping the quality flags."""
-    raw = model.extract(image)
+    raw = model.extract(image, design=False)  # the service never ranks by printed design
     vector = model.transform_raw([raw])[0]
     return Features(
         vector=np.asarray(vector, dtype=np.float32),
