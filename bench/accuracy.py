@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cv.cluster import calibration_of, cluster_calibrated, ranking_scores  # noqa: E402
-from cv.design import DESIGN_PENALTY, SIGNATURE_SHAPE, design_penalised  # noqa: E402
+from cv.design import DESIGN_PENALTY, design_penalised, signature_rows  # noqa: E402
 from cv.embed import FAMILIES, EmbeddingModel, RawFeatures, extract_files  # noqa: E402
 from cv.metrics import clustering_scores, retrieval_scores, top1_attribute_rate  # noqa: E402
 
@@ -139,8 +139,7 @@ def _save_raws(path: Path, raws: list[RawFeatures]) -> None:
     arrays["desc"] = np.concatenate([r.descriptors for r in raws])
     arrays["desc_count"] = np.array([len(r.descriptors) for r in raws])
     arrays["ok"] = np.array([r.ok for r in raws])
-    nan = np.full(SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1], np.nan, np.float32)
-    arrays["design"] = np.stack([nan if r.design is None else r.design for r in raws])
+    arrays["design"] = signature_rows([r.design for r in raws])
     np.savez(path, **arrays)
 
 
@@ -160,12 +159,6 @@ def _load_raws(path: Path) -> list[RawFeatures]:
         )
         for i in range(len(ok))
     ]
-
-
-def _designs(raws: list[RawFeatures]) -> np.ndarray:
-    """(n, d) design signatures, NaN rows for slips without a printed form."""
-    nan = np.full(SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1], np.nan, np.float32)
-    return np.stack([nan if r.design is None else r.design for r in raws])
 
 
 def _code_hash() -> str:
@@ -434,7 +427,8 @@ def main() -> None:
                 "generated": _score(z_hel, hel_w, hel_t, calibration=cal),
                 "unipen": _score(z_u, u_test_w, None, calibration=cal),
             }
-            d_hel, d_u = _designs(raw_ghel), _designs(u_test)
+            d_hel = signature_rows([r.design for r in raw_ghel])
+            d_u = signature_rows([r.design for r in u_test])
             for row, c in ((DESIGN_RAW, None), (DESIGN_RANKED, cal)):
                 results[row] = res | {
                     "generated": _score(z_hel, hel_w, hel_t, calibration=c, designs=d_hel),

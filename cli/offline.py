@@ -102,7 +102,7 @@ def _embed(
 ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Embeddings of all paths, a mask of the readable ones, the wall time, and the printed
     design signatures (`cv.design`; NaN rows for plain crops and unreadable files)."""
-    from cv.design import SIGNATURE_SHAPE
+    from cv.design import signature_rows
     from cv.embed import embed_files
 
     start = time.perf_counter()
@@ -120,11 +120,7 @@ def _embed(
         if err is not None:
             print(f"skipped {err}", file=sys.stderr)
     ok = np.array([e is None for e in errors], dtype=bool)
-    designs = np.full((len(paths), SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1]), np.nan, np.float32)
-    for i, d in enumerate(found):
-        if d is not None:
-            designs[i] = d
-    return x, ok, elapsed, designs
+    return x, ok, elapsed, signature_rows(found)
 
 
 def _check_jobs(jobs: int) -> None:

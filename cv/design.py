@@ -20,6 +20,8 @@ separates them; plain crops (no printed form) carry no signature and are never p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -31,6 +33,7 @@ __all__ = [
     "design_penalised",
     "print_signature",
     "same_design",
+    "signature_rows",
 ]
 
 #: (rows, cols) of the print thumbnail; coarse enough that a shifted or re-scanned page of
@@ -57,6 +60,16 @@ def print_signature(print_mask: NDArray[np.bool_]) -> NDArray[np.float32]:
         raise ValueError(f"print_mask must be a non-empty 2-D array, got shape {mask.shape}")
     small = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA)
     return np.sqrt(np.clip(small, 0.0, 1.0)).ravel().astype(np.float32)
+
+
+def signature_rows(signatures: Sequence[NDArray[np.float32] | None]) -> NDArray[np.float32]:
+    """(n, rows * cols) float32 signatures, a NaN row where a slip has none (a plain crop, an
+    unreadable file): the form :func:`same_design` and :func:`design_penalised` read."""
+    out = np.full((len(signatures), SIGNATURE_SHAPE[0] * SIGNATURE_SHAPE[1]), np.nan, np.float32)
+    for i, sig in enumerate(signatures):
+        if sig is not None:
+            out[i] = sig
+    return out
 
 
 def same_design(
