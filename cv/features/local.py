@@ -172,10 +172,10 @@ def dense_rootsift(
     rel = (span[:, None] * stride + span[None, :]).ravel()
     cell_of = (which[:, None] * 4 + which[None, :]).ravel() * 8
     base = (points[:, 1].astype(np.int64) + pad) * stride + points[:, 0] + pad
+    # window pixels without a gradient read entry 0 (weight 0): adding those zeros costs
+    # less than filtering them out
     k = number[(base[:, None] + rel[None, :]).ravel()]
-    live = np.flatnonzero(k)
-    k = k[live]
-    slot = ((np.arange(len(points)) * 128)[:, None] + cell_of[None, :]).ravel()[live]
+    slot = ((np.arange(len(points)) * 128)[:, None] + cell_of[None, :]).ravel()
     size = len(points) * 128
     desc = np.bincount(slot + bin_lo[k], weights=w_lo[k], minlength=size)
     desc += np.bincount(slot + bin_hi[k], weights=w_hi[k], minlength=size)
