@@ -754,8 +754,10 @@ def keep_freed_memory() -> bool:
     of its heap back to the kernel, so each slip's arrays land on new pages the kernel must
     fault in and zero: 4,700 minor page faults per slip, 6-7 of its 30 ms of CPU (sample
     slips, 2026-12-06).  Fixed thresholds keep those pages mapped (125 faults per slip), at
-    the cost of up to ``_TRIM_THRESHOLD`` of idle heap per process.  Returns False where
-    there is no glibc ``mallopt`` (macOS, musl: nothing changes).
+    the cost of up to ``_TRIM_THRESHOLD`` of idle heap per malloc arena (one per thread that
+    allocates; a worker process embeds on one): resident memory stays at the peak instead of
+    falling back after each slip (bench/embed.py's process: 179 MB either way, not 142).
+    Returns False where there is no glibc ``mallopt`` (macOS, musl: nothing changes).
     """
     import ctypes
 
