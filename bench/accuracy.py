@@ -332,13 +332,12 @@ def main() -> None:
         else:
             print(text)
         return
-    import cv2
-    from threadpoolctl import threadpool_limits
+    from cv.embed import worker_process_setup
 
     # small matrix products run faster single-threaded on this 2-core machine (measured 3x);
-    # OpenCV's own thread pool too, or the one-core CPU times count its second thread
-    threadpool_limits(1)
-    cv2.setNumThreads(1)
+    # OpenCV's own thread pool too, or the one-core CPU times count its second thread; and
+    # the allocator set up as in the workers, so the speed column is what they spend
+    worker_process_setup()
     args.work.mkdir(parents=True, exist_ok=True)
     params = dict(
         stroke_width=args.stroke_width,

@@ -157,3 +157,14 @@ def test_nuisance_projection_removes_template_directions(small_fit):
     # I - U U^T with 2 directions: the projection loses exactly 2 ranks
     sv = np.linalg.svd(nap.projection_.astype(np.float64), compute_uv=False)
     assert (sv / sv.max() < 1e-2).sum() == 2
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    import platform
+    import sys
+
+    from cv.embed import keep_freed_memory
+
+    applied = keep_freed_memory()
+    # elsewhere (macOS, musl) it changes nothing and says so
+    assert applied == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
