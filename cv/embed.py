@@ -236,8 +236,9 @@ class EmbeddingModel:
         Local descriptors kept per slip.
     dense_step : int
         Dense descriptors sample every ``dense_step``-th contour pixel (model files from
-        before this parameter: 4).  Step 2 and 1600 descriptors instead of step 4 and 800
-        (+1.3 ms per slip) raised validation mAP on both sets (bench/ACCURACY.md, session 9).
+        before this parameter: 4).  Step 2 and up to 1600 descriptors instead of step 4 and
+        800 (+1.3 ms CPU per slip) raised validation generated mAP by ~0.01 (bench/ACCURACY.md,
+        session 9); small crops, which never reached 800, get twice as many.
     local_descriptor : {"dense", "sift"}
         How the VLAD family samples its descriptors (see :func:`extract_raw`).
     n_components : int
