@@ -219,8 +219,13 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
         for f, fn, args, kw in (
             ("hinge", hinge.contour_features, (ink,), {"legs": params["hinge_legs"]}),
             ("runlength", texture.run_length_histograms, (ink,), {}),
-            ("lbp", texture.lbp_histograms, (ink,), {}),
-            ("vlad", local.dense_rootsift, (ink,), {"max_points": params["max_keypoints"]}),
+            ("lbp", texture.lbp_histograms, (ink,), {"radii": params["lbp_radii"]}),
+            (
+                "vlad",
+                local.dense_rootsift,
+                (ink,),
+                {"max_points": params["max_keypoints"], "step": params["dense_step"]},
+            ),
             (
                 "style",
                 style.style_features,
@@ -342,7 +347,10 @@ def main() -> None:
     params = dict(
         stroke_width=args.stroke_width,
         hinge_legs=(round(args.stroke_width), round(2 * args.stroke_width)),
-        max_keypoints=800,
+        # the EmbeddingModel defaults (what `sliplink train` fits)
+        lbp_radii=EmbeddingModel().lbp_radii,
+        max_keypoints=EmbeddingModel().max_keypoints,
+        dense_step=EmbeddingModel().dense_step,
         vlad_clusters=64,
     )
 
@@ -576,7 +584,7 @@ def _markdown(meta: dict, results: dict) -> str:
         "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
         " `--vlad-clusters 64 --n-components 256"
         " --whiten 0.5 --shrinkage 0.1 --stroke-width 5 --seed 0`; hinge legs 5 and 10 px,"
-        " up to 800 dense descriptors per slip).",
+        " up to 1600 dense descriptors per slip, every 2nd contour pixel).",
         "",
         "Speed (CPU time on one core, OpenCV and BLAS single-threaded, medians over"
         f" {meta['speed_ms'].get('slips', 20):.0f} held-out slips) in ms per slip:"

@@ -77,6 +77,8 @@ FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style")
 # weight is best on validation writers of the fit split (generated mAP 0.774 at 0.5,
 # 0.777 at 1.0, 0.774 at 2.0).
 DEFAULT_FAMILY_WEIGHTS = {"style": 1.0}
+# LBP neighbour radii of new models
+LBP_RADII = (1, 2, 4)
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
 
 # Parameters a model is built from; also the JSON header's "params".
@@ -85,8 +87,10 @@ _PARAM_NAMES = (
     "family_weights",
     "stroke_width",
     "hinge_legs",
+    "lbp_radii",
     "vlad_clusters",
     "max_keypoints",
+    "dense_step",
     "local_descriptor",
     "n_components",
     "whiten",
@@ -94,6 +98,9 @@ _PARAM_NAMES = (
     "nuisance_directions",
     "random_state",
 )
+# Parameters added after the first model files, with the value those files were fitted
+# with: a file whose header lacks one loads (and embeds) as before.
+_LEGACY_PARAMS: dict[str, object] = {"dense_step": 4, "lbp_radii": (1, 2, 4)}
 
 
 @dataclass
@@ -119,7 +126,9 @@ def extract_raw(
     families: Sequence[str] = FAMILIES,
     stroke_width: float = 5.0,
     hinge_legs: tuple[int, ...] = (5, 10),
-    max_keypoints: int = 800,
+    lbp_radii: tuple[int, ...] = LBP_RADII,
+    max_keypoints: int = 1600,
+    dense_step: int = 2,
     local_descriptor: str = "dense",
     templates: Sequence[NDArray[np.uint8]] | None = None,
     design: bool = True,
@@ -136,8 +145,12 @@ def extract_raw(
         Target stroke width (px) of the scale normalisation.
     hinge_legs : tuple of int
         Leg lengths of the contour-hinge features.
+    lbp_radii : tuple of int
+        Neighbour circle radii of the LBP histograms.
     max_keypoints : int
         Cap on descriptors per image for VLAD.
+    dense_step : int
+        Dense descriptors sample every ``dense_step``-th contour pixel.
     local_descriptor : {"dense", "sift"}
         ``dense``: SIFT-layout descriptors sampled along the contours (~10 ms);
         ``sift``: the SIFT detector's keypoints (more faithful, ~200-300 ms per slip).
@@ -172,7 +185,7 @@ def extract_raw(
     if "runlength" in families:
         raw.hist["runlength"] = _texture.run_length_histograms(ink)
     if "lbp" in families:
-        raw.hist["lbp"] = _texture.lbp_histograms(ink, smooth=smooth)
+        raw.hist["lbp"] = _texture.lbp_histograms(ink, radii=tuple(lbp_radii), smooth=smooth)
     if "style" in families:
         q = prepared.quality
         raw.hist["style"] = _style.style_features(
@@ -187,7 +200,7 @@ def extract_raw(
             raw.descriptors = _local.rootsift(ink, max_keypoints=max_keypoints)
         elif local_descriptor == "dense":
             raw.descriptors = _local.dense_rootsift(
-                ink, max_points=max_keypoints, smooth=smooth, contours=contours
+                ink, step=dense_step, max_points=max_keypoints, smooth=smooth, contours=contours
             )
         else:
             raise ValueError(
@@ -215,10 +228,17 @@ class EmbeddingModel:
         Target stroke width (px) passed to preprocessing.
     hinge_legs : tuple of int
         Contour-hinge leg lengths.
+    lbp_radii : tuple of int
+        LBP neighbour circle radii (model files from before this parameter: 1, 2, 4).
     vlad_clusters : int
         Size of the VLAD vocabulary.
     max_keypoints : int
         Local descriptors kept per slip.
+    dense_step : int
+        Dense descriptors sample every ``dense_step``-th contour pixel (model files from
+        before this parameter: 4).  Step 2 and up to 1600 descriptors instead of step 4 and
+        800 (+1.3 ms CPU per slip) raised validation generated mAP by ~0.01 (bench/ACCURACY.md,
+        session 9); small crops, which never reached 800, get twice as many.
     local_descriptor : {"dense", "sift"}
         How the VLAD family samples its descriptors (see :func:`extract_raw`).
     n_components : int
@@ -246,8 +266,10 @@ class EmbeddingModel:
         family_weights: tuple[float, ...] | None = None,
         stroke_width: float = 5.0,
         hinge_legs: tuple[int, ...] = (5, 10),
+        lbp_radii: tuple[int, ...] = LBP_RADII,
         vlad_clusters: int = 64,
-        max_keypoints: int = 800,
+        max_keypoints: int = 1600,
+        dense_step: int = 2,
         local_descriptor: str = "dense",
         n_components: int = 256,
         whiten: float = 0.5,
@@ -259,8 +281,10 @@ class EmbeddingModel:
         self.family_weights = family_weights
         self.stroke_width = stroke_width
         self.hinge_legs = hinge_legs
+        self.lbp_radii = lbp_radii
         self.vlad_clusters = vlad_clusters
         self.max_keypoints = max_keypoints
+        self.dense_step = dense_step
         self.local_descriptor = local_descriptor
         self.n_components = n_components
         self.whiten = whiten
@@ -293,6 +317,11 @@ class EmbeddingModel:
             raise ValueError(f"shrinkage must be in [0, 1], got {self.shrinkage}")
         if self.n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {self.n_components}")
+        if self.max_keypoints < 1 or self.dense_step < 1:
+            raise ValueError(
+                f"max_keypoints and dense_step must be >= 1, got {self.max_keypoints}"
+                f" and {self.dense_step}"
+            )
         if self.vlad_clusters < 2:
             raise ValueError(f"vlad_clusters must be >= 2, got {self.vlad_clusters}")
 
@@ -312,7 +341,9 @@ class EmbeddingModel:
             families=self.families,
             stroke_width=self.stroke_width,
             hinge_legs=tuple(self.hinge_legs),
+            lbp_radii=tuple(self.lbp_radii),
             max_keypoints=self.max_keypoints,
+            dense_step=self.dense_step,
             local_descriptor=self.local_descriptor,
             templates=templates,
             design=design,
@@ -629,8 +660,8 @@ class EmbeddingModel:
                 f"model file {path} has format version {header.get('format_version')}, "
                 f"this code reads {FORMAT_VERSION}"
             )
-        params = dict(header["params"])
-        for key in ("families", "hinge_legs", "family_weights"):
+        params = {**_LEGACY_PARAMS, **header["params"]}
+        for key in ("families", "hinge_legs", "lbp_radii", "family_weights"):
             if params.get(key) is not None:
                 params[key] = tuple(params[key])
         model = cls(**params)

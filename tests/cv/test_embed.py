@@ -168,3 +168,45 @@ def test_keep_freed_memory_applies_on_glibc():
     applied = keep_freed_memory()
     # elsewhere (macOS, musl) it changes nothing and says so
     assert applied == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
+
+
+def test_dense_step_and_lbp_radii_reach_the_features():
+    img = _image(_set_rows()[0]["image"])
+    base = extract_raw(img, families=("lbp", "vlad"), dense_step=4, max_keypoints=100_000)
+    denser = extract_raw(img, families=("lbp", "vlad"), dense_step=2, max_keypoints=100_000)
+    assert len(denser.descriptors) > 1.5 * len(base.descriptors)
+    wider = extract_raw(img, families=("lbp",), lbp_radii=(1, 2, 4, 8))
+    assert wider.hist["lbp"].shape == (4 * 256,)
+    np.testing.assert_array_equal(wider.hist["lbp"][: 3 * 256], base.hist["lbp"])
+    with pytest.raises(ValueError, match="dense_step"):
+        EmbeddingModel(dense_step=0)._validate()
+
+
+def test_model_files_from_before_dense_step_and_lbp_radii_embed_as_before(small_fit, tmp_path):
+    """A header without the parameters added later loads with the values such files were
+    fitted with (step 4, radii 1, 2, 4), passes its SHA-256 check and embeds the same."""
+    from cv import npzfile
+    from cv.embed import _LEGACY_PARAMS
+
+    model, others = small_fit
+    old = EmbeddingModel.load(_saved(model, tmp_path / "m.npz"))
+    for key, value in _LEGACY_PARAMS.items():
+        setattr(old, key, value)
+    old.version_ = old._compute_version()
+    path = _saved(old, tmp_path / "old.npz")
+    header, arrays = npzfile.read_with_header(path, what="model file")
+    for key in _LEGACY_PARAMS:
+        del header["params"][key]
+    header["sha256"] = old._digest(header["params"])
+    np.savez_compressed(path, **arrays, **{npzfile.HEADER_KEY: npzfile.header_array(header)})
+    loaded = EmbeddingModel.load(path)
+    assert loaded.dense_step == 4 and loaded.lbp_radii == (1, 2, 4)
+    assert loaded.version == old.version
+    np.testing.assert_array_equal(loaded.transform(others[:2]), old.transform(others[:2]))
+    # and a model saved with today's parameters keeps them
+    assert EmbeddingModel.load(_saved(model, tmp_path / "new.npz")).dense_step == model.dense_step
+
+
+def _saved(model: EmbeddingModel, path: Path) -> Path:
+    model.save(path)
+    return path
