@@ -59,7 +59,10 @@ METHODS: dict[str, dict] = {
     "contour hinge f1+f2+f3 (Bulacu 2007)": dict(families=("hinge",)),
     "run lengths (Bulacu 2007 f5)": dict(families=("runlength",)),
     "LBP 3 radii": dict(families=("lbp",)),
-    "dense RootSIFT + VLAD-64": dict(families=("vlad",)),
+    "dense RootSIFT + VLAD-64 (one vocabulary, before 2026-12-06)": dict(
+        families=("vlad",), vlad_vocabularies=1, vlad_components=0
+    ),
+    "dense RootSIFT + VLAD-64 x 3 vocabularies, each PCA-whitened to 256": dict(families=("vlad",)),
     "fusion hinge+LBP+VLAD, PCA only (no writer supervision)": dict(
         families=("hinge", "lbp", "vlad"), shrinkage=1.0
     ),
@@ -72,6 +75,9 @@ METHODS: dict[str, dict] = {
     ),
     "fusion hinge+LBP+VLAD+style, PCA + WCCN": dict(
         families=("hinge", "lbp", "vlad", "style"), family_weights=(1.0, 1.0, 1.0, 1.0)
+    ),
+    "fusion hinge+LBP+VLAD+style, PCA + WCCN, one raw VLAD-64 (before 2026-12-06)": dict(
+        families=("hinge", "lbp", "vlad", "style"), vlad_vocabularies=1, vlad_components=0
     ),
     "fusion hinge+LBP+VLAD, PCA + WCCN + template NAP-3": dict(
         families=("hinge", "lbp", "vlad"), nuisance_directions=3
@@ -582,7 +588,7 @@ def _markdown(meta: dict, results: dict) -> str:
         "```",
         "",
         "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
-        " `--vlad-clusters 64 --n-components 256"
+        " `--vlad-clusters 64 --vlad-vocabularies 3 --vlad-components 256 --n-components 256"
         " --whiten 0.5 --shrinkage 0.1 --stroke-width 5 --seed 0`; hinge legs 5 and 10 px,"
         " up to 1600 dense descriptors per slip, every 2nd contour pixel).",
         "",

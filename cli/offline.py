@@ -916,6 +916,16 @@ def register(app: typer.Typer) -> None:
         vlad_clusters: Annotated[
             int, typer.Option("--vlad-clusters", help="VLAD vocabulary size.")
         ] = 64,
+        vlad_vocabularies: Annotated[
+            int, typer.Option("--vlad-vocabularies", help="VLAD vocabularies (seeds).")
+        ] = 3,
+        vlad_components: Annotated[
+            int,
+            typer.Option(
+                "--vlad-components",
+                help="PCA-whitened components per vocabulary's VLAD (0: raw VLADs).",
+            ),
+        ] = 256,
         stroke_width: Annotated[
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
         ] = 5.0,
@@ -943,6 +953,8 @@ def register(app: typer.Typer) -> None:
             shrinkage=shrinkage,
             nuisance_directions=nuisance_directions,
             vlad_clusters=vlad_clusters,
+            vlad_vocabularies=vlad_vocabularies,
+            vlad_components=vlad_components,
             stroke_width=stroke_width,
             random_state=seed,
         )

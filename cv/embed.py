@@ -89,6 +89,8 @@ _PARAM_NAMES = (
     "hinge_legs",
     "lbp_radii",
     "vlad_clusters",
+    "vlad_vocabularies",
+    "vlad_components",
     "max_keypoints",
     "dense_step",
     "local_descriptor",
@@ -100,7 +102,12 @@ _PARAM_NAMES = (
 )
 # Parameters added after the first model files, with the value those files were fitted
 # with: a file whose header lacks one loads (and embeds) as before.
-_LEGACY_PARAMS: dict[str, object] = {"dense_step": 4, "lbp_radii": (1, 2, 4)}
+_LEGACY_PARAMS: dict[str, object] = {
+    "dense_step": 4,
+    "lbp_radii": (1, 2, 4),
+    "vlad_vocabularies": 1,
+    "vlad_components": 0,
+}
 
 
 @dataclass
@@ -214,6 +221,32 @@ def _l2_rows(x: NDArray) -> NDArray[np.float32]:
     return (x / np.maximum(n, 1e-12)).astype(np.float32)
 
 
+def _pca(
+    x: NDArray[np.float64], n_components: int, whiten: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean (d,) and PCA projection (d, k) of rows x (n, d), k = min(n_components, n - 1, d),
+    each component divided by its standard deviation ** ``whiten`` (0 keeps the scale, 1
+    whitens fully); signs deterministic (largest-magnitude loading positive)."""
+    mean = x.mean(axis=0)
+    xc = x - mean
+    k = int(min(n_components, xc.shape[0] - 1, xc.shape[1]))
+    if xc.shape[0] < xc.shape[1]:
+        # n << d: eigen-decompose the n x n Gram matrix instead of the d x d covariance
+        ev, u = np.linalg.eigh(xc @ xc.T)
+        order = np.argsort(ev)[::-1][:k]
+        ev, u = np.maximum(ev[order], 1e-12), u[:, order]
+        components = (xc.T @ u) / np.sqrt(ev)
+        variances = ev / max(len(xc) - 1, 1)
+    else:
+        cov = xc.T @ xc / max(len(xc) - 1, 1)
+        variances, components = np.linalg.eigh(cov)
+        order = np.argsort(variances)[::-1][:k]
+        variances, components = np.maximum(variances[order], 1e-12), components[:, order]
+    signs = np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(k)])
+    components = components * np.where(signs == 0, 1.0, signs)
+    return mean, components / variances ** (whiten / 2.0)
+
+
 class EmbeddingModel:
     """Writer embedding: fused handwriting features and a projection learned on other writers.
 
@@ -231,7 +264,18 @@ class EmbeddingModel:
     lbp_radii : tuple of int
         LBP neighbour circle radii (model files from before this parameter: 1, 2, 4).
     vlad_clusters : int
-        Size of the VLAD vocabulary.
+        Size of each VLAD vocabulary.
+    vlad_vocabularies : int
+        VLAD vocabularies, k-means seeded ``random_state + v``; each encodes the slip's
+        descriptors and the encodings are concatenated (Jegou & Chum, ECCV 2012; Christlein
+        et al. 2017 for writer identification).
+    vlad_components : int
+        Each vocabulary's VLAD is PCA-whitened to this many components (fitted on the
+        training slips) and L2-normalised before the concatenation; 0 = raw VLADs (models
+        saved before 2026-12-06).  Several vocabularies pay only whitened: their quantisation
+        noise differs and the whitening decorrelates what they share (validation writers,
+        fused: generated mAP 0.622 -> 0.637, UNIPEN 0.454 -> 0.475 with 3 x 256; 3 raw VLADs
+        concatenated 0.622 / 0.449).
     max_keypoints : int
         Local descriptors kept per slip.
     dense_step : int
@@ -268,6 +312,8 @@ class EmbeddingModel:
         hinge_legs: tuple[int, ...] = (5, 10),
         lbp_radii: tuple[int, ...] = LBP_RADII,
         vlad_clusters: int = 64,
+        vlad_vocabularies: int = 3,
+        vlad_components: int = 256,
         max_keypoints: int = 1600,
         dense_step: int = 2,
         local_descriptor: str = "dense",
@@ -283,6 +329,8 @@ class EmbeddingModel:
         self.hinge_legs = hinge_legs
         self.lbp_radii = lbp_radii
         self.vlad_clusters = vlad_clusters
+        self.vlad_vocabularies = vlad_vocabularies
+        self.vlad_components = vlad_components
         self.max_keypoints = max_keypoints
         self.dense_step = dense_step
         self.local_descriptor = local_descriptor
@@ -324,6 +372,10 @@ class EmbeddingModel:
             )
         if self.vlad_clusters < 2:
             raise ValueError(f"vlad_clusters must be >= 2, got {self.vlad_clusters}")
+        if self.vlad_vocabularies < 1:
+            raise ValueError(f"vlad_vocabularies must be >= 1, got {self.vlad_vocabularies}")
+        if self.vlad_components < 0:
+            raise ValueError(f"vlad_components must be >= 0, got {self.vlad_components}")
 
     def _weights(self) -> list[float]:
         if self.family_weights is None:
@@ -349,12 +401,37 @@ class EmbeddingModel:
             design=design,
         )
 
-    def _family_blocks(self, raws: Sequence[RawFeatures]) -> list[NDArray[np.float32]]:
-        """Power- and L2-normalised (n, d_f) block per family, before centring."""
+    def _codebooks(self) -> list[NDArray[np.float32]]:
+        """The (k, 128) centres of each vocabulary (stored stacked in ``codebook_``)."""
+        return np.split(self.codebook_, self.vlad_vocabularies)
+
+    def _raw_vlads(self, raws: Sequence[RawFeatures]) -> list[NDArray[np.float32]]:
+        """(n, k * 128) VLAD rows of each vocabulary."""
+        return [
+            np.stack([_local.vlad_encode(r.descriptors, c) for r in raws])
+            for c in self._codebooks()
+        ]
+
+    def _vlad_block(self, vlads: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+        """The VLAD family's rows from each vocabulary's raw VLADs: concatenated, each
+        PCA-whitened and L2-normalised first when ``vlad_components`` > 0."""
+        if self.vlad_components == 0:
+            return np.hstack(vlads)
+        parts = [
+            _l2_rows((v - mean) @ proj)
+            for v, mean, proj in zip(vlads, self.vlad_means_, self.vlad_projections_, strict=True)
+        ]
+        return np.hstack(parts)
+
+    def _family_blocks(
+        self, raws: Sequence[RawFeatures], vlads: list[NDArray[np.float32]] | None = None
+    ) -> list[NDArray[np.float32]]:
+        """Power- and L2-normalised (n, d_f) block per family, before centring (``vlads``:
+        :meth:`_raw_vlads` of ``raws`` when already computed)."""
         blocks = []
         for fam in self.families:
             if fam == "vlad":
-                x = np.stack([_local.vlad_encode(r.descriptors, self.codebook_) for r in raws])
+                x = self._vlad_block(self._raw_vlads(raws) if vlads is None else vlads)
             else:
                 x = np.stack([r.hist[fam] for r in raws]).astype(np.float64)
                 x = np.sqrt(np.maximum(x, 0.0))
@@ -425,12 +502,30 @@ class EmbeddingModel:
             desc = [r.descriptors for r in raws if len(r.descriptors)]
             if not desc:
                 raise ValueError("no SIFT keypoints found on the training handwriting")
-            self.codebook_ = _local.fit_codebook(
-                np.concatenate(desc), n_clusters=self.vlad_clusters, random_state=self.random_state
+            pooled = np.concatenate(desc)
+            self.codebook_ = np.concatenate(
+                [
+                    _local.fit_codebook(
+                        pooled, n_clusters=self.vlad_clusters, random_state=self.random_state + v
+                    )
+                    for v in range(self.vlad_vocabularies)
+                ]
             )
+            del pooled
+            vlads = self._raw_vlads(raws)
+            self.vlad_means_, self.vlad_projections_ = [], []
+            if self.vlad_components:
+                for v in vlads:
+                    # full PCA whitening; float16 as stored, so fitted and loaded models agree
+                    mean, proj = _pca(v.astype(np.float64), self.vlad_components, 1.0)
+                    self.vlad_means_.append(mean.astype(np.float16).astype(np.float32))
+                    self.vlad_projections_.append(proj.astype(np.float16).astype(np.float32))
         else:
             self.codebook_ = np.zeros((0, 128), np.float32)
-        blocks = self._family_blocks(raws)
+            self.vlad_means_, self.vlad_projections_ = [], []
+            vlads = None
+        blocks = self._family_blocks(raws, vlads)
+        del vlads
         self.family_means_ = [b.mean(axis=0).astype(np.float32) for b in blocks]
         x = self._fuse(blocks).astype(np.float64)
         mean, projection = self._fit_projection(x, writers_arr, nuis)
@@ -467,26 +562,9 @@ class EmbeddingModel:
         self, x: NDArray[np.float64], writers: NDArray, nuisance: NDArray | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Centre (d,) and projection (d, k) from fused training features (n, d)."""
-        mean = x.mean(axis=0)
+        mean, proj = _pca(x, self.n_components, self.whiten)
         xc = x - mean
-        k = int(min(self.n_components, xc.shape[0] - 1, xc.shape[1]))
-        gram = xc @ xc.T if xc.shape[0] < xc.shape[1] else None
-        if gram is not None:
-            # n << d: eigen-decompose the n x n Gram matrix instead of the d x d covariance
-            ev, u = np.linalg.eigh(gram)
-            order = np.argsort(ev)[::-1][:k]
-            ev, u = np.maximum(ev[order], 1e-12), u[:, order]
-            components = (xc.T @ u) / np.sqrt(ev)
-            variances = ev / max(len(xc) - 1, 1)
-        else:
-            cov = xc.T @ xc / max(len(xc) - 1, 1)
-            variances, components = np.linalg.eigh(cov)
-            order = np.argsort(variances)[::-1][:k]
-            variances, components = np.maximum(variances[order], 1e-12), components[:, order]
-        # deterministic signs: largest-magnitude loading positive
-        signs = np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(k)])
-        components = components * np.where(signs == 0, 1.0, signs)
-        proj = components / variances ** (self.whiten / 2.0)
+        k = proj.shape[1]
         z = xc @ proj
         # WCCN: whiten the within-writer scatter, shrunk towards a scaled identity
         wccn = np.eye(k)
@@ -587,6 +665,9 @@ class EmbeddingModel:
         }
         for fam, m in zip(self.families, self.family_means_, strict=True):
             arrays[f"family_mean_{fam}"] = m
+        if getattr(self, "vlad_projections_", None):
+            arrays["vlad_mean"] = np.stack(self.vlad_means_).astype(np.float16)
+            arrays["vlad_projection"] = np.stack(self.vlad_projections_).astype(np.float16)
         return arrays
 
     def _digest(self, params: dict | None = None) -> str:
@@ -666,6 +747,10 @@ class EmbeddingModel:
                 params[key] = tuple(params[key])
         model = cls(**params)
         model.codebook_ = arrays["codebook"]
+        model.vlad_means_, model.vlad_projections_ = [], []
+        if "vlad_projection" in arrays:
+            model.vlad_means_ = list(arrays["vlad_mean"].astype(np.float32))
+            model.vlad_projections_ = list(arrays["vlad_projection"].astype(np.float32))
         model.mean_ = arrays["mean"].astype(np.float32)
         model.projection_ = arrays["projection"].astype(np.float32)
         model.family_means_ = [arrays[f"family_mean_{f}"] for f in model.families]

@@ -210,3 +210,77 @@ def test_model_files_from_before_dense_step_and_lbp_radii_embed_as_before(small_
 def _saved(model: EmbeddingModel, path: Path) -> Path:
     model.save(path)
     return path
+
+
+def _synthetic_raws(n_writers: int = 6, per: int = 3, seed: int = 0):
+    """RawFeatures with RootSIFT-like descriptors drawn around a per-writer mean."""
+    from cv.embed import RawFeatures
+
+    rng = np.random.default_rng(seed)
+    raws, writers = [], []
+    for w in range(n_writers):
+        centre = rng.random(128)
+        for _ in range(per):
+            d = np.abs(centre + 0.3 * rng.standard_normal((60, 128)))
+            d = np.sqrt(d / d.sum(axis=1, keepdims=True)).astype(np.float32)
+            raws.append(RawFeatures(descriptors=d))
+            writers.append(f"w{w}")
+    return raws, writers
+
+
+VLAD_ONLY = dict(families=("vlad",), vlad_clusters=4, n_components=8)
+
+
+def test_vlad_vocabularies_are_whitened_and_deterministic(tmp_path):
+    raws, writers = _synthetic_raws()
+    model = EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=3, vlad_components=5)
+    model.fit_raw(raws, writers)
+    assert model.codebook_.shape == (3 * 4, 128)
+    assert [p.shape for p in model.vlad_projections_] == [(4 * 128, 5)] * 3
+    # each vocabulary is one seed on: the first is the one-vocabulary model's codebook
+    one = EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=1, vlad_components=0).fit_raw(raws, writers)
+    np.testing.assert_array_equal(model.codebook_[:4], one.codebook_)
+    assert not np.array_equal(model.codebook_[:4], model.codebook_[4:8])
+    # the VLAD block: three whitened parts of 5 at equal norm (the block is L2-normalised)
+    block = model._family_blocks(raws)[0]
+    assert block.shape == (len(raws), 15)
+    np.testing.assert_allclose(
+        np.linalg.norm(block.reshape(len(raws), 3, 5), axis=2), 3**-0.5, atol=1e-5
+    )
+    z = model.transform_raw(raws)
+    again = EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=3, vlad_components=5).fit_raw(
+        raws, writers
+    )
+    assert again.version == model.version
+    np.testing.assert_array_equal(again.transform_raw(raws), z)
+    model.save(tmp_path / "m.npz")
+    loaded = EmbeddingModel.load(tmp_path / "m.npz")
+    assert loaded.version == model.version
+    assert (loaded.vlad_vocabularies, loaded.vlad_components) == (3, 5)
+    np.testing.assert_array_equal(loaded.transform_raw(raws), z)
+    with pytest.raises(ValueError, match="vlad_vocabularies"):
+        EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=0).fit_raw(raws, writers)
+
+
+def test_model_files_without_the_vlad_vocabulary_parameters_load_as_fitted(tmp_path, monkeypatch):
+    """Files saved before vlad_vocabularies / vlad_components existed: one raw VLAD."""
+    import cv.embed as embed_mod
+    from cv.features.local import vlad_encode
+
+    raws, writers = _synthetic_raws()
+    old = EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=1, vlad_components=0).fit_raw(raws, writers)
+    # the encoding of those models: vlad_encode with the one codebook
+    np.testing.assert_allclose(
+        old._family_blocks(raws)[0],
+        np.stack([vlad_encode(r.descriptors, old.codebook_) for r in raws]),
+        atol=1e-6,
+    )
+    names = tuple(n for n in embed_mod._PARAM_NAMES if n not in embed_mod._LEGACY_PARAMS)
+    with monkeypatch.context() as m:
+        m.setattr(embed_mod, "_PARAM_NAMES", names)  # the code that wrote them
+        old.version_ = version = old._compute_version()
+        old.save(tmp_path / "old.npz")
+    loaded = EmbeddingModel.load(tmp_path / "old.npz")
+    assert (loaded.vlad_vocabularies, loaded.vlad_components) == (1, 0)
+    assert loaded.version == version
+    np.testing.assert_array_equal(loaded.transform_raw(raws), old.transform_raw(raws))
