@@ -303,6 +303,7 @@ def _score(
     *,
     calibration=None,
     designs: np.ndarray | None = None,
+    kinds: np.ndarray | None = None,
 ) -> dict:
     # with a calibration: ranked as `sliplink similar` ranks (cv.cluster.ranking_scores);
     # with design signatures: pairs of one printed design less cv.design.DESIGN_PENALTY
@@ -310,10 +311,26 @@ def _score(
     if designs is not None:
         sim = design_penalised(sim, designs)
     r = retrieval_scores(sim, writers)
+    if kinds is not None:
+        # UNIPEN's slip-like strings of capitals and digits ("chars") against its 1-3 cursive
+        # words: each kind's queries searching the whole gallery
+        r["by_kind"] = {
+            str(k): retrieval_scores(sim, writers, queries=kinds == k) for k in np.unique(kinds)
+        }
     if templates is not None:
         t = top1_attribute_rate(sim, templates)
         r["template_rate"], r["template_chance"] = t["rate"], t["chance"]
     return r
+
+
+def _kinds_text(unipen: dict) -> str:
+    kinds = unipen.get("by_kind", {})
+    return "".join(f" | {k} {v['map']:.3f}/{v['top1']:.3f}" for k, v in kinds.items())
+
+
+def _slip_like(unipen: dict) -> str:
+    chars = unipen.get("by_kind", {}).get("chars")
+    return "-" if chars is None else f"{chars['map']:.3f} / {chars['top1']:.3f}"
 
 
 def main() -> None:
@@ -358,13 +375,12 @@ def main() -> None:
         else:
             print(text)
         return
-    import cv2
-    from threadpoolctl import threadpool_limits
+    from cv.embed import worker_process_setup
 
     # small matrix products run faster single-threaded on this 2-core machine (measured 3x);
-    # OpenCV's own thread pool too, or the one-core CPU times count its second thread
-    threadpool_limits(1)
-    cv2.setNumThreads(1)
+    # OpenCV's own thread pool too, or the one-core CPU times count its second thread; and
+    # the allocator set up as in the workers, so the speed column is what they spend
+    worker_process_setup()
     args.work.mkdir(parents=True, exist_ok=True)
     params = dict(
         stroke_width=args.stroke_width,
@@ -445,6 +461,7 @@ def main() -> None:
 
     u_test = [r for r, f in zip(raw_u, u_is_fit, strict=True) if not f]
     u_test_w = np.array([r["writer"] for r, f in zip(u_rows, u_is_fit, strict=True) if not f])
+    u_test_k = np.array([r["kind"] for r, f in zip(u_rows, u_is_fit, strict=True) if not f])
     hel_w = np.array([r["writer"] for r in hel_rows])
     hel_t = np.array([r["template"] for r in hel_rows])
     speed = _speed([hel_dir / r["image"] for r in hel_rows], params)
@@ -458,7 +475,7 @@ def main() -> None:
         z_hel, z_u = model.transform_raw(raw_ghel), model.transform_raw(u_test)
         res = {
             "generated": _score(z_hel, hel_w, hel_t),
-            "unipen": _score(z_u, u_test_w, None),
+            "unipen": _score(z_u, u_test_w, None, kinds=u_test_k),
             "ms_per_slip": ms,
             "slips_per_s_core": 1000.0 / ms,
             "dim": model.dim,
@@ -471,21 +488,23 @@ def main() -> None:
             cal = model.calibration_.batch
             results[NORMALISED] = res | {
                 "generated": _score(z_hel, hel_w, hel_t, calibration=cal),
-                "unipen": _score(z_u, u_test_w, None, calibration=cal),
+                "unipen": _score(z_u, u_test_w, None, calibration=cal, kinds=u_test_k),
             }
             d_hel = signature_rows([r.design for r in raw_ghel])
             d_u = signature_rows([r.design for r in u_test])
             for row, c in ((DESIGN_RAW, None), (DESIGN_RANKED, cal)):
                 results[row] = res | {
                     "generated": _score(z_hel, hel_w, hel_t, calibration=c, designs=d_hel),
-                    "unipen": _score(z_u, u_test_w, None, calibration=c, designs=d_u),
+                    "unipen": _score(
+                        z_u, u_test_w, None, calibration=c, designs=d_u, kinds=u_test_k
+                    ),
                 }
             for row in (NORMALISED, DESIGN_RAW, DESIGN_RANKED):
                 g, u = results[row]["generated"], results[row]["unipen"]
                 print(
                     f"  {row}: gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5 {g['top5']:.3f}"
                     f" tmpl {g['template_rate']:.3f} ({g['template_chance']:.3f}) | unipen mAP"
-                    f" {u['map']:.3f} top1 {u['top1']:.3f}",
+                    f" {u['map']:.3f} top1 {u['top1']:.3f}{_kinds_text(u)}",
                     file=sys.stderr,
                 )
             # batch clustering at the calibrated operating point, as the product re-clusters
@@ -508,7 +527,8 @@ def main() -> None:
         g, u = res["generated"], res["unipen"]
         print(
             f"{name:45s} gen mAP {g['map']:.3f} top1 {g['top1']:.3f} tmpl {g['template_rate']:.2f}"
-            f" | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f} | {res['slips_per_s_core']:.1f}/s",
+            f" | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f}{_kinds_text(u)}"
+            f" | {res['slips_per_s_core']:.1f}/s",
             file=sys.stderr,
         )
     meta = {
@@ -568,11 +588,14 @@ def _markdown(meta: dict, results: dict) -> str:
         f" {meta['unipen_fit_writers']} UNIPEN fit writers; scored leave-one-out on held-out"
         f" generated slips ({meta['generated_heldout']}; held-out fonts, writers, and designs"
         f" never seen in fitting) and on the {meta['unipen_heldout_writers']} held-out UNIPEN"
-        " writers. slips/s: one core, decode + preprocessing + the method's features.",
+        " writers. UNIPEN slip-like: only its queries of capitals and digits (`kind=chars`,"
+        ' slip-like strings such as "10 WIN"), searching all held-out crops; its other'
+        " queries are 1-3 cursive words. slips/s: one core, decode + preprocessing + the"
+        " method's features.",
         "",
         "| method | gen mAP | gen top-1 | gen top-5 | template rate (chance) | UNIPEN mAP |"
-        " UNIPEN top-1 | UNIPEN top-5 | slips/s/core |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        " UNIPEN top-1 | UNIPEN top-5 | UNIPEN slip-like mAP / top-1 | slips/s/core |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results.items():
         g, u = r["generated"], r["unipen"]
@@ -581,7 +604,7 @@ def _markdown(meta: dict, results: dict) -> str:
         lines.append(
             f"| {name} | {g['map']:.3f} | {g['top1']:.3f} | {g['top5']:.3f} |"
             f" {g['template_rate']:.2f} ({g['template_chance']:.2f}) | {u['map']:.3f} |"
-            f" {u['top1']:.3f} | {u['top5']:.3f} | {r['slips_per_s_core']:.1f} |"
+            f" {u['top1']:.3f} | {u['top5']:.3f} | {_slip_like(u)} | {r['slips_per_s_core']:.1f} |"
         )
     lines += [
         "",

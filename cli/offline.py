@@ -205,6 +205,15 @@ def _score_matrix(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
     return sim
 
 
+def _by_kind(sim: np.ndarray, writers: np.ndarray, kinds: np.ndarray) -> dict[str, dict]:
+    """Retrieval figures of each kind's queries, each searching every slip."""
+    from cv import metrics
+
+    return {
+        str(k): metrics.retrieval_scores(sim, writers, queries=kinds == k) for k in np.unique(kinds)
+    }
+
+
 def evaluate_embeddings(
     x: np.ndarray,
     writers: np.ndarray,
@@ -215,6 +224,7 @@ def evaluate_embeddings(
     labels_out: list | None = None,
     designs: np.ndarray | None = None,
     accounts: np.ndarray | None = None,
+    kinds: np.ndarray | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
@@ -229,6 +239,8 @@ def evaluate_embeddings(
     one design a little lower, as `sliplink similar` does; thresholds and clustering keep
     the plain scores their calibration was measured on.  ``accounts`` (the slips' customer
     accounts, "" when anonymous) are given to the clustering as re-clustering gives them.
+    With ``kinds`` (labels.csv's ``kind`` column, e.g. UNIPEN's ``chars`` and ``words``),
+    ``by_kind`` holds the retrieval figures of each kind's queries searching all slips.
     """
     from cv import metrics
 
@@ -246,6 +258,8 @@ def evaluate_embeddings(
     if templates is not None:
         t = metrics.top1_attribute_rate(retrieval_sim, templates)
         result["template_rate"], result["template_chance"] = t["rate"], t["chance"]
+    if kinds is not None:
+        result["by_kind"] = _by_kind(retrieval_sim, writers, kinds)
     iu = np.triu_indices(len(writers), k=1)
     same = writers[iu[0]] == writers[iu[1]]
     op = metrics.precision_threshold(sim[iu], same, target_precision=0.98)
@@ -279,6 +293,9 @@ def evaluate_embeddings(
             result.update(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
+            if kinds is not None:
+                for kind, figures in _by_kind(ranked, writers, kinds).items():
+                    result["by_kind"][kind].update({f"norm_{k}": v for k, v in figures.items()})
         labels = cluster.cluster_calibrated(plain, calibration, accounts=accounts)[0]
         result["cluster_threshold"] = float(calibration.merge_threshold)
         result["cluster_method"] = "cv.cluster.cluster_embeddings" + (
@@ -364,6 +381,7 @@ def _folder_figures(
         labels_out=labels_out,
         designs=designs,
         accounts=np.array([r.get("customer") or "" for r in rows], dtype=object),
+        kinds=np.array([r.get("kind", "") for r in rows]) if rows and "kind" in rows[0] else None,
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)
@@ -480,6 +498,12 @@ def eval_command(
         lines.append(
             f"                 as `similar` ranks: mAP {r['norm_map']:.3f}  "
             f"top-1 {r['norm_top1']:.3f}  top-5 {r['norm_top5']:.3f}"
+        )
+    for kind, k in r.get("by_kind", {}).items():
+        ranked = f" (ranked {k['norm_map']:.3f} / {k['norm_top1']:.3f})" if "norm_map" in k else ""
+        lines.append(
+            f"  kind {kind:9s}  {k['queries']} queries: mAP {k['map']:.3f}  top-1 {k['top1']:.3f}"
+            + ranked
         )
     if tmpl:
         lines.append(

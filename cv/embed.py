@@ -63,7 +63,9 @@ __all__ = [
     "embed_files",
     "extract_files",
     "extract_raw",
+    "keep_freed_memory",
     "load_default_model",
+    "worker_process_setup",
 ]
 
 FORMAT_VERSION = 1
@@ -781,17 +783,57 @@ def _extract_one(path: Path) -> tuple[RawFeatures | None, str | None]:
     return _WORKER_MODEL.extract(image, templates=_WORKER_TEMPLATES), None
 
 
+# glibc malloc: requests above this are mapped afresh (and unmapped when freed); at most
+# this much free memory stays at the top of the heap before it is given back to the kernel
+_MMAP_THRESHOLD = 16 << 20
+_TRIM_THRESHOLD = 64 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Let this process's allocator reuse freed memory for the next slip (glibc only).
+
+    An embedding allocates and frees some 18 MB of image-sized arrays per slip. By default
+    glibc maps arrays above an adaptive threshold afresh and gives freed memory at the top
+    of its heap back to the kernel, so each slip's arrays land on new pages the kernel must
+    fault in and zero: 4,700 minor page faults per slip, 6-7 of its 30 ms of CPU (sample
+    slips, 2026-12-06).  Fixed thresholds keep those pages mapped (125 faults per slip), at
+    the cost of up to ``_TRIM_THRESHOLD`` of idle heap per malloc arena (one per thread that
+    allocates; a worker process embeds on one): resident memory stays at the peak instead of
+    falling back after each slip (bench/embed.py's process: 179 MB either way, not 142).
+    Returns False where there is no glibc ``mallopt`` (macOS, musl: nothing changes).
+    """
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    # both are set: a fixed trim threshold alone switches off glibc's adaptive mmap
+    # threshold and every array is mapped afresh (measured: 11,700 faults per slip)
+    ok = mallopt(m_mmap_threshold, _MMAP_THRESHOLD) == 1
+    return ok and mallopt(m_trim_threshold, _TRIM_THRESHOLD) == 1
+
+
+def worker_process_setup() -> None:
+    """What a process that embeds one slip at a time needs: one BLAS and one OpenCV thread
+    (with several processes on 2 cores, threaded small matrix products ran 3x slower than
+    single-threaded, measured) and :func:`keep_freed_memory`."""
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    cv2.setNumThreads(1)
+    keep_freed_memory()
+
+
 def _init_worker(model: EmbeddingModel, templates, single_thread: bool = False) -> None:
     global _WORKER_MODEL, _WORKER_TEMPLATES
     _WORKER_MODEL, _WORKER_TEMPLATES = model, templates
     if single_thread:
-        # one BLAS / OpenCV thread per worker process: with several processes on 2 cores,
-        # threaded small matrix products ran 3x slower than single-threaded (measured)
-        import cv2
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-        cv2.setNumThreads(1)
+        worker_process_setup()
 
 
 def embed_files(

@@ -20,7 +20,9 @@ def _as_labels(labels: ArrayLike, *, name: str) -> NDArray:
     return arr
 
 
-def retrieval_scores(similarity: NDArray[np.floating], writers: ArrayLike) -> dict[str, float]:
+def retrieval_scores(
+    similarity: NDArray[np.floating], writers: ArrayLike, *, queries: ArrayLike | None = None
+) -> dict[str, float]:
     """Leave-one-out retrieval metrics from a square similarity matrix.
 
     Parameters
@@ -29,6 +31,9 @@ def retrieval_scores(similarity: NDArray[np.floating], writers: ArrayLike) -> di
         Higher = more similar.  The diagonal is ignored.
     writers : (n,) array
         True writer of each item.
+    queries : (n,) bool array, optional
+        Score only these items as queries (each still searches all n), e.g. one kind of
+        crop; default all.
 
     Returns
     -------
@@ -41,8 +46,11 @@ def retrieval_scores(similarity: NDArray[np.floating], writers: ArrayLike) -> di
     n = labels.shape[0]
     if sim.shape != (n, n):
         raise ValueError(f"similarity must be ({n}, {n}), got {sim.shape}")
+    asked = np.ones(n, bool) if queries is None else np.asarray(queries, bool)
+    if asked.shape != (n,):
+        raise ValueError(f"queries must be ({n},) booleans, got {asked.shape}")
     aps, top1, top5 = [], [], []
-    for q in range(n):
+    for q in np.flatnonzero(asked):
         order = np.argsort(-sim[q], kind="stable")
         order = order[order != q]
         relevant = labels[order] == labels[q]

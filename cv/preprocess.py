@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cv.design import print_signature
+from cv.features import inkviews
 
 __all__ = [
     "Prepared",
@@ -370,9 +371,7 @@ def _page_skew(ink: NDArray[np.bool_], *, max_degrees: float = 15.0) -> tuple[fl
     """(:func:`estimate_skew`, whether the page is a printed form)."""
     if not ink.any():
         return 0.0, False
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(
-        ink.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
-    )
+    _, labels, stats = inkviews.components(ink.astype(np.uint8))
     from_print = _skew_from_baselines(stats, ink.shape)
     if from_print is not None and abs(from_print) <= max_degrees:
         return round(from_print, 2), True

@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from cv.features import inkviews
+
 __all__ = [
     "FEATURE_NAMES",
     "Separator",
@@ -707,10 +709,7 @@ def _components(
     """:func:`components` plus the labelled pixels (flat indices, labels; empty without
     components)."""
     kept, _ = remove_lines(ink)
-    # Grana's block-based labelling: the same raster-order labels, ~30 % faster
-    _, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
-        kept.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_GRANA
-    )
+    _, labels, stats = inkviews.components(kept.view(np.uint8))
     pixels: list[NDArray[np.int64]] = []
     feats, layout = _component_table(flat, labels, stats, ink_pixels=pixels)
     return labels, stats, feats, layout, pixels

@@ -125,10 +125,14 @@ def single_threaded_math() -> None:
     import cv2
     from threadpoolctl import threadpool_limits
 
+    from cv.embed import keep_freed_memory
+
     threadpool_limits(1)
     # OpenCV's own pool is not covered by threadpoolctl; its helper threads cost CPU time
     # the processes already spend on the other core
     cv2.setNumThreads(1)
+    # each slip's arrays reuse the last one's pages instead of faulting in new ones
+    keep_freed_memory()
 
 
 def backoff(retries: int, *, base: float = 1.0, cap: float = 60.0) -> float:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["binary", "contours", "smoothed"]
+__all__ = ["binary", "components", "contours", "smoothed"]
 
 
 def binary(ink: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -31,6 +31,46 @@ def contours(binary01: NDArray[np.uint8]) -> Sequence[NDArray[np.int32]]:
     """Every contour chain of the ink (``cv2.findContours``, RETR_LIST, no approximation)."""
     found, _ = cv2.findContours(binary01, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     return found
+
+
+def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray[np.int32]]:
+    """8-connected components of a uint8 mask (non-zero = foreground): ``(n, labels, stats)``
+    exactly as ``cv2.connectedComponentsWithStats(mask, 8, cv2.CV_32S)`` returns them (raster-
+    order labels, row 0 the background, stats x, y, width, height, area).
+
+    OpenCV's labelling alone costs a tenth of its labelling with statistics (OpenCV 5.1, one
+    thread: 0.2 against 2.1 ms on a 0.5 MP handwriting crop); reading the statistics off the
+    foreground pixels here halves the total.  Block-based labelling (Grana et al. 2010), whose
+    labels equal the default algorithm's.
+    """
+    n, labels = cv2.connectedComponentsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
+    rows, cols = mask.shape
+    stats = np.zeros((n, 5), np.int32)
+    # foreground pixels in raster order (cv2.findNonZero: 10x faster than numpy on uint8)
+    found = cv2.findNonZero(mask)
+    xy = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+    x, y = xy[:, 0], xy[:, 1]
+    lab = labels[y, x]
+    stats[:, 4] = np.bincount(lab, minlength=n)
+    stats[0, 4] = rows * cols - len(xy)
+    # bounding boxes: unbuffered min / max per label (numpy >= 1.25 runs ufunc.at fast)
+    lo = np.full((2, n), max(rows, cols), np.int32)
+    hi = np.full((2, n), -1, np.int32)
+    np.minimum.at(lo[0], lab, x)
+    np.minimum.at(lo[1], lab, y)
+    np.maximum.at(hi[0], lab, x)
+    np.maximum.at(hi[1], lab, y)
+    # the background's box: the rows and columns holding a background pixel
+    bg_rows = np.flatnonzero(mask.min(axis=1) == 0)
+    bg_cols = np.flatnonzero(mask.min(axis=0) == 0)
+    if len(bg_rows):
+        lo[:, 0] = bg_cols[0], bg_rows[0]
+        hi[:, 0] = bg_cols[-1], bg_rows[-1]
+    stats[:, :2] = lo.T
+    stats[:, 2:4] = (hi - lo + 1).T
+    if not len(bg_rows):  # no background pixel: OpenCV's untouched box
+        stats[0, :4] = -1, np.iinfo(np.int32).max, 0, 0
+    return n, labels, stats
 
 
 def row_runs(

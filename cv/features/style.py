@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from cv.features import inkviews
+
 __all__ = ["letter_gap", "letter_height", "line_angle", "slant", "style_features", "style_dim"]
 
 _BINS = 8
@@ -48,11 +50,7 @@ def _soft_bins(value: float, low: float, high: float) -> NDArray[np.float64]:
 
 def _component_stats(ink: NDArray[np.uint8]) -> NDArray[np.int32]:
     """Statistics rows (x, y, w, h, area) of the 8-connected ink components, background out."""
-    u8 = (np.asarray(ink) > 0).astype(np.uint8)
-    # only the components' statistics count, not their numbering: the block-based
-    # labelling (Grana et al. 2010) is the fastest here
-    _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(u8, 8, cv2.CV_32S, cv2.CCL_GRANA)
-    return stats[1:]
+    return inkviews.components((np.asarray(ink) > 0).view(np.uint8))[2][1:]
 
 
 def _median_height(stats: NDArray[np.int32]) -> float:

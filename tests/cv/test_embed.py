@@ -217,3 +217,14 @@ def test_models_saved_before_scale_pooling_embed_at_one_scale():
     got, want = model.extract(img), extract_raw(img, hinge_legs=tuple(model.hinge_legs))
     for fam in model.families:
         np.testing.assert_array_equal(got.hist.get(fam), want.hist.get(fam))
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    import platform
+    import sys
+
+    from cv.embed import keep_freed_memory
+
+    applied = keep_freed_memory()
+    # elsewhere (macOS, musl) it changes nothing and says so
+    assert applied == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")

@@ -182,3 +182,23 @@ def test_line_angle_follows_the_rise_of_the_letters():
     assert style.line_angle(_letters(0.0, 12, rise=-1.0), 30.0) == pytest.approx(-3.58, abs=0.3)
     assert style.line_angle(_letters(0.0, 12), 30.0) == pytest.approx(0.0, abs=0.01)
     assert np.isnan(style.line_angle(_letters(0.0, 12)[:, :30], 30.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_components_equal_opencv_labels_and_statistics(seed):
+    import cv2
+
+    from cv.features import inkviews
+
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((61, 83)) > 0.8).astype(np.uint8) * (1 if seed else 255)
+    mask[10, :] = 1  # a component across the whole width
+    n, labels, stats = inkviews.components(mask)
+    n_cv, labels_cv, stats_cv, _ = cv2.connectedComponentsWithStats(mask, 8, cv2.CV_32S)
+    assert n == n_cv
+    np.testing.assert_array_equal(labels, labels_cv)
+    np.testing.assert_array_equal(stats, stats_cv)
+    for edge in (np.zeros((5, 7), np.uint8), np.ones((5, 7), np.uint8)):
+        got, want = inkviews.components(edge), cv2.connectedComponentsWithStats(edge, 8, cv2.CV_32S)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[2], want[2])
