@@ -40,6 +40,7 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from cv.cluster import calibration_of, cluster_calibrated, ranking_scores  # noqa: E402
 from cv.design import DESIGN_PENALTY, design_penalised, signature_rows  # noqa: E402
-from cv.embed import FAMILIES, EmbeddingModel, RawFeatures, extract_files  # noqa: E402
+from cv.embed import (  # noqa: E402
+    DEFAULT_POOL_SCALES,
+    FAMILIES,
+    POOLED_FAMILIES,
+    EmbeddingModel,
+    RawFeatures,
+    extract_files,
+)
 from cv.metrics import clustering_scores, retrieval_scores, top1_attribute_rate  # noqa: E402
 
 UNIPEN = REPO_ROOT.parent / "shared" / "data" / "unipen-dev"
@@ -212,10 +220,13 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     for the two cores' caches still does).
     """
     from cv.embed import load_default_model
-    from cv.features import hinge, local, style, texture
-    from cv.preprocess import load_image, preprocess
+    from cv.features import hinge, inkviews, local, style, texture
+    from cv.preprocess import load_image, preprocess, rescaled_ink
 
-    base, fam = [], {f: [] for f in FAMILIES}
+    fam: dict[str, list[float]] = {
+        f: [] for f in (*FAMILIES, "pool_resize", "pool_hinge", "pool_lbp")
+    }
+    base = []
     for p in paths[:n]:
         t0 = time.process_time()
         prep = preprocess(load_image(p.read_bytes()), target_stroke_width=params["stroke_width"])
@@ -242,6 +253,23 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
             t0 = time.process_time()
             fn(*args, **kw)
             fam[f].append(time.process_time() - t0)
+        # scale pooling's extra scales: the resized ink, and hinge / LBP on it
+        took = dict.fromkeys(("pool_resize", "pool_hinge", "pool_lbp"), 0.0)
+        for factor in params["pool_scales"]:
+            t0 = time.process_time()
+            binary = inkviews.binary(ink_s := rescaled_ink(prep, factor))
+            t1 = time.process_time()
+            hinge.contour_features(
+                ink_s, legs=params["hinge_legs"], contours=inkviews.contours(binary)
+            )
+            t2 = time.process_time()
+            texture.lbp_histograms(ink_s, smooth=inkviews.smoothed(binary))
+            t3 = time.process_time()
+            took["pool_resize"] += t1 - t0
+            took["pool_hinge"] += t2 - t1
+            took["pool_lbp"] += t3 - t2
+        for f, v in took.items():
+            fam[f].append(v)
     model, embed = load_default_model(), []
     for p in paths[:n]:
         t0 = time.process_time()
@@ -251,6 +279,16 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     out.update({f: float(np.median(v) * 1000) for f, v in fam.items()})
     out["embed_default"] = float(np.median(embed) * 1000)
     return out
+
+
+def _method_ms(speed: dict[str, float], families: Sequence[str], pooled: bool) -> float:
+    """CPU ms per slip of a method: decode + preprocessing, its families and, with scale
+    pooling, the extra scales of its pooled families."""
+    ms = speed["base"] + sum(speed[f] for f in families)
+    if pooled and any(f in POOLED_FAMILIES for f in families):
+        ms += speed.get("pool_resize", 0.0)
+        ms += sum(speed.get(f"pool_{f}", 0.0) for f in families if f in POOLED_FAMILIES)
+    return ms
 
 
 def _accounts(rows: list[dict[str, str]]) -> np.ndarray:
@@ -316,6 +354,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--stroke-width", type=float, default=5.0)
+    ap.add_argument(
+        "--pool-scales",
+        default=",".join(f"{f:g}" for f in DEFAULT_POOL_SCALES),
+        help="scale factors hinge and LBP are averaged over (cv.embed.extract_raw); '' = none",
+    )
     ap.add_argument("--render", type=Path, default=None, help="only re-render this JSON")
     ap.add_argument(
         "--validation",
@@ -358,6 +401,7 @@ def main() -> None:
         max_keypoints=EmbeddingModel().max_keypoints,
         dense_step=EmbeddingModel().dense_step,
         vlad_clusters=64,
+        pool_scales=tuple(float(f) for f in args.pool_scales.split(",") if f.strip()),
     )
 
     per = args.slips_per_writer
@@ -382,6 +426,8 @@ def main() -> None:
     u_rows = _rows(UNIPEN / "labels.csv")
     u_fit, u_hel = unipen_split({r["writer"] for r in u_rows})
     tag = f"sw{args.stroke_width:g}"
+    if params["pool_scales"]:
+        tag += "_pool" + ",".join(f"{f:g}" for f in params["pool_scales"])
 
     def raws_of(name: str, folder: Path, rows: list[dict[str, str]]) -> list[RawFeatures]:
         paths = [folder / r["image"] for r in rows]
@@ -439,7 +485,7 @@ def main() -> None:
         model = EmbeddingModel(**{**params, **mparams}).fit_raw(
             train_raws, train_w, nuisance=train_t, accounts=None if args.anonymous else train_a
         )
-        ms = speed["base"] + sum(speed[f] for f in model.families)
+        ms = _method_ms(speed, model.families, bool(model.pool_scales))
         z_hel, z_u = model.transform_raw(raw_ghel), model.transform_raw(u_test)
         res = {
             "generated": _score(z_hel, hel_w, hel_t),
@@ -525,7 +571,7 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
         method = METHODS[
             DEFAULT_METHOD if name in (NORMALISED, DESIGN_RAW, DESIGN_RANKED) else name
         ]
-        ms = speed["base"] + sum(speed[f] for f in method["families"])
+        ms = _method_ms(speed, method["families"], bool(params["pool_scales"]))
         res["ms_per_slip"], res["slips_per_s_core"] = ms, 1000.0 / ms
     args.json.write_text(json.dumps(saved, indent=2) + "\n")
     if args.markdown:
@@ -590,14 +636,20 @@ def _markdown(meta: dict, results: dict) -> str:
         "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
         " `--vlad-clusters 64 --vlad-vocabularies 3 --vlad-components 256 --n-components 256"
         " --whiten 0.5 --shrinkage 0.1 --stroke-width 5 --seed 0`; hinge legs 5 and 10 px,"
-        " up to 1600 dense descriptors per slip, every 2nd contour pixel).",
+        " up to 1600 dense descriptors per slip, every 2nd contour pixel; hinge and LBP"
+        " averaged over scales"
+        f" {', '.join(f'{f:g}' for f in meta['params'].get('pool_scales', [])) or '(none)'}"
+        " of the normalised one besides it).",
         "",
         "Speed (CPU time on one core, OpenCV and BLAS single-threaded, medians over"
         f" {meta['speed_ms'].get('slips', 20):.0f} held-out slips) in ms per slip:"
         f" decode + preprocessing {meta['speed_ms']['base']:.1f}, hinge"
         f" {meta['speed_ms']['hinge']:.1f}, run lengths {meta['speed_ms']['runlength']:.1f},"
         f" LBP {meta['speed_ms']['lbp']:.1f}, dense RootSIFT {meta['speed_ms']['vlad']:.1f},"
-        f" style {meta['speed_ms'].get('style', float('nan')):.1f}; the shipped model's whole"
+        f" style {meta['speed_ms'].get('style', float('nan')):.1f}, scale pooling's extra"
+        f" scales (resize, hinge, LBP) {meta['speed_ms'].get('pool_resize', 0.0):.1f} +"
+        f" {meta['speed_ms'].get('pool_hinge', 0.0):.1f} +"
+        f" {meta['speed_ms'].get('pool_lbp', 0.0):.1f}; the shipped model's whole"
         " embedding (decode to vector, what `bench/embed.py` times)"
         f" {meta['speed_ms'].get('embed_default', float('nan')):.1f}.",
         "",

@@ -929,6 +929,14 @@ def register(app: typer.Typer) -> None:
         stroke_width: Annotated[
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
         ] = 5.0,
+        pool_scales: Annotated[
+            str | None,
+            typer.Option(
+                "--pool-scales",
+                help="Scale factors hinge and LBP are averaged over, comma-separated"
+                " ('' = none; default cv.embed.DEFAULT_POOL_SCALES, 0.9,1.1).",
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option("--seed", help="random_state of the model.")] = 0,
         from_reviews: Annotated[
             bool,
@@ -958,6 +966,8 @@ def register(app: typer.Typer) -> None:
             stroke_width=stroke_width,
             random_state=seed,
         )
+        if pool_scales is not None:
+            params["pool_scales"] = tuple(float(f) for f in pool_scales.split(",") if f.strip())
         _run(
             train_command,
             directories or [],

@@ -6,7 +6,8 @@ Pipeline (fit on labelled training slips of *other* writers, then frozen):
    stroke width normalised);
 2. raw feature families on the ink (:mod:`cv.features`): contour direction / hinge /
    co-occurrence (Bulacu & Schomaker 2007), run lengths and LBP, RootSIFT-VLAD
-   (Christlein et al. 2017) with a k-means vocabulary fitted on the training ink;
+   (Christlein et al. 2017) with a k-means vocabulary fitted on the training ink; hinge and
+   LBP averaged over the normalised scale and ``pool_scales`` around it;
 3. each family is power-normalised (square root: Hellinger kernel on histograms), L2
    normalised, centred on the training mean, re-normalised and weighted, then all
    families are concatenated;
@@ -80,6 +81,15 @@ DEFAULT_FAMILY_WEIGHTS = {"style": 1.0}
 # LBP neighbour radii of new models
 LBP_RADII = (1, 2, 4)
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
+# Scale pooling: hinge and LBP are also computed on the ink resampled at these factors of the
+# normalised scale and averaged with it. A slip has only a few thousand ink pixels, so the
+# shape histograms move with the resampling grid; averaging over scales removes that noise
+# (validation, 2026-12-06: ranked generated / UNIPEN mAP +0.011 / +0.007, three folds
+# +0.011 / +0.009, for ~7 ms; the dense descriptors and style gain as much again but
+# cost ~20 ms more, bench/ACCURACY.md "scale pooling"). Models saved without the parameter
+# pool nothing.
+DEFAULT_POOL_SCALES = (0.9, 1.1)
+POOLED_FAMILIES = ("hinge", "lbp")
 
 # Parameters a model is built from; also the JSON header's "params".
 _PARAM_NAMES = (
@@ -94,6 +104,7 @@ _PARAM_NAMES = (
     "max_keypoints",
     "dense_step",
     "local_descriptor",
+    "pool_scales",
     "n_components",
     "whiten",
     "shrinkage",
@@ -107,6 +118,7 @@ _LEGACY_PARAMS: dict[str, object] = {
     "lbp_radii": (1, 2, 4),
     "vlad_vocabularies": 1,
     "vlad_components": 0,
+    "pool_scales": (),  # a model saved before scale pooling embeds at its one scale
 }
 
 
@@ -137,6 +149,7 @@ def extract_raw(
     max_keypoints: int = 1600,
     dense_step: int = 2,
     local_descriptor: str = "dense",
+    pool_scales: Sequence[float] = (),
     templates: Sequence[NDArray[np.uint8]] | None = None,
     design: bool = True,
 ) -> RawFeatures:
@@ -161,6 +174,10 @@ def extract_raw(
     local_descriptor : {"dense", "sift"}
         ``dense``: SIFT-layout descriptors sampled along the contours (~10 ms);
         ``sift``: the SIFT detector's keypoints (more faithful, ~200-300 ms per slip).
+    pool_scales : sequence of float
+        Factors of the normalised scale at which the ``POOLED_FAMILIES`` histograms are
+        computed again (on :func:`cv.preprocess.rescaled_ink`) and averaged with the
+        normalised scale's; empty = that scale only.
     templates : sequence of (r, c) uint8, optional
         Blank slip designs for registration-based print removal.
     design : bool
@@ -170,7 +187,7 @@ def extract_raw(
     -------
     RawFeatures
     """
-    from cv.preprocess import preprocess
+    from cv.preprocess import preprocess, rescaled_ink
 
     unknown = set(families) - set(FAMILIES)
     if unknown:
@@ -193,6 +210,22 @@ def extract_raw(
         raw.hist["runlength"] = _texture.run_length_histograms(ink)
     if "lbp" in families:
         raw.hist["lbp"] = _texture.lbp_histograms(ink, radii=tuple(lbp_radii), smooth=smooth)
+    pooled = [f for f in POOLED_FAMILIES if f in families]
+    if pool_scales and pooled:
+        # one resize of the kept crop per scale, not a second preprocessing
+        for factor in pool_scales:
+            ink_s = rescaled_ink(prepared, factor)
+            binary_s = _inkviews.binary(ink_s)
+            if "hinge" in pooled:
+                raw.hist["hinge"] += _hinge.contour_features(
+                    ink_s, legs=tuple(hinge_legs), contours=_inkviews.contours(binary_s)
+                )
+            if "lbp" in pooled:
+                raw.hist["lbp"] += _texture.lbp_histograms(
+                    ink_s, radii=tuple(lbp_radii), smooth=_inkviews.smoothed(binary_s)
+                )
+        for f in pooled:
+            raw.hist[f] /= np.float32(1 + len(pool_scales))
     if "style" in families:
         q = prepared.quality
         raw.hist["style"] = _style.style_features(
@@ -285,6 +318,10 @@ class EmbeddingModel:
         session 9); small crops, which never reached 800, get twice as many.
     local_descriptor : {"dense", "sift"}
         How the VLAD family samples its descriptors (see :func:`extract_raw`).
+    pool_scales : tuple of float
+        Scale factors over which hinge and LBP are averaged (see :func:`extract_raw`);
+        ``DEFAULT_POOL_SCALES`` by default, () for the normalised scale only (models saved
+        before the parameter existed load with ()).
     n_components : int
         Output dimension (PCA components kept); capped by the training set size.
     whiten : float
@@ -317,6 +354,7 @@ class EmbeddingModel:
         max_keypoints: int = 1600,
         dense_step: int = 2,
         local_descriptor: str = "dense",
+        pool_scales: tuple[float, ...] = DEFAULT_POOL_SCALES,
         n_components: int = 256,
         whiten: float = 0.5,
         shrinkage: float = 0.1,
@@ -334,6 +372,7 @@ class EmbeddingModel:
         self.max_keypoints = max_keypoints
         self.dense_step = dense_step
         self.local_descriptor = local_descriptor
+        self.pool_scales = pool_scales
         self.n_components = n_components
         self.whiten = whiten
         self.shrinkage = shrinkage
@@ -376,6 +415,8 @@ class EmbeddingModel:
             raise ValueError(f"vlad_vocabularies must be >= 1, got {self.vlad_vocabularies}")
         if self.vlad_components < 0:
             raise ValueError(f"vlad_components must be >= 0, got {self.vlad_components}")
+        if not all(f > 0 for f in self.pool_scales):
+            raise ValueError(f"pool_scales must be positive, got {self.pool_scales}")
 
     def _weights(self) -> list[float]:
         if self.family_weights is None:
@@ -397,6 +438,7 @@ class EmbeddingModel:
             max_keypoints=self.max_keypoints,
             dense_step=self.dense_step,
             local_descriptor=self.local_descriptor,
+            pool_scales=tuple(self.pool_scales),
             templates=templates,
             design=design,
         )
@@ -742,7 +784,7 @@ class EmbeddingModel:
                 f"this code reads {FORMAT_VERSION}"
             )
         params = {**_LEGACY_PARAMS, **header["params"]}
-        for key in ("families", "hinge_legs", "lbp_radii", "family_weights"):
+        for key in ("families", "hinge_legs", "lbp_radii", "family_weights", "pool_scales"):
             if params.get(key) is not None:
                 params[key] = tuple(params[key])
         model = cls(**params)

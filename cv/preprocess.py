@@ -39,6 +39,7 @@ __all__ = [
     "handwriting_mask",
     "load_image",
     "preprocess",
+    "rescaled_ink",
 ]
 
 # The print/handwriting analysis runs on a frame of at most about this many pixels (area-
@@ -89,6 +90,8 @@ class Prepared:
     flattened greyscale (dark ink on white) with everything else whitened out.  ``scale`` is
     the total resize factor applied to the input image.  ``design`` is the signature of the
     print removed (:func:`cv.design.print_signature`), None when no printed form was found.
+    ``crop`` is the handwriting mask (0/255) before its final resize and that resize's
+    factor, from which :func:`rescaled_ink` makes the ink at other scales (None when empty).
     """
 
     ink: NDArray[np.uint8]
@@ -96,6 +99,7 @@ class Prepared:
     scale: float
     quality: Quality
     design: NDArray[np.float32] | None = None
+    crop: tuple[NDArray[np.uint8], float] | None = dataclasses.field(default=None, repr=False)
 
 
 def _check_image(image: object, name: str = "image") -> NDArray[np.uint8]:
@@ -928,12 +932,8 @@ def preprocess(
         g_crop = cv2.copyMakeBorder(
             g_crop, top, bottom, left, right, cv2.BORDER_CONSTANT, value=255
         )
-    out_cols = max(1, int(round(h_crop.shape[1] * k)))
-    out_rows = max(1, int(round(h_crop.shape[0] * k)))
-    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
-    grey = cv2.resize(g_crop, (out_cols, out_rows), interpolation=interp)
-    ink_f = cv2.resize(h_crop, (out_cols, out_rows), interpolation=interp)
-    ink = cv2.threshold(ink_f, 127, 255, cv2.THRESH_BINARY)[1]  # >= 128 -> 255
+    grey = _resized(g_crop, k)
+    ink = _ink_at(h_crop, k)
     n_ink = int(np.count_nonzero(ink))
     if n_ink < MIN_INK_PIXELS:
         flags.append("too_little_handwriting")
@@ -945,4 +945,40 @@ def preprocess(
         skew_degrees=float(a.skew),
         flags=tuple(dict.fromkeys(flags)),
     )
-    return Prepared(ink=ink, grey=grey, scale=s, quality=q, design=signature)
+    return Prepared(ink=ink, grey=grey, scale=s, quality=q, design=signature, crop=(h_crop, k))
+
+
+def _resized(crop: NDArray[np.uint8], k: float) -> NDArray[np.uint8]:
+    """``crop`` resized by the factor ``k`` (area-averaged down, bilinear up)."""
+    size = (max(1, int(round(crop.shape[1] * k))), max(1, int(round(crop.shape[0] * k))))
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+
+
+def _ink_at(h_crop: NDArray[np.uint8], k: float) -> NDArray[np.uint8]:
+    """The 0/255 handwriting mask resized by ``k`` and re-thresholded at half (255 = ink)."""
+    return cv2.threshold(_resized(h_crop, k), 127, 255, cv2.THRESH_BINARY)[1]  # >= 128 -> 255
+
+
+def rescaled_ink(prepared: Prepared, factor: float) -> NDArray[np.uint8]:
+    """The handwriting ink as :func:`preprocess` makes it with ``factor`` times the scale
+    (as with ``factor`` times the target stroke width; only the margin, 8 px at factor 1,
+    scales too): one resize of the kept crop, not a second preprocessing.
+
+    Parameters
+    ----------
+    prepared : Prepared
+        A :func:`preprocess` result; one without handwriting gives its (empty) ink back.
+    factor : float
+        Scale relative to ``prepared``'s, > 0.
+
+    Returns
+    -------
+    (rows, cols) uint8
+        255 = handwriting ink.
+    """
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}")
+    if prepared.crop is None:
+        return prepared.ink
+    h_crop, k = prepared.crop
+    return _ink_at(h_crop, k * factor)

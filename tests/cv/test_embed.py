@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cv.embed import EmbeddingModel, embed_files, extract_raw, load_default_model
-from cv.preprocess import load_image
+from cv.embed import (
+    DEFAULT_POOL_SCALES,
+    EmbeddingModel,
+    embed_files,
+    extract_raw,
+    load_default_model,
+)
+from cv.features import hinge, inkviews, texture
+from cv.preprocess import load_image, preprocess, rescaled_ink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SET_DIR = REPO_ROOT / "sample_slips" / "set"
@@ -157,6 +164,59 @@ def test_nuisance_projection_removes_template_directions(small_fit):
     # I - U U^T with 2 directions: the projection loses exactly 2 ranks
     sv = np.linalg.svd(nap.projection_.astype(np.float64), compute_uv=False)
     assert (sv / sv.max() < 1e-2).sum() == 2
+
+
+def test_scale_pooling_averages_hinge_and_lbp_over_scales():
+    img = _image(_set_rows()[0]["image"])
+    one = extract_raw(img)
+    pooled = extract_raw(img, pool_scales=(0.9, 1.1))
+    # the other families and the descriptors are the normalised scale's alone
+    for fam in ("runlength", "style"):
+        np.testing.assert_array_equal(pooled.hist[fam], one.hist[fam])
+    np.testing.assert_array_equal(pooled.descriptors, one.descriptors)
+    p = preprocess(img, target_stroke_width=5.0)
+    inks = [p.ink] + [rescaled_ink(p, f) for f in (0.9, 1.1)]
+    want_hinge = np.mean([hinge.contour_features(k, legs=(5, 10)) for k in inks], axis=0)
+    want_lbp = np.mean(
+        [texture.lbp_histograms(k, smooth=inkviews.smoothed(inkviews.binary(k))) for k in inks],
+        axis=0,
+    )
+    np.testing.assert_allclose(pooled.hist["hinge"], want_hinge, atol=1e-6)
+    np.testing.assert_allclose(pooled.hist["lbp"], want_lbp, atol=1e-6)
+    assert not np.allclose(pooled.hist["hinge"], one.hist["hinge"], atol=1e-4)
+    # a histogram still: each LBP radius sums to 1
+    np.testing.assert_allclose(pooled.hist["lbp"].reshape(3, 256).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_pool_scales_is_a_saved_parameter(small_fit, tmp_path):
+    model, others = small_fit
+    assert EmbeddingModel().pool_scales == DEFAULT_POOL_SCALES
+    assert model.pool_scales == DEFAULT_POOL_SCALES  # fitted with the default
+    model.save(tmp_path / "m.npz")
+    loaded = EmbeddingModel.load(tmp_path / "m.npz")
+    assert loaded.pool_scales == DEFAULT_POOL_SCALES
+    assert loaded.get_params()["pool_scales"] == list(DEFAULT_POOL_SCALES)
+    # part of the version: other scales are another model
+    digest = model._digest()
+    model.pool_scales = ()
+    try:
+        assert model._digest() != digest
+    finally:
+        model.pool_scales = DEFAULT_POOL_SCALES
+    with pytest.raises(ValueError, match="pool_scales"):
+        EmbeddingModel(**SMALL, pool_scales=(0.0,)).fit_raw(
+            [model.extract(im) for im in others[:3]], ["a", "b", "c"]
+        )
+
+
+def test_models_saved_before_scale_pooling_embed_at_one_scale():
+    # the shipped model predates the parameter: it loads with none and extracts as before
+    model = load_default_model()
+    assert model.pool_scales == ()
+    img = _image(_set_rows()[1]["image"])
+    got, want = model.extract(img), extract_raw(img, hinge_legs=tuple(model.hinge_legs))
+    for fam in model.families:
+        np.testing.assert_array_equal(got.hist.get(fam), want.hist.get(fam))
 
 
 def test_keep_freed_memory_applies_on_glibc():

@@ -24,6 +24,7 @@ from cv.preprocess import (
     handwriting_mask,
     load_image,
     preprocess,
+    rescaled_ink,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -324,6 +325,30 @@ def test_printed_slip_is_scaled_by_the_page_not_the_pen() -> None:
     p = preprocess(heavy, target_stroke_width=5.0)
     assert p.scale == pytest.approx(base.scale, rel=0.01)
     assert p.quality.stroke_width > base.quality.stroke_width + 1.0
+
+
+@pytest.mark.parametrize("source", ["crop", "slip"])
+def test_rescaled_ink_is_the_ink_of_another_target_width(source: str) -> None:
+    img = _scribble(seed=7) if source == "crop" else load_image(SAMPLE_SLIP.read_bytes())
+    p = preprocess(img, target_stroke_width=5.0)
+    np.testing.assert_array_equal(rescaled_ink(p, 1.0), p.ink)
+    for f in (0.9, 1.1):
+        ink = rescaled_ink(p, f)
+        assert ink.dtype == np.uint8 and set(np.unique(ink)) <= {0, 255}
+        # preprocessing again at f times the target: the same ink up to the margin (8 px at
+        # factor 1, 8 f px here) and the resampling grid's phase
+        again = preprocess(img, target_stroke_width=5.0 * f).ink
+        assert abs(ink.shape[0] - again.shape[0]) <= 3 and abs(ink.shape[1] - again.shape[1]) <= 3
+        assert np.count_nonzero(ink) == pytest.approx(np.count_nonzero(again), rel=0.03)
+        assert np.count_nonzero(ink) == pytest.approx(np.count_nonzero(p.ink) * f * f, rel=0.1)
+
+
+def test_rescaled_ink_of_an_empty_slip_and_bad_factors() -> None:
+    p = preprocess(np.full((100, 100), 250, np.uint8))
+    assert p.crop is None
+    np.testing.assert_array_equal(rescaled_ink(p, 1.1), p.ink)
+    with pytest.raises(ValueError, match="factor"):
+        rescaled_ink(preprocess(_scribble()), 0.0)
 
 
 def test_rotated_slip_is_deskewed_and_reported() -> None:
