@@ -209,16 +209,6 @@ def test_pool_scales_is_a_saved_parameter(small_fit, tmp_path):
         )
 
 
-def test_models_saved_before_scale_pooling_embed_at_one_scale():
-    # the shipped model predates the parameter: it loads with none and extracts as before
-    model = load_default_model()
-    assert model.pool_scales == ()
-    img = _image(_set_rows()[1]["image"])
-    got, want = model.extract(img), extract_raw(img, hinge_legs=tuple(model.hinge_legs))
-    for fam in model.families:
-        np.testing.assert_array_equal(got.hist.get(fam), want.hist.get(fam))
-
-
 def test_keep_freed_memory_applies_on_glibc():
     import platform
     import sys
@@ -249,10 +239,12 @@ def test_model_files_from_before_dense_step_and_lbp_radii_embed_as_before(small_
     from cv.embed import _LEGACY_PARAMS
 
     model, others = small_fit
-    old = EmbeddingModel.load(_saved(model, tmp_path / "m.npz"))
-    for key, value in _LEGACY_PARAMS.items():
-        setattr(old, key, value)
-    old.version_ = old._compute_version()
+    rows = _set_rows()
+    writers = sorted({r["writer"] for r in rows})[:3]
+    fit_rows = [r for r in rows if r["writer"] in writers][::2]
+    old = EmbeddingModel(**SMALL, **_LEGACY_PARAMS).fit(
+        [_image(r["image"]) for r in fit_rows], [r["writer"] for r in fit_rows]
+    )
     path = _saved(old, tmp_path / "old.npz")
     header, arrays = npzfile.read_with_header(path, what="model file")
     for key in _LEGACY_PARAMS:
@@ -261,6 +253,7 @@ def test_model_files_from_before_dense_step_and_lbp_radii_embed_as_before(small_
     np.savez_compressed(path, **arrays, **{npzfile.HEADER_KEY: npzfile.header_array(header)})
     loaded = EmbeddingModel.load(path)
     assert loaded.dense_step == 4 and loaded.lbp_radii == (1, 2, 4)
+    assert loaded.pool_scales == () and (loaded.vlad_vocabularies, loaded.vlad_components) == (1, 0)
     assert loaded.version == old.version
     np.testing.assert_array_equal(loaded.transform(others[:2]), old.transform(others[:2]))
     # and a model saved with today's parameters keeps them
