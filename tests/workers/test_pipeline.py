@@ -180,6 +180,7 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
             worker = start_worker(env, concurrency=2)
         killed = time.monotonic()
         killed_at = state(pg_url)
+        ready_at_kill = {str(i) for i in slip_ids(pg_url, "ready")}
         assert killed_at["statuses"].get("ready", 0) < n, "the batch finished before the kill"
         assert in_flight, "no slip was in flight when the worker was killed"
         start_worker(env, concurrency=2)
@@ -203,23 +204,32 @@ def test_worker_killed_mid_task_loses_and_duplicates_nothing(
         assert_exactly_once(st, n)
         # no work done twice either: no slip was extracted to the end twice (a live worker
         # never lost its lease to another), and every slip was extracted once.  A slip the
-        # killed worker committed in the instant before SIGKILL has no "done" line (logged
-        # after the commit): its redelivery found it "already extracted"
+        # killed worker committed in the instant before SIGKILL may have no "done" line: it is
+        # logged after the commit, and a pool process's line can die in its pipe to the main
+        # process with it.  Its redelivery, if any, found it "already extracted"; either way
+        # it was ready when the worker died.
         logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker*.log"))
         extracted = Counter(re.findall(r"slip (\d+) extract done", logs))
         found_done = set(re.findall(r"slip (\d+) extract stopped: claim already extracted", logs))
         assert set(extracted.values()) == {1}, extracted
-        assert len(set(extracted) | found_done) == n, (extracted, found_done)
+        logged = set(extracted) | found_done
+        unlogged = ready_at_kill - logged
+        assert len(unlogged) <= 2, (unlogged, extracted, found_done)  # the pool's 2 processes
+        assert len(logged | unlogged) == n, (extracted, found_done, ready_at_kill)
         print(f"\nslips lost in the kill ({len(in_flight)}) ready {recovered_in:.1f}s after it")
     finally:
         api.close()
 
 
 def processing_ids(url: str) -> list[int]:
+    return slip_ids(url, "processing")
+
+
+def slip_ids(url: str, status: str) -> list[int]:
     engine = create_engine(url)
     try:
         with engine.connect() as c:
-            rows = c.execute(text("SELECT id FROM slips WHERE status = 'processing'"))
+            rows = c.execute(text("SELECT id FROM slips WHERE status = :s"), {"s": status})
             return list(rows.scalars())
     finally:
         engine.dispose()
