@@ -58,7 +58,12 @@ from cv.embed import (  # noqa: E402
     RawFeatures,
     extract_files,
 )
-from cv.metrics import clustering_scores, retrieval_scores, top1_attribute_rate  # noqa: E402
+from cv.metrics import (  # noqa: E402
+    clustering_scores,
+    retrieval_by_kind,
+    retrieval_scores,
+    top1_attribute_rate,
+)
 
 UNIPEN = REPO_ROOT.parent / "shared" / "data" / "unipen-dev"
 
@@ -325,9 +330,7 @@ def _score(
     if kinds is not None:
         # UNIPEN's slip-like strings of capitals and digits ("chars") against its 1-3 cursive
         # words: each kind's queries searching the whole gallery
-        r["by_kind"] = {
-            str(k): retrieval_scores(sim, writers, queries=kinds == k) for k in np.unique(kinds)
-        }
+        r["by_kind"] = retrieval_by_kind(sim, writers, kinds)
     if templates is not None:
         t = top1_attribute_rate(sim, templates)
         r["template_rate"], r["template_chance"] = t["rate"], t["chance"]

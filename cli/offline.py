@@ -205,15 +205,6 @@ def _score_matrix(x: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
     return sim
 
 
-def _by_kind(sim: np.ndarray, writers: np.ndarray, kinds: np.ndarray) -> dict[str, dict]:
-    """Retrieval figures of each kind's queries, each searching every slip."""
-    from cv import metrics
-
-    return {
-        str(k): metrics.retrieval_scores(sim, writers, queries=kinds == k) for k in np.unique(kinds)
-    }
-
-
 def evaluate_embeddings(
     x: np.ndarray,
     writers: np.ndarray,
@@ -259,7 +250,7 @@ def evaluate_embeddings(
         t = metrics.top1_attribute_rate(retrieval_sim, templates)
         result["template_rate"], result["template_chance"] = t["rate"], t["chance"]
     if kinds is not None:
-        result["by_kind"] = _by_kind(retrieval_sim, writers, kinds)
+        result["by_kind"] = metrics.retrieval_by_kind(retrieval_sim, writers, kinds)
     iu = np.triu_indices(len(writers), k=1)
     same = writers[iu[0]] == writers[iu[1]]
     op = metrics.precision_threshold(sim[iu], same, target_precision=0.98)
@@ -294,7 +285,7 @@ def evaluate_embeddings(
                 {f"norm_{k}": v for k, v in metrics.retrieval_scores(ranked, writers).items()}
             )
             if kinds is not None:
-                for kind, figures in _by_kind(ranked, writers, kinds).items():
+                for kind, figures in metrics.retrieval_by_kind(ranked, writers, kinds).items():
                     result["by_kind"][kind].update({f"norm_{k}": v for k, v in figures.items()})
         labels = cluster.cluster_calibrated(plain, calibration, accounts=accounts)[0]
         result["cluster_threshold"] = float(calibration.merge_threshold)

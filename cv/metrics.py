@@ -71,6 +71,17 @@ def retrieval_scores(
     }
 
 
+def retrieval_by_kind(
+    similarity: NDArray[np.floating], writers: ArrayLike, kinds: ArrayLike
+) -> dict[str, dict[str, float]]:
+    """:func:`retrieval_scores` of each kind's queries (e.g. UNIPEN's ``chars`` and
+    ``words``), each query still searching every item."""
+    k = np.asarray(kinds)
+    return {
+        str(kind): retrieval_scores(similarity, writers, queries=k == kind) for kind in np.unique(k)
+    }
+
+
 def top1_attribute_rate(similarity: NDArray[np.floating], attribute: ArrayLike) -> dict[str, float]:
     """How often the top-1 neighbour shares ``attribute`` (e.g. the printed template), and chance.
 
