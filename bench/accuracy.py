@@ -96,6 +96,11 @@ METHODS: dict[str, dict] = {
     "fusion hinge+LBP+VLAD, PCA + WCCN + template NAP-3": dict(
         families=("hinge", "lbp", "vlad"), nuisance_directions=3
     ),
+    "oBIF columns (Newell 2014)": dict(families=("obif",)),
+    "fusion hinge+LBP+VLAD+style+oBIF, PCA + WCCN": dict(
+        families=("hinge", "lbp", "vlad", "style", "obif"),
+        family_weights=(1.0, 1.0, 1.0, 1.0, 1.0),
+    ),
 }
 
 
@@ -110,6 +115,27 @@ DESIGN_RANKED = (
     f"{DEFAULT_METHOD}, ranked and same-design pairs less {DESIGN_PENALTY:g},"
     " as sliplink similar ranks (shipped)"
 )
+# a candidate default: also scored as ranked, design-penalised and clustered
+OBIF_FUSION = "fusion hinge+LBP+VLAD+style+oBIF, PCA + WCCN"
+RANKED_METHODS = (DEFAULT_METHOD, OBIF_FUSION)
+
+
+def _ranked_rows(name: str) -> tuple[str, str, str]:
+    """(ranked, same-design raw, ranked and same-design) row names of a ranked method."""
+    if name == DEFAULT_METHOD:
+        return NORMALISED, DESIGN_RAW, DESIGN_RANKED
+    return (
+        f"{name}, ranked (augmented, less offsets)",
+        f"{name}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)",
+        f"{name}, ranked and same-design pairs less {DESIGN_PENALTY:g}, as sliplink similar ranks",
+    )
+
+
+def _method_of(row: str) -> str:
+    """The METHODS entry a result row belongs to (a ranked row names its method first)."""
+    if row in METHODS:
+        return row
+    return max((m for m in RANKED_METHODS if row.startswith(m)), key=len)
 
 
 def _generate(out: Path, *, writers: int, per: int, seed: int, split: str, jobs: int) -> Path:
@@ -226,7 +252,7 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     for the two cores' caches still does).
     """
     from cv.embed import load_default_model
-    from cv.features import hinge, inkviews, local, style, texture
+    from cv.features import hinge, inkviews, local, obif, style, texture
     from cv.preprocess import load_image, preprocess, rescaled_ink
 
     fam: dict[str, list[float]] = {
@@ -255,6 +281,7 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
                 (ink, prep.grey),
                 {"stroke_width": q.stroke_width, "x_height": q.x_height, "scale": prep.scale},
             ),
+            ("obif", obif.obif_columns, (prep.grey, ink), {}),
         ):
             t0 = time.process_time()
             fn(*args, **kw)
@@ -379,7 +406,7 @@ def main() -> None:
     ap.add_argument(
         "--methods",
         default="",
-        help="only the methods whose names contain one of these comma-separated parts",
+        help="only these methods: names or parts of names separated by |",
     )
     ap.add_argument(
         "--seeds",
@@ -512,24 +539,25 @@ def main() -> None:
             "version": model.version,
         }
         results[name] = res
-        if name == DEFAULT_METHOD and model.calibration_ is not None:
+        if name in RANKED_METHODS and model.calibration_ is not None:
+            normalised, design_raw, design_ranked = _ranked_rows(name)
             # the same vectors scored on the clusterer's normalised scores (per-slip offsets
             # within each scored collection, cv.cluster.score_offsets)
             cal = model.calibration_.batch
-            results[NORMALISED] = res | {
+            results[normalised] = res | {
                 "generated": _score(z_hel, hel_w, hel_t, calibration=cal),
                 "unipen": _score(z_u, u_test_w, None, calibration=cal, kinds=u_test_k),
             }
             d_hel = signature_rows([r.design for r in raw_ghel])
             d_u = signature_rows([r.design for r in u_test])
-            for row, c in ((DESIGN_RAW, None), (DESIGN_RANKED, cal)):
+            for row, c in ((design_raw, None), (design_ranked, cal)):
                 results[row] = res | {
                     "generated": _score(z_hel, hel_w, hel_t, calibration=c, designs=d_hel),
                     "unipen": _score(
                         z_u, u_test_w, None, calibration=c, designs=d_u, kinds=u_test_k
                     ),
                 }
-            for row in (NORMALISED, DESIGN_RAW, DESIGN_RANKED):
+            for row in (normalised, design_raw, design_ranked):
                 g, u = results[row]["generated"], results[row]["unipen"]
                 print(
                     f"  {row}: gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5 {g['top5']:.3f}"
@@ -563,8 +591,10 @@ def main() -> None:
         )
         return results
 
-    selected = {n: m for n, m in METHODS.items() if not args.methods or any(
-        part in n for part in args.methods.split(","))}  # fmt: skip
+    # a full method name selects that row only; any other part, every row containing it
+    parts = [p.strip() for p in args.methods.split("|") if p.strip()]
+    selected = {n: m for n, m in METHODS.items() if not parts or any(
+        p == n or (p not in METHODS and p in n) for p in parts)}  # fmt: skip
     seeds = [int(x) for x in args.seeds.split(",")]
     results = {}
     for name, mparams in selected.items():
@@ -578,7 +608,7 @@ def main() -> None:
                 f" {g['top1']:.3f} | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f}",
                 file=sys.stderr,
             )
-            for row in (NORMALISED, DESIGN_RANKED):
+            for row in _ranked_rows(name)[::2] if name in RANKED_METHODS else ():
                 if row in results:
                     g, u = results[row]["generated"], results[row]["unipen"]
                     print(
@@ -617,9 +647,7 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
     speed = _speed([ghel / r["image"] for r in _rows(ghel / "labels.csv")], params)
     saved["meta"]["speed_ms"] = speed
     for name, res in saved["results"].items():
-        method = METHODS[
-            DEFAULT_METHOD if name in (NORMALISED, DESIGN_RAW, DESIGN_RANKED) else name
-        ]
+        method = METHODS[_method_of(name)]
         ms = _method_ms(speed, method["families"], bool(params["pool_scales"]))
         res["ms_per_slip"], res["slips_per_s_core"] = ms, 1000.0 / ms
     args.json.write_text(json.dumps(saved, indent=2) + "\n")
@@ -706,7 +734,8 @@ def _markdown(meta: dict, results: dict) -> str:
         f" decode + preprocessing {meta['speed_ms']['base']:.1f}, hinge"
         f" {meta['speed_ms']['hinge']:.1f}, run lengths {meta['speed_ms']['runlength']:.1f},"
         f" LBP {meta['speed_ms']['lbp']:.1f}, dense RootSIFT {meta['speed_ms']['vlad']:.1f},"
-        f" style {meta['speed_ms'].get('style', float('nan')):.1f}, scale pooling's extra"
+        f" style {meta['speed_ms'].get('style', float('nan')):.1f},"
+        f" oBIF columns {meta['speed_ms'].get('obif', float('nan')):.1f}, scale pooling's extra"
         f" scales (resize, hinge, LBP) {meta['speed_ms'].get('pool_resize', 0.0):.1f} +"
         f" {meta['speed_ms'].get('pool_hinge', 0.0):.1f} +"
         f" {meta['speed_ms'].get('pool_lbp', 0.0):.1f}; the shipped model's whole"

@@ -7,7 +7,8 @@ Pipeline (fit on labelled training slips of *other* writers, then frozen):
 2. raw feature families on the ink (:mod:`cv.features`): contour direction / hinge /
    co-occurrence (Bulacu & Schomaker 2007), run lengths and LBP, RootSIFT-VLAD
    (Christlein et al. 2017) with a k-means vocabulary fitted on the training ink; hinge and
-   LBP averaged over the normalised scale and ``pool_scales`` around it;
+   LBP averaged over the normalised scale and ``pool_scales`` around it; global style
+   measurements; optionally oBIF columns of the grey crop (Newell & Griffin 2014);
 3. each family is power-normalised (square root: Hellinger kernel on histograms), L2
    normalised, centred on the training mean, re-normalised and weighted, then all
    families are concatenated;
@@ -49,6 +50,7 @@ from cv import npzfile
 from cv.features import hinge as _hinge
 from cv.features import inkviews as _inkviews
 from cv.features import local as _local
+from cv.features import obif as _obif
 from cv.features import style as _style
 from cv.features import texture as _texture
 
@@ -71,7 +73,7 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL_NAME = "sliplink-writer"
 METHOD_VERSION = "1.0"
-FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style")
+FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif")
 # Fusion weight of a family when a model names none (others weigh 1). With size, pen width
 # and ink alone the style family helped at half weight and swamped the shape families at
 # full weight; since it also measures slant, letter spacing and the darkest ink, full
@@ -235,6 +237,9 @@ def extract_raw(
             x_height=q.x_height,
             scale=prepared.scale,
         )
+    if "obif" in families:
+        # oBIF columns see the grey levels (stroke rims, pen weight), not just the binary ink
+        raw.hist["obif"] = _obif.obif_columns(prepared.grey, ink)
     if "vlad" in families:
         if local_descriptor == "sift":
             raw.descriptors = _local.rootsift(ink, max_keypoints=max_keypoints)

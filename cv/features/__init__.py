@@ -11,6 +11,8 @@ Each module implements one family from the writer-identification literature:
   Christlein et al. 2017).
 - :mod:`cv.features.style`: global size, pen width and ink darkness (Srihari et al. 2002),
   which stroke-width normalisation removes from the other families.
+- :mod:`cv.features.obif`: oriented Basic Image Feature columns of the grey crop (Crosier &
+  Griffin 2010; Newell & Griffin 2014): local symmetry type and orientation at two scales.
 
 All functions are pure: numpy in, numpy out, deterministic.
 """

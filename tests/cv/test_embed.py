@@ -15,7 +15,7 @@ from cv.embed import (
     extract_raw,
     load_default_model,
 )
-from cv.features import hinge, inkviews, texture
+from cv.features import hinge, inkviews, obif, texture
 from cv.preprocess import load_image, preprocess, rescaled_ink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -186,6 +186,16 @@ def test_scale_pooling_averages_hinge_and_lbp_over_scales():
     assert not np.allclose(pooled.hist["hinge"], one.hist["hinge"], atol=1e-4)
     # a histogram still: each LBP radius sums to 1
     np.testing.assert_allclose(pooled.hist["lbp"].reshape(3, 256).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_obif_family_reads_the_grey_crop():
+    img = _image(_set_rows()[0]["image"])
+    raw = extract_raw(img, families=("obif",))
+    assert set(raw.hist) == {"obif"}
+    p = preprocess(img, target_stroke_width=5.0)
+    np.testing.assert_array_equal(raw.hist["obif"], obif.obif_columns(p.grey, p.ink))
+    assert raw.hist["obif"].shape == (obif.obif_dim(),)
+    assert raw.hist["obif"].sum() == pytest.approx(len(obif.DEFAULT_SCALE_PAIRS), abs=1e-4)
 
 
 def test_pool_scales_is_a_saved_parameter(small_fit, tmp_path):
