@@ -379,7 +379,7 @@ def main() -> None:
     ap.add_argument(
         "--methods",
         default="",
-        help="only the methods whose names contain one of these comma-separated parts",
+        help="only these methods: names or parts of names separated by |",
     )
     ap.add_argument(
         "--seeds",
@@ -563,8 +563,10 @@ def main() -> None:
         )
         return results
 
-    selected = {n: m for n, m in METHODS.items() if not args.methods or any(
-        part in n for part in args.methods.split(","))}  # fmt: skip
+    # a full method name selects that row only; any other part, every row containing it
+    parts = [p.strip() for p in args.methods.split("|") if p.strip()]
+    selected = {n: m for n, m in METHODS.items() if not parts or any(
+        p == n or (p not in METHODS and p in n) for p in parts)}  # fmt: skip
     seeds = [int(x) for x in args.seeds.split(",")]
     results = {}
     for name, mparams in selected.items():
