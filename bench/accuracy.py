@@ -96,19 +96,42 @@ METHODS: dict[str, dict] = {
     "fusion hinge+LBP+VLAD, PCA + WCCN + template NAP-3": dict(
         families=("hinge", "lbp", "vlad"), nuisance_directions=3
     ),
+    "COLD (He 2017)": dict(families=("cold",)),
+    "chain codes 1-3 (Siddiqi 2010)": dict(families=("chaincode",)),
+    "fusion hinge+LBP+VLAD+style+COLD/2, PCA + WCCN": dict(
+        families=("hinge", "lbp", "vlad", "style", "cold"),
+        family_weights=(1.0, 1.0, 1.0, 1.0, 0.5),
+    ),
+    "fusion hinge+LBP+VLAD+style+chain codes, PCA + WCCN": dict(
+        families=("hinge", "lbp", "vlad", "style", "chaincode")
+    ),
 }
 
 
 # the row whose parameters are the EmbeddingModel / `sliplink train` defaults
 DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style, PCA + WCCN"
-# the default model's vectors ranked on normalised scores (cv.cluster.ranking_scores)
-NORMALISED = f"{DEFAULT_METHOD}, ranked (augmented, less offsets)"
-# pairs of one printed design (recognised without labels, cv.design) less DESIGN_PENALTY: on
-# raw cosine, and on the ranking, which is how `sliplink similar` ranks
-DESIGN_RAW = f"{DEFAULT_METHOD}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)"
-DESIGN_RANKED = (
-    f"{DEFAULT_METHOD}, ranked and same-design pairs less {DESIGN_PENALTY:g},"
-    " as sliplink similar ranks (shipped)"
+
+
+def derived_rows(method: str) -> tuple[str, str, str]:
+    """The rows scored from a fused method's vectors besides its own: ranked on normalised
+    scores (cv.cluster.ranking_scores); pairs of one printed design (recognised without
+    labels, cv.design) less DESIGN_PENALTY on raw cosine; and both, which is how
+    `sliplink similar` ranks."""
+    shipped = " (shipped)" if method == DEFAULT_METHOD else ""
+    return (
+        f"{method}, ranked (augmented, less offsets)",
+        f"{method}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)",
+        f"{method}, ranked and same-design pairs less {DESIGN_PENALTY:g},"
+        f" as sliplink similar ranks{shipped}",
+    )
+
+
+NORMALISED, DESIGN_RAW, DESIGN_RANKED = derived_rows(DEFAULT_METHOD)
+# candidate defaults: scored ranked and clustered like the default
+RANKED_METHODS = (
+    DEFAULT_METHOD,
+    "fusion hinge+LBP+VLAD+style+COLD/2, PCA + WCCN",
+    "fusion hinge+LBP+VLAD+style+chain codes, PCA + WCCN",
 )
 
 
@@ -226,11 +249,12 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     for the two cores' caches still does).
     """
     from cv.embed import load_default_model
-    from cv.features import hinge, inkviews, local, style, texture
+    from cv.features import chaincode, cold, hinge, inkviews, local, style, texture
     from cv.preprocess import load_image, preprocess, rescaled_ink
 
     fam: dict[str, list[float]] = {
-        f: [] for f in (*FAMILIES, "pool_resize", "pool_hinge", "pool_lbp")
+        f: []
+        for f in (*FAMILIES, "pool_resize", "pool_hinge", "pool_lbp", "pool_cold", "pool_chaincode")
     }
     base = []
     for p in paths[:n]:
@@ -242,6 +266,8 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
         for f, fn, args, kw in (
             ("hinge", hinge.contour_features, (ink,), {"legs": params["hinge_legs"]}),
             ("runlength", texture.run_length_histograms, (ink,), {}),
+            ("cold", cold.cold_histograms, (ink,), {}),
+            ("chaincode", chaincode.chaincode_histograms, (ink,), {}),
             ("lbp", texture.lbp_histograms, (ink,), {"radii": params["lbp_radii"]}),
             (
                 "vlad",
@@ -260,20 +286,28 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
             fn(*args, **kw)
             fam[f].append(time.process_time() - t0)
         # scale pooling's extra scales: the resized ink, and hinge / LBP on it
-        took = dict.fromkeys(("pool_resize", "pool_hinge", "pool_lbp"), 0.0)
+        took = dict.fromkeys(
+            ("pool_resize", "pool_hinge", "pool_lbp", "pool_cold", "pool_chaincode"), 0.0
+        )
         for factor in params["pool_scales"]:
             t0 = time.process_time()
             binary = inkviews.binary(ink_s := rescaled_ink(prep, factor))
             t1 = time.process_time()
-            hinge.contour_features(
-                ink_s, legs=params["hinge_legs"], contours=inkviews.contours(binary)
-            )
+            contours_s = inkviews.contours(binary)
+            hinge.contour_features(ink_s, legs=params["hinge_legs"], contours=contours_s)
             t2 = time.process_time()
             texture.lbp_histograms(ink_s, smooth=inkviews.smoothed(binary))
             t3 = time.process_time()
+            # the contours are hinge's; COLD and the chain codes share them
+            cold.cold_histograms(ink_s, contours=contours_s)
+            t4 = time.process_time()
+            chaincode.chaincode_histograms(ink_s, contours=contours_s)
+            t5 = time.process_time()
             took["pool_resize"] += t1 - t0
             took["pool_hinge"] += t2 - t1
             took["pool_lbp"] += t3 - t2
+            took["pool_cold"] += t4 - t3
+            took["pool_chaincode"] += t5 - t4
         for f, v in took.items():
             fam[f].append(v)
     model, embed = load_default_model(), []
@@ -379,7 +413,7 @@ def main() -> None:
     ap.add_argument(
         "--methods",
         default="",
-        help="only the methods whose names contain one of these comma-separated parts",
+        help="only these methods: names or parts of names separated by |",
     )
     ap.add_argument(
         "--seeds",
@@ -512,24 +546,25 @@ def main() -> None:
             "version": model.version,
         }
         results[name] = res
-        if name == DEFAULT_METHOD and model.calibration_ is not None:
+        if name in RANKED_METHODS and model.calibration_ is not None:
+            normalised, design_raw, design_ranked = derived_rows(name)
             # the same vectors scored on the clusterer's normalised scores (per-slip offsets
             # within each scored collection, cv.cluster.score_offsets)
             cal = model.calibration_.batch
-            results[NORMALISED] = res | {
+            results[normalised] = res | {
                 "generated": _score(z_hel, hel_w, hel_t, calibration=cal),
                 "unipen": _score(z_u, u_test_w, None, calibration=cal, kinds=u_test_k),
             }
             d_hel = signature_rows([r.design for r in raw_ghel])
             d_u = signature_rows([r.design for r in u_test])
-            for row, c in ((DESIGN_RAW, None), (DESIGN_RANKED, cal)):
+            for row, c in ((design_raw, None), (design_ranked, cal)):
                 results[row] = res | {
                     "generated": _score(z_hel, hel_w, hel_t, calibration=c, designs=d_hel),
                     "unipen": _score(
                         z_u, u_test_w, None, calibration=c, designs=d_u, kinds=u_test_k
                     ),
                 }
-            for row in (NORMALISED, DESIGN_RAW, DESIGN_RANKED):
+            for row in (normalised, design_raw, design_ranked):
                 g, u = results[row]["generated"], results[row]["unipen"]
                 print(
                     f"  {row}: gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5 {g['top5']:.3f}"
@@ -563,8 +598,10 @@ def main() -> None:
         )
         return results
 
-    selected = {n: m for n, m in METHODS.items() if not args.methods or any(
-        part in n for part in args.methods.split(","))}  # fmt: skip
+    # a full method name selects that row only; any other part, every row containing it
+    parts = [p.strip() for p in args.methods.split("|") if p.strip()]
+    selected = {n: m for n, m in METHODS.items() if not parts or any(
+        p == n or (p not in METHODS and p in n) for p in parts)}  # fmt: skip
     seeds = [int(x) for x in args.seeds.split(",")]
     results = {}
     for name, mparams in selected.items():
@@ -578,7 +615,7 @@ def main() -> None:
                 f" {g['top1']:.3f} | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f}",
                 file=sys.stderr,
             )
-            for row in (NORMALISED, DESIGN_RANKED):
+            for row in derived_rows(name)[::2]:
                 if row in results:
                     g, u = results[row]["generated"], results[row]["unipen"]
                     print(
@@ -617,9 +654,8 @@ def _update_speeds(args: argparse.Namespace, params: dict, per: int) -> None:
     speed = _speed([ghel / r["image"] for r in _rows(ghel / "labels.csv")], params)
     saved["meta"]["speed_ms"] = speed
     for name, res in saved["results"].items():
-        method = METHODS[
-            DEFAULT_METHOD if name in (NORMALISED, DESIGN_RAW, DESIGN_RANKED) else name
-        ]
+        of = {row: m for m in RANKED_METHODS for row in derived_rows(m)}
+        method = METHODS[of.get(name, name)]
         ms = _method_ms(speed, method["families"], bool(params["pool_scales"]))
         res["ms_per_slip"], res["slips_per_s_core"] = ms, 1000.0 / ms
     args.json.write_text(json.dumps(saved, indent=2) + "\n")
