@@ -917,6 +917,25 @@ def register(app: typer.Typer) -> None:
                 help="PCA-whitened components per vocabulary's VLAD (0: raw VLADs).",
             ),
         ] = 256,
+        descriptor_components: Annotated[
+            int,
+            typer.Option(
+                "--descriptor-components",
+                help="RootSIFT PCA dimensions before VLAD (0: the 128-d descriptors).",
+            ),
+        ] = 0,
+        descriptor_whiten: Annotated[
+            float,
+            typer.Option("--descriptor-whiten", help="Whitening power of that PCA, 0-1."),
+        ] = 0.0,
+        projection_bits: Annotated[
+            int,
+            typer.Option(
+                "--projection-bits",
+                help="Stored VLAD projections: 4 or 8-bit codes with per-column scales"
+                " (final projection int8), 16 = float16.",
+            ),
+        ] = 4,
         stroke_width: Annotated[
             float, typer.Option("--stroke-width", help="Normalised stroke width.")
         ] = 5.0,
@@ -954,6 +973,9 @@ def register(app: typer.Typer) -> None:
             vlad_clusters=vlad_clusters,
             vlad_vocabularies=vlad_vocabularies,
             vlad_components=vlad_components,
+            descriptor_components=descriptor_components,
+            descriptor_whiten=descriptor_whiten,
+            projection_bits=projection_bits,
             stroke_width=stroke_width,
             random_state=seed,
         )

@@ -139,6 +139,10 @@ def test_train_writes_a_loadable_model(small_dir, tmp_path):
             "4",
             "--vlad-clusters",
             "4",
+            "--descriptor-components",
+            "32",
+            "--projection-bits",
+            "8",
             "--split",
             "",
         ],
@@ -146,6 +150,8 @@ def test_train_writes_a_loadable_model(small_dir, tmp_path):
     assert res.exit_code == 0, res.output
     model = EmbeddingModel.load(out)
     assert model.dim == 4
+    assert (model.descriptor_components, model.projection_bits) == (32, 8)
+    assert model.codebook_.shape[1] == 32
 
 
 @pytest.mark.parametrize(

@@ -321,7 +321,7 @@ def test_model_files_without_the_vlad_vocabulary_parameters_load_as_fitted(tmp_p
     from cv.features.local import vlad_encode
 
     raws, writers = _synthetic_raws()
-    old = EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=1, vlad_components=0).fit_raw(raws, writers)
+    old = EmbeddingModel(**VLAD_ONLY, **embed_mod._LEGACY_PARAMS).fit_raw(raws, writers)
     # the encoding of those models: vlad_encode with the one codebook
     np.testing.assert_allclose(
         old._family_blocks(raws)[0],
@@ -337,3 +337,100 @@ def test_model_files_without_the_vlad_vocabulary_parameters_load_as_fitted(tmp_p
     assert (loaded.vlad_vocabularies, loaded.vlad_components) == (1, 0)
     assert loaded.version == version
     np.testing.assert_array_equal(loaded.transform_raw(raws), old.transform_raw(raws))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantised_projections_round_trip_identically(tmp_path, bits):
+    """projection_bits 8 / 4: integer codes + float32 per-column scales in the file; the
+    fitted model already embeds with the dequantised projections, so loading changes
+    nothing."""
+    from cv import npzfile
+
+    raws, writers = _synthetic_raws()
+    model = EmbeddingModel(
+        **VLAD_ONLY, vlad_vocabularies=2, vlad_components=5, projection_bits=bits
+    )
+    model.fit_raw(raws, writers)
+    model.save(tmp_path / "m.npz")
+    _, arrays = npzfile.read_with_header(tmp_path / "m.npz", what="model file")
+    assert arrays["projection"].dtype == np.int8
+    assert arrays["vlad_projection_scale"].shape == (2, 5)
+    assert arrays["projection_scale"].dtype == np.float32
+    rows = 4 * model.codebook_.shape[1]
+    if bits == 8:
+        assert arrays["vlad_projection"].dtype == np.int8
+        # symmetric per column: each column's largest code is +-127
+        assert (np.abs(arrays["vlad_projection"]).max(axis=1) == 127).all()
+    else:  # two codes a byte
+        assert arrays["vlad_projection"].shape == (2, rows * 5 // 2)
+        assert arrays["vlad_projection"].dtype == np.uint8
+    loaded = EmbeddingModel.load(tmp_path / "m.npz")
+    assert loaded.version == model.version and loaded.projection_bits == bits
+    np.testing.assert_array_equal(loaded.transform_raw(raws), model.transform_raw(raws))
+    for a, b in zip(loaded.vlad_projections_, model.vlad_projections_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the same fit stored as float16: the codes are the nearest levels to its projections
+    f16 = EmbeddingModel(**VLAD_ONLY, vlad_vocabularies=2, vlad_components=5, projection_bits=16)
+    f16.fit_raw(raws, writers)
+    np.testing.assert_array_equal(f16.codebook_, model.codebook_)
+    for pq, p16, scale in zip(
+        model.vlad_projections_, f16.vlad_projections_, model.vlad_projection_scales_, strict=True
+    ):
+        if bits == 8:  # at most half a step
+            assert (np.abs(pq - p16) <= 0.5 * scale + 1e-3 * np.abs(p16)).all()
+        else:  # the nearest of the column's 16 levels
+            from cv.embed import _LEVELS_4BIT
+
+            nearest = np.abs(_LEVELS_4BIT[:, None, None] * scale - p16).min(axis=0)
+            assert (np.abs(pq - p16) <= nearest + 1e-3 * np.abs(p16) + 1e-9).all()
+    # the whitened VLADs (unit rows) stay close (the fit after them may turn its axes)
+    cos = (model._family_blocks(raws)[0] * f16._family_blocks(raws)[0]).sum(axis=1)
+    assert (cos > (0.99 if bits == 8 else 0.95)).all()
+    with pytest.raises(ValueError, match="projection_bits"):
+        EmbeddingModel(**VLAD_ONLY, projection_bits=6).fit_raw(raws, writers)
+
+
+def test_descriptor_pca_shapes_and_whitening(tmp_path):
+    raws, writers = _synthetic_raws()
+    plain = EmbeddingModel(**VLAD_ONLY, descriptor_components=16).fit_raw(raws, writers)
+    plain.save(tmp_path / "m.npz")
+    loaded = EmbeddingModel.load(tmp_path / "m.npz")
+    assert loaded.version == plain.version and loaded.descriptor_components == 16
+    np.testing.assert_array_equal(loaded.transform_raw(raws), plain.transform_raw(raws))
+    assert plain.descriptor_projection_.shape == (128, 16)
+    assert plain.descriptor_mean_.shape == (128,)
+    assert plain.codebook_.shape == (3 * 4, 16)
+    assert [p.shape[0] for p in plain.vlad_projections_] == [4 * 16] * 3
+    pooled = np.concatenate([r.descriptors for r in raws])
+    var = plain._descriptors(pooled).var(axis=0)
+    assert (np.diff(var) <= 1e-6).all()  # PCA order: decreasing variance
+    white = EmbeddingModel(**VLAD_ONLY, descriptor_components=16, descriptor_whiten=1.0)
+    white.fit_raw(raws, writers)
+    np.testing.assert_allclose(white._descriptors(pooled).var(axis=0, ddof=1), 1.0, rtol=1e-3)
+    assert white.version != plain.version
+    # 0 keeps the 128-d RootSIFT and stores no descriptor arrays
+    none = EmbeddingModel(**VLAD_ONLY, descriptor_components=0).fit_raw(raws, writers)
+    assert none.codebook_.shape == (3 * 4, 128) and "descriptor_projection" not in none._arrays()
+    with pytest.raises(ValueError, match="descriptor_components"):
+        EmbeddingModel(**VLAD_ONLY, descriptor_components=129).fit_raw(raws, writers)
+
+
+def test_a_model_of_the_default_shapes_fits_in_4_5_mb(tmp_path):
+    """The file of a model with the default parameters (three 64 x 128-d VLADs whitened to
+    256, 4-bit VLAD projections) stays under the repository's 5 MB file limit; random
+    features compress worse than real ones, so this bounds the shipped model's size."""
+    from cv.embed import RawFeatures
+
+    rng = np.random.default_rng(0)
+    dims = {"hinge": 912, "lbp": 768, "style": 72}
+    raws, writers = [], []
+    for i in range(300):
+        d = np.sqrt(rng.dirichlet(np.ones(128), size=80)).astype(np.float32)
+        hist = {f: rng.random(n).astype(np.float32) for f, n in dims.items()}
+        raws.append(RawFeatures(hist=hist, descriptors=d))
+        writers.append(f"w{i // 5}")
+    model = EmbeddingModel(pool_scales=()).fit_raw(raws, writers)
+    assert [p.shape for p in model.vlad_projections_] == [(64 * 128, 256)] * 3
+    assert model.projection_.shape == (912 + 768 + 3 * 256 + 72, 256)
+    model.save(tmp_path / "m.npz")
+    assert (tmp_path / "m.npz").stat().st_size <= 4.5e6
