@@ -109,7 +109,7 @@ METHODS: dict[str, dict] = {
 
 
 # the row whose parameters are the EmbeddingModel / `sliplink train` defaults
-DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style+COLD/2, PCA + WCCN"
+DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style, PCA + WCCN"
 
 
 def derived_rows(method: str) -> tuple[str, str, str]:
@@ -130,7 +130,7 @@ NORMALISED, DESIGN_RAW, DESIGN_RANKED = derived_rows(DEFAULT_METHOD)
 # candidate defaults: scored ranked and clustered like the default
 RANKED_METHODS = (
     DEFAULT_METHOD,
-    "fusion hinge+LBP+VLAD+style, PCA + WCCN",
+    "fusion hinge+LBP+VLAD+style+COLD/2, PCA + WCCN",
     "fusion hinge+LBP+VLAD+style+chain codes, PCA + WCCN",
 )
 
@@ -729,10 +729,10 @@ def _markdown(meta: dict, results: dict) -> str:
         "    --unipen-fit ../shared/data/unipen-dev --out cv/models/default.npz --jobs 2",
         "```",
         "",
-        "(defaults: `--families hinge,lbp,vlad,style,cold` at equal weights but COLD at 0.5,"
+        "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
         " `--vlad-clusters 64 --vlad-vocabularies 3 --vlad-components 256 --n-components 256"
         " --whiten 0.5 --shrinkage 0.1 --stroke-width 5 --seed 0`; hinge legs 5 and 10 px,"
-        " up to 1600 dense descriptors per slip, every 2nd contour pixel; hinge, LBP and COLD"
+        " up to 1600 dense descriptors per slip, every 2nd contour pixel; hinge and LBP"
         " averaged over scales"
         f" {', '.join(f'{f:g}' for f in meta['params'].get('pool_scales', [])) or '(none)'}"
         " of the normalised one besides it).",

@@ -891,7 +891,7 @@ def register(app: typer.Typer) -> None:
         jobs: JobsOption = 1,
         families: Annotated[
             str, typer.Option("--families", help="Comma-separated feature families.")
-        ] = "hinge,lbp,vlad,style,cold",
+        ] = "hinge,lbp,vlad,style",
         n_components: Annotated[
             int, typer.Option("--n-components", help="Embedding dimension.")
         ] = 256,

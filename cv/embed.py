@@ -6,9 +6,8 @@ Pipeline (fit on labelled training slips of *other* writers, then frozen):
    stroke width normalised);
 2. raw feature families on the ink (:mod:`cv.features`): contour direction / hinge /
    co-occurrence (Bulacu & Schomaker 2007), run lengths and LBP, RootSIFT-VLAD
-   (Christlein et al. 2017) with a k-means vocabulary fitted on the training ink, COLD
-   (He & Schomaker 2017) and chain codes (Siddiqi & Vincent 2010); the contour and LBP
-   histograms averaged over the normalised scale and ``pool_scales`` around it;
+   (Christlein et al. 2017) with a k-means vocabulary fitted on the training ink; hinge and
+   LBP averaged over the normalised scale and ``pool_scales`` around it;
 3. each family is power-normalised (square root: Hellinger kernel on histograms), L2
    normalised, centred on the training mean, re-normalised and weighted, then all
    families are concatenated;
@@ -372,10 +371,7 @@ class EmbeddingModel:
     Parameters
     ----------
     families : tuple of str
-        Feature families to fuse, a subset of ``FAMILIES``.  New models fuse COLD at half
-        weight with the four families of the models before it (validation writers, 3 fits,
-        as ``similar`` ranks: generated mAP / top-1 0.757 / 0.832 -> 0.760 / 0.835, UNIPEN
-        0.552 / 0.688 -> 0.568 / 0.719; bench/ACCURACY.md); model files list their own.
+        Feature families to fuse, a subset of ``FAMILIES``.
     family_weights : tuple of float, optional
         Weight of each family in the fusion (same order); ``DEFAULT_FAMILY_WEIGHTS``
         (1 for the shape families) when None.
@@ -452,7 +448,7 @@ class EmbeddingModel:
     def __init__(
         self,
         *,
-        families: tuple[str, ...] = ("hinge", "lbp", "vlad", "style", "cold"),
+        families: tuple[str, ...] = ("hinge", "lbp", "vlad", "style"),
         family_weights: tuple[float, ...] | None = None,
         stroke_width: float = 5.0,
         hinge_legs: tuple[int, ...] = (5, 10),
