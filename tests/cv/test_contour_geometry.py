@@ -116,3 +116,27 @@ def test_extract_raw_computes_the_new_families():
     raw = extract_raw(img, families=("cold", "chaincode"), design=False)
     assert raw.hist["cold"].shape == (cold.cold_dim(),)
     assert raw.hist["chaincode"].shape == (chaincode.CHAINCODE_DIM,)
+
+
+def test_cold_fuses_at_half_weight_and_the_shipped_model_does_not_extract_it():
+    from cv.embed import EmbeddingModel, load_default_model
+
+    model = EmbeddingModel(families=("hinge", "lbp", "vlad", "style", "cold"))
+    assert model._weights() == [1.0, 1.0, 1.0, 1.0, 0.5]
+    # the shipped file lists its four families: it neither extracts nor weighs COLD
+    shipped = load_default_model()
+    assert shipped.families == ("hinge", "lbp", "vlad", "style")
+    raw = shipped.extract(255 - _scribble(2), design=False)
+    assert set(raw.hist) == {"hinge", "lbp", "style"}
+
+
+def test_fit_and_embed_with_the_contour_geometry_families():
+    from cv.embed import EmbeddingModel
+
+    images = [255 - _scribble(s) for s in range(6)]
+    model = EmbeddingModel(families=("cold", "chaincode"), n_components=3).fit(
+        images, ["a", "a", "b", "b", "c", "c"]
+    )
+    z = model.transform(images[:2])
+    assert z.shape == (2, model.dim) and np.all(np.isfinite(z))
+    np.testing.assert_array_equal(z, model.transform(images[:2]))
