@@ -96,6 +96,15 @@ METHODS: dict[str, dict] = {
     "fusion hinge+LBP+VLAD, PCA + WCCN + template NAP-3": dict(
         families=("hinge", "lbp", "vlad"), nuisance_directions=3
     ),
+    "COLD (He 2017)": dict(families=("cold",)),
+    "chain codes 1-3 (Siddiqi 2010)": dict(families=("chaincode",)),
+    "fusion hinge+LBP+VLAD+style+COLD/2, PCA + WCCN": dict(
+        families=("hinge", "lbp", "vlad", "style", "cold"),
+        family_weights=(1.0, 1.0, 1.0, 1.0, 0.5),
+    ),
+    "fusion hinge+LBP+VLAD+style+chain codes, PCA + WCCN": dict(
+        families=("hinge", "lbp", "vlad", "style", "chaincode")
+    ),
     "oBIF columns (Newell 2014)": dict(families=("obif",)),
     "fusion hinge+LBP+VLAD+style+oBIF, PCA + WCCN": dict(
         families=("hinge", "lbp", "vlad", "style", "obif"),
@@ -106,29 +115,27 @@ METHODS: dict[str, dict] = {
 
 # the row whose parameters are the EmbeddingModel / `sliplink train` defaults
 DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style, PCA + WCCN"
-# the default model's vectors ranked on normalised scores (cv.cluster.ranking_scores)
-NORMALISED = f"{DEFAULT_METHOD}, ranked (augmented, less offsets)"
-# pairs of one printed design (recognised without labels, cv.design) less DESIGN_PENALTY: on
-# raw cosine, and on the ranking, which is how `sliplink similar` ranks
-DESIGN_RAW = f"{DEFAULT_METHOD}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)"
-DESIGN_RANKED = (
-    f"{DEFAULT_METHOD}, ranked and same-design pairs less {DESIGN_PENALTY:g},"
-    " as sliplink similar ranks (shipped)"
-)
+
+
+def derived_rows(method: str) -> tuple[str, str, str]:
+    """The rows scored from a fused method's vectors besides its own: ranked on normalised
+    scores (cv.cluster.ranking_scores); pairs of one printed design (recognised without
+    labels, cv.design) less DESIGN_PENALTY on raw cosine; and both, which is how
+    `sliplink similar` ranks."""
+    shipped = " (shipped)" if method == DEFAULT_METHOD else ""
+    return (
+        f"{method}, ranked (augmented, less offsets)",
+        f"{method}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)",
+        f"{method}, ranked and same-design pairs less {DESIGN_PENALTY:g},"
+        f" as sliplink similar ranks{shipped}",
+    )
+
+
+NORMALISED, DESIGN_RAW, DESIGN_RANKED = derived_rows(DEFAULT_METHOD)
 # a candidate default: also scored as ranked, design-penalised and clustered
 OBIF_FUSION = "fusion hinge+LBP+VLAD+style+oBIF, PCA + WCCN"
-RANKED_METHODS = (DEFAULT_METHOD, OBIF_FUSION)
-
-
-def _ranked_rows(name: str) -> tuple[str, str, str]:
-    """(ranked, same-design raw, ranked and same-design) row names of a ranked method."""
-    if name == DEFAULT_METHOD:
-        return NORMALISED, DESIGN_RAW, DESIGN_RANKED
-    return (
-        f"{name}, ranked (augmented, less offsets)",
-        f"{name}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)",
-        f"{name}, ranked and same-design pairs less {DESIGN_PENALTY:g}, as sliplink similar ranks",
-    )
+# candidate defaults: scored ranked and clustered like the default
+RANKED_METHODS = (DEFAULT_METHOD, "fusion hinge+LBP+VLAD+style+COLD/2, PCA + WCCN", OBIF_FUSION)
 
 
 def _method_of(row: str) -> str:
@@ -252,11 +259,12 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
     for the two cores' caches still does).
     """
     from cv.embed import load_default_model
-    from cv.features import hinge, inkviews, local, obif, style, texture
+    from cv.features import chaincode, cold, hinge, inkviews, local, obif, style, texture
     from cv.preprocess import load_image, preprocess, rescaled_ink
 
     fam: dict[str, list[float]] = {
-        f: [] for f in (*FAMILIES, "pool_resize", "pool_hinge", "pool_lbp")
+        f: []
+        for f in (*FAMILIES, "pool_resize", "pool_hinge", "pool_lbp", "pool_cold", "pool_chaincode")
     }
     base = []
     for p in paths[:n]:
@@ -268,6 +276,8 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
         for f, fn, args, kw in (
             ("hinge", hinge.contour_features, (ink,), {"legs": params["hinge_legs"]}),
             ("runlength", texture.run_length_histograms, (ink,), {}),
+            ("cold", cold.cold_histograms, (ink,), {}),
+            ("chaincode", chaincode.chaincode_histograms, (ink,), {}),
             ("lbp", texture.lbp_histograms, (ink,), {"radii": params["lbp_radii"]}),
             (
                 "vlad",
@@ -287,20 +297,28 @@ def _speed(paths: list[Path], params: dict, n: int = 40) -> dict[str, float]:
             fn(*args, **kw)
             fam[f].append(time.process_time() - t0)
         # scale pooling's extra scales: the resized ink, and hinge / LBP on it
-        took = dict.fromkeys(("pool_resize", "pool_hinge", "pool_lbp"), 0.0)
+        took = dict.fromkeys(
+            ("pool_resize", "pool_hinge", "pool_lbp", "pool_cold", "pool_chaincode"), 0.0
+        )
         for factor in params["pool_scales"]:
             t0 = time.process_time()
             binary = inkviews.binary(ink_s := rescaled_ink(prep, factor))
             t1 = time.process_time()
-            hinge.contour_features(
-                ink_s, legs=params["hinge_legs"], contours=inkviews.contours(binary)
-            )
+            contours_s = inkviews.contours(binary)
+            hinge.contour_features(ink_s, legs=params["hinge_legs"], contours=contours_s)
             t2 = time.process_time()
             texture.lbp_histograms(ink_s, smooth=inkviews.smoothed(binary))
             t3 = time.process_time()
+            # the contours are hinge's; COLD and the chain codes share them
+            cold.cold_histograms(ink_s, contours=contours_s)
+            t4 = time.process_time()
+            chaincode.chaincode_histograms(ink_s, contours=contours_s)
+            t5 = time.process_time()
             took["pool_resize"] += t1 - t0
             took["pool_hinge"] += t2 - t1
             took["pool_lbp"] += t3 - t2
+            took["pool_cold"] += t4 - t3
+            took["pool_chaincode"] += t5 - t4
         for f, v in took.items():
             fam[f].append(v)
     model, embed = load_default_model(), []
@@ -540,7 +558,7 @@ def main() -> None:
         }
         results[name] = res
         if name in RANKED_METHODS and model.calibration_ is not None:
-            normalised, design_raw, design_ranked = _ranked_rows(name)
+            normalised, design_raw, design_ranked = derived_rows(name)
             # the same vectors scored on the clusterer's normalised scores (per-slip offsets
             # within each scored collection, cv.cluster.score_offsets)
             cal = model.calibration_.batch
@@ -608,7 +626,7 @@ def main() -> None:
                 f" {g['top1']:.3f} | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f}",
                 file=sys.stderr,
             )
-            for row in _ranked_rows(name)[::2] if name in RANKED_METHODS else ():
+            for row in derived_rows(name)[::2]:
                 if row in results:
                     g, u = results[row]["generated"], results[row]["unipen"]
                     print(

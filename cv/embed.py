@@ -47,6 +47,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cv import npzfile
+from cv.features import chaincode as _chaincode
+from cv.features import cold as _cold
 from cv.features import hinge as _hinge
 from cv.features import inkviews as _inkviews
 from cv.features import local as _local
@@ -73,13 +75,19 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL_NAME = "sliplink-writer"
 METHOD_VERSION = "1.0"
-FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif")
+FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif", "cold", "chaincode")
 # Fusion weight of a family when a model names none (others weigh 1). With size, pen width
 # and ink alone the style family helped at half weight and swamped the shape families at
 # full weight; since it also measures slant, letter spacing and the darkest ink, full
 # weight is best on validation writers of the fit split (generated mAP 0.774 at 0.5,
 # 0.777 at 1.0, 0.774 at 2.0).
-DEFAULT_FAMILY_WEIGHTS = {"style": 1.0}
+#
+# COLD (He & Schomaker 2017) is weaker than the contour hinge it overlaps with (alone, seed 0:
+# generated / UNIPEN mAP 0.375 / 0.340 against 0.514 / 0.392) and at full weight diluted the
+# fusion (ranked generated mAP 0.762 -> 0.735, scratch screen); at 0.25 / 0.5 / 0.75 the
+# ranked fusion scored alike (validation, 3 seeds: generated 0.759 / 0.760 / 0.759, UNIPEN
+# 0.563 / 0.568 / 0.570 against 0.757 / 0.552 without it).
+DEFAULT_FAMILY_WEIGHTS = {"style": 1.0, "cold": 0.5}
 # LBP neighbour radii of new models
 LBP_RADII = (1, 2, 4)
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
@@ -91,7 +99,10 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
 # cost ~20 ms more, bench/ACCURACY.md "scale pooling"). Models saved without the parameter
 # pool nothing.
 DEFAULT_POOL_SCALES = (0.9, 1.1)
-POOLED_FAMILIES = ("hinge", "lbp")
+# COLD and the chain codes (no model in use lists them) read the same pixel contours as
+# hinge and gain as much: COLD alone on validation writers, generated / UNIPEN mAP 0.310 /
+# 0.288 -> 0.367 / 0.329 pooled (scratch screen, seed 0).
+POOLED_FAMILIES = ("hinge", "lbp", "cold", "chaincode")
 
 # Parameters a model is built from; also the JSON header's "params".
 _PARAM_NAMES = (
@@ -213,12 +224,17 @@ def extract_raw(
     # computed once here, read by several families
     binary = _inkviews.binary(ink)
     dense = "vlad" in families and local_descriptor == "dense"
-    contours = _inkviews.contours(binary) if "hinge" in families or dense else None
+    walks = {"hinge", "cold", "chaincode"} & set(families)
+    contours = _inkviews.contours(binary) if walks or dense else None
     smooth = _inkviews.smoothed(binary) if "lbp" in families or dense else None
     if "hinge" in families:
         raw.hist["hinge"] = _hinge.contour_features(ink, legs=tuple(hinge_legs), contours=contours)
     if "runlength" in families:
         raw.hist["runlength"] = _texture.run_length_histograms(ink)
+    if "cold" in families:
+        raw.hist["cold"] = _cold.cold_histograms(ink, contours=contours)
+    if "chaincode" in families:
+        raw.hist["chaincode"] = _chaincode.chaincode_histograms(ink, contours=contours)
     if "lbp" in families:
         raw.hist["lbp"] = _texture.lbp_histograms(ink, radii=tuple(lbp_radii), smooth=smooth)
     pooled = [f for f in POOLED_FAMILIES if f in families]
@@ -227,10 +243,16 @@ def extract_raw(
         for factor in pool_scales:
             ink_s = rescaled_ink(prepared, factor)
             binary_s = _inkviews.binary(ink_s)
+            walks_s = {"hinge", "cold", "chaincode"} & set(pooled)
+            contours_s = _inkviews.contours(binary_s) if walks_s else None
             if "hinge" in pooled:
                 raw.hist["hinge"] += _hinge.contour_features(
-                    ink_s, legs=tuple(hinge_legs), contours=_inkviews.contours(binary_s)
+                    ink_s, legs=tuple(hinge_legs), contours=contours_s
                 )
+            if "cold" in pooled:
+                raw.hist["cold"] += _cold.cold_histograms(ink_s, contours=contours_s)
+            if "chaincode" in pooled:
+                raw.hist["chaincode"] += _chaincode.chaincode_histograms(ink_s, contours=contours_s)
             if "lbp" in pooled:
                 raw.hist["lbp"] += _texture.lbp_histograms(
                     ink_s, radii=tuple(lbp_radii), smooth=_inkviews.smoothed(binary_s)
