@@ -3,26 +3,11 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from cv.features import chaincode, cold, inkviews
-
-
-def _square(side: int = 21, pad: int = 6) -> np.ndarray:
-    img = np.zeros((side + 2 * pad, side + 2 * pad), np.uint8)
-    img[pad : pad + side, pad : pad + side] = 255
-    return img
-
-
-def _scribble(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((80, 200), np.uint8)
-    pts = np.cumsum(rng.integers(-8, 9, size=(40, 2)), axis=0) + [100, 40]
-    pts = np.clip(pts, 5, [194, 74]).astype(np.int32)
-    cv2.polylines(img, [pts], False, 255, 3)
-    return img
+from tests.cv.shapes import scribble_ink, square_ink
 
 
 def test_freeman_codes_of_a_unit_square_walk():
@@ -35,9 +20,9 @@ def test_freeman_codes_of_a_unit_square_walk():
         chaincode.freeman_codes(np.array([[0, 0], [3, 0]]))
 
 
-def test_chain_codes_of_a_square():
+def test_chain_codes_of_asquare_ink():
     side = 21
-    h = chaincode.chaincode_histograms(_square(side))
+    h = chaincode.chaincode_histograms(square_ink(side))
     assert h.shape == (chaincode.CHAINCODE_DIM,) and h.dtype == np.float32
     f1, f2, f3 = h[:8], h[8:72], h[72:584]
     curv1, curv2 = h[584:592], h[592:]
@@ -56,7 +41,7 @@ def test_chain_codes_of_a_square():
 def test_cold_of_a_square_is_its_edges_and_diagonals():
     side, bins, rbins, r_min, r_max = 21, 8, 4, 2.0, 64.0
     h = cold.cold_histograms(
-        _square(side),
+        square_ink(side),
         ks=(1, 2),
         angle_bins=bins,
         radius_bins=rbins,
@@ -84,7 +69,7 @@ def test_cold_of_a_square_is_its_edges_and_diagonals():
     "fn", [chaincode.chaincode_histograms, cold.cold_histograms], ids=["chaincode", "cold"]
 )
 def test_contour_geometry_deterministic_blocks_and_blank(fn):
-    im = _scribble(3)
+    im = scribble_ink(3)
     a = fn(im)
     np.testing.assert_array_equal(a, fn(im.copy()))
     # given the contours, the same answer as computing them
@@ -96,7 +81,7 @@ def test_contour_geometry_deterministic_blocks_and_blank(fn):
 
 
 def test_cold_blocks_sum_to_one_and_rotation_moves_orientation():
-    im = _scribble(5)
+    im = scribble_ink(5)
     h = cold.cold_histograms(im)
     blocks = h.reshape(5, -1)
     np.testing.assert_allclose(blocks.sum(axis=1), 1.0, rtol=1e-5)
@@ -112,7 +97,7 @@ def test_cold_blocks_sum_to_one_and_rotation_moves_orientation():
 def test_extract_raw_computes_the_new_families():
     from cv.embed import extract_raw
 
-    img = 255 - _scribble(7)  # dark ink on light paper
+    img = 255 - scribble_ink(7)  # dark ink on light paper
     raw = extract_raw(img, families=("cold", "chaincode"), design=False)
     assert raw.hist["cold"].shape == (cold.cold_dim(),)
     assert raw.hist["chaincode"].shape == (chaincode.CHAINCODE_DIM,)
@@ -126,14 +111,14 @@ def test_cold_fuses_at_half_weight_and_the_shipped_model_does_not_extract_it():
     # the shipped file lists its four families: it neither extracts nor weighs COLD
     shipped = load_default_model()
     assert shipped.families == ("hinge", "lbp", "vlad", "style")
-    raw = shipped.extract(255 - _scribble(2), design=False)
+    raw = shipped.extract(255 - scribble_ink(2), design=False)
     assert set(raw.hist) == {"hinge", "lbp", "style"}
 
 
 def test_fit_and_embed_with_the_contour_geometry_families():
     from cv.embed import EmbeddingModel
 
-    images = [255 - _scribble(s) for s in range(6)]
+    images = [255 - scribble_ink(s) for s in range(6)]
     model = EmbeddingModel(families=("cold", "chaincode"), n_components=3).fit(
         images, ["a", "a", "b", "b", "c", "c"]
     )

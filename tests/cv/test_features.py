@@ -6,27 +6,11 @@ import numpy as np
 import pytest
 
 from cv.features import hinge, local, texture
-
-
-def _square(side: int = 21, pad: int = 6) -> np.ndarray:
-    img = np.zeros((side + 2 * pad, side + 2 * pad), np.uint8)
-    img[pad : pad + side, pad : pad + side] = 255
-    return img
-
-
-def _scribble(seed: int = 0) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = np.zeros((80, 200), np.uint8)
-    pts = np.cumsum(rng.integers(-8, 9, size=(40, 2)), axis=0) + [100, 40]
-    pts = np.clip(pts, 5, [194, 74]).astype(np.int32)
-    cv2.polylines(img, [pts], False, 255, 3)
-    return img
+from tests.cv.shapes import scribble_ink, square_ink
 
 
 def test_contour_direction_of_a_square_is_horizontal_and_vertical():
-    feats = hinge.contour_features(_square(), direction_bins=12, hinge_bins=8, legs=(3,))
+    feats = hinge.contour_features(square_ink(), direction_bins=12, hinge_bins=8, legs=(3,))
     f1 = feats[:12]
     assert f1.sum() == pytest.approx(1.0)
     # straight edges only give 0 and 90 degrees; the rest comes from the 4 corners
@@ -36,7 +20,7 @@ def test_contour_direction_of_a_square_is_horizontal_and_vertical():
 
 def test_contour_features_blocks_are_distributions_and_dimension_matches():
     legs = (3, 6)
-    feats = hinge.contour_features(_scribble(), legs=legs)
+    feats = hinge.contour_features(scribble_ink(), legs=legs)
     assert feats.dtype == np.float32
     assert feats.shape == (hinge.hinge_dim(legs=legs),)
     # f1, f2 per leg, then f3h and f3v: every block sums to one
@@ -59,7 +43,7 @@ def test_contour_features_blocks_are_distributions_and_dimension_matches():
     ],
 )
 def test_features_are_deterministic_and_zero_on_blank(fn):
-    im = _scribble(3)
+    im = scribble_ink(3)
     np.testing.assert_array_equal(fn(im), fn(im.copy()))
     blank = fn(np.zeros((30, 40), np.uint8))
     assert not np.any(blank)
@@ -87,13 +71,13 @@ def test_run_lengths_exact_on_one_row():
 
 
 def test_lbp_histograms_sum_to_one_per_radius():
-    h = texture.lbp_histograms(_scribble(1), radii=(1, 2))
+    h = texture.lbp_histograms(scribble_ink(1), radii=(1, 2))
     assert h.shape == (texture.lbp_dim(radii=(1, 2)),)
     np.testing.assert_allclose([h[:256].sum(), h[256:].sum()], [1.0, 1.0], atol=1e-5)
 
 
 def test_dense_rootsift_rows_are_rootsift():
-    d = local.dense_rootsift(_scribble(2), max_points=50)
+    d = local.dense_rootsift(scribble_ink(2), max_points=50)
     assert d.shape[1] == 128 and 0 < len(d) <= 50
     assert (d >= 0).all()
     # RootSIFT: square roots of an L1-normalised vector have unit L2 norm

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cv.features import obif
+from tests.cv.shapes import scribble_ink
 
 # code offsets (see obif.obif_codes)
 SLOPE, DARK_BLOB, LIGHT_BLOB, DARK_LINE, LIGHT_LINE, SADDLE = 1, 9, 10, 11, 15, 19
@@ -59,11 +60,7 @@ def test_flat_below_eps():
 
 
 def _scribble_grey(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    ink = np.zeros((80, 200), np.uint8)
-    pts = np.cumsum(rng.integers(-8, 9, size=(40, 2)), axis=0) + [100, 40]
-    pts = np.clip(pts, 5, [194, 74]).astype(np.int32)
-    cv2.polylines(ink, [pts], False, 255, 5)
+    ink = scribble_ink(seed, width=5)
     grey = cv2.GaussianBlur(255 - ink, (0, 0), 0.8)
     return grey, ink
 
