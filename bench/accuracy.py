@@ -390,6 +390,16 @@ def _kinds_text(unipen: dict) -> str:
     return "".join(f" | {k} {v['map']:.3f}/{v['top1']:.3f}" for k, v in kinds.items())
 
 
+def _derived_row_text(row: str, res: dict, label: str = "") -> str:
+    """One stderr line of a ranked / design-penalised row's figures."""
+    g, u = res["generated"], res["unipen"]
+    return (
+        f"  {row}: {label}gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5 {g['top5']:.3f}"
+        f" tmpl {g['template_rate']:.3f} ({g['template_chance']:.3f}) | unipen mAP"
+        f" {u['map']:.3f} top1 {u['top1']:.3f}{_kinds_text(u)}"
+    )
+
+
 def _slip_like(unipen: dict) -> str:
     chars = unipen.get("by_kind", {}).get("chars")
     return "-" if chars is None else f"{chars['map']:.3f} / {chars['top1']:.3f}"
@@ -578,13 +588,7 @@ def main() -> None:
                     ),
                 }
             for row in (normalised, design_raw, design_ranked):
-                g, u = results[row]["generated"], results[row]["unipen"]
-                print(
-                    f"  {row}: gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5 {g['top5']:.3f}"
-                    f" tmpl {g['template_rate']:.3f} ({g['template_chance']:.3f}) | unipen mAP"
-                    f" {u['map']:.3f} top1 {u['top1']:.3f}{_kinds_text(u)}",
-                    file=sys.stderr,
-                )
+                print(_derived_row_text(row, results[row]), file=sys.stderr)
             # batch clustering at the calibrated operating point, as the product re-clusters
             res["clustering"] = {
                 "generated": _clustering(model, z_hel, hel_w, accounts_of(hel_rows)),
@@ -630,13 +634,7 @@ def main() -> None:
             )
             for row in derived_rows(name)[::2]:
                 if row in results:
-                    g, u = results[row]["generated"], results[row]["unipen"]
-                    print(
-                        f"  {row}: MEAN gen mAP {g['map']:.3f} top1 {g['top1']:.3f} top5"
-                        f" {g['top5']:.3f} | unipen mAP {u['map']:.3f} top1 {u['top1']:.3f}"
-                        f"{_kinds_text(u)}",
-                        file=sys.stderr,
-                    )
+                    print(_derived_row_text(row, results[row], "MEAN "), file=sys.stderr)
             clusters = results[name].get("clustering", {})
             for set_name, c in clusters.items():
                 print(
