@@ -88,7 +88,7 @@ def main() -> None:
     if max(sizes) > len(ids):
         raise SystemExit(f"{folder} holds {len(ids)} writers, fewer than {max(sizes)}")
     threshold = cal.batch.merge_threshold
-    out = {"model": model.version, "merge_threshold": threshold, "sizes": []}
+    results: list[dict] = []
     print(f"model {model.version}, calibrated merge threshold {threshold:.2f}")
     for size in sizes:
         rng = np.random.default_rng(size)
@@ -104,7 +104,7 @@ def main() -> None:
                 break
         entry = {"writers": size, "slips": int(draws[0].sum()), "draws": n_draws,
                  "precision": p, "recall": r, "f1": f1, "oracle": oracle}  # fmt: skip
-        out["sizes"].append(entry)
+        results.append(entry)
         best = (
             f"threshold {oracle['threshold']:.2f} (R {oracle['recall']:.3f})"
             if oracle
@@ -116,6 +116,7 @@ def main() -> None:
             flush=True,
         )
     if args.json:
+        out = {"model": model.version, "merge_threshold": threshold, "sizes": results}
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
