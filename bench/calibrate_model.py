@@ -36,15 +36,18 @@ def main() -> None:
     parser.add_argument("--unipen-fit", type=Path, action="append", default=[])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument(
+        "--fold-by", default=None, help="labels.csv column of style groups (as `sliplink train`)"
+    )
     args = parser.parse_args()
 
     from cli.offline import _labelled_paths, list_images, read_labels
-    from cv.embed import EmbeddingModel, _operating_points, extract_files
+    from cv.embed import EmbeddingModel, _operating_points, extract_files, fold_groups
     from sample_slips.splits import unipen_split
 
     model = EmbeddingModel.load(args.model)
-    paths, writers, _, accounts = _labelled_paths(
-        args.directory, args.labels, split=args.split or None
+    paths, writers, _, accounts, groups = _labelled_paths(
+        args.directory, args.labels, split=args.split or None, fold_by=args.fold_by
     )
     for folder in args.unipen_fit:  # as `sliplink train --unipen-fit` picks them
         rows = read_labels(folder / "labels.csv")
@@ -56,10 +59,13 @@ def main() -> None:
                 paths.append(on_disk[r["image"]])
                 writers.append(f"unipen:{r['writer']}")
                 accounts.append("")
+                groups.append("")
     raws, errors = extract_files(paths, model=model, jobs=args.jobs)
     keep = [i for i, e in enumerate(errors) if e is None and raws[i] is not None]
     x = model._fuse(model._family_blocks([raws[i] for i in keep])).astype(np.float64)
-    folds = model._heldout_folds(x, np.asarray([writers[i] for i in keep]), None)
+    fit_writers = np.asarray([writers[i] for i in keep])
+    fit_groups = fold_groups(fit_writers, [groups[i] for i in keep]) if args.fold_by else None
+    folds = model._heldout_folds(x, fit_writers, None, groups=fit_groups)
     pair, calibration = _operating_points(
         folds, accounts=np.asarray([accounts[i] for i in keep], dtype=object)
     )

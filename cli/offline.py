@@ -577,14 +577,18 @@ def reviews_eval_command(
 
 
 def _labelled_paths(
-    directory: Path, labels_path: Path, *, split: str | None
-) -> tuple[list[Path], list[str], list[str], list[str]]:
-    """Images, writers, templates and customer accounts ("" when anonymous or no
-    ``customer`` column) of a labelled folder's rows."""
+    directory: Path, labels_path: Path, *, split: str | None, fold_by: str | None = None
+) -> tuple[list[Path], list[str], list[str], list[str], list[str]]:
+    """Images, writers, templates, customer accounts ("" when anonymous or no ``customer``
+    column) and calibration fold groups (the ``fold_by`` column's value, "" without one)
+    of a labelled folder's rows."""
     on_disk = {p.name: p for p in list_images(directory)}
-    paths, writers, templates, accounts = [], [], [], []
+    paths, writers, templates, accounts, groups = [], [], [], [], []
     dropped = 0
-    for r in read_labels(labels_path):
+    rows = read_labels(labels_path)
+    if fold_by and rows and fold_by not in rows[0]:
+        _fail(f"{labels_path}: --fold-by {fold_by!r} is not one of its columns")
+    for r in rows:
         if split is not None and "split" in r and r["split"] != split:
             dropped += 1
             continue
@@ -595,13 +599,14 @@ def _labelled_paths(
         writers.append(f"{directory.name}:{r['writer']}")
         templates.append(r.get("template") or "(none)")
         accounts.append(f"{directory.name}:{r['customer']}" if r.get("customer") else "")
+        groups.append(f"{directory.name}:{r[fold_by]}" if fold_by and r.get(fold_by) else "")
     if dropped:
         print(
             f"{labels_path}: ignored {dropped} rows whose split is not {split!r}"
             " (never fit on held-out data; --split '' keeps every row)",
             file=sys.stderr,
         )
-    return paths, writers, templates, accounts
+    return paths, writers, templates, accounts, groups
 
 
 def train_command(
@@ -616,6 +621,7 @@ def train_command(
     from_reviews: bool = False,
     register: bool = False,
     actor: str = "cli",
+    fold_by: str | None = None,
 ) -> None:
     from cv.embed import EmbeddingModel, extract_files
     from sample_slips.splits import unipen_split
@@ -627,12 +633,14 @@ def train_command(
     writers: list[str] = []
     templates: list[str] = []
     accounts: list[str] = []  # customer accounts: batch calibration leaves a slip's own out
+    groups: list[str] = []  # calibration fold groups ("" = the writer alone)
     for d, lab in zip(directories, labels_paths, strict=True):
-        p, w, t, a = _labelled_paths(d, lab, split=split)
+        p, w, t, a, g = _labelled_paths(d, lab, split=split, fold_by=fold_by)
         paths += p
         writers += w
         templates += t
         accounts += a
+        groups += g
     for folder in unipen_fit:
         lab = folder / "labels.csv"
         rows = read_labels(lab)
@@ -645,6 +653,7 @@ def train_command(
                 writers.append(f"unipen:{r['writer']}")
                 templates.append("(crop)")
                 accounts.append("")
+                groups.append("")
     try:
         model = EmbeddingModel(**params)
         model._validate()
@@ -671,14 +680,22 @@ def train_command(
     fit_writers = [writers[i] for i in keep]
     fit_nuisance = [templates[i] for i in keep]
     fit_accounts = [accounts[i] for i in keep]
+    fit_groups = [groups[i] for i in keep]
     if review_groups:
         r_raws, r_writers = _review_raws(review_groups, model=model)
         fit_raws += r_raws
         fit_writers += r_writers
         fit_nuisance += ["(slip)"] * len(r_raws)
         fit_accounts += [""] * len(r_raws)
+        fit_groups += [""] * len(r_raws)
     try:
-        model.fit_raw(fit_raws, fit_writers, nuisance=fit_nuisance, accounts=fit_accounts)
+        model.fit_raw(
+            fit_raws,
+            fit_writers,
+            nuisance=fit_nuisance,
+            accounts=fit_accounts,
+            groups=fit_groups if fold_by else None,
+        )
     except ValueError as exc:
         _fail(str(exc))
     model.save(out)
@@ -962,6 +979,14 @@ def register(app: typer.Typer) -> None:
         actor: Annotated[
             str | None, typer.Option("--actor", help="Who trained it (registry).")
         ] = None,
+        fold_by: Annotated[
+            str | None,
+            typer.Option(
+                "--fold-by",
+                help="labels.csv column of style groups (e.g. font) kept whole in the"
+                " calibration's held-out folds; default: writers.",
+            ),
+        ] = None,
     ) -> None:
         """Fit the embedding model on labelled slips and save it."""
         params = dict(
@@ -993,4 +1018,5 @@ def register(app: typer.Typer) -> None:
             from_reviews=from_reviews,
             register=register_model,
             actor=actor or _default_actor(),
+            fold_by=fold_by or None,
         )

@@ -169,3 +169,12 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(small_dir, tmp_path, args,
     assert res.exit_code != 0
     assert message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_train_fold_by_names_a_labels_column(small_dir, tmp_path):
+    args = ["train", str(small_dir), "--labels", str(small_dir / "labels.csv")]
+    args += ["--out", str(tmp_path / "m.npz"), "--split", "", "--fold-by", "font"]
+    res = CliRunner().invoke(_app(), args)
+    assert res.exit_code != 0
+    assert "--fold-by 'font' is not one of its columns" in res.output
+    assert not (tmp_path / "m.npz").exists()

@@ -444,3 +444,24 @@ def test_a_model_of_the_default_shapes_fits_in_4_5_mb(tmp_path):
     assert model.projection_.shape == (912 + 768 + 3 * 256 + 72, 256)
     model.save(tmp_path / "m.npz")
     assert (tmp_path / "m.npz").stat().st_size <= 4.5e6
+
+
+def test_grouped_calibration_folds_keep_each_style_group_whole():
+    from cv.embed import GROUP_FOLD_SPLITS, fold_groups
+
+    raws, writers = _synthetic_raws(n_writers=8, per=3)
+    styles = [f"font{int(w[1:]) % 4}" for w in writers]  # two writers a style
+    groups = fold_groups(writers, styles[:-3] + [""] * 3)  # the last writer has none
+    assert groups[0] == "group:font0" and groups[-1] == "writer:w7"
+    model = EmbeddingModel(**VLAD_ONLY).fit_raw(raws, writers, groups=styles)
+    x = model._fuse(model._family_blocks(raws)).astype(np.float64)
+    folds = model._heldout_folds(x, np.asarray(writers), None, groups=groups)
+    assert len(folds) == 2 * GROUP_FOLD_SPLITS
+    for _, _, rows in folds:
+        held = set(groups[rows].tolist())
+        fitted = set(np.delete(groups, rows).tolist())
+        assert held and not held & fitted  # a style is never on both sides of a split
+    # the splits differ, so no one draw of the styles decides the operating point
+    assert len({tuple(rows.tolist()) for _, _, rows in folds}) > 2
+    with pytest.raises(ValueError, match="groups has 2 entries"):
+        fold_groups(writers, ["a", "b"])
