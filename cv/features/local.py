@@ -154,16 +154,19 @@ def dense_rootsift(
     mag = np.sqrt(gxs * gxs + gys * gys)
     pos = (np.arctan2(-gys, gxs) % (2 * np.pi)) / (2 * np.pi) * 8
     # linear interpolation between the two nearest of 8 orientation bins, as SIFT does
-    lo = np.floor(pos).astype(np.int64) % 8
-    frac = (pos - np.floor(pos)).astype(np.float32)
+    whole = np.floor(pos)
+    lo = whole.astype(np.int64) & 7  # pos is in [0, 8]: the bin modulo 8
+    frac = pos - whole
     # gradient pixel number + 1 at each image pixel (0 = no gradient)
     number = np.zeros(smooth.size, np.int32)
     number[idx] = np.arange(1, len(idx) + 1, dtype=np.int32)
-    # each gradient pixel's weights in the 8 orientation bins (row 0: no gradient)
-    weights = np.zeros((len(idx) + 1, 8))
-    at = np.arange(1, len(idx) + 1)
-    weights[at, lo] = mag * (1 - frac)
-    weights[at, (lo + 1) % 8] = mag * frac
+    # each gradient pixel's weights in the 8 orientation bins (row 0: no gradient), set
+    # through flat indices (half the time of a 2-D fancy assignment)
+    weights = np.zeros((len(idx) + 1) * 8)
+    row = np.arange(8, 8 * (len(idx) + 1), 8)
+    weights[row + lo] = mag * (1 - frac)
+    weights[row + ((lo + 1) & 7)] = mag * frac
+    weights = weights.reshape(len(idx) + 1, 8)
     # Each cell sums a cell x cell box (anchored like cv2.boxFilter) around its centre at
     # -1.5, -0.5, 0.5, 1.5 cells from the point: read only the 16 boxes around each point
     # instead of box-filtering 8 orientation channels of the whole image (~4 -> ~2 ms).
