@@ -85,20 +85,21 @@ def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray
 
 def row_runs(
     grid: NDArray[np.uint8],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
     """Runs of non-zero pixels along the rows: (row, first column, one past the last column).
 
-    One zero column is put between rows so every run starts and ends inside its row; the
-    run boundaries of the flattened image then alternate start, end (row-major scan).
+    One zero column is put before each row so every run starts and ends inside its row; the
+    run boundaries of the flattened image then alternate start, end (row-major scan), and
+    ``cv2.findNonZero`` reads them off as (column, row) pairs (faster than numpy's nonzero
+    and a divmod).
     """
     rows, cols = grid.shape
     padded = np.zeros((rows, cols + 1), np.uint8)
     padded[:, 1:] = grid
     flat = padded.ravel()
-    edges = np.empty(flat.size, bool)
-    np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
+    edges = np.empty(flat.size, np.uint8)
+    np.not_equal(flat[1:], flat[:-1], out=edges[:-1].view(bool))
     edges[-1] = flat[-1] != 0
-    at = np.flatnonzero(edges)
-    start, end = at[0::2], at[1::2]
-    r0, c0 = np.divmod(start, cols + 1)
-    return r0, c0, end - r0 * (cols + 1)
+    found = cv2.findNonZero(edges.reshape(rows, cols + 1))
+    at = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+    return at[0::2, 1], at[0::2, 0], at[1::2, 0]

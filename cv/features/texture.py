@@ -115,9 +115,10 @@ def lbp_histograms(
     rows, cols = binary.shape
     near = cv2.dilate(binary, np.ones((3, 3), np.uint8))
     # flat indices into the padded image: one 1-D gather per neighbour
-    ys, xs = np.divmod(np.flatnonzero(near.view(bool)), cols)  # near is 0/1
+    found = cv2.findNonZero(near)
+    xy = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
     stride = cols + 2 * pad
-    at = (ys + pad) * stride + (xs + pad)
+    at = (xy[:, 1].astype(np.int64) + pad) * stride + (xy[:, 0] + pad)
     flat = smooth.ravel()
     centre = flat[at]
     threshold = centre + 1e-3
