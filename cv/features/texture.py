@@ -107,18 +107,27 @@ def lbp_histograms(
     binary = (_check(ink) > 0).astype(np.uint8)
     if not radii or min(radii) < 1:
         raise ValueError(f"radii must be positive integers, got {radii}")
-    pad = max(radii) + 1
     # smoothing turns the binary stroke into a ramp so codes see stroke edges' shape
     if smooth is None:
         smooth = inkviews.smoothed(binary)
-    smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
     rows, cols = binary.shape
     near = cv2.dilate(binary, np.ones((3, 3), np.uint8))
-    # flat indices into the padded image: one 1-D gather per neighbour
     found = cv2.findNonZero(near)
     xy = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+    # Neighbours off the image read 0 from a zero padding; when every counted pixel keeps
+    # max(radii) px from the border (a prepared crop's margin) none is read and the padded
+    # copy is skipped (~0.1 ms per call).
+    reach = max(radii)
+    x, y = xy[:, 0], xy[:, 1]  # per column: numpy reduces an (n, 2) array's axis 0 slowly
+    inside = not len(xy) or bool(
+        x.min() >= reach and y.min() >= reach and x.max() < cols - reach and y.max() < rows - reach
+    )
+    pad = 0 if inside else reach + 1
+    if pad:
+        smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+    # flat indices into the (padded) image: one 1-D gather per neighbour
     stride = cols + 2 * pad
-    at = (xy[:, 1].astype(np.int64) + pad) * stride + (xy[:, 0] + pad)
+    at = (y.astype(np.int64) + pad) * stride + (x + pad)
     flat = smooth.ravel()
     centre = flat[at]
     threshold = centre + 1e-3
