@@ -60,7 +60,7 @@ def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray
     found = cv2.findNonZero(mask)
     xy = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
     x, y = xy[:, 0], xy[:, 1]
-    lab = labels[y, x]
+    lab = labels.ravel()[y.astype(np.int64) * cols + x]  # a 1-D gather: 2x a 2-D one
     stats[:, 4] = np.bincount(lab, minlength=n)
     stats[0, 4] = rows * cols - len(xy)
     # bounding boxes: unbuffered min / max per label (numpy >= 1.25 runs ufunc.at fast)
@@ -70,9 +70,13 @@ def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray
     np.minimum.at(lo[1], lab, y)
     np.maximum.at(hi[0], lab, x)
     np.maximum.at(hi[1], lab, y)
-    # the background's box: the rows and columns holding a background pixel
-    bg_rows = np.flatnonzero(mask.min(axis=1) == 0)
-    bg_cols = np.flatnonzero(mask.min(axis=0) == 0)
+    # the background's box: the rows and columns holding a background pixel (the whole
+    # image when each border row and column has one, as around a crop's margin)
+    if max(mask[0].min(), mask[-1].min(), mask[:, 0].min(), mask[:, -1].min()) == 0:
+        bg_rows, bg_cols = np.array([0, rows - 1]), np.array([0, cols - 1])
+    else:
+        bg_rows = np.flatnonzero(mask.min(axis=1) == 0)
+        bg_cols = np.flatnonzero(mask.min(axis=0) == 0)
     if len(bg_rows):
         lo[:, 0] = bg_cols[0], bg_rows[0]
         hi[:, 0] = bg_cols[-1], bg_rows[-1]
