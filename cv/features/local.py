@@ -137,13 +137,25 @@ def dense_rootsift(
     points = np.concatenate(pts)
     if len(points) > max_points:
         points = points[np.linspace(0, len(points) - 1, max_points).round().astype(np.int64)]
-    half = 2 * cell
-    pad = half + cell
+    # Each cell sums a cell x cell box (anchored like cv2.boxFilter) around its centre at
+    # -1.5, -0.5, 0.5, 1.5 cells from the point: read only the 16 boxes around each point
+    # instead of box-filtering 8 orientation channels of the whole image (~4 -> ~2 ms).
+    centres = ((np.arange(4) - 1.5) * cell).round().astype(np.int64)
+    offsets = centres[:, None] + (np.arange(cell) - cell // 2)[None, :]  # (cell row, pixel)
+    # Off the image the ink is 0 (zero padding); when every window lies inside the image
+    # (a prepared crop's margin) the Sobel's zero border reads the same: no padded copy.
+    near, far = int(offsets.min()), int(offsets.max())
+    x, y = points[:, 0], points[:, 1]
+    rows, cols = arr.shape
+    inside = x.min() + near >= 0 and y.min() + near >= 0
+    inside = inside and x.max() + far < cols and y.max() + far < rows
+    pad = 0 if inside else 3 * cell
     if smooth is None:
         smooth = inkviews.smoothed(inkviews.binary(arr))
-    smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
-    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    if pad:
+        smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_CONSTANT)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_CONSTANT)
     # only pixels with a gradient (near the strokes, a small fraction) need binning
     strength = np.abs(gx)
     strength += np.abs(gy)
@@ -169,15 +181,10 @@ def dense_rootsift(
     weights[row + lo] = mag * (1 - frac)
     weights[row + ((lo + 1) & 7)] = mag * frac
     weights = weights.reshape(len(idx) + 1, 8)
-    # Each cell sums a cell x cell box (anchored like cv2.boxFilter) around its centre at
-    # -1.5, -0.5, 0.5, 1.5 cells from the point: read only the 16 boxes around each point
-    # instead of box-filtering 8 orientation channels of the whole image (~4 -> ~2 ms).
-    centres = ((np.arange(4) - 1.5) * cell).round().astype(np.int64)
-    offsets = centres[:, None] + (np.arange(cell) - cell // 2)[None, :]  # (cell row, pixel)
     stride = smooth.shape[1]
     # a window's pixels cell by cell: (cell row, cell column, pixel row, pixel column)
     rel = (offsets[:, None, :, None] * stride + offsets[None, :, None, :]).ravel()
-    base = (points[:, 1].astype(np.int64) + pad) * stride + points[:, 0] + pad
+    base = (y.astype(np.int64) + pad) * stride + x + pad
     k = number[(base[:, None] + rel[None, :]).ravel()]
     # The cell sums as one sparse product: a 0/1 row per (point, cell) over the gradient
     # pixels in it (pixels without a gradient add row 0, zeros) times their bin weights
