@@ -144,11 +144,11 @@ def dense_rootsift(
     offsets = centres[:, None] + (np.arange(cell) - cell // 2)[None, :]  # (cell row, pixel)
     # Off the image the ink is 0 (zero padding); when every window lies inside the image
     # (a prepared crop's margin) the Sobel's zero border reads the same: no padded copy.
-    near, far = int(offsets.min()), int(offsets.max())
+    first, last = int(offsets.min()), int(offsets.max())  # a window's extent around its point
     x, y = points[:, 0], points[:, 1]
     rows, cols = arr.shape
-    inside = x.min() + near >= 0 and y.min() + near >= 0
-    inside = inside and x.max() + far < cols and y.max() + far < rows
+    inside = x.min() + first >= 0 and y.min() + first >= 0
+    inside = inside and x.max() + last < cols and y.max() + last < rows
     pad = 0 if inside else 3 * cell
     if smooth is None:
         smooth = inkviews.smoothed(inkviews.binary(arr))
