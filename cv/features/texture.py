@@ -132,21 +132,23 @@ def lbp_histograms(
     centre = flat[at]
     threshold = centre + 1e-3
     # Neighbour k of radius r sits ``shift`` flat pixels away: it is read through the view
-    # flat[shift - low:] at base = at + low >= 0, and its bit set by compare, multiply and
-    # or into preallocated buffers (numpy's uint8 shift is slow): ~0.3 ms less per call.
+    # flat[shift - low:] at base = at + low >= 0, compared once per distinct shift (radii 1
+    # and 2 share their diagonal neighbours), and its bit set by multiply and or into a
+    # reused buffer (numpy's uint8 shift is slow): ~0.35 ms less per call.
     shifts = {
         r: [int(round(r * dy)) * stride + int(round(r * dx)) for dx, dy in _OFFSETS] for r in radii
     }
     low = min(min(v) for v in shifts.values())
     base = at + low
-    above = np.empty(len(at), bool)
+    above_at: dict[int, NDArray[np.uint8]] = {}
     bit = np.empty(len(at), np.uint8)
     out = []
     for r in radii:
         code = np.zeros(len(at), np.uint8)
         for k, shift in enumerate(shifts[r]):
-            np.greater_equal(flat[shift - low :][base], threshold, out=above)
-            np.multiply(above.view(np.uint8), np.uint8(1 << k), out=bit)
+            if shift not in above_at:
+                above_at[shift] = (flat[shift - low :][base] >= threshold).view(np.uint8)
+            np.multiply(above_at[shift], np.uint8(1 << k), out=bit)
             code |= bit
         hist = np.bincount(code, minlength=256).astype(np.float64)
         total = hist.sum()
