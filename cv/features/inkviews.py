@@ -22,9 +22,21 @@ def binary(ink: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return (np.asarray(ink) > 0).astype(np.uint8)
 
 
+# The kernel cv2.GaussianBlur makes for sigma 1 on float32 (9 taps: 4 sigma each side).
+_GAUSSIAN_1PX = cv2.getGaussianKernel(9, 1.0, cv2.CV_32F)
+
+
 def smoothed(binary01: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """The 0/1 ink blurred by a Gaussian of sigma 1 px, float32, same shape."""
-    return cv2.GaussianBlur(binary01.astype(np.float32), (0, 0), 1.0)
+    """The 0/1 ink blurred by a Gaussian of sigma 1 px, float32, same shape.
+
+    ``cv2.GaussianBlur`` of the mask as float32, filtered straight from uint8: the same
+    separable float32 sums (products of 0/1 with the taps are exact either way) without a
+    float copy of the image (~0.13 ms less per call).
+    """
+    u8 = np.asarray(binary01, np.uint8)
+    if min(u8.shape) < 2:  # GaussianBlur filters a single row or column in 1-D only
+        return cv2.GaussianBlur(u8.astype(np.float32), (0, 0), 1.0)
+    return cv2.sepFilter2D(u8, cv2.CV_32F, _GAUSSIAN_1PX, _GAUSSIAN_1PX)
 
 
 def contours(binary01: NDArray[np.uint8]) -> Sequence[NDArray[np.int32]]:
@@ -50,7 +62,7 @@ def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray
     found = cv2.findNonZero(mask)
     xy = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
     x, y = xy[:, 0], xy[:, 1]
-    lab = labels[y, x]
+    lab = labels.ravel()[y.astype(np.int64) * cols + x]  # a 1-D gather: 2x a 2-D one
     stats[:, 4] = np.bincount(lab, minlength=n)
     stats[0, 4] = rows * cols - len(xy)
     # bounding boxes: unbuffered min / max per label (numpy >= 1.25 runs ufunc.at fast)
@@ -60,9 +72,13 @@ def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray
     np.minimum.at(lo[1], lab, y)
     np.maximum.at(hi[0], lab, x)
     np.maximum.at(hi[1], lab, y)
-    # the background's box: the rows and columns holding a background pixel
-    bg_rows = np.flatnonzero(mask.min(axis=1) == 0)
-    bg_cols = np.flatnonzero(mask.min(axis=0) == 0)
+    # the background's box: the rows and columns holding a background pixel (the whole
+    # image when each border row and column has one, as around a crop's margin)
+    if max(mask[0].min(), mask[-1].min(), mask[:, 0].min(), mask[:, -1].min()) == 0:
+        bg_rows, bg_cols = np.array([0, rows - 1]), np.array([0, cols - 1])
+    else:
+        bg_rows = np.flatnonzero(mask.min(axis=1) == 0)
+        bg_cols = np.flatnonzero(mask.min(axis=0) == 0)
     if len(bg_rows):
         lo[:, 0] = bg_cols[0], bg_rows[0]
         hi[:, 0] = bg_cols[-1], bg_rows[-1]
@@ -75,20 +91,21 @@ def components(mask: NDArray[np.uint8]) -> tuple[int, NDArray[np.int32], NDArray
 
 def row_runs(
     grid: NDArray[np.uint8],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
     """Runs of non-zero pixels along the rows: (row, first column, one past the last column).
 
-    One zero column is put between rows so every run starts and ends inside its row; the
-    run boundaries of the flattened image then alternate start, end (row-major scan).
+    One zero column is put before each row so every run starts and ends inside its row; the
+    run boundaries of the flattened image then alternate start, end (row-major scan), and
+    ``cv2.findNonZero`` reads them off as (column, row) pairs (faster than numpy's nonzero
+    and a divmod).
     """
     rows, cols = grid.shape
     padded = np.zeros((rows, cols + 1), np.uint8)
     padded[:, 1:] = grid
     flat = padded.ravel()
-    edges = np.empty(flat.size, bool)
-    np.not_equal(flat[1:], flat[:-1], out=edges[:-1])
+    edges = np.empty(flat.size, np.uint8)
+    np.not_equal(flat[1:], flat[:-1], out=edges[:-1].view(bool))
     edges[-1] = flat[-1] != 0
-    at = np.flatnonzero(edges)
-    start, end = at[0::2], at[1::2]
-    r0, c0 = np.divmod(start, cols + 1)
-    return r0, c0, end - r0 * (cols + 1)
+    found = cv2.findNonZero(edges.reshape(rows, cols + 1))
+    at = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+    return at[0::2, 1], at[0::2, 0], at[1::2, 0]

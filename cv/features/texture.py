@@ -107,26 +107,49 @@ def lbp_histograms(
     binary = (_check(ink) > 0).astype(np.uint8)
     if not radii or min(radii) < 1:
         raise ValueError(f"radii must be positive integers, got {radii}")
-    pad = max(radii) + 1
     # smoothing turns the binary stroke into a ramp so codes see stroke edges' shape
     if smooth is None:
         smooth = inkviews.smoothed(binary)
-    smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
     rows, cols = binary.shape
     near = cv2.dilate(binary, np.ones((3, 3), np.uint8))
-    # flat indices into the padded image: one 1-D gather per neighbour
-    ys, xs = np.divmod(np.flatnonzero(near.view(bool)), cols)  # near is 0/1
+    found = cv2.findNonZero(near)
+    xy = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+    # Neighbours off the image read 0 from a zero padding; when every counted pixel keeps
+    # max(radii) px from the border (a prepared crop's margin) none is read and the padded
+    # copy is skipped (~0.1 ms per call).
+    reach = max(radii)
+    x, y = xy[:, 0], xy[:, 1]  # per column: numpy reduces an (n, 2) array's axis 0 slowly
+    inside = not len(xy) or bool(
+        x.min() >= reach and y.min() >= reach and x.max() < cols - reach and y.max() < rows - reach
+    )
+    pad = 0 if inside else reach + 1
+    if pad:
+        smooth = cv2.copyMakeBorder(smooth, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+    # flat indices into the (padded) image: one 1-D gather per neighbour
     stride = cols + 2 * pad
-    at = (ys + pad) * stride + (xs + pad)
+    at = (y.astype(np.int64) + pad) * stride + (x + pad)
     flat = smooth.ravel()
     centre = flat[at]
     threshold = centre + 1e-3
+    # Neighbour k of radius r sits ``shift`` flat pixels away: it is read through the view
+    # flat[shift - low:] at base = at + low >= 0, compared once per distinct shift (radii 1
+    # and 2 share their diagonal neighbours), and its bit set by multiply and or into a
+    # reused buffer (numpy's uint8 shift is slow): ~0.35 ms less per call.
+    shifts = {
+        r: [int(round(r * dy)) * stride + int(round(r * dx)) for dx, dy in _OFFSETS] for r in radii
+    }
+    low = min(min(v) for v in shifts.values())
+    base = at + low
+    above_at: dict[int, NDArray[np.uint8]] = {}
+    bit = np.empty(len(at), np.uint8)
     out = []
     for r in radii:
-        code = np.zeros(len(centre), np.uint8)
-        for k, (dx, dy) in enumerate(_OFFSETS):
-            ox, oy = int(round(r * dx)), int(round(r * dy))
-            code |= (flat[at + (oy * stride + ox)] >= threshold).view(np.uint8) << np.uint8(k)
+        code = np.zeros(len(at), np.uint8)
+        for k, shift in enumerate(shifts[r]):
+            if shift not in above_at:
+                above_at[shift] = (flat[shift - low :][base] >= threshold).view(np.uint8)
+            np.multiply(above_at[shift], np.uint8(1 << k), out=bit)
+            code |= bit
         hist = np.bincount(code, minlength=256).astype(np.float64)
         total = hist.sum()
         out.append(hist / total if total else hist)
