@@ -366,7 +366,8 @@ def _clustering(
     # precision moves with each fit's fold tail and drags its recall along
     out["oracle_threshold"], out["oracle_recall"] = float("nan"), 0.0
     if cal.batch is not None:
-        for t in np.round(np.arange(0.60, 0.19, -0.02), 2):
+        centre = cal.batch.merge_threshold
+        for t in np.round(np.arange(centre + 0.3, centre - 0.31, -0.02), 2):
             at = replace(cal, batch=replace(cal.batch, merge_threshold=float(t)))
             right, linked, true = pair_counts(
                 writers, cluster_calibrated(z, at, accounts=accounts)[0]
