@@ -11,8 +11,9 @@ calibration would need to know).  Pair counts are pooled over ``--draws`` draws 
 
     PYTHONPATH=. .venv/bin/python bench/cluster_growth.py [--model M] [--json F]
 
-The slips are generated once into ``--dir`` (240 writers x 6, seed 15, held-out split) and
-their embeddings cached there per model version.
+The slips are generated once into ``--dir`` (240 writers x 6, seed 15, held-out split), or
+read from a labelled folder (``--dir D --labels L``); embeddings are cached in
+/tmp/sliplink-bench per folder, rows and model version.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -38,7 +40,9 @@ SWEEP = np.round(np.arange(0.20, 0.62, 0.02), 2)
 
 
 def _embeddings(model: EmbeddingModel, folder: Path, rows: list[dict], jobs: int) -> np.ndarray:
-    cache = folder / f"embeddings_{model.version}.npy"
+    digest = hashlib.sha256("\n".join(r["image"] for r in rows).encode()).hexdigest()[:8]
+    cache = Path("/tmp/sliplink-bench") / f"growth_{folder.name}_{digest}_{model.version}.npy"
+    cache.parent.mkdir(parents=True, exist_ok=True)
     if cache.is_file():
         return np.load(cache)
     x, errors = embed_files([folder / r["image"] for r in rows], model=model, jobs=jobs)
@@ -66,6 +70,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/sliplink-bench/gen_growth"))
+    ap.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="a labelled folder's labels.csv (images in --dir) instead of generated slips",
+    )
     ap.add_argument("--sizes", default="30,60,120,240", help="writers per collection")
     ap.add_argument("--draws", type=int, default=4, help="random writer subsets per size")
     ap.add_argument("--target", type=float, default=0.98, help="pairwise precision floor")
@@ -73,9 +83,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    folder = _generate(args.dir, writers=max(sizes), per=6, seed=15, split="heldout",
-                       jobs=args.jobs)  # fmt: skip
-    with (folder / "labels.csv").open(newline="") as fh:
+    folder = args.dir
+    if args.labels is None:
+        _generate(folder, writers=max(sizes), per=6, seed=15, split="heldout", jobs=args.jobs)
+    with (args.labels or folder / "labels.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     model = EmbeddingModel.load(args.model) if args.model else load_default_model()
     cal = calibration_of(model)
