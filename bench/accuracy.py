@@ -355,12 +355,27 @@ def _accounts(rows: list[dict[str, str]]) -> np.ndarray:
 
 
 def _clustering(
-    model: EmbeddingModel, z: np.ndarray, writers: np.ndarray, accounts: np.ndarray | None
+    model: EmbeddingModel,
+    z: np.ndarray,
+    writers: np.ndarray,
+    accounts: np.ndarray | None,
+    raws: Sequence[RawFeatures],
 ) -> dict:
     """Pairwise and B-cubed figures of batch clustering of the model's vectors ``z`` at its
-    calibrated point, given the slips' customer accounts as the product gives them."""
+    calibrated point, given the slips' customer accounts as the product gives them; slips
+    without usable handwriting (``raws``' ``ok``) stay on their own, as the service leaves
+    them."""
     cal = calibration_of(model)
-    labels, _ = cluster_calibrated(z, cal, accounts=accounts)
+    usable = np.array([r.ok for r in raws], dtype=bool)
+    acc = None if accounts is None else accounts[usable]
+
+    def clustered(calibration) -> np.ndarray:
+        labels = np.full(len(z), -1, dtype=np.int64)
+        if usable.sum() >= 2:
+            labels[usable] = cluster_calibrated(z[usable], calibration, accounts=acc)[0]
+        return labels
+
+    labels = clustered(cal)
     s = clustering_scores(writers, labels)
     keys = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "ari", "bcubed_f1")
     out = {k: float(s[k]) for k in keys}
@@ -371,10 +386,8 @@ def _clustering(
     if cal.batch is not None:
         centre = cal.batch.merge_threshold
         for t in np.round(np.arange(centre + 0.3, centre - 0.31, -0.02), 2):
-            at = replace(cal, batch=replace(cal.batch, merge_threshold=float(t)))
-            right, linked, true = pair_counts(
-                writers, cluster_calibrated(z, at, accounts=accounts)[0]
-            )
+            fixed = replace(cal.batch, merge_threshold=float(t), impostor_tail=None)
+            right, linked, true = pair_counts(writers, clustered(replace(cal, batch=fixed)))
             if linked and right >= 0.98 * linked and right / max(true, 1) > out["oracle_recall"]:
                 out["oracle_threshold"], out["oracle_recall"] = float(t), right / max(true, 1)
     return out
@@ -629,13 +642,13 @@ def main() -> None:
                 print(_derived_row_text(row, results[row]), file=sys.stderr)
             # batch clustering at the calibrated operating point, as the product re-clusters
             res["clustering"] = {
-                "generated": _clustering(model, z_hel, hel_w, accounts_of(hel_rows)),
-                "unipen": _clustering(model, z_u, u_test_w, None),
+                "generated": _clustering(model, z_hel, hel_w, accounts_of(hel_rows), raw_ghel),
+                "unipen": _clustering(model, z_u, u_test_w, None, u_test),
             }
             if args.validation:
                 z_many = model.transform_raw(raw_many)
                 res["clustering"]["generated_30_per_writer"] = _clustering(
-                    model, z_many, many_w, accounts_of(many_rows)
+                    model, z_many, many_w, accounts_of(many_rows), raw_many
                 )
             for set_name, c in res["clustering"].items():
                 print(

@@ -5,7 +5,8 @@ pairwise precision 0.98 (`cv.embed._operating_points`).  An operator's collectio
 larger, and every extra writer brings more look-alikes.  This clusters random subsets of
 30, 60, 120, 240 held-out writers (6 slips each, held-out fonts and designs) as the product
 re-clusters them (`cv.cluster.cluster_calibrated`, with the slips' customer accounts) and
-prints, per size, pairwise precision / recall / F1 at the model's calibrated threshold and
+prints, per size, pairwise precision / recall / F1 at the model's calibrated threshold (as
+the product raises it for the collection's size, `Calibration.for_collection`) and
 the lowest threshold that would reach precision 0.98 on those slips (an oracle: what the
 calibration would need to know).  Pair counts are pooled over ``--draws`` draws per size.
 
@@ -39,26 +40,41 @@ from cv.metrics import pair_counts  # noqa: E402
 SWEEP = np.round(np.arange(0.20, 0.62, 0.02), 2)
 
 
-def _embeddings(model: EmbeddingModel, folder: Path, rows: list[dict], jobs: int) -> np.ndarray:
+def _embeddings(
+    model: EmbeddingModel, folder: Path, rows: list[dict], jobs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The slips' vectors and whether each has usable handwriting (cached)."""
     digest = hashlib.sha256("\n".join(r["image"] for r in rows).encode()).hexdigest()[:8]
-    cache = Path("/tmp/sliplink-bench") / f"growth_{folder.name}_{digest}_{model.version}.npy"
+    cache = Path("/tmp/sliplink-bench") / f"growth_{folder.name}_{digest}_{model.version}.npz"
     cache.parent.mkdir(parents=True, exist_ok=True)
     if cache.is_file():
-        return np.load(cache)
-    x, errors = embed_files([folder / r["image"] for r in rows], model=model, jobs=jobs)
+        with np.load(cache) as got:
+            return got["x"], got["usable"]
+    usable: list[bool] = []
+    x, errors = embed_files(
+        [folder / r["image"] for r in rows], model=model, jobs=jobs, usable_out=usable
+    )
     if any(errors):
         raise SystemExit(f"{folder}: unreadable slips: {[e for e in errors if e][:3]}")
-    np.save(cache, x)
-    return x
+    np.savez(cache, x=x, usable=np.array(usable, dtype=bool))
+    return x, np.array(usable, dtype=bool)
 
 
 def _pooled(
-    x: np.ndarray, writers: np.ndarray, accounts: np.ndarray, draws: list[np.ndarray], cal
+    x: np.ndarray,
+    usable: np.ndarray,
+    writers: np.ndarray,
+    accounts: np.ndarray,
+    draws: list[np.ndarray],
+    cal,
 ) -> tuple[float, float, float]:
     """(precision, recall, F1) of pair counts summed over the draws (row masks)."""
     right = linked = true = 0
     for rows in draws:
-        labels, _ = cluster_calibrated(x[rows], cal, accounts=accounts[rows])
+        # slips without usable handwriting stay on their own, as the service leaves them
+        labels = np.full(int(rows.sum()), -1, dtype=np.int64)
+        use = usable[rows]
+        labels[use] = cluster_calibrated(x[rows][use], cal, accounts=accounts[rows][use])[0]
         r, lk, t = pair_counts(writers[rows], labels)
         right, linked, true = right + r, linked + lk, true + t
     p = right / linked if linked else 1.0
@@ -92,7 +108,7 @@ def main() -> None:
     cal = calibration_of(model)
     if cal.batch is None:
         raise SystemExit(f"{model.version}: no batch calibration recorded")
-    x = _embeddings(model, folder, rows, args.jobs)
+    x, usable = _embeddings(model, folder, rows, args.jobs)
     writers = np.array([r["writer"] for r in rows])
     accounts = _accounts(rows)
     ids = np.unique(writers)
@@ -100,20 +116,27 @@ def main() -> None:
         raise SystemExit(f"{folder} holds {len(ids)} writers, fewer than {max(sizes)}")
     threshold = cal.batch.merge_threshold
     results: list[dict] = []
-    print(f"model {model.version}, calibrated merge threshold {threshold:.2f}")
+    print(
+        f"model {model.version}, calibrated merge threshold {threshold:.2f};"
+        f" {int((~usable).sum())} slips without usable handwriting left out"
+    )
     for size in sizes:
         rng = np.random.default_rng(size)
         n_draws = 1 if size == len(ids) else args.draws
         draws = [np.isin(writers, rng.choice(ids, size, replace=False)) for _ in range(n_draws)]
-        p, r, f1 = _pooled(x, writers, accounts, draws, cal)
+        p, r, f1 = _pooled(x, usable, writers, accounts, draws, cal)
         oracle = None
         for t in SWEEP:  # lowest threshold reaching the floor on these slips
-            at = dataclasses.replace(cal, batch=dataclasses.replace(cal.batch, merge_threshold=t))
-            op, orec, _ = _pooled(x, writers, accounts, draws, at)
+            # t as it stands, not raised for the collection's size (Calibration.for_collection)
+            fixed = dataclasses.replace(cal.batch, merge_threshold=t, impostor_tail=None)
+            at = dataclasses.replace(cal, batch=fixed)
+            op, orec, _ = _pooled(x, usable, writers, accounts, draws, at)
             if op >= args.target and orec > 0:
                 oracle = {"threshold": float(t), "precision": op, "recall": orec}
                 break
-        entry = {"writers": size, "slips": int(draws[0].sum()), "draws": n_draws,
+        slips = int(draws[0].sum())
+        used = cal.batch.for_collection(slips).merge_threshold
+        entry = {"writers": size, "slips": slips, "draws": n_draws, "threshold": used,
                  "precision": p, "recall": r, "f1": f1, "oracle": oracle}  # fmt: skip
         results.append(entry)
         best = (
@@ -122,7 +145,7 @@ def main() -> None:
             else f"none of {SWEEP[0]:.2f}-{SWEEP[-1]:.2f}"
         )
         print(
-            f"{size:4d} writers ({entry['slips']} slips): P {p:.3f} R {r:.3f} F1 {f1:.3f}"
+            f"{size:4d} writers ({slips} slips) at {used:.3f}: P {p:.3f} R {r:.3f} F1 {f1:.3f}"
             f" | P >= {args.target} first at {best}",
             flush=True,
         )

@@ -154,14 +154,30 @@ def cluster_command(
         calibration = Calibration.uncalibrated(threshold)  # raw cosine
 
     labels = np.full(len(paths), -1, dtype=np.int64)
+    no_handwriting = 0
     if paths:
+        usable: list[bool] = []
         x, errors = embed_files(
-            paths, model=model, jobs=jobs, templates=templates, progress=_progress("embedding")
+            paths,
+            model=model,
+            jobs=jobs,
+            templates=templates,
+            progress=_progress("embedding"),
+            usable_out=usable,
         )
         for err in errors:
             if err is not None:
                 print(f"skipped {err}", file=sys.stderr)
-        ok = np.array([e is None for e in errors], dtype=bool)
+        readable = np.array([e is None for e in errors], dtype=bool)
+        # slips without usable handwriting all embed alike: left on their own, as the
+        # service leaves them
+        ok = readable & np.array(usable, dtype=bool)
+        no_handwriting = int((readable & ~ok).sum())
+        if no_handwriting:
+            print(
+                f"{no_handwriting} slips without usable handwriting left on their own",
+                file=sys.stderr,
+            )
         if ok.sum() >= 2:
             labels[ok] = cluster_calibrated(x[ok], calibration, k=k)[0]
     _write_csv(out, [(p.name, int(c)) for p, c in zip(paths, labels.tolist(), strict=True)])
@@ -170,6 +186,7 @@ def cluster_command(
         "images": len(paths),
         "clusters": n_clusters,
         "unclustered": int((labels < 0).sum()),
+        "no_handwriting": no_handwriting,
         "threshold": float(threshold),
         "threshold_source": source,
     }

@@ -99,14 +99,16 @@ def _load_templates(folder: Path | None):
 
 def _embed(
     paths: list[Path], *, model, jobs: int, templates
-) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """Embeddings of all paths, a mask of the readable ones, the wall time, and the printed
-    design signatures (`cv.design`; NaN rows for plain crops and unreadable files)."""
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """Embeddings of all paths, a mask of the readable ones, the wall time, the printed
+    design signatures (`cv.design`; NaN rows for plain crops and unreadable files) and a
+    mask of the slips with usable handwriting."""
     from cv.design import signature_rows
     from cv.embed import embed_files
 
     start = time.perf_counter()
     found: list = []
+    usable: list[bool] = []
     x, errors = embed_files(
         paths,
         model=model,
@@ -114,13 +116,14 @@ def _embed(
         templates=templates,
         progress=_Progress("embedding"),
         designs_out=found,
+        usable_out=usable,
     )
     elapsed = time.perf_counter() - start
     for err in errors:
         if err is not None:
             print(f"skipped {err}", file=sys.stderr)
     ok = np.array([e is None for e in errors], dtype=bool)
-    return x, ok, elapsed, signature_rows(found)
+    return x, ok, elapsed, signature_rows(found), np.array(usable, dtype=bool)
 
 
 def _check_jobs(jobs: int) -> None:
@@ -146,7 +149,7 @@ def similar_command(
     paths = list_images(directory)
     model = _load_model(model_path)
     templates = _load_templates(templates_dir)
-    x, ok, _, designs = _embed(paths, model=model, jobs=jobs, templates=templates)
+    x, ok, _, designs, _ = _embed(paths, model=model, jobs=jobs, templates=templates)
     idx = np.flatnonzero(ok)
     # scored as the clusterer scores pairs (normalised by the slips' offsets when the
     # model's calibration is: slips close to everything no longer top every list), on
@@ -216,6 +219,7 @@ def evaluate_embeddings(
     designs: np.ndarray | None = None,
     accounts: np.ndarray | None = None,
     kinds: np.ndarray | None = None,
+    usable: np.ndarray | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
@@ -232,6 +236,8 @@ def evaluate_embeddings(
     accounts, "" when anonymous) are given to the clustering as re-clustering gives them.
     With ``kinds`` (labels.csv's ``kind`` column, e.g. UNIPEN's ``chars`` and ``words``),
     ``by_kind`` holds the retrieval figures of each kind's queries searching all slips.
+    ``usable`` (False where preprocessing found no usable handwriting) leaves those slips
+    out of the clustering, on their own, as the service leaves them.
     """
     from cv import metrics
 
@@ -287,8 +293,16 @@ def evaluate_embeddings(
             if kinds is not None:
                 for kind, figures in metrics.retrieval_by_kind(ranked, writers, kinds).items():
                     result["by_kind"][kind].update({f"norm_{k}": v for k, v in figures.items()})
-        labels = cluster.cluster_calibrated(plain, calibration, accounts=accounts)[0]
-        result["cluster_threshold"] = float(calibration.merge_threshold)
+        keep = np.ones(len(plain), dtype=bool) if usable is None else np.asarray(usable, bool)
+        labels = np.full(len(plain), -1, dtype=np.int64)
+        if keep.sum() >= 2:
+            labels[keep] = cluster.cluster_calibrated(
+                plain[keep], calibration, accounts=None if accounts is None else accounts[keep]
+            )[0]
+        result["no_handwriting"] = int((~keep).sum())
+        # as raised for the collection's size (cv.cluster.Calibration.for_collection)
+        used = calibration.for_collection(int(keep.sum()))
+        result["cluster_threshold"] = float(used.merge_threshold)
         result["cluster_method"] = "cv.cluster.cluster_embeddings" + (
             f", scores less per-slip offsets (neighbour ranks {ranks[0]}-{ranks[1]})"
             if ranks is not None
@@ -355,10 +369,10 @@ def _folder_figures(
     if len(rows) < 2:
         _fail(f"{labels_path}: fewer than 2 labelled images found in {directory}")
     paths = [on_disk[r["image"]] for r in rows]
-    x, ok, elapsed, designs = _embed(paths, model=model, jobs=jobs, templates=templates)
+    x, ok, elapsed, designs, usable = _embed(paths, model=model, jobs=jobs, templates=templates)
     rows = [r for r, good in zip(rows, ok, strict=True) if good]
     kept = [p for p, good in zip(paths, ok, strict=True) if good]
-    x, designs = x[ok], designs[ok]
+    x, designs, usable = x[ok], designs[ok], usable[ok]
     writers = np.array([r["writer"] for r in rows])
     tmpl = (
         np.array([r.get("template", "") for r in rows]) if rows and "template" in rows[0] else None
@@ -373,6 +387,7 @@ def _folder_figures(
         designs=designs,
         accounts=np.array([r.get("customer") or "" for r in rows], dtype=object),
         kinds=np.array([r.get("kind", "") for r in rows]) if rows and "kind" in rows[0] else None,
+        usable=usable,
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)

@@ -1127,17 +1127,18 @@ def _embed_one(path: Path) -> tuple[NDArray[np.float32] | None, str | None]:
 
 def _embed_design_one(
     path: Path,
-) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None, str | None]:
-    """:func:`_embed_one` plus the slip's design signature (None for a plain crop)."""
+) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None, bool, str | None]:
+    """:func:`_embed_one` plus the slip's design signature (None for a plain crop) and
+    whether its handwriting is usable."""
     from cv.preprocess import load_image
 
     assert _WORKER_MODEL is not None
     try:
         image = load_image(Path(path).read_bytes())
     except (OSError, ValueError) as exc:
-        return None, None, f"{Path(path).name}: {exc}"
+        return None, None, False, f"{Path(path).name}: {exc}"
     raw = _WORKER_MODEL.extract(image, templates=_WORKER_TEMPLATES)
-    return _WORKER_MODEL.transform_raw([raw])[0], raw.design, None
+    return _WORKER_MODEL.transform_raw([raw])[0], raw.design, bool(raw.ok), None
 
 
 def _extract_one(path: Path) -> tuple[RawFeatures | None, str | None]:
@@ -1212,6 +1213,7 @@ def embed_files(
     templates: Sequence[NDArray[np.uint8]] | None = None,
     progress: Callable[[int, int], None] | None = None,
     designs_out: list[NDArray[np.float32] | None] | None = None,
+    usable_out: list[bool] | None = None,
 ) -> tuple[NDArray[np.float32], list[str | None]]:
     """Embed image files, in parallel processes when ``jobs > 1``.
 
@@ -1229,6 +1231,10 @@ def embed_files(
     designs_out : list, optional
         Extended with each file's printed-design signature (`cv.design`; None for a plain
         crop or an unreadable file), for rankings that discount slips of one design.
+    usable_out : list, optional
+        Extended with whether preprocessing found usable handwriting on each file (its
+        quality report has no flag; False for an unreadable file).  Slips without it all
+        embed alike, so clustering must leave them out, as the service does.
 
     Returns
     -------
@@ -1252,14 +1258,17 @@ def embed_files(
         if progress is not None:
             progress(i + 1, len(paths))
 
-    if designs_out is None:
+    if designs_out is None and usable_out is None:
         for i, result in enumerate(_map_files(_embed_one, paths, model, jobs, templates)):
             record(i, result)
         return out, errors
-    for i, (vec, design, err) in enumerate(
+    for i, (vec, design, usable, err) in enumerate(
         _map_files(_embed_design_one, paths, model, jobs, templates)
     ):
-        designs_out.append(design)
+        if designs_out is not None:
+            designs_out.append(design)
+        if usable_out is not None:
+            usable_out.append(usable)
         record(i, (vec, err))
     return out, errors
 

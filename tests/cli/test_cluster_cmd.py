@@ -118,3 +118,27 @@ def test_the_default_model_clusters_at_its_calibrated_augmented_operating_point(
     assert f"threshold {batch.merge_threshold:.3f} from model merge calibration" in result.stderr
     k_aug, weight = CLUSTER_AUGMENT
     assert f"pulled towards its {k_aug} nearest at weight {weight:g}" in result.stderr
+
+
+def test_slips_without_handwriting_stay_on_their_own(slips_and_model, tmp_path):
+    """Blank slips all embed alike: clustered, they would link every blank slip of every
+    customer.  Like the service, the command leaves them on their own, even at a threshold
+    that merges everything else."""
+    import numpy as np
+    from PIL import Image
+
+    folder, model_path = slips_and_model
+    blanks = tmp_path / "slips"
+    shutil.copytree(folder, blanks)
+    for name in ("blank_a.png", "blank_b.png"):
+        Image.fromarray(np.full((600, 400), 235, np.uint8)).save(blanks / name)
+    out = tmp_path / "clusters.csv"
+    args = ["cluster", str(blanks), "--out", str(out), "--model", str(model_path)]
+    result = CliRunner().invoke(_app(), [*args, "--threshold", "-1.0"])
+    assert result.exit_code == 0, result.output
+    with out.open(newline="") as fh:
+        clusters = {r["image"]: int(r["cluster"]) for r in csv.DictReader(fh)}
+    assert clusters["blank_a.png"] == -1 and clusters["blank_b.png"] == -1
+    slips = [c for name, c in clusters.items() if name.startswith("slip_")]
+    assert len(slips) == 9 and min(slips) >= 0  # everything with handwriting merged
+    assert "2 slips without usable handwriting left on their own" in result.stderr

@@ -92,6 +92,33 @@ def test_eval_prints_and_writes_all_figures(small_dir, tmp_path):
     ):
         assert key in figures
     assert figures["n"] == 9 and 0.0 <= figures["map"] <= 1.0
+    assert figures["no_handwriting"] == 0  # every generated slip has handwriting
+
+
+def test_eval_leaves_slips_without_handwriting_out_of_the_clustering(small_dir, tmp_path):
+    """Two blank slips labelled as one writer's: they embed alike, and clustered they would
+    count as a right link.  The service never clusters them, so eval does not either."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "slips"
+    shutil.copytree(small_dir, folder)
+    for name in ("blank_a.png", "blank_b.png"):
+        Image.fromarray(np.full((600, 400), 235, np.uint8)).save(folder / name)
+    with (folder / "labels.csv").open("a", encoding="utf-8") as fh:
+        header = (small_dir / "labels.csv").read_text().splitlines()[0].split(",")
+        for name in ("blank_a.png", "blank_b.png"):
+            row = {"image": name, "writer": "w_blank"}
+            fh.write(",".join(row.get(col, "") for col in header) + "\n")
+    out = tmp_path / "eval.json"
+    res = CliRunner().invoke(
+        _app(), ["eval", str(folder), "--labels", str(folder / "labels.csv"), "--json", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    figures = json.loads(out.read_text())
+    assert figures["n"] == 11 and figures["no_handwriting"] == 2
 
 
 def test_eval_splits_retrieval_by_the_kind_column(small_dir, tmp_path):

@@ -21,6 +21,7 @@ from cv.cluster import (
     cluster_calibrated,
     cluster_embeddings,
     diffused_scores,
+    impostor_tail,
     indexed_offsets,
     knn_graph,
     membership_confidence,
@@ -401,3 +402,66 @@ def test_pair_counts_count_right_linked_and_true_pairs():
     # writers 0 0 0 1, clusters {0, 1} {2, 3}: linked 2 pairs, 1 right; writer pairs 3
     assert pair_counts([0, 0, 0, 1], [5, 5, 6, 6]) == (1, 2, 3)
     assert pair_counts([0, 0, 1], [-1, -1, -1]) == (0, 0, 1)  # unclustered: singletons
+
+
+def test_impostor_tail_matches_a_normals_upper_tail():
+    rng = np.random.default_rng(0)
+    mean, sd = impostor_tail(rng.normal(-0.3, 0.15, 400_000))  # type: ignore[misc]
+    assert mean == pytest.approx(-0.3, abs=0.03) and sd == pytest.approx(0.15, abs=0.01)
+    # a heavier (exponential) tail reads as a wider normal than its body suggests
+    _, wide = impostor_tail(-0.3 + rng.exponential(0.1, 400_000))  # type: ignore[misc]
+    assert wide > 0.3  # its body's sd is 0.1
+    assert impostor_tail(rng.normal(0, 1, 9_999)) is None  # too few to read a tail off
+    assert impostor_tail(np.zeros(20_000)) is None  # no spread, no tail
+
+
+def test_thresholds_rise_with_the_collection_keeping_each_slips_false_links():
+    """Above the fit folds' size each slip meets more different writers; both thresholds
+    rise so that the chance of a different-writer score above them, times the others a slip
+    meets, stays what it was in a fold.  Smaller collections keep the fold's thresholds."""
+    from scipy.stats import norm
+
+    cal = Calibration(0.45, 0.35, 30.0, 0.3, impostor_tail=(-0.4, 0.2), fold_slips=801.0)
+    assert cal.for_collection(801) is cal and cal.for_collection(50) is cal
+    previous = cal.merge_threshold
+    for n in (1_601, 10_001, 1_000_001):
+        at = cal.for_collection(n)
+        assert at.merge_threshold > previous and at.pair_threshold > at.merge_threshold
+        previous = at.merge_threshold
+        for t, t_n in ((0.35, at.merge_threshold), (0.45, at.pair_threshold)):
+            expected = norm.sf(t, -0.4, 0.2) * 800
+            assert norm.sf(t_n, -0.4, 0.2) * (n - 1) == pytest.approx(expected, rel=1e-6)
+        assert at.for_collection(n) == at  # already raised: unchanged
+    assert cal.for_collection(1_601).merge_threshold == pytest.approx(
+        -0.4 + 0.2 * norm.isf(norm.sf(0.35, -0.4, 0.2) / 2), abs=1e-9
+    )
+    # a model file without a fitted tail keeps its thresholds at every size
+    assert replace(cal, impostor_tail=None).for_collection(10**6).merge_threshold == 0.35
+    again = Calibration.from_json(cal.to_json())
+    assert again == cal
+    older = {k: v for k, v in cal.to_json().items() if k not in ("impostor_tail", "fold_slips")}
+    assert Calibration.from_json(older).impostor_tail is None
+    with pytest.raises(ValueError, match="bad impostor_tail"):
+        Calibration.from_json({**cal.to_json(), "impostor_tail": [0.1, 0.0]})
+
+
+def test_a_collection_larger_than_the_folds_keeps_its_precision():
+    """Folds of 60 writers calibrate the operating point; a collection of 600 writers of the
+    same kind holds ten times the look-alikes of each writer.  At the fold's threshold its
+    pairwise precision falls below the target; raised for its size it holds (measured:
+    0.947 -> 1.000, recall 0.055 -> 0.009; at 60 writers both 0.959 / 0.231)."""
+    folds = [_font_writers(1), _font_writers(2)]
+    cal = calibrate_clustering(folds, offset_ranks=DEFAULT_OFFSET_RANKS, offset_prior=500.0)
+    assert cal.impostor_tail is not None and cal.fold_slips == 360.0
+    fixed = replace(cal, impostor_tail=None)
+    x, w = _font_writers(5, n_writers=600)
+    raised = cluster_calibrated(x, cal)[0]
+    held = cluster_calibrated(x, fixed)[0]
+    assert clustering_scores(w, held)["pairwise_precision"] < 0.96
+    assert clustering_scores(w, raised)["pairwise_precision"] >= 0.98
+    assert clustering_scores(w, raised)["pairwise_recall"] > 0
+    # a collection of the folds' size clusters as before
+    small, _ = _font_writers(5)
+    assert (
+        cluster_calibrated(small, cal)[0].tolist() == cluster_calibrated(small, fixed)[0].tolist()
+    )
