@@ -81,6 +81,9 @@ def slant(ink: NDArray[np.uint8]) -> float:
     """
     u8 = (np.asarray(ink) > 0).astype(np.float32)
     rows, cols = u8.shape
+    # even sides first: OpenCV's area resize is fast only at exact integer factors
+    if rows >= 2 and cols >= 2:
+        u8 = u8[: rows - rows % 2, : cols - cols % 2]
     f = cv2.resize(u8, (max(1, cols // 2), max(1, rows // 2)), interpolation=cv2.INTER_AREA)
     gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
@@ -160,6 +163,7 @@ def style_features(
     stroke_width: float,
     x_height: float,
     scale: float | None = None,
+    components: tuple[int, NDArray[np.int32], NDArray[np.int32]] | None = None,
 ) -> NDArray[np.float32]:
     """Soft-binned size, pen width, their ratio, ink darkness and darkness spread.
 
@@ -176,6 +180,8 @@ def style_features(
         Crop pixels per scan pixel (``Prepared.scale``); when given, the size measurement
         is :func:`letter_height` of the crop brought back to scan pixels instead of
         ``x_height``.
+    components : optional
+        :func:`cv.features.inkviews.components` of ``ink``, when already computed.
 
     Returns
     -------
@@ -187,7 +193,7 @@ def style_features(
     if ink.ndim != 2 or ink.shape != grey.shape:
         raise ValueError(f"ink and grey must be 2-D of equal shape, got {ink.shape}, {grey.shape}")
     mask = ink > 0
-    stats = _component_stats(ink)
+    stats = _component_stats(ink) if components is None else components[2][1:]
     height_px = _median_height(stats)
     if scale is not None and scale > 0:
         x_height = height_px / scale
