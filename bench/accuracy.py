@@ -582,6 +582,8 @@ def main() -> None:
     # the printed template as the nuisance label (UNIPEN crops form one "(crop)" class)
     train_t = [r["template"] for r in fit_rows] + ["(crop)"] * int(u_is_fit.sum())
     train_a = list(_accounts(fit_rows)) + [""] * int(u_is_fit.sum())
+    # the calibration holds within each source, as `sliplink train` fits it
+    train_s = ["generated"] * len(fit_rows) + ["unipen"] * int(u_is_fit.sum())
     # calibration fold groups: generated writers by handwriting font, UNIPEN writers alone
     train_g = (
         [r.get(args.fold_by) or "" for r in fit_rows] + [""] * int(u_is_fit.sum())
@@ -608,6 +610,7 @@ def main() -> None:
             nuisance=train_t,
             accounts=None if args.anonymous else train_a,
             groups=train_g,
+            sources=train_s,
         )
         ms = _method_ms(speed, model.families, bool(model.pool_scales))
         z_hel, z_u = model.transform_raw(raw_ghel), model.transform_raw(u_test)

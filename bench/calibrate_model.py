@@ -49,6 +49,7 @@ def main() -> None:
     paths, writers, _, accounts, groups = _labelled_paths(
         args.directory, args.labels, split=args.split or None, fold_by=args.fold_by
     )
+    sources = [str(args.directory)] * len(paths)  # as `sliplink train` names them
     for folder in args.unipen_fit:  # as `sliplink train --unipen-fit` picks them
         rows = read_labels(folder / "labels.csv")
         fit, _ = unipen_split({r["writer"] for r in rows})
@@ -60,6 +61,7 @@ def main() -> None:
                 writers.append(f"unipen:{r['writer']}")
                 accounts.append("")
                 groups.append("")
+                sources.append(str(folder))
     raws, errors = extract_files(paths, model=model, jobs=args.jobs)
     keep = [i for i, e in enumerate(errors) if e is None and raws[i] is not None]
     x = model._fuse(model._family_blocks([raws[i] for i in keep])).astype(np.float64)
@@ -67,7 +69,9 @@ def main() -> None:
     fit_groups = fold_groups(fit_writers, [groups[i] for i in keep]) if args.fold_by else None
     folds = model._heldout_folds(x, fit_writers, None, groups=fit_groups)
     pair, calibration = _operating_points(
-        folds, accounts=np.asarray([accounts[i] for i in keep], dtype=object)
+        folds,
+        accounts=np.asarray([accounts[i] for i in keep], dtype=object),
+        sources=np.asarray([sources[i] for i in keep]),
     )
     if calibration is None:
         sys.exit("no usable held-out fold: need 3+ slips of 2+ writers per fold")

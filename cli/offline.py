@@ -649,6 +649,8 @@ def train_command(
     templates: list[str] = []
     accounts: list[str] = []  # customer accounts: batch calibration leaves a slip's own out
     groups: list[str] = []  # calibration fold groups ("" = the writer alone)
+    # where each image comes from: the calibration must hold within each source
+    sources: list[str] = []
     for d, lab in zip(directories, labels_paths, strict=True):
         p, w, t, a, g = _labelled_paths(d, lab, split=split, fold_by=fold_by)
         paths += p
@@ -656,6 +658,7 @@ def train_command(
         templates += t
         accounts += a
         groups += g
+        sources += [str(d)] * len(p)
     for folder in unipen_fit:
         lab = folder / "labels.csv"
         rows = read_labels(lab)
@@ -669,6 +672,7 @@ def train_command(
                 templates.append("(crop)")
                 accounts.append("")
                 groups.append("")
+                sources.append(str(folder))
     try:
         model = EmbeddingModel(**params)
         model._validate()
@@ -696,6 +700,7 @@ def train_command(
     fit_nuisance = [templates[i] for i in keep]
     fit_accounts = [accounts[i] for i in keep]
     fit_groups = [groups[i] for i in keep]
+    fit_sources = [sources[i] for i in keep]
     if review_groups:
         r_raws, r_writers = _review_raws(review_groups, model=model)
         fit_raws += r_raws
@@ -703,6 +708,7 @@ def train_command(
         fit_nuisance += ["(slip)"] * len(r_raws)
         fit_accounts += [""] * len(r_raws)
         fit_groups += [""] * len(r_raws)
+        fit_sources += ["(reviewed links)"] * len(r_raws)
     try:
         model.fit_raw(
             fit_raws,
@@ -710,6 +716,7 @@ def train_command(
             nuisance=fit_nuisance,
             accounts=fit_accounts,
             groups=fit_groups if fold_by else None,
+            sources=fit_sources,
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -39,7 +39,7 @@ Everything here is pure: numpy arrays and mappings in, arrays, dicts and datacla
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -101,6 +101,9 @@ DEFAULT_OFFSET_PRIOR = 500.0
 #: his slips sinks below the merge threshold (20 held-out writers x 30 slips: pairwise
 #: recall 0.002).
 ACCOUNT_EXTRA = 15
+#: True pairs a source of calibration slips needs before its own operating point counts
+#: (:func:`_pooled_operating_point`): fewer, and a few merges would set it.
+MIN_DOMAIN_PAIRS = 100
 # Weight given to must-link edges: above any cosine similarity, so they merge first.
 _MUST_WEIGHT = 2.0
 
@@ -1148,6 +1151,7 @@ def calibrate_threshold(
     k: int = 10,
     thresholds: ArrayLike | None = None,
     neighbours: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
+    domains: ArrayLike | None = None,
     **cluster_options: object,
 ) -> dict[str, object]:
     """The operating point: the threshold with the best pairwise recall at the target precision.
@@ -1165,6 +1169,9 @@ def calibrate_threshold(
         Pairwise precision the operating point must reach.
     thresholds : (t,) array_like, optional
         Grid; default 0.30 .. 0.95 in steps of 0.01 (from -0.20 with ``offsets``).
+    domains : (n,) array_like, optional
+        The source of each slip (e.g. generated slips, real handwriting): each curve point
+        then also counts the pairs within each source (``by_domain``).
 
     Returns
     -------
@@ -1180,6 +1187,9 @@ def calibrate_threshold(
     if w.shape != (neighbours[0].shape[0],):
         raise ValueError(f"writers must have one entry per row of X, got shape {w.shape}")
     # adjusted scores (offsets given) sit lower than raw cosine
+    dom = None if domains is None else np.asarray(domains).astype(str)
+    if dom is not None and dom.shape != w.shape:
+        raise ValueError(f"domains must have one entry per row of X, got shape {dom.shape}")
     start = -0.20 if cluster_options.get("offsets") is not None else 0.30
     grid = np.round(np.arange(start, 0.951, 0.01), 4) if thresholds is None else thresholds
     curve, full = [], []
@@ -1201,6 +1211,10 @@ def calibrate_threshold(
                 "true_pairs": true_pairs,
             }
         )
+        if dom is not None:
+            curve[-1]["by_domain"] = {
+                d: list(pair_counts(w[dom == d], labels[dom == d])) for d in np.unique(dom)
+            }
     ok = [(sc["pairwise_recall"], -t, t, sc) for t, sc in full]
     # a clustering that links nothing has precision 1 by convention: not an operating point
     ok = [
@@ -1479,6 +1493,7 @@ def calibrate_clustering(
     top_m: int = 3,
     offset_ranks: tuple[int, int] | None = None,
     offset_prior: float | None = None,
+    domains: Sequence[ArrayLike | None] | None = None,
 ) -> Calibration:
     """Both operating points and the confidence logistic from labelled fit data.
 
@@ -1498,6 +1513,10 @@ def calibrate_clustering(
     offset_prior : float, optional
         With ``offset_ranks``: shrink each fold's offsets towards their median by its size
         (:meth:`Calibration.shrink`), as every later use does.
+    domains : sequence of (n,) array_like or None, optional
+        One per fold: the source of each slip (generated slips, real handwriting, an
+        operator's own...).  Both thresholds then reach the target within every source
+        with :data:`MIN_DOMAIN_PAIRS` true pairs, not only over all pairs pooled.
 
     Returns
     -------
@@ -1510,14 +1529,20 @@ def calibrate_clustering(
     from cv.metrics import clustering_scores, precision_threshold
 
     given = [tuple(f) for f in folds]
+    if domains is not None and len(domains) != len(given):
+        raise ValueError(f"domains must have one entry per fold ({len(given)}), not {len(domains)}")
+    sources = [
+        None if d is None else np.asarray(d).astype(str) for d in domains or [None] * len(given)
+    ]
     by_account = offset_ranks is not None and any(len(f) > 2 for f in given)
     accounts = [np.asarray(f[2]) if len(f) > 2 else None for f in given]
     data = [(np.asarray(f[0], dtype=np.float32), np.asarray(f[1])) for f in given]
     keep = [i for i, (x, w) in enumerate(data) if len(w) >= 3 and len(set(w.tolist())) >= 2]
     data, accounts = [data[i] for i in keep], [accounts[i] for i in keep]
+    sources = [sources[i] for i in keep]
     if not data:
         raise ValueError("calibration needs a fold of at least 3 slips from 2+ writers")
-    scores, same, evidence, right = [], [], [], []
+    scores, same, evidence, right, pair_sources = [], [], [], [], []
     graphs, curves = [], []
     for x, w in data:
         kk = min(int(k), len(w) - 1)
@@ -1537,8 +1562,9 @@ def calibrate_clustering(
     fold_offsets = [
         None if m is None else _shrunk(m, typical, offset_prior, len(m)) for m in measured
     ]
-    for (x, w), (nbr, sim), b in zip(data, graphs, fold_offsets, strict=True):
+    for (x, w), (nbr, sim), b, src in zip(data, graphs, fold_offsets, sources, strict=True):
         z = normalise_rows(x, name="X")
+        src = np.full(len(w), "") if src is None else src
         kk = min(int(k), len(w) - 1)
         wide = nbr.shape[1]
         shift = np.zeros(len(w), np.float32) if b is None else 0.5 * b
@@ -1546,26 +1572,44 @@ def calibrate_clustering(
             iu = np.triu_indices(len(w), k=1)
             scores.append((z @ z.T)[iu] - shift[iu[0]] - shift[iu[1]])
             same.append(w[iu[0]] == w[iu[1]])
+            pair_sources.append((src[iu[0]], src[iu[0]] == src[iu[1]]))
         else:
             adj_nbr, adj_sim = _adjusted(nbr, sim, b)
             ok = adj_nbr >= 0
             rows = np.repeat(np.arange(len(w)), wide)[ok.reshape(-1)]
             scores.append(adj_sim[ok])
             same.append(w[rows] == w[adj_nbr[ok]])
+            a_src, b_src = src[rows], src[adj_nbr[ok]]
+            pair_sources.append((a_src, a_src == b_src))
         graph = (nbr[:, :kk], sim[:, :kk])
         ev, hit = _evidence_samples(_adjusted(*graph, b), w, top_m=top_m)
         evidence.append(ev)
         right.append(hit)
         op = calibrate_threshold(
-            z, w, target_precision=target_precision, neighbours=graph, offsets=b
+            z,
+            w,
+            target_precision=target_precision,
+            neighbours=graph,
+            offsets=b,
+            domains=None if domains is None else src,
         )
         curves.append(op["curve"])  # type: ignore[arg-type]
     all_scores, all_same = np.concatenate(scores), np.concatenate(same)
     pair = precision_threshold(all_scores, all_same, target_precision=target_precision)
+    pair_threshold = float(min(pair["threshold"], 1.0))
+    if domains is not None:  # and within every source with enough true pairs
+        first = np.concatenate([p[0] for p in pair_sources])
+        one_source = np.concatenate([p[1] for p in pair_sources])
+        for d in np.unique(first[one_source]):
+            m = one_source & (first == d)
+            if int(all_same[m].sum()) >= MIN_DOMAIN_PAIRS:
+                got = precision_threshold(
+                    all_scores[m], all_same[m], target_precision=target_precision
+                )
+                pair_threshold = max(pair_threshold, float(min(got["threshold"], 1.0)))
     # every pair's score is known only in folds of up to 4000 slips (else neighbours' only)
     every_pair = all(len(w) <= 4000 for _, w in data)
     tail = impostor_tail(all_scores[~all_same]) if every_pair else None
-    pair_threshold = float(min(pair["threshold"], 1.0))
     merge = _pooled_operating_point(curves, target_precision)
     recalls = []
     if merge < 1.0:
@@ -1613,23 +1657,46 @@ def impostor_tail(scores: ArrayLike) -> tuple[float, float] | None:
 
 def _pooled_operating_point(curves: list[list[dict]], target_precision: float) -> float:
     """The merge threshold with the best pairwise recall at the target precision over the
-    pairs of all folds together (1.0 when none reaches it).
+    pairs of all folds together (1.0 when none reaches it), and at least that of each source
+    of slips the curves count apart (``by_domain``) with :data:`MIN_DOMAIN_PAIRS` true pairs.
 
     Pooled, not per fold: the strictest fold's own operating point (the rule before) hung on
     a few wrong merges of one fold, and moved with the hash that splits the writers into
     folds (0.33 or 0.42 for one model's augmented batch scores, held-out recall 0.19 or
-    0.01)."""
-    best: tuple[float, float, float] | None = None
-    for points in zip(*curves, strict=True):
-        right = sum(p["right_pairs"] for p in points)
-        linked = sum(p["linked_pairs"] for p in points)
-        true_pairs = sum(p["true_pairs"] for p in points)
-        if not right or right < target_precision * linked:
-            continue  # linking nothing is not an operating point
-        t = float(points[0]["threshold"])
-        candidate = (right / max(true_pairs, 1), -t, t)
-        best = candidate if best is None or candidate > best else best
-    return 1.0 if best is None else best[2]
+    0.01).  Per source too: pooled, the shipped model's generated fit slips outnumber its
+    real handwriting and set the point (0.36) where the real handwriting's pairs reach only
+    precision 0.941 (0.985 at 0.38, 1.000 at 0.40)."""
+
+    def point(counts: Iterable[tuple[float, int, int, int]]) -> float:
+        best: tuple[float, float, float] | None = None
+        for t, right, linked, true_pairs in counts:
+            if not right or right < target_precision * linked:
+                continue  # linking nothing is not an operating point
+            candidate = (right / max(true_pairs, 1), -t, t)
+            best = candidate if best is None or candidate > best else best
+        return 1.0 if best is None else best[2]
+
+    grid = list(zip(*curves, strict=True))
+    pooled = point(
+        (
+            float(points[0]["threshold"]),
+            sum(p["right_pairs"] for p in points),
+            sum(p["linked_pairs"] for p in points),
+            sum(p["true_pairs"] for p in points),
+        )
+        for points in grid
+    )
+    sources = {d for points in grid for p in points for d in p.get("by_domain", {})}
+    strictest = pooled
+    for d in sorted(sources):
+        counts = []
+        for points in grid:
+            per_fold = np.array([p.get("by_domain", {}).get(d, (0, 0, 0)) for p in points])
+            right, linked, true_pairs = (int(v) for v in per_fold.sum(axis=0))
+            counts.append((float(points[0]["threshold"]), right, linked, true_pairs))
+        if counts and counts[0][3] >= MIN_DOMAIN_PAIRS:
+            strictest = max(strictest, point(counts))
+    return strictest
 
 
 # -- incremental assignment -------------------------------------------------------------------

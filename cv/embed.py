@@ -626,6 +626,7 @@ class EmbeddingModel:
         nuisance: Sequence[str] | None = None,
         accounts: Sequence[str | None] | None = None,
         groups: Sequence[str | None] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> EmbeddingModel:
         """Fit the vocabulary and the projection on labelled images of training writers.
 
@@ -648,13 +649,20 @@ class EmbeddingModel:
             "" = the writer alone) kept whole when the calibration's held-out folds are
             drawn (:meth:`_heldout_folds`), so the operating points are measured on styles
             the projection has not seen, as new customers' are.
+        sources : sequence of str, optional
+            Where each image comes from (a folder of generated slips, real handwriting, an
+            operator's own slips): the calibration's thresholds must then reach their
+            precision within every source, not only over all pairs pooled
+            (`cv.cluster.calibrate_clustering`'s ``domains``).
 
         Returns
         -------
         self
         """
         raws = [self.extract(im) for im in images]
-        return self.fit_raw(raws, writers, nuisance=nuisance, accounts=accounts, groups=groups)
+        return self.fit_raw(
+            raws, writers, nuisance=nuisance, accounts=accounts, groups=groups, sources=sources
+        )
 
     def fit_raw(
         self,
@@ -664,6 +672,7 @@ class EmbeddingModel:
         nuisance: Sequence[str] | None = None,
         accounts: Sequence[str | None] | None = None,
         groups: Sequence[str | None] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> EmbeddingModel:
         """:meth:`fit` on already extracted raw features (lets benchmarks extract once)."""
         self._validate()
@@ -679,6 +688,9 @@ class EmbeddingModel:
         if accts is not None and len(accts) != len(writers_arr):
             raise ValueError(f"accounts has {len(accts)} entries for {len(raws)} images")
         grps = None if groups is None else fold_groups(writers_arr, groups)
+        srcs = None if sources is None else np.asarray([str(v) for v in sources])
+        if srcs is not None and len(srcs) != len(writers_arr):
+            raise ValueError(f"sources has {len(srcs)} entries for {len(raws)} images")
         if "vlad" in self.families:
             desc = [r.descriptors for r in raws if len(r.descriptors)]
             if not desc:
@@ -747,7 +759,7 @@ class EmbeddingModel:
         else:
             self.projection_ = projection.astype(np.float16).astype(np.float32)
         folds = self._heldout_folds(x, writers_arr, nuis, groups=grps)
-        self.threshold_, self.calibration_ = _operating_points(folds, accounts=accts)
+        self.threshold_, self.calibration_ = _operating_points(folds, accounts=accts, sources=srcs)
         self.n_features_in_ = x.shape[1]
         self.version_ = self._compute_version()
         return self
@@ -1066,13 +1078,15 @@ def _operating_points(
     folds: list[tuple[NDArray[np.float32], NDArray, NDArray[np.int64]]],
     *,
     accounts: NDArray | None = None,
+    sources: NDArray | None = None,
 ) -> tuple[float, Calibration | None]:
     """The slip-to-slip threshold (pairwise precision >= 0.98 over held-out slip pairs; 1.0
     when no fold is usable) and the clustering calibration (`cv.cluster.Calibration`: the
     cluster-merge threshold and the confidence logistic, on raw cosine for incremental
     assignment and, as its ``batch``, on normalised scores for batch clustering) on the
     held-out folds (embeddings, writers, training rows).  With ``accounts`` (per training
-    row) the batch offsets leave out each slip's own account (`cv.cluster.same_account`)."""
+    row) the batch offsets leave out each slip's own account (`cv.cluster.same_account`).
+    With ``sources`` (per training row) every threshold holds within each source too."""
     from dataclasses import replace
 
     from cv.cluster import (
@@ -1084,7 +1098,10 @@ def _operating_points(
     )
 
     try:
-        calibration = calibrate_clustering([(x, w) for x, w, _ in folds], target_precision=0.98)
+        domains = None if sources is None else [sources[rows] for _, _, rows in folds]
+        calibration = calibrate_clustering(
+            [(x, w) for x, w, _ in folds], target_precision=0.98, domains=domains
+        )
         # batch clustering scores augmented vectors (cv.cluster.cluster_calibrated)
         batch = calibrate_clustering(
             [
@@ -1095,6 +1112,7 @@ def _operating_points(
             target_precision=BATCH_FOLD_PRECISION,
             offset_ranks=DEFAULT_OFFSET_RANKS,
             offset_prior=DEFAULT_OFFSET_PRIOR,
+            domains=domains,
         )
     except ValueError:  # no fold of 3+ slips from 2+ writers
         return 1.0, None

@@ -398,6 +398,63 @@ def test_merge_threshold_is_the_pooled_operating_point_of_the_folds():
     assert _pooled_operating_point([_curve((0.5, 0, 0, 10))], 0.98) == 1.0
 
 
+def test_every_source_of_calibration_slips_must_reach_the_target_precision():
+    """Generated slips outnumber the real handwriting in the fit data: pooled, their pairs
+    set the operating point (0.3) where the real handwriting's are only 0.90 precise; each
+    source with enough true pairs must reach the target on its own (0.4)."""
+
+    def point(t, gen, real):  # (right, linked, true) pairs of each source
+        right, linked, true = (g + r for g, r in zip(gen, real, strict=True))
+        return {"threshold": t, "right_pairs": right, "linked_pairs": linked,
+                "true_pairs": true, "by_domain": {"generated": gen, "unipen": real}}  # fmt: skip
+
+    fold = [
+        point(0.3, (990, 1000, 2000), (90, 100, 300)),
+        point(0.4, (700, 700, 2000), (60, 61, 300)),
+        point(0.5, (100, 100, 2000), (10, 10, 300)),
+    ]
+    pooled = [{k: v for k, v in p.items() if k != "by_domain"} for p in fold]
+    assert _pooled_operating_point([pooled], 0.98) == 0.3  # 1080 / 1100 = 0.982
+    assert _pooled_operating_point([fold], 0.98) == 0.4
+    # a source with fewer true pairs than MIN_DOMAIN_PAIRS is too small to set it
+    few = [dict(p, by_domain={"unipen": (1, 2, 20)}) for p in pooled]
+    assert _pooled_operating_point([few], 0.98) == 0.3
+
+
+def test_calibration_by_source_holds_within_each_source_on_the_folds():
+    """The same folds calibrated with and without their slips' sources: with them, both
+    thresholds are at least the pooled ones and each source's own pairs reach the target
+    at the merge threshold."""
+    rng = np.random.default_rng(3)
+    folds, sources = [], []
+    for seed in (1, 2):
+        easy, w_easy = _font_writers(seed)
+        hard, w_hard = _font_writers(seed + 10, n_writers=30)
+        hard = normalise_rows(hard + 0.08 * rng.standard_normal(hard.shape)).astype(np.float32)
+        folds.append((np.vstack([easy, hard]), np.concatenate([w_easy, w_hard + 1000])))
+        sources.append(np.array(["easy"] * len(w_easy) + ["hard"] * len(w_hard)))
+    kw = {"offset_ranks": DEFAULT_OFFSET_RANKS, "offset_prior": 500.0}
+    pooled = calibrate_clustering(folds, **kw)  # type: ignore[arg-type]
+    by_source = calibrate_clustering(folds, domains=sources, **kw)  # type: ignore[arg-type]
+    assert by_source.merge_threshold > pooled.merge_threshold  # measured: 0.27 against 0.23
+    assert by_source.pair_threshold >= pooled.pair_threshold
+
+    def hard_pairs(calibration: Calibration) -> tuple[int, int]:
+        right = linked = 0
+        for (x, w), src in zip(folds, sources, strict=True):
+            labels = cluster_calibrated(x, calibration)[0]
+            r, n, _ = pair_counts(w[src == "hard"], labels[src == "hard"])
+            right, linked = right + r, linked + n
+        return right, linked
+
+    right, linked = hard_pairs(pooled)  # measured: 47 of 48 right
+    assert right < 0.98 * linked
+    right, linked = hard_pairs(by_source)  # measured: 27 of 27
+    assert linked > 0 and right >= 0.98 * linked
+    with pytest.raises(ValueError, match="one entry per fold"):
+        calibrate_clustering(folds, domains=sources[:1], **kw)  # type: ignore[arg-type]
+
+
 def test_pair_counts_count_right_linked_and_true_pairs():
     # writers 0 0 0 1, clusters {0, 1} {2, 3}: linked 2 pairs, 1 right; writer pairs 3
     assert pair_counts([0, 0, 0, 1], [5, 5, 6, 6]) == (1, 2, 3)
