@@ -134,6 +134,49 @@ def test_linked_accounts_one_account_two_clusters_by_screening(session):
     assert alert.evidence["clusters"] == sorted([k1, k2]) and alert.value == 2.0
 
 
+def _two_clusters_with_vectors(session: Session, second: list[float]):  # type: ignore[no-untyped-def]
+    """One account's slips in two clusters; the first cluster's slips point along e0, the
+    second's along ``second`` (unit vectors: their cosine is second[0])."""
+    import numpy as np
+
+    from store.clustering import store_embedding
+    from tests.rules.scenario import MODEL, _slip_of
+
+    activate(session)
+    a = make_customer(session)
+    first = [bet(session, at=T0 - days(d), stake=5, customer=a.id) for d in (4, 3)]
+    other = [bet(session, at=T0 - days(d), stake=5, customer=a.id) for d in (2, 1)]
+    k1 = cluster(session, [(b, 0.95) for b in first])
+    k2 = cluster(session, [(b, 0.92) for b in other])
+    for bets, v in ((first, [1.0, 0.0, 0.0]), (other, second)):
+        for b in bets:
+            store_embedding(
+                session=session,
+                slip_id=int(_slip_of(session, b).id),  # type: ignore[arg-type]
+                model_version=MODEL,
+                vector=np.asarray(v, np.float32),
+                usable=True,
+                quality={},
+            )
+    session.commit()
+    return a, k1, k2
+
+
+def test_linked_accounts_one_writer_split_over_two_clusters_is_quiet(session):
+    """The clusterer links only part of each writer's slips, so one account's slips often sit
+    in two clusters of the same hand: alike (mean cosine 0.45 >= 0.2), they are no finding."""
+    _two_clusters_with_vectors(session, [0.45, 0.893, 0.0])
+    assert alerts_of(run_screening(session=session, now=T0), "linked_accounts") == []
+
+
+def test_linked_accounts_two_writers_on_one_account_by_their_vectors(session):
+    a, k1, k2 = _two_clusters_with_vectors(session, [0.1, 0.995, 0.0])
+    [alert] = alerts_of(run_screening(session=session, now=T0), "linked_accounts")
+    assert (alert.pivot_kind, alert.pivot_id, alert.value) == ("customer", a.id, 2.0)
+    assert alert.figures["clusters"] == 2 and alert.figures["writers"] == 2
+    assert "different writers" in alert.reason
+
+
 # ---------------------------------------------------------------- 3. stake factor evasion
 def _factored(session: Session, stake: float, conf: float = 0.95):  # type: ignore[no-untyped-def]
     activate(session)
