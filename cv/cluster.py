@@ -39,7 +39,7 @@ Everything here is pure: numpy arrays and mappings in, arrays, dicts and datacla
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -1630,7 +1630,9 @@ def calibrate_clustering(
         offset_prior=None if offset_ranks is None or offset_prior is None else float(offset_prior),
         account_aware=by_account,
         impostor_tail=tail,
-        fold_slips=None if tail is None else float(np.mean([len(w) for _, w in data])),
+        fold_slips=None
+        if tail is None
+        else _fold_slips(data, sources, curves, merge, target_precision),
     )
 
 
@@ -1655,6 +1657,39 @@ def impostor_tail(scores: ArrayLike) -> tuple[float, float] | None:
     return float(q1) - sd * z1, sd
 
 
+def _fold_slips(
+    data: list[tuple[NDArray[np.float32], NDArray]],
+    sources: list[NDArray | None],
+    curves: list[list[dict]],
+    merge: float,
+    target_precision: float,
+) -> float:
+    """Slips per fold among which the merge threshold was set: the fold's, or when one
+    source's own operating point set it (:func:`_pooled_operating_point`), that source's
+    slips per fold (the smallest such source), the size a collection is compared with
+    (:meth:`Calibration.for_collection`)."""
+    setters = [
+        d
+        for d, t in _source_points(curves, lambda c: _best_point(c, target_precision)).items()
+        if t == merge
+    ]
+    sizes = [np.mean([0 if s is None else int((s == d).sum()) for s in sources]) for d in setters]
+    sizes = [float(v) for v in sizes if v >= 2]
+    return min(sizes) if sizes else float(np.mean([len(w) for _, w in data]))
+
+
+def _best_point(counts: list[tuple[float, int, int, int]], target_precision: float) -> float:
+    """The threshold with the best pairwise recall at the target precision among
+    (threshold, right, linked, true pairs) counts; 1.0 when none reaches it."""
+    best: tuple[float, float, float] | None = None
+    for t, right, linked, true_pairs in counts:
+        if not right or right < target_precision * linked:
+            continue  # linking nothing is not an operating point
+        candidate = (right / max(true_pairs, 1), -t, t)
+        best = candidate if best is None or candidate > best else best
+    return 1.0 if best is None else best[2]
+
+
 def _pooled_operating_point(curves: list[list[dict]], target_precision: float) -> float:
     """The merge threshold with the best pairwise recall at the target precision over the
     pairs of all folds together (1.0 when none reaches it), and at least that of each source
@@ -1667,27 +1702,31 @@ def _pooled_operating_point(curves: list[list[dict]], target_precision: float) -
     real handwriting and set the point (0.36) where the real handwriting's pairs reach only
     precision 0.941 (0.985 at 0.38, 1.000 at 0.40)."""
 
-    def point(counts: Iterable[tuple[float, int, int, int]]) -> float:
-        best: tuple[float, float, float] | None = None
-        for t, right, linked, true_pairs in counts:
-            if not right or right < target_precision * linked:
-                continue  # linking nothing is not an operating point
-            candidate = (right / max(true_pairs, 1), -t, t)
-            best = candidate if best is None or candidate > best else best
-        return 1.0 if best is None else best[2]
+    def point(counts: list[tuple[float, int, int, int]]) -> float:
+        return _best_point(counts, target_precision)
 
-    grid = list(zip(*curves, strict=True))
     pooled = point(
-        (
-            float(points[0]["threshold"]),
-            sum(p["right_pairs"] for p in points),
-            sum(p["linked_pairs"] for p in points),
-            sum(p["true_pairs"] for p in points),
-        )
-        for points in grid
+        [
+            (
+                float(points[0]["threshold"]),
+                sum(p["right_pairs"] for p in points),
+                sum(p["linked_pairs"] for p in points),
+                sum(p["true_pairs"] for p in points),
+            )
+            for points in zip(*curves, strict=True)
+        ]
     )
+    return max([pooled, *_source_points(curves, point).values()])
+
+
+def _source_points(
+    curves: list[list[dict]], point: Callable[[list[tuple[float, int, int, int]]], float]
+) -> dict[str, float]:
+    """``point`` of each source's pairs pooled over the folds (``by_domain`` counts), for the
+    sources with :data:`MIN_DOMAIN_PAIRS` true pairs."""
+    grid = list(zip(*curves, strict=True))
     sources = {d for points in grid for p in points for d in p.get("by_domain", {})}
-    strictest = pooled
+    out = {}
     for d in sorted(sources):
         counts = []
         for points in grid:
@@ -1695,8 +1734,8 @@ def _pooled_operating_point(curves: list[list[dict]], target_precision: float) -
             right, linked, true_pairs = (int(v) for v in per_fold.sum(axis=0))
             counts.append((float(points[0]["threshold"]), right, linked, true_pairs))
         if counts and counts[0][3] >= MIN_DOMAIN_PAIRS:
-            strictest = max(strictest, point(counts))
-    return strictest
+            out[d] = point(counts)
+    return out
 
 
 # -- incremental assignment -------------------------------------------------------------------
