@@ -221,6 +221,8 @@ def run_one(
         "dim": dim,
         "k": k,
         "merge_threshold": batch.merge_threshold,
+        # as raised for the collection's size (cv.cluster.Calibration.for_collection)
+        "merge_threshold_applied": round(batch.for_collection(n).merge_threshold, 4),
         "augment": None if batch.augment is None else list(batch.augment),
         "account_share": account_share,
         "writers": int(writers.max()) + 1,

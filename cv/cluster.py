@@ -101,6 +101,9 @@ DEFAULT_OFFSET_PRIOR = 500.0
 #: his slips sinks below the merge threshold (20 held-out writers x 30 slips: pairwise
 #: recall 0.002).
 ACCOUNT_EXTRA = 15
+#: Random slip pairs per fold of over 4000 slips whose scores stand for all of its pairs in
+#: the different-writer tail (:func:`impostor_tail`)
+_TAIL_SAMPLE = 1_000_000
 #: True pairs a source of calibration slips needs before its own operating point counts
 #: (:func:`_pooled_operating_point`): fewer, and a few merges would set it.
 MIN_DOMAIN_PAIRS = 100
@@ -1543,6 +1546,7 @@ def calibrate_clustering(
     if not data:
         raise ValueError("calibration needs a fold of at least 3 slips from 2+ writers")
     scores, same, evidence, right, pair_sources = [], [], [], [], []
+    impostors = []  # different-writer scores for the tail: all of them, or a random sample
     graphs, curves = [], []
     for x, w in data:
         kk = min(int(k), len(w) - 1)
@@ -1573,7 +1577,13 @@ def calibrate_clustering(
             scores.append((z @ z.T)[iu] - shift[iu[0]] - shift[iu[1]])
             same.append(w[iu[0]] == w[iu[1]])
             pair_sources.append((src[iu[0]], src[iu[0]] == src[iu[1]]))
+            impostors.append(scores[-1][~same[-1]])
         else:
+            # a fixed random sample of pairs stands for all of them in the tail
+            pick = np.random.default_rng(0).integers(0, len(w), size=(2, _TAIL_SAMPLE))
+            pick = pick[:, (pick[0] != pick[1]) & (w[pick[0]] != w[pick[1]])]
+            dots = _rowwise_dot(z, pick[0], pick[1], chunk=50_000)
+            impostors.append(dots - shift[pick[0]] - shift[pick[1]])
             adj_nbr, adj_sim = _adjusted(nbr, sim, b)
             ok = adj_nbr >= 0
             rows = np.repeat(np.arange(len(w)), wide)[ok.reshape(-1)]
@@ -1607,9 +1617,7 @@ def calibrate_clustering(
                     all_scores[m], all_same[m], target_precision=target_precision
                 )
                 pair_threshold = max(pair_threshold, float(min(got["threshold"], 1.0)))
-    # every pair's score is known only in folds of up to 4000 slips (else neighbours' only)
-    every_pair = all(len(w) <= 4000 for _, w in data)
-    tail = impostor_tail(all_scores[~all_same]) if every_pair else None
+    tail = impostor_tail(np.concatenate(impostors))
     merge = _pooled_operating_point(curves, target_precision)
     recalls = []
     if merge < 1.0:

@@ -524,3 +524,20 @@ def test_a_collection_larger_than_the_folds_keeps_its_precision():
     assert (
         cluster_calibrated(small, cal)[0].tolist() == cluster_calibrated(small, fixed)[0].tolist()
     )
+
+
+def test_a_fold_of_over_4000_slips_reads_its_tail_off_a_sample_of_pairs():
+    """Past 4000 slips a fold's pairs are not all scored (only neighbours'); a fixed random
+    sample of its pairs stands for them in the different-writer tail."""
+    x, w = _font_writers(4, n_writers=700)  # 4200 slips
+    cal = calibrate_clustering([(x, w)], k=5)
+    sims = x @ x.T
+    iu = np.triu_indices(len(w), k=1)
+    every = impostor_tail(sims[iu][w[iu[0]] != w[iu[1]]])
+    assert cal.impostor_tail is not None and every is not None
+    # the two fits agree where thresholds are read off them, beyond the fold's own pairs
+    # (the 1e-5 upper quantile; mean and sd alone trade off against each other)
+    far = 4.265  # the standard normal's 1e-5 upper quantile
+    sampled, whole = cal.impostor_tail[0] + far * cal.impostor_tail[1], every[0] + far * every[1]
+    assert sampled == pytest.approx(whole, abs=0.02)
+    assert cal.fold_slips == 4200.0
