@@ -39,7 +39,7 @@ Everything here is pure: numpy arrays and mappings in, arrays, dicts and datacla
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -1676,11 +1676,7 @@ def _fold_slips(
     source's own operating point set it (:func:`_pooled_operating_point`), that source's
     slips per fold (the smallest such source), the size a collection is compared with
     (:meth:`Calibration.for_collection`)."""
-    setters = [
-        d
-        for d, t in _source_points(curves, lambda c: _best_point(c, target_precision)).items()
-        if t == merge
-    ]
+    setters = [d for d, t in _source_points(curves, target_precision).items() if t == merge]
     sizes = [np.mean([0 if s is None else int((s == d).sum()) for s in sources]) for d in setters]
     sizes = [float(v) for v in sizes if v >= 2]
     return min(sizes) if sizes else float(np.mean([len(w) for _, w in data]))
@@ -1709,11 +1705,7 @@ def _pooled_operating_point(curves: list[list[dict]], target_precision: float) -
     0.01).  Per source too: pooled, the shipped model's generated fit slips outnumber its
     real handwriting and set the point (0.36) where the real handwriting's pairs reach only
     precision 0.941 (0.985 at 0.38, 1.000 at 0.40)."""
-
-    def point(counts: list[tuple[float, int, int, int]]) -> float:
-        return _best_point(counts, target_precision)
-
-    pooled = point(
+    pooled = _best_point(
         [
             (
                 float(points[0]["threshold"]),
@@ -1722,16 +1714,15 @@ def _pooled_operating_point(curves: list[list[dict]], target_precision: float) -
                 sum(p["true_pairs"] for p in points),
             )
             for points in zip(*curves, strict=True)
-        ]
+        ],
+        target_precision,
     )
-    return max([pooled, *_source_points(curves, point).values()])
+    return max([pooled, *_source_points(curves, target_precision).values()])
 
 
-def _source_points(
-    curves: list[list[dict]], point: Callable[[list[tuple[float, int, int, int]]], float]
-) -> dict[str, float]:
-    """``point`` of each source's pairs pooled over the folds (``by_domain`` counts), for the
-    sources with :data:`MIN_DOMAIN_PAIRS` true pairs."""
+def _source_points(curves: list[list[dict]], target_precision: float) -> dict[str, float]:
+    """The operating point (:func:`_best_point`) of each source's pairs pooled over the folds
+    (``by_domain`` counts), for the sources with :data:`MIN_DOMAIN_PAIRS` true pairs."""
     grid = list(zip(*curves, strict=True))
     sources = {d for points in grid for p in points for d in p.get("by_domain", {})}
     out = {}
@@ -1742,7 +1733,7 @@ def _source_points(
             right, linked, true_pairs = (int(v) for v in per_fold.sum(axis=0))
             counts.append((float(points[0]["threshold"]), right, linked, true_pairs))
         if counts and counts[0][3] >= MIN_DOMAIN_PAIRS:
-            out[d] = point(counts)
+            out[d] = _best_point(counts, target_precision)
     return out
 
 
