@@ -81,6 +81,9 @@ def slant(ink: NDArray[np.uint8]) -> float:
     """
     u8 = (np.asarray(ink) > 0).astype(np.float32)
     rows, cols = u8.shape
+    # even sides first: OpenCV's area resize is fast only at exact integer factors
+    if rows >= 2 and cols >= 2:
+        u8 = u8[: rows - rows % 2, : cols - cols % 2]
     f = cv2.resize(u8, (max(1, cols // 2), max(1, rows // 2)), interpolation=cv2.INTER_AREA)
     gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
