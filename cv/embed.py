@@ -267,6 +267,7 @@ def extract_raw(
             stroke_width=q.stroke_width,
             x_height=q.x_height,
             scale=prepared.scale,
+            components=prepared.components,
         )
     if "obif" in families:
         # oBIF columns see the grey levels (stroke rims, pen weight), not just the binary ink

@@ -101,6 +101,10 @@ class Prepared:
     quality: Quality
     design: NDArray[np.float32] | None = None
     crop: tuple[NDArray[np.uint8], float] | None = dataclasses.field(default=None, repr=False)
+    # inkviews.components(ink) when preprocess computed them (the style family reads them)
+    components: tuple[int, NDArray[np.int32], NDArray[np.int32]] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
 
 def _check_image(image: object, name: str = "image") -> NDArray[np.uint8]:
@@ -923,7 +927,11 @@ def preprocess(
         r0, r1, c0, c1 = (int(round(v * up)) for v in (r0, r1, c0, c1))
         r0, r1, c0, c1 = r0 - R0, min(r1 - R0, hand.shape[0]), c0 - C0, min(c1 - C0, hand.shape[1])
         sub = hand[r0:r1, c0:c1]
-        sw_work = estimate_stroke_width(sub) if sub.any() else 2.0 * up
+        # a printed form is scaled by its page: its stroke width is only reported, and is
+        # measured below on the final crop (same pixels at ~1x, components shared)
+        sw_work = 2.0 * up
+        if not a.printed_form and sub.any():
+            sw_work = estimate_stroke_width(sub)
         xh_work *= up
         a = dataclasses.replace(a, flat=flat, f=1.0)
 
@@ -958,6 +966,11 @@ def preprocess(
     grey = _resized(g_crop, k)
     ink = _ink_at(h_crop, k)
     n_ink = int(np.count_nonzero(ink))
+    components = None
+    if detail and a.printed_form:
+        components = inkviews.components(ink)
+        if n_ink:
+            sw_work = _crop_stroke_width(ink, components) / k
     if n_ink < MIN_INK_PIXELS:
         flags.append("too_little_handwriting")
     q = Quality(
@@ -968,7 +981,34 @@ def preprocess(
         skew_degrees=float(a.skew),
         flags=tuple(dict.fromkeys(flags)),
     )
-    return Prepared(ink=ink, grey=grey, scale=s, quality=q, design=signature, crop=(h_crop, k))
+    return Prepared(
+        ink=ink,
+        grey=grey,
+        scale=s,
+        quality=q,
+        design=signature,
+        crop=(h_crop, k),
+        components=components,
+    )
+
+
+def _crop_stroke_width(
+    ink: NDArray[np.uint8], components: tuple[int, NDArray[np.int32], NDArray[np.int32]]
+) -> float:
+    """:func:`estimate_stroke_width` of a 0/255 ink crop from its :func:`inkviews.components`
+    (the same estimate without a second labelling of the crop)."""
+    border = max(ink[0].max(), ink[-1].max(), ink[:, 0].max(), ink[:, -1].max())
+    if border:  # the distance transform needs background all round (no margin asked for)
+        return estimate_stroke_width(ink > 0)
+    n, labels, _ = components
+    dist = cv2.distanceTransform(ink, cv2.DIST_L2, cv2.DIST_MASK_5)
+    xy = cv2.findNonZero(ink).reshape(-1, 2)
+    idx = xy[:, 1].astype(np.int64) * ink.shape[1] + xy[:, 0]
+    lab = labels.ravel()[idx]
+    area = np.bincount(lab, minlength=n)[1:].astype(np.float64)
+    dist_sum = np.bincount(lab, weights=dist.ravel()[idx], minlength=n)[1:]
+    keep = _typical_width_components(area, dist_sum)
+    return float(max(1.0, 4.0 * float(dist_sum[keep].sum() / area[keep].sum()) - 2.0))
 
 
 def _resized(crop: NDArray[np.uint8], k: float) -> NDArray[np.uint8]:
