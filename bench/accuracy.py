@@ -486,6 +486,12 @@ def main() -> None:
         "0.986 / 0.178, UNIPEN 0.982 / 0.131 -> 0.976 / 0.097 (not taken)",
     )
     ap.add_argument(
+        "--override",
+        default="",
+        help="JSON object of EmbeddingModel parameters set on every method, e.g. "
+        "'{\"n_components\": 384}' (to tune one setting on validation writers)",
+    )
+    ap.add_argument(
         "--speed-only",
         action="store_true",
         help="re-measure only the speeds into the --json results (accuracies kept) and re-render",
@@ -604,7 +610,8 @@ def main() -> None:
     def score_method(name: str, mparams: dict, seed: int) -> dict[str, dict]:
         """The method's rows (its own, and for the default its ranked / design rows)."""
         results: dict[str, dict] = {}
-        model = EmbeddingModel(**{**params, **mparams, "random_state": seed}).fit_raw(
+        override = json.loads(args.override) if args.override else {}
+        model = EmbeddingModel(**{**params, **mparams, **override, "random_state": seed}).fit_raw(
             train_raws,
             train_w,
             nuisance=train_t,
