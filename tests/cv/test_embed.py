@@ -133,6 +133,34 @@ def test_embed_files_reports_unreadable_files(small_fit, tmp_path):
     assert errors2[0] is None and "bad.png" in str(errors2[1])
 
 
+def test_embed_files_chunks_keep_order_errors_and_vectors(small_fit, tmp_path):
+    """Workers embed chunks of EMBED_CHUNK slips in one projection: across chunk
+    boundaries, with an unreadable file inside a chunk, every row is still its own file's
+    vector and every error sits on its own file."""
+    from cv.embed import EMBED_CHUNK
+
+    model, _ = small_fit
+    bad = tmp_path / "torn.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 torn")
+    good = [SET_DIR / r["image"] for r in _set_rows()[: EMBED_CHUNK + 3]]
+    paths = good[:5] + [bad] + good[5:]
+    one_by_one = np.stack([model.embed(load_image(p.read_bytes())) for p in good])
+    designs: list = []
+    usable: list[bool] = []
+    for jobs in (1, 2):
+        designs.clear()
+        usable.clear()
+        x, errors = embed_files(
+            paths, model=model, jobs=jobs, designs_out=designs, usable_out=usable
+        )
+        assert [e is None for e in errors] == [p != bad for p in paths]
+        assert "torn.jpg" in str(errors[5])
+        assert not x[5].any() and usable[5] is False and designs[5] is None
+        np.testing.assert_allclose(np.delete(x, 5, axis=0), one_by_one, atol=1e-5)
+        assert len(designs) == len(usable) == len(paths)
+        assert all(designs[i] is not None for i in range(len(paths)) if i != 5)
+
+
 def test_default_model_separates_writers_of_the_committed_set():
     """Same-writer pairs score higher than different-writer pairs on held-out writers."""
     model = load_default_model()
