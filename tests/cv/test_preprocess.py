@@ -191,6 +191,44 @@ def test_single_dot_is_too_little_handwriting() -> None:
     assert "too_little_handwriting" in q.flags or "blank" in q.flags
 
 
+def _slip_with_handwriting_cut_to(name: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sample slip, and the same slip with its handwriting (known ink mask) painted over
+    with the paper's grey except a band ``width`` px wide at its left end."""
+    set_dir = REPO_ROOT / "sample_slips" / "set"
+    image = load_image((set_dir / f"{name}.jpg").read_bytes())
+    mask = cv2.imread(str(set_dir / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 0
+    left = int(np.flatnonzero(mask.any(axis=0))[0])
+    keep = np.zeros_like(mask)
+    keep[:, left : left + width] = True
+    erase = cv2.dilate((mask & ~keep).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    cut = image.copy()
+    cut[erase] = cv2.medianBlur(image, 31)[erase]
+    return image, cut
+
+
+@pytest.mark.parametrize("name", ["slip_00010", "slip_00020"])
+def test_printed_form_with_a_few_letters_of_handwriting_is_flagged(name: str) -> None:
+    """On a printed form, under MIN_FORM_INK_PIXELS of kept ink is a lost handwriting (such
+    slips embed alike and linked writers), though more than MIN_INK_PIXELS."""
+    from cv.preprocess import MIN_FORM_INK_PIXELS, MIN_INK_PIXELS
+
+    whole, cut = _slip_with_handwriting_cut_to(name, 40)
+    assert preprocess(whole, target_stroke_width=5.0).quality.ok
+    q = preprocess(cut, target_stroke_width=5.0).quality
+    assert MIN_INK_PIXELS <= q.ink_pixels < MIN_FORM_INK_PIXELS, q
+    assert q.flags == ("too_little_handwriting",)
+
+
+def test_short_real_handwriting_crop_stays_usable() -> None:
+    """A plain crop holds only handwriting: a real one under MIN_FORM_INK_PIXELS (a short
+    word of UNIPEN's) is still described, not flagged."""
+    from cv.preprocess import MIN_FORM_INK_PIXELS
+
+    image = load_image((UNIPEN / "images" / "9659df4a0757.png").read_bytes())
+    q = preprocess(image, target_stroke_width=5.0).quality
+    assert 0 < q.ink_pixels < MIN_FORM_INK_PIXELS and q.ok, q
+
+
 def test_huge_image_is_handled_in_bounded_time() -> None:
     import time
 
