@@ -54,6 +54,7 @@ from cv.cluster import calibration_of, cluster_calibrated, ranking_scores  # noq
 from cv.design import DESIGN_PENALTY, design_penalised, signature_rows  # noqa: E402
 from cv.embed import (  # noqa: E402
     DEFAULT_POOL_SCALES,
+    DEFAULT_STROKE_WIDTH,
     FAMILIES,
     POOLED_FAMILIES,
     EmbeddingModel,
@@ -447,7 +448,7 @@ def main() -> None:
     ap.add_argument("--slips-per-writer", type=int, default=6)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
-    ap.add_argument("--stroke-width", type=float, default=5.0)
+    ap.add_argument("--stroke-width", type=float, default=DEFAULT_STROKE_WIDTH)
     ap.add_argument(
         "--pool-scales",
         default=",".join(f"{f:g}" for f in DEFAULT_POOL_SCALES),
@@ -804,8 +805,9 @@ def _markdown(meta: dict, results: dict) -> str:
         "",
         "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
         " `--vlad-clusters 64 --vlad-vocabularies 3 --vlad-components 256 --n-components 256"
-        " --whiten 0.5 --shrinkage 0.1 --projection-bits 4 --stroke-width 5 --seed 0`; hinge"
-        " legs 5 and 10 px,"
+        " --whiten 0.5 --shrinkage 0.1 --projection-bits 4"
+        f" --stroke-width {meta['params'].get('stroke_width', 5.0):g} --seed 0`; hinge legs"
+        f" {' and '.join(str(v) for v in meta['params'].get('hinge_legs', (5, 10)))} px,"
         " up to 1600 dense descriptors per slip, every 2nd contour pixel; hinge and LBP"
         " averaged over scales"
         f" {', '.join(f'{f:g}' for f in meta['params'].get('pool_scales', [])) or '(none)'}"

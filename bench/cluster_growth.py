@@ -44,7 +44,10 @@ def _embeddings(
     model: EmbeddingModel, folder: Path, rows: list[dict], jobs: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The slips' vectors and whether each has usable handwriting (cached)."""
-    digest = hashlib.sha256("\n".join(r["image"] for r in rows).encode()).hexdigest()[:8]
+    # the usable flags come from preprocessing: its code is part of the key
+    key = "\n".join(r["image"] for r in rows).encode()
+    key += (REPO_ROOT / "cv" / "preprocess.py").read_bytes()
+    digest = hashlib.sha256(key).hexdigest()[:8]
     cache = Path("/tmp/sliplink-bench") / f"growth_{folder.name}_{digest}_{model.version}.npz"
     cache.parent.mkdir(parents=True, exist_ok=True)
     if cache.is_file():

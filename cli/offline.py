@@ -976,7 +976,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 4,
         stroke_width: Annotated[
-            float, typer.Option("--stroke-width", help="Normalised stroke width.")
+            float,
+            typer.Option(
+                "--stroke-width",
+                help="Normalised stroke width; the contour-hinge legs follow it (about one "
+                "and two stroke widths).",
+            ),
         ] = 5.0,
         pool_scales: Annotated[
             str | None,
@@ -1024,6 +1029,7 @@ def register(app: typer.Typer) -> None:
             descriptor_whiten=descriptor_whiten,
             projection_bits=projection_bits,
             stroke_width=stroke_width,
+            hinge_legs=(round(stroke_width), round(2 * stroke_width)),
             random_state=seed,
         )
         if pool_scales is not None:

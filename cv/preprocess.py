@@ -61,7 +61,7 @@ MIN_INK_PIXELS = 150
 # link among 240 of 1,000 held-out writers, 2026-12-06).  0.9 % of held-out generated slips
 # and 1 of the 120 sample slips fall below it; plain crops keep MIN_INK_PIXELS (4.6 % of
 # UNIPEN's real handwriting crops hold under 1,000 ink pixels: short words, rightly kept).
-MIN_FORM_INK_PIXELS = 1000
+MIN_FORM_INK_PIXELS = 1000  # at stroke width 5; it scales with the stroke width's square
 # The reference slip page: 1.1 MP (a betting slip scanned as the generated ones are, about
 # 150 dpi), on which handwriting strokes are 4.9 px wide (median of generated fit slips).
 PAGE_PIXELS = 1_100_000
@@ -978,7 +978,8 @@ def preprocess(
         components = inkviews.components(ink)
         if n_ink:
             sw_work = _crop_stroke_width(ink, components) / k
-    if n_ink < (MIN_FORM_INK_PIXELS if a.printed_form else MIN_INK_PIXELS):
+    form_floor = MIN_FORM_INK_PIXELS * (target_stroke_width / 5.0) ** 2
+    if n_ink < (form_floor if a.printed_form else MIN_INK_PIXELS):
         flags.append("too_little_handwriting")
     q = Quality(
         ink_pixels=n_ink,

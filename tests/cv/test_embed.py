@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from cv.embed import (
+    DEFAULT_HINGE_LEGS,
     DEFAULT_POOL_SCALES,
+    DEFAULT_STROKE_WIDTH,
     EmbeddingModel,
     embed_files,
     extract_raw,
@@ -202,9 +204,9 @@ def test_scale_pooling_averages_hinge_and_lbp_over_scales():
     for fam in ("runlength", "style"):
         np.testing.assert_array_equal(pooled.hist[fam], one.hist[fam])
     np.testing.assert_array_equal(pooled.descriptors, one.descriptors)
-    p = preprocess(img, target_stroke_width=5.0)
+    p = preprocess(img, target_stroke_width=DEFAULT_STROKE_WIDTH)
     inks = [p.ink] + [rescaled_ink(p, f) for f in (0.9, 1.1)]
-    want_hinge = np.mean([hinge.contour_features(k, legs=(5, 10)) for k in inks], axis=0)
+    want_hinge = np.mean([hinge.contour_features(k, legs=DEFAULT_HINGE_LEGS) for k in inks], axis=0)
     want_lbp = np.mean(
         [texture.lbp_histograms(k, smooth=inkviews.smoothed(inkviews.binary(k))) for k in inks],
         axis=0,
@@ -220,7 +222,7 @@ def test_obif_family_reads_the_grey_crop():
     img = _image(_set_rows()[0]["image"])
     raw = extract_raw(img, families=("obif",))
     assert set(raw.hist) == {"obif"}
-    p = preprocess(img, target_stroke_width=5.0)
+    p = preprocess(img, target_stroke_width=DEFAULT_STROKE_WIDTH)
     np.testing.assert_array_equal(raw.hist["obif"], obif.obif_columns(p.grey, p.ink))
     assert raw.hist["obif"].shape == (obif.obif_dim(),)
     assert raw.hist["obif"].sum() == pytest.approx(len(obif.DEFAULT_SCALE_PAIRS), abs=1e-4)
