@@ -12,7 +12,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -55,21 +54,6 @@ def model_threshold(model: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return t if math.isfinite(t) and -1.0 <= t < 1.0 else None
-
-
-def _progress(label: str):
-    start = time.perf_counter()
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done == total or now - last[0] > 0.5:
-            last[0] = now
-            rate = done / max(now - start, 1e-9)
-            end = "\n" if done == total else ""
-            print(f"\r{label}: {done}/{total} ({rate:.1f}/s)", end=end, file=sys.stderr, flush=True)
-
-    return report
 
 
 def _load_templates(folder: Path | None):
@@ -127,7 +111,8 @@ def cluster_command(
     paths = _images(directory)
     templates = _load_templates(templates_dir)
 
-    from cv.embed import EmbeddingModel, embed_files, load_default_model
+    from cli.offline import _embed
+    from cv.embed import EmbeddingModel, load_default_model
 
     try:
         model = EmbeddingModel.load(model_path) if model_path else load_default_model()
@@ -156,22 +141,12 @@ def cluster_command(
     labels = np.full(len(paths), -1, dtype=np.int64)
     no_handwriting = 0
     if paths:
-        usable: list[bool] = []
-        x, errors = embed_files(
-            paths,
-            model=model,
-            jobs=jobs,
-            templates=templates,
-            progress=_progress("embedding"),
-            usable_out=usable,
+        x, readable, _, _, usable = _embed(
+            paths, model=model, jobs=jobs, templates=templates, designs=False
         )
-        for err in errors:
-            if err is not None:
-                print(f"skipped {err}", file=sys.stderr)
-        readable = np.array([e is None for e in errors], dtype=bool)
         # slips without usable handwriting all embed alike: left on their own, as the
         # service leaves them
-        ok = readable & np.array(usable, dtype=bool)
+        ok = readable & usable
         no_handwriting = int((readable & ~ok).sum())
         if no_handwriting:
             print(

@@ -1170,9 +1170,9 @@ def _embed_chunk(
         raw = _WORKER_MODEL.extract(image, templates=_WORKER_TEMPLATES, design=design)
         out.append((len(raws), raw.design, bool(raw.ok), None))
         raws.append(raw)
-    vectors = _WORKER_MODEL.transform_raw(raws) if raws else None
+    vectors = _WORKER_MODEL.transform_raw(raws) if raws else []
     return [
-        (None if row is None else vectors[row], signature, usable, err)  # type: ignore[index]
+        (None if row is None else vectors[row], signature, usable, err)
         for row, signature, usable, err in out
     ]
 
@@ -1309,7 +1309,8 @@ def embed_files(
 
 
 def _map_files(fn, paths: list, model: EmbeddingModel, jobs: int, templates, chunksize: int = 4):
-    """Yield ``fn(path)`` in order, in this process or a pool of ``jobs`` processes."""
+    """Yield ``fn(item)`` for each path (or chunk of paths) in order, in this process or a
+    pool of ``jobs`` processes."""
     if jobs == 1 or len(paths) < 2:
         # batch jobs own their process: single-threaded BLAS is faster here too
         _init_worker(model, templates, True)
