@@ -14,7 +14,10 @@ slips (the demo's four "clusters under one account" alerts were all such splits,
 slips' mean cosine 0.40-0.43).  So clusters count as different writers only when the
 account's slips in them are far apart: mean cosine below ``max_cluster_similarity`` (0.2).
 On the shipped model's fit folds two halves of one writer's slips fall below 0.2 in 2.4 % of
-writers, and two writers' 3-slip groups reach it in 5.4 % of pairs.  Clusters whose slips
+writers, and two writers' 3-slip groups reach it in 5.4 % of pairs (session 12's model;
+re-measured on ``c16bf14d``: 2.4 % pooled, but 1.0 % of generated writers against 5.6 % of
+real-handwriting ones, so on real hands about 1 split writer in 18 reads as two; 0.15 would
+make it 2.2 % and miss half the truly different pairs instead of 28 %).  Clusters whose slips
 have no stored vector of the active model count as different writers.
 """
 
