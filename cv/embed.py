@@ -1107,6 +1107,7 @@ def _operating_points(
         DEFAULT_OFFSET_RANKS,
         augmented_collection,
         calibrate_clustering,
+        distinct_writers_bound,
     )
 
     try:
@@ -1129,7 +1130,9 @@ def _operating_points(
     except ValueError:  # no fold of 3+ slips from 2+ writers
         return 1.0, None
     batch = replace(batch, augment=CLUSTER_AUGMENT)
-    return calibration.pair_threshold, replace(calibration, batch=batch)
+    # on plain vectors, as the linked-accounts rule compares stored ones
+    distinct = distinct_writers_bound([(x, w) for x, w, _ in folds], domains=domains)
+    return calibration.pair_threshold, replace(calibration, batch=batch, distinct_writers=distinct)
 
 
 def load_default_model() -> EmbeddingModel:

@@ -62,6 +62,22 @@ def model_version(session: Session) -> str:
     return str(cached)
 
 
+def distinct_writers_bound(session: Session) -> float | None:
+    """The active model's calibrated "different writers" bound (the registry's copy of
+    `cv.cluster.Calibration.distinct_writers`), None when the model has none."""
+    from store.models_registry import ModelVersion
+
+    version = model_version(session)
+
+    def read() -> float | None:
+        found = session.exec(
+            select(ModelVersion.distinct_writers).where(ModelVersion.version == version)
+        ).first()
+        return None if found is None else float(found)
+
+    return memo(session, ("distinct_writers", version), read)
+
+
 def memo(session: Session, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
     """Remember a query's result for the rest of one engine run (the engine clears it at the
     start of every run): several rules ask for the same slip, cluster or pivot bets."""

@@ -275,8 +275,8 @@ def _same_type(default: Any, value: Any) -> bool:
         return isinstance(value, Mapping)
     if isinstance(default, list | tuple):
         return isinstance(value, list | tuple)
-    if default is None:
-        return True
+    if default is None:  # an optional number (unset: the kind decides)
+        return value is None or isinstance(value, int | float)
     return isinstance(value, type(default))
 
 

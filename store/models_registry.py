@@ -60,6 +60,9 @@ class ModelVersion(SQLModel, table=True):
     threshold: float | None = None
     target_precision: float | None = None
     expected_recall: float | None = None
+    # the calibration's "different writers" bound (cv.cluster.distinct_writers_bound), read
+    # by the linked-accounts rule; None: the model file has none
+    distinct_writers: float | None = None
     # drift watch: the score distribution of the fitting data (see workers.rollout)
     reference: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     source: str = Field(default="", max_length=1000)
@@ -165,6 +168,16 @@ def calibration_digest(calibration: Any, threshold: float | None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def distinct_writers_of(model: Any) -> float | None:
+    """The "different writers" bound in a model's calibration (object or JSON), if any."""
+    calibration = getattr(model, "calibration_", None)
+    if isinstance(calibration, dict):
+        value = calibration.get("distinct_writers")
+    else:
+        value = getattr(calibration, "distinct_writers", None)
+    return None if value is None else float(value)
+
+
 def _file_calibration_digest(blob: bytes) -> str:
     from cv.npzfile import HEADER_KEY
 
@@ -211,6 +224,7 @@ def register_model(
                 threshold=float(threshold) if usable and threshold is not None else None,
                 # cv.embed calibrates at pairwise precision 0.98 on held-out training writers
                 target_precision=0.98 if usable else None,
+                distinct_writers=distinct_writers_of(model),
                 source=source[:1000],
                 file_sha256=hashlib.sha256(blob).hexdigest(),
                 trained_by=actor[:100],
@@ -230,6 +244,9 @@ def register_model(
         row.fit_data, changed = fit_data, True
     if reference and not row.reference:
         row.reference, changed = reference, True
+    if row.distinct_writers is None and distinct_writers_of(model) is not None:
+        # a row registered before the registry kept the bound (same file, same calibration)
+        row.distinct_writers, changed = distinct_writers_of(model), True
     if changed:
         session.add(row)
         session.flush()
@@ -258,11 +275,16 @@ def _recalibrate(
     blob = data if data is not None else model_bytes(model)
     threshold = getattr(model, "threshold_", None)
     usable = threshold is not None and -1.0 <= float(threshold) < 1.0
-    before = {"threshold": row.threshold, "file_sha256": row.file_sha256}
+    before = {
+        "threshold": row.threshold,
+        "distinct_writers": row.distinct_writers,
+        "file_sha256": row.file_sha256,
+    }
     stored.npz = blob
     row.file_sha256 = hashlib.sha256(blob).hexdigest()
     row.threshold = float(threshold) if usable and threshold is not None else None
     row.target_precision = 0.98 if usable else None
+    row.distinct_writers = distinct_writers_of(model)
     session.add(stored)
     session.add(row)
     audit.record(
@@ -272,7 +294,11 @@ def _recalibrate(
         entity="model",
         entity_id=row.version,
         before=before,
-        after={"threshold": row.threshold, "file_sha256": row.file_sha256},
+        after={
+            "threshold": row.threshold,
+            "distinct_writers": row.distinct_writers,
+            "file_sha256": row.file_sha256,
+        },
     )
     session.flush()
     return True
@@ -373,6 +399,7 @@ def summary(row: ModelVersion) -> dict[str, Any]:
         "threshold": row.threshold,
         "target_precision": row.target_precision,
         "expected_recall": row.expected_recall,
+        "distinct_writers": row.distinct_writers,
         "trained_by": row.trained_by,
         "source": row.source,
         "created_at": row.created_at,

@@ -12,7 +12,11 @@ Two clusters under one account are usually one writer whose slips the clusterer 
 its operating point keeps pairwise precision at 0.98 and links only part of each writer's
 slips (the demo's four "clusters under one account" alerts were all such splits, their
 slips' mean cosine 0.40-0.43).  So clusters count as different writers only when the
-account's slips in them are far apart: mean cosine below ``max_cluster_similarity`` (0.2).
+account's slips in them are far apart: mean cosine below ``max_cluster_similarity``; unset
+(the default), the active model's calibrated bound (`cv.cluster.distinct_writers_bound`: one
+writer's slips split in two fall below it for 2.5 % of the fit writers of every source; the
+shipped model's 0.197), else :data:`FALLBACK_MAX_CLUSTER_SIMILARITY` (0.2) for a model
+calibrated before session 14.
 On the shipped model's fit folds two halves of one writer's slips fall below 0.2 in 2.4 % of
 writers, and two writers' 3-slip groups reach it in 5.4 % of pairs (session 12's model;
 re-measured on ``c16bf14d``: 2.4 % pooled, but 1.0 % of generated writers against 5.6 % of
@@ -39,7 +43,8 @@ class LinkedAccounts:
         "min_accounts": 2,
         "min_clusters": 2,
         "min_slips_per_account": 1,
-        "max_cluster_similarity": 0.2,
+        # None: the active model's calibrated bound (a number here overrides it)
+        "max_cluster_similarity": None,
     }
     triggers = frozenset({"slip_clustered", "schedule"})
     # a join changes its findings only by a customer's slip (`rules.engine.join_changes`)
@@ -120,7 +125,8 @@ class LinkedAccounts:
             per.setdefault(r.cluster_id, []).append(r)  # type: ignore[arg-type]
         if len(per) < int(rule.params["min_clusters"]):
             return None
-        writers = _distinct_writers(session, per, float(rule.params["max_cluster_similarity"]))
+        bound = max_cluster_similarity(session, rule)
+        writers = _distinct_writers(session, per, bound)
         if writers < int(rule.params["min_clusters"]):
             return None  # one writer's slips split over clusters
         anchors = [max(r.confidence or 0.0 for r in rs) for rs in per.values()]
@@ -133,6 +139,7 @@ class LinkedAccounts:
                 "writers": writers,
                 "min_clusters": int(rule.params["min_clusters"]),
                 "slips": len(rows),
+                "max_cluster_similarity": round(bound, 4),
                 "what": "handwriting clusters of different writers under one account",
             },
             evidence=context.evidence(rows, customers=[customer_id]),
@@ -171,6 +178,20 @@ class LinkedAccounts:
 
 
 KIND = LinkedAccounts()
+
+#: The bound for a model whose calibration has none: chosen in session 12 on its fit folds
+#: (one writer's halves below 0.2 for 2.4 % of writers), before models carried their own.
+FALLBACK_MAX_CLUSTER_SIMILARITY = 0.2
+
+
+def max_cluster_similarity(session: Session, rule: Rule) -> float:
+    """The rule's ``max_cluster_similarity``, else the active model's calibrated bound, else
+    the fallback: a model's cosines have their own scale, so a fixed number would not survive
+    a refit."""
+    value = rule.params.get("max_cluster_similarity")
+    if value is None:
+        value = context.distinct_writers_bound(session)
+    return float(FALLBACK_MAX_CLUSTER_SIMILARITY if value is None else value)
 
 
 def _distinct_writers(

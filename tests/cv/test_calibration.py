@@ -16,6 +16,7 @@ from cv.cluster import (
     calibration_of,
     cluster_embeddings,
     confidence_from_evidence,
+    distinct_writers_bound,
 )
 from cv.index import VectorIndex, normalise_rows
 from cv.metrics import clustering_scores
@@ -138,3 +139,41 @@ def test_calibration_round_trips_through_json_and_the_model_attribute(calibratio
         Calibration.from_json({"pair_threshold": 0.5})
     with pytest.raises(ValueError, match="at least 3 slips from 2\\+ writers"):
         calibrate_clustering([(np.eye(2, dtype=np.float32), np.array(["a", "a"]))])
+
+
+def test_the_different_writers_bound_is_where_few_writers_halves_fall():
+    """One writer's slips split in alternate halves score their mean cosine; the bound is the
+    2.5 % quantile of those, in the source whose writers vary most."""
+    tight, tight_w = _writers(3, 40, 6, noise=0.15)
+    loose, loose_w = _writers(4, 40, 6, noise=0.6)
+    bound_tight = distinct_writers_bound([(tight, tight_w)])
+    bound_loose = distinct_writers_bound([(loose, loose_w)])
+    assert bound_tight is not None and bound_loose is not None
+    assert bound_loose < bound_tight
+    halves = [
+        float(tight[rows[0::2]].mean(0) @ tight[rows[1::2]].mean(0))
+        for rows in (np.flatnonzero(tight_w == w) for w in range(40))
+    ]
+    assert np.mean(np.array(halves) < bound_tight) <= 0.025 + 1e-9
+    # two sources in one fold: the looser one sets the bound
+    both = np.vstack([tight, loose])
+    writers = np.concatenate([tight_w, loose_w + 100])
+    domains = np.array(["tight"] * len(tight) + ["loose"] * len(loose))
+    assert distinct_writers_bound([(both, writers)], domains=[domains]) == pytest.approx(
+        bound_loose
+    )
+    # too few writers with 4+ slips: no bound
+    assert distinct_writers_bound([(tight[:57], tight_w[:57])]) is None
+    assert distinct_writers_bound([_writers(5, 40, 3)]) is None
+
+
+def test_the_different_writers_bound_round_trips_and_old_files_read_as_none(calibration):
+    from dataclasses import replace
+
+    with_bound = replace(calibration, distinct_writers=0.197)
+    assert Calibration.from_json(with_bound.to_json()) == with_bound
+    # a calibration without one keeps its old JSON (and so its registry digest)
+    assert "distinct_writers" not in calibration.to_json()
+    assert Calibration.from_json(calibration.to_json()).distinct_writers is None
+    with pytest.raises(ValueError, match="bad distinct_writers"):
+        Calibration.from_json(calibration.to_json() | {"distinct_writers": 3.0})

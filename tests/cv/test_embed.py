@@ -176,6 +176,9 @@ def test_default_model_separates_writers_of_the_committed_set():
     iu = np.triu_indices(len(y), k=1)
     same = y[iu[0]] == y[iu[1]]
     assert sim[iu][same].mean() > sim[iu][~same].mean() + 0.1
+    # its calibration carries the linked-accounts rule's "different writers" bound
+    # (groups of one writer sit above it on average)
+    assert 0.1 < model.calibration_.distinct_writers < sim[iu][same].mean()
 
 
 def test_nuisance_projection_removes_template_directions(small_fit):

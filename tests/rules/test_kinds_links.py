@@ -175,6 +175,22 @@ def test_linked_accounts_two_writers_on_one_account_by_their_vectors(session):
     assert (alert.pivot_kind, alert.pivot_id, alert.value) == ("customer", a.id, 2.0)
     assert alert.figures["clusters"] == 2 and alert.figures["writers"] == 2
     assert "different writers" in alert.reason
+    # the test model is not in the registry: the rule's fallback bound
+    assert alert.figures["max_cluster_similarity"] == 0.2
+
+
+def test_linked_accounts_reads_the_active_models_calibrated_bound(session):
+    """A model whose calibration puts "different writers" below 0.5 makes the 0.45 pair two
+    writers: the bound follows the model, since each model's cosines have their own scale."""
+    from store.models_registry import ModelVersion
+    from tests.rules.scenario import MODEL
+
+    a, _, _ = _two_clusters_with_vectors(session, [0.45, 0.893, 0.0])
+    session.add(ModelVersion(version=MODEL, distinct_writers=0.5))
+    session.commit()
+    [alert] = alerts_of(run_screening(session=session, now=T0), "linked_accounts")
+    assert (alert.pivot_kind, alert.pivot_id, alert.value) == ("customer", a.id, 2.0)
+    assert alert.figures["max_cluster_similarity"] == 0.5
 
 
 # ---------------------------------------------------------------- 3. stake factor evasion

@@ -124,3 +124,19 @@ def test_durations_and_content_hash(tmp_path):
     [rule] = load_file(write(tmp_path, GOOD))
     assert content_hash(rule) == content_hash(replace(rule, version=7, source="elsewhere"))
     assert content_hash(rule) != content_hash(replace(rule, params={**rule.params, "min_shops": 3}))
+
+
+def test_an_optional_number_takes_a_number_or_nothing(tmp_path):
+    """linked_accounts' max_cluster_similarity is unset by default (the model's bound): a file
+    may set a number, never text."""
+    linked = GOOD.replace("kind: structuring", "kind: linked_accounts").replace(
+        'reason: "{value} over {threshold_gbp}"', 'reason: "{value} over"'
+    )
+    [rule] = load_file(write(tmp_path, linked.replace("{threshold_gbp: 1000}", "{}")))
+    assert rule.params["max_cluster_similarity"] is None
+    set_ = linked.replace("{threshold_gbp: 1000}", "{max_cluster_similarity: 0.3}")
+    [rule] = load_file(write(tmp_path, set_))
+    assert rule.params["max_cluster_similarity"] == 0.3
+    bad = linked.replace("{threshold_gbp: 1000}", "{max_cluster_similarity: low}")
+    with pytest.raises(RuleFileError, match="params.max_cluster_similarity: expected NoneType"):
+        load_file(write(tmp_path, bad))

@@ -24,7 +24,9 @@ def _shipped():  # type: ignore[no-untyped-def]
     return EmbeddingModel.load(model_path() or DEFAULT_MODEL_PATH)
 
 
-def _save(path: Path, *, merge: float, pair: float, seed: int | None = None):  # type: ignore[no-untyped-def]
+def _save(  # type: ignore[no-untyped-def]
+    path: Path, *, merge: float, pair: float, seed: int | None = None, distinct: float = 0.2
+):
     """The shipped model with these operating points (under a version of its own when
     ``seed`` is given), written to ``path``."""
     from cv.cluster import calibration_of
@@ -33,7 +35,9 @@ def _save(path: Path, *, merge: float, pair: float, seed: int | None = None):  #
     if seed is not None:
         model.random_state = seed
         model.version_ = model._compute_version()
-    model.calibration_ = replace(calibration_of(model), merge_threshold=merge, pair_threshold=pair)
+    model.calibration_ = replace(
+        calibration_of(model), merge_threshold=merge, pair_threshold=pair, distinct_writers=distinct
+    )
     model.threshold_ = pair
     model.save(path)
     return model
@@ -81,12 +85,16 @@ def test_registering_a_recalibrated_file_reaches_every_process(  # type: ignore[
     loaded = models.model_for(model.version, session=session, settings=settings)
     assert _operating_points(loaded) == (0.66, 0.67)
 
-    recalibrated = _save(second, merge=0.56, pair=0.57, seed=9103)
+    assert registry.get_version(session=session, version=model.version).distinct_writers == 0.2
+
+    recalibrated = _save(second, merge=0.56, pair=0.57, seed=9103, distinct=0.25)
     row, created = registry.register_model(
         session=session, model=recalibrated, data=second.read_bytes(), actor="ml-eng"
     )
     session.commit()
     assert not created and row.threshold == pytest.approx(0.57)
+    # the linked-accounts rule reads the registry's copy of the bound
+    assert row.distinct_writers == 0.25
     loaded = models.model_for(model.version, session=session, settings=settings)
     assert _operating_points(loaded) == (0.56, 0.57)
     audit = session.exec(select(AuditEntry).where(AuditEntry.action == "model.recalibrate")).all()
