@@ -223,6 +223,7 @@ def evaluate_embeddings(
     accounts: np.ndarray | None = None,
     kinds: np.ndarray | None = None,
     usable: np.ndarray | None = None,
+    distinct_writers: float | None = None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
@@ -240,7 +241,9 @@ def evaluate_embeddings(
     With ``kinds`` (labels.csv's ``kind`` column, e.g. UNIPEN's ``chars`` and ``words``),
     ``by_kind`` holds the retrieval figures of each kind's queries searching all slips.
     ``usable`` (False where preprocessing found no usable handwriting) leaves those slips
-    out of the clustering, on their own, as the service leaves them.
+    out of the clustering, on their own, as the service leaves them.  With
+    ``distinct_writers`` (the model's calibrated bound), how often these writers' split
+    halves cross it (:func:`_split_writers`).
     """
     from cv import metrics
 
@@ -251,6 +254,7 @@ def evaluate_embeddings(
 
         return design_penalised(scores, designs)
 
+    vectors = x  # x becomes the clustering's (augmented) vectors below
     sim = x @ x.T
     result: dict = {"n": int(len(writers)), "writers": int(len(set(writers.tolist())))}
     retrieval_sim = ranked_as_similar(sim)
@@ -320,9 +324,28 @@ def evaluate_embeddings(
         result["best_threshold"] = best["threshold"]
         result["best_pairwise_f1"], result["best_ari"] = best["f1"], best["ari"]
     result.update(metrics.clustering_scores(writers, labels))
+    if distinct_writers is not None:
+        result.update(_split_writers(vectors, writers, distinct_writers))
     if labels_out is not None:
         labels_out.append(labels)
     return result
+
+
+def _split_writers(x: np.ndarray, writers: np.ndarray, bound: float) -> dict:
+    """The linked-accounts rule's "different writers" bound on these writers: how often one
+    writer's slips split in alternate halves read as two writers (mean cosine below it), and
+    two writers' halves as one (at or above it)."""
+    from cv.cluster import writer_halves
+
+    has_vector = np.linalg.norm(x, axis=1) > 0  # slips without handwriting embed as zeros
+    _, a, b = writer_halves(x[has_vector], writers[has_vector])
+    out: dict = {"distinct_writers_bound": float(bound), "split_writers": int(len(a))}
+    if len(a) >= 2:
+        cross = a @ b.T
+        off = ~np.eye(len(a), dtype=bool)
+        out["split_writers_below"] = float(np.mean(np.diag(cross) < bound))
+        out["split_pairs_above"] = float(np.mean(cross[off] >= bound))
+    return out
 
 
 def _model_calibration(model):
@@ -391,6 +414,7 @@ def _folder_figures(
         accounts=np.array([r.get("customer") or "" for r in rows], dtype=object),
         kinds=np.array([r.get("kind", "") for r in rows]) if rows and "kind" in rows[0] else None,
         usable=usable,
+        distinct_writers=getattr(getattr(model, "calibration_", None), "distinct_writers", None),
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)
@@ -537,6 +561,13 @@ def eval_command(
         lines.append(
             f"                 best on these slips (oracle): threshold {r['best_threshold']:.2f}"
             f", pairwise F1 {r['best_pairwise_f1']:.3f}, ARI {r['best_ari']:.3f}"
+        )
+    if "split_writers_below" in r:
+        lines.append(
+            f"different writers mean cosine below {r['distinct_writers_bound']:.3f} (model): one "
+            f"writer's split halves below it {r['split_writers_below']:.3f} of "
+            f"{r['split_writers']} writers, two writers' halves at or above it "
+            f"{r['split_pairs_above']:.3f}"
         )
     lines.append(f"throughput       {r['slips_per_second']:.1f} slips/s with {jobs} job(s)")
     print("\n".join(lines))

@@ -13,10 +13,11 @@ its operating point keeps pairwise precision at 0.98 and links only part of each
 slips (the demo's four "clusters under one account" alerts were all such splits, their
 slips' mean cosine 0.40-0.43).  So clusters count as different writers only when the
 account's slips in them are far apart: mean cosine below ``max_cluster_similarity``; unset
-(the default), the active model's calibrated bound (`cv.cluster.distinct_writers_bound`: one
-writer's slips split in two fall below it for 2.5 % of the fit writers of every source; the
-shipped model's 0.197), else :data:`FALLBACK_MAX_CLUSTER_SIMILARITY` (0.2) for a model
-calibrated before session 14.
+(the default), the active model's calibrated bound (`cv.cluster.distinct_writers_bound`,
+measured on its fit folds; the shipped model's 0.1635: one writer's slips split in two fall
+below it for 9.1 % of the 77 held-out real-handwriting writers, 1.7 % of 60 held-out
+generated ones), else :data:`FALLBACK_MAX_CLUSTER_SIMILARITY` (0.2) for a model calibrated
+before session 14 (at 0.2: 20.8 % of the held-out real-handwriting writers).
 On the shipped model's fit folds two halves of one writer's slips fall below 0.2 in 2.4 % of
 writers, and two writers' 3-slip groups reach it in 5.4 % of pairs (session 12's model;
 re-measured on ``c16bf14d``: 2.4 % pooled, but 1.0 % of generated writers against 5.6 % of

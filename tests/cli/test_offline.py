@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -208,3 +209,18 @@ def test_train_fold_by_names_a_labels_column(small_dir, tmp_path):
     assert res.exit_code != 0
     assert "--fold-by 'font' is not one of its columns" in res.output
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_eval_measures_the_models_different_writers_bound_on_the_labelled_writers():
+    """One writer's slips split in alternate halves: writer a's halves agree (cosine 0.5),
+    writer b's do not (0.0), and a slip without handwriting (a zero vector) is left out."""
+    from cli.offline import evaluate_embeddings
+
+    e = np.eye(4, dtype=np.float32)
+    x = np.stack([e[0], e[0], e[1], e[1], np.zeros(4, np.float32), e[2], e[3], e[2], e[3]])
+    writers = np.array(["a"] * 5 + ["b"] * 4)
+    figures = evaluate_embeddings(x, writers, threshold=0.9, distinct_writers=0.3)
+    assert figures["distinct_writers_bound"] == 0.3 and figures["split_writers"] == 2
+    assert figures["split_writers_below"] == 0.5  # b reads as two writers
+    assert figures["split_pairs_above"] == 0.0  # a's and b's halves are never one writer
+    assert "split_writers" not in evaluate_embeddings(x, writers, threshold=0.9)

@@ -143,7 +143,7 @@ def test_calibration_round_trips_through_json_and_the_model_attribute(calibratio
 
 def test_the_different_writers_bound_is_where_few_writers_halves_fall():
     """One writer's slips split in alternate halves score their mean cosine; the bound is the
-    2.5 % quantile of those, in the source whose writers vary most."""
+    2.5 % point of a normal matched to those, in the source whose writers vary most."""
     tight, tight_w = _writers(3, 40, 6, noise=0.15)
     loose, loose_w = _writers(4, 40, 6, noise=0.6)
     bound_tight = distinct_writers_bound([(tight, tight_w)])
