@@ -1854,6 +1854,9 @@ class Assignment:
     offset: float | None = None  # the slip's score offset when the calibration normalises
     # offsets computed here for neighbours the caller did not know (worth caching)
     new_offsets: dict[int, float] = field(default_factory=dict)
+    # the slip-to-slip threshold this decision used: the calibrated one raised for the
+    # index's size (Calibration.for_collection), for callers that list one-to-one matches
+    pair_threshold: float | None = None
 
     @property
     def starts_cluster(self) -> bool:
@@ -1950,7 +1953,7 @@ def assign_incremental(
         complete = len(pairs) < int(k)  # the index holds no more slips: every member was seen
     pairs = pairs[: int(k)]
     if not pairs:
-        return Assignment(None, 0.0, -1.0, [], [], own_offset, fresh)
+        return Assignment(None, 0.0, -1.0, [], [], own_offset, fresh, cal.pair_threshold)
     banned = set(cannot_link_clusters)
     kth = np.array([pairs[-1][1]], dtype=np.float32)
     labs = np.array([slip_cluster.get(i, -1) for i, _ in pairs], dtype=np.int64)
@@ -1968,7 +1971,14 @@ def assign_incremental(
         best_cluster, best_ev = int(g_lab[j]), float(ev[j])
     if best_cluster is not None and best_ev >= cal.merge_threshold:
         return Assignment(
-            best_cluster, float(cal.confidence(best_ev)), best_ev, pairs, [], own_offset, fresh
+            best_cluster,
+            float(cal.confidence(best_ev)),
+            best_ev,
+            pairs,
+            [],
+            own_offset,
+            fresh,
+            cal.pair_threshold,
         )
     # slip to slip: unclustered neighbours close enough one to one found a cluster together
     pair_at = cal.pair_threshold
@@ -1976,13 +1986,22 @@ def assign_incremental(
     if joined:
         pair_ev = max(s for (i, s) in pairs if i in set(joined))
         return Assignment(
-            None, float(cal.confidence(pair_ev)), pair_ev, pairs, joined, own_offset, fresh
+            None,
+            float(cal.confidence(pair_ev)),
+            pair_ev,
+            pairs,
+            joined,
+            own_offset,
+            fresh,
+            cal.pair_threshold,
         )
     top = max(
         best_ev,
         max((s for (_, s), c in zip(pairs, labs.tolist(), strict=True) if c < 0), default=-1.0),
     )
-    return Assignment(None, float(cal.confidence(top)), top, pairs, [], own_offset, fresh)
+    return Assignment(
+        None, float(cal.confidence(top)), top, pairs, [], own_offset, fresh, cal.pair_threshold
+    )
 
 
 def _calibration(

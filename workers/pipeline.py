@@ -931,6 +931,9 @@ class SlipMatch:
     neighbours: list[tuple[int, float, int | None]]
     source: str = "index"
     searched: int | None = None
+    # the one-to-one match threshold for the slips searched: the calibrated pair threshold
+    # raised with their number (cv.cluster.Calibration.for_collection); None: nothing searched
+    pair_threshold: float | None = None
 
 
 # searched exactly while the index is built (a writer's latest slips are the ones a counter
@@ -984,7 +987,7 @@ def match_slip(
             cluster_sizes=assigner.sizes,
         )
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
-    return SlipMatch(cluster, neighbours)
+    return SlipMatch(cluster, neighbours, pair_threshold=found.pair_threshold)
 
 
 _RECENT = (
@@ -1088,7 +1091,9 @@ def _match_recent(
         if i >= 0
     ]
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))
-    return SlipMatch(cluster, neighbours, source="recent", searched=searched)
+    return SlipMatch(
+        cluster, neighbours, source="recent", searched=searched, pair_threshold=found.pair_threshold
+    )
 
 
 def _key(bind: Any, model_version: str) -> tuple[str, str]:

@@ -118,6 +118,24 @@ def test_two_lone_slips_found_a_cluster_only_at_the_pair_threshold():
     assert not alone.starts_cluster and alone.cluster_id is None
 
 
+def test_the_one_to_one_threshold_rises_with_the_slips_searched():
+    """A pair at cosine 0.5 clears the fold-calibrated 0.45 among 3 stored slips but not
+    among 51, and the assignment reports the threshold it used (the counter check lists its
+    one-to-one matches at it)."""
+    cal = Calibration(0.45, 0.35, 30.0, 0.3, impostor_tail=(-0.4, 0.2), fold_slips=3.0)
+    e = np.eye(16, dtype=np.float32)
+    query = normalise_rows(e[:1] + np.sqrt(3.0) * e[1:2])[0]  # cosine 0.5 with slip 1
+    for others in (2, 50):
+        index = VectorIndex(16)
+        far = np.zeros((others, 16), np.float32)
+        far[:, 2 + np.arange(others) % 14] = 1.0  # orthogonal to the query
+        index.add(np.arange(1, others + 2), np.vstack([e[:1], far]))
+        found = assign_incremental(query, index=index, slip_cluster={}, calibration=cal)
+        assert found.pair_threshold == pytest.approx(cal.for_collection(others + 1).pair_threshold)
+        assert found.joined_slip_ids == ([1] if others == 2 else [])
+    assert found.pair_threshold > 0.5
+
+
 def test_uncalibrated_models_keep_the_single_threshold_behaviour():
     cal = calibration_of(SimpleNamespace(threshold_=0.62))
     assert not cal.calibrated and cal.pair_threshold == cal.merge_threshold == 0.62
