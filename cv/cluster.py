@@ -1685,14 +1685,15 @@ def distinct_writers_bound(
     ``folds`` are (embeddings, writers) of writers the projection did not see.  Each writer
     with 4+ slips is split into alternate halves (in the fold's order) and scores the mean
     cosine between them: the case of one writer's slips that the clusterer left in two
-    clusters.  The bound is the ``rate`` quantile of those scores, per source (``domains``,
-    per fold and slip) with :data:`MIN_BOUND_WRITERS` writers, and the lowest of them: the
-    source whose writers vary most sets it.  None when no source has enough writers.
+    clusters.  The bound is the ``rate`` quantile of those scores as a normal matched to
+    their lower quartiles sees it (:func:`_lower_tail`), per source (``domains``, per fold
+    and slip) with :data:`MIN_BOUND_WRITERS` writers, and the lowest of them: the source
+    whose writers vary most sets it.  None when no source has enough writers.
 
     A fixed bound does not survive a refit: a model's cosines have their own scale.
     Session 14 measured the shipped model's fit folds: at 0.2, 1.0 % of generated writers
     and 5.6 % of real-handwriting writers fell below it, and 20.8 % of the 77 held-out
-    UNIPEN writers (hence the strict default ``rate``).
+    UNIPEN writers (the fit folds flatter real handwriting: see :data:`DISTINCT_WRITERS_RATE`).
     """
     scores: dict[str, list[float]] = {}
     for i, (x, w) in enumerate(folds):
