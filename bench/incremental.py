@@ -11,7 +11,9 @@ batch clustering.  Normalised incremental assignment is the measured reason it i
 offsets measured while the collection is still small are low (2026-12-05, held-out
 generated slips: normalised incremental pairwise precision 0.85 with offsets shrunk towards
 the typical one (0.28 unshrunk) against 1.00 batch, recall 0.09 both; raw incremental
-P 1.00 R 0.01).
+P 1.00 R 0.01).  Session 14, shipped model `c16bf14d`, raw: held-out generated 60 x 6
+P 0.624 R 0.062, 240 x 6 0.774 / 0.027 (look-alike fonts linked), UNIPEN held-out and the
+sample slips 1.00 (bench/ACCURACY.md: a normalised live operating point of its own).
 
     PYTHONPATH=. .venv/bin/python bench/incremental.py /tmp/gen_held \
         --labels /tmp/gen_held/labels.csv
