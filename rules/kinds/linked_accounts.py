@@ -18,12 +18,10 @@ measured on its fit folds; the shipped model's 0.1635: one writer's slips split 
 below it for 9.1 % of the 77 held-out real-handwriting writers, 1.7 % of 60 held-out
 generated ones), else :data:`FALLBACK_MAX_CLUSTER_SIMILARITY` (0.2) for a model calibrated
 before session 14 (at 0.2: 20.8 % of the held-out real-handwriting writers).
-On the shipped model's fit folds two halves of one writer's slips fall below 0.2 in 2.4 % of
-writers, and two writers' 3-slip groups reach it in 5.4 % of pairs (session 12's model;
-re-measured on ``c16bf14d``: 2.4 % pooled, but 1.0 % of generated writers against 5.6 % of
-real-handwriting ones, so on real hands about 1 split writer in 18 reads as two; 0.15 would
-make it 2.2 % and miss half the truly different pairs instead of 28 %).  Clusters whose slips
-have no stored vector of the active model count as different writers.
+Fit folds flatter real handwriting (0.2 let 5.6 % of the shipped model's fit-fold UNIPEN
+writers' halves through, and 20.8 % of held-out ones), hence a calibration of its own
+(bench/ACCURACY.md, session 14).  Clusters whose slips have no stored vector of the active
+model count as different writers.
 """
 
 from __future__ import annotations
