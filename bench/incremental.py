@@ -13,7 +13,8 @@ generated slips: normalised incremental pairwise precision 0.85 with offsets shr
 the typical one (0.28 unshrunk) against 1.00 batch, recall 0.09 both; raw incremental
 P 1.00 R 0.01).  Session 14, shipped model `c16bf14d`, raw: held-out generated 60 x 6
 P 0.624 R 0.062, 240 x 6 0.774 / 0.027 (look-alike fonts linked), UNIPEN held-out and the
-sample slips 1.00 (bench/ACCURACY.md: a normalised live operating point of its own).
+sample slips 1.00.  The model's ``live`` points (normalised scores of plain vectors, their
+own calibration) are replayed too when it has them: what the pipeline assigns with.
 
     PYTHONPATH=. .venv/bin/python bench/incremental.py /tmp/gen_held \
         --labels /tmp/gen_held/labels.csv
@@ -108,7 +109,9 @@ def main() -> None:
     x = np.stack([vectors[i] for i in keep]).astype(np.float32)
     writers = np.array([rows[i]["writer"] for i in keep])
     calibration = calibration_of(model)
-    points = {"raw": replace(calibration, batch=None)}
+    points = {"raw": replace(calibration, batch=None, live=None)}
+    if calibration.live is not None:  # what the pipeline assigns with when the model has it
+        points["live"] = calibration.live
     if calibration.batch is not None and calibration.batch.augment is None:
         points["normalised"] = calibration.batch
     elif calibration.batch is not None:

@@ -1292,6 +1292,9 @@ class Calibration:
     offset_prior: float | None = None
     # the operating points of batch (re-)clustering on normalised scores, when measured
     batch: Calibration | None = None
+    # the operating points of live assignment on normalised scores of plain (unaugmented)
+    # vectors, when measured; None: live assignment stays on raw cosine (these points)
+    live: Calibration | None = None
     # (neighbours, weight) of the database-side augmentation applied to the vectors before
     # every score these operating points were measured on (batch clustering); None: none
     augment: tuple[int, float] | None = None
@@ -1377,7 +1380,9 @@ class Calibration:
     def to_json(self) -> dict[str, object]:
         # the bound only when measured: older files' calibrations (and digests) stay as they were
         bound = self.distinct_writers
-        measured = {} if bound is None else {"distinct_writers": bound}
+        measured: dict[str, object] = {} if bound is None else {"distinct_writers": bound}
+        if self.live is not None:
+            measured["live"] = self.live.to_json()
         return {
             "pair_threshold": self.pair_threshold,
             "merge_threshold": self.merge_threshold,
@@ -1413,6 +1418,9 @@ class Calibration:
         batch = data.get("batch")
         if batch is not None and not isinstance(batch, Mapping):
             raise ValueError("calibration: batch must be an object")
+        live = data.get("live")
+        if live is not None and not isinstance(live, Mapping):
+            raise ValueError("calibration: live must be an object")
         if ranks is not None:
             try:
                 lo, hi = (int(r) for r in ranks)  # type: ignore[attr-defined]
@@ -1454,6 +1462,7 @@ class Calibration:
             typical_offset=None if typical is None else float(typical),  # type: ignore[arg-type]
             offset_prior=None if prior is None else float(prior),  # type: ignore[arg-type]
             batch=None if batch is None else cls.from_json(batch),
+            live=None if live is None else cls.from_json(live),
             augment=augment,  # type: ignore[arg-type]
             account_aware=bool(data.get("account_aware", False)),
             impostor_tail=tail,  # type: ignore[arg-type]

@@ -1073,6 +1073,13 @@ class EmbeddingModel:
 #: 0.987 / 0.971 with recall 0.218 / 0.133, above the older model at 0.98 on both sets
 #: (0.980 / 0.963, recall 0.214 / 0.122).
 BATCH_FOLD_PRECISION = 0.99
+#: The same for live assignment's operating point (normalised scores of plain vectors, no
+#: augmentation: an arriving slip has no neighbours' pull yet).  Session 14, held-out,
+#: replayed arrivals (bench/incremental.py), pairwise P / R at 0.995 (0.99): generated
+#: 60 x 6 0.817 / 0.119 (0.804 / 0.139), 240 x 6 0.878 / 0.049 (0.856 / 0.042), sample slips
+#: 1.000 / 0.074 (0.986 / 0.108), UNIPEN 1.000 / 0.028 (1.000 / 0.028); raw cosine, the live
+#: point before: 0.624 / 0.062, 0.774 / 0.027, 1.000 / 0.025, 1.000 / 0.008.
+LIVE_FOLD_PRECISION = 0.995
 # font-grouped fold splits drawn for the calibration (EmbeddingModel._heldout_folds)
 GROUP_FOLD_SPLITS = 4
 
@@ -1127,12 +1134,23 @@ def _operating_points(
             offset_prior=DEFAULT_OFFSET_PRIOR,
             domains=domains,
         )
+        # live assignment scores an arriving slip's plain vector, its offsets blind to
+        # customer accounts (cv.cluster.assign_incremental)
+        live = calibrate_clustering(
+            [(x, w) for x, w, _ in folds],
+            target_precision=LIVE_FOLD_PRECISION,
+            offset_ranks=DEFAULT_OFFSET_RANKS,
+            offset_prior=DEFAULT_OFFSET_PRIOR,
+            domains=domains,
+        )
     except ValueError:  # no fold of 3+ slips from 2+ writers
         return 1.0, None
     batch = replace(batch, augment=CLUSTER_AUGMENT)
     # on plain vectors, as the linked-accounts rule compares stored ones
     distinct = distinct_writers_bound([(x, w) for x, w, _ in folds], domains=domains)
-    return calibration.pair_threshold, replace(calibration, batch=batch, distinct_writers=distinct)
+    return calibration.pair_threshold, replace(
+        calibration, batch=batch, live=live, distinct_writers=distinct
+    )
 
 
 def load_default_model() -> EmbeddingModel:

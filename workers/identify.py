@@ -20,7 +20,7 @@ from store.errors import Invalid, TooLarge, UnsupportedImage
 from store.models import Bet, Slip
 from store.settings import Settings
 from workers import model as models
-from workers.pipeline import match_slip, model_calibration
+from workers.pipeline import live_calibration, match_slip
 
 # neighbours looked at: enough to see a writer's few earlier slips, cheap to search
 NEIGHBOURS = 10
@@ -78,7 +78,7 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
     features = models.extract(model, image)
     if not features.usable:
         return WriterIdentity(usable=False)
-    calibration = model_calibration(model)
+    calibration = live_calibration(model)
     found = match_slip(
         session=session,
         model_version=version,
@@ -88,9 +88,16 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
     )
     # slip to slip: the stored slips the new one matches one to one, at the threshold the
     # assignment used: raised with the slips searched, since more stored slips bring more
-    # look-alikes (the shipped model's 0.69 holds to 600 slips; 0.79 at 10^4, 0.87 at 10^5)
+    # look-alikes (cv.cluster.Calibration.for_collection)
     limit = calibration.pair_threshold if found.pair_threshold is None else found.pair_threshold
-    close = [(sid, sim, cid) for sid, sim, cid in found.neighbours if sim >= limit]
+    # compared on the decision's own scores (normalised on the live points); a neighbour
+    # the decision did not score was not among its closest
+    scores = found.scores or {sid: sim for sid, sim, _ in found.neighbours}
+    close = [
+        (sid, sim, cid)
+        for sid, sim, cid in found.neighbours
+        if scores.get(sid, float("-inf")) >= limit
+    ]
     bets = _bets_of_slips(session, [sid for sid, _, _ in close])
     matches = [
         SlipNeighbour(sid, bets[sid][0], bets[sid][1], round(sim, 4), cid)

@@ -195,3 +195,15 @@ def test_the_different_writers_bound_round_trips_and_old_files_read_as_none(cali
     assert Calibration.from_json(calibration.to_json()).distinct_writers is None
     with pytest.raises(ValueError, match="bad distinct_writers"):
         Calibration.from_json(calibration.to_json() | {"distinct_writers": 3.0})
+
+
+def test_live_points_round_trip_and_older_files_have_none(calibration):
+    from dataclasses import replace
+
+    live = replace(calibration, offset_ranks=(5, 15), typical_offset=0.35, offset_prior=500.0)
+    both = replace(calibration, live=live)
+    assert Calibration.from_json(both.to_json()) == both
+    assert "live" not in calibration.to_json()  # older files keep their JSON and digests
+    assert Calibration.from_json(calibration.to_json()).live is None
+    with pytest.raises(ValueError, match="live must be an object"):
+        Calibration.from_json(calibration.to_json() | {"live": 0.3})

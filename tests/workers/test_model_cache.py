@@ -104,3 +104,34 @@ def test_registering_a_recalibrated_file_reaches_every_process(  # type: ignore[
     session.commit()
     assert len(session.exec(select(AuditEntry).where(
         AuditEntry.action == "model.recalibrate")).all()) == 1  # fmt: skip
+
+
+def test_live_decisions_use_the_live_points_unless_an_operator_calibrated(  # type: ignore[no-untyped-def]
+    session, tmp_path, monkeypatch
+):
+    """Arriving slips and counter checks are decided on the model's normalised live points;
+    a pair threshold calibrated in the registry on reviewed pairs (raw cosine) keeps the raw
+    points it was chosen for."""
+    from workers.pipeline import live_calibration
+
+    monkeypatch.setattr(models, "_REGISTRY_TTL_S", 0.0)
+    monkeypatch.setattr(models, "_registry", {})  # this process's view of the registry
+    model = _save(tmp_path / "m.npz", merge=0.62, pair=0.69, seed=9104)
+    assert model.calibration_.live is not None
+    live = live_calibration(model)
+    assert live == model.calibration_.live and live.offset_ranks is not None
+    registry.register_model(session=session, model=model)
+    session.commit()
+    registry.calibrate(
+        session=session,
+        version=model.version,
+        threshold=0.75,
+        target_precision=0.99,
+        expected_recall=0.1,
+        actor="ml-eng",
+        evaluation="reviews",
+    )
+    session.commit()
+    models._refresh_registry(model.version, session)  # as model_for does before each use
+    raw = live_calibration(model)
+    assert raw.offset_ranks is None and raw.pair_threshold == pytest.approx(0.75)
