@@ -92,11 +92,10 @@ def identify_writer(*, session: Session, settings: Settings, image_bytes: bytes)
     limit = calibration.pair_threshold if found.pair_threshold is None else found.pair_threshold
     # compared on the decision's own scores (normalised on the live points); a neighbour
     # the decision did not score was not among its closest
-    scores = found.scores or {sid: sim for sid, sim, _ in found.neighbours}
     close = [
         (sid, sim, cid)
         for sid, sim, cid in found.neighbours
-        if scores.get(sid, float("-inf")) >= limit
+        if found.scores.get(sid, float("-inf")) >= limit
     ]
     bets = _bets_of_slips(session, [sid for sid, _, _ in close])
     matches = [

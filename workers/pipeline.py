@@ -933,8 +933,9 @@ def live_calibration(model: Any) -> Calibration:
     registry (`sliplink models calibrate`, raw cosine on reviewed pairs) keeps the raw points.
 
     Raw cosine cannot part look-alike hands: replayed held-out generated arrivals linked
-    at pairwise precision 0.62 (60 writers) and 0.77 (240) on it, 0.82 and 0.88 on the
-    normalised points, with twice the recall (cv.embed.LIVE_FOLD_PRECISION)."""
+    at pairwise precision 0.62 (60 writers) and 0.77 (240) on it, 0.83 and 0.88 on the
+    normalised points, with twice the recall; on smaller fits the trade can go the other
+    way (cv.embed.LIVE_FOLD_PRECISION)."""
     from cv.cluster import calibration_of
 
     calibration = calibration_of(model)
