@@ -4,17 +4,12 @@ The pipeline assigns each slip as it arrives (`cv.cluster.assign_incremental`: j
 cluster whose evidence clears the merge threshold, else found one with unclustered
 neighbours over the pair threshold, else stay alone), and a scheduled re-cluster
 (`cv.cluster.cluster_calibrated`) redoes it in one batch.  This benchmark replays a folder in
-random arrival orders through the same decisions, with each of the model's operating points:
-the raw one (what the pipeline assigns with) and the normalised ``batch`` one (what the
-re-cluster uses), and prints pairwise precision / recall / F1 and ARI of each against the
-batch clustering.  Normalised incremental assignment is the measured reason it is not used:
-offsets measured while the collection is still small are low (2026-12-05, held-out
-generated slips: normalised incremental pairwise precision 0.85 with offsets shrunk towards
-the typical one (0.28 unshrunk) against 1.00 batch, recall 0.09 both; raw incremental
-P 1.00 R 0.01).  Session 14, shipped model `c16bf14d`, raw: held-out generated 60 x 6
-P 0.624 R 0.062, 240 x 6 0.774 / 0.027 (look-alike fonts linked), UNIPEN held-out and the
-sample slips 1.00.  The model's ``live`` points (normalised scores of plain vectors, their
-own calibration) are replayed too when it has them: what the pipeline assigns with.
+random arrival orders through the same decisions (`cv.cluster.replay_arrivals`, the
+assigner's offsets cache included), with each of the model's operating points: the raw one,
+the model's ``live`` points when it has them (what the pipeline assigns with) and the
+normalised ``batch`` ones when they apply to plain vectors, and prints pairwise precision /
+recall / F1 of each, replayed and clustered in one batch.  Figures per model and session are
+in bench/ACCURACY.md (live assignment entries of sessions 14 and 15).
 
     PYTHONPATH=. .venv/bin/python bench/incremental.py /tmp/gen_held \
         --labels /tmp/gen_held/labels.csv
@@ -26,7 +21,6 @@ import argparse
 import csv
 import json
 import sys
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,51 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cv.cluster import (  # noqa: E402
-    Calibration,
-    assign_incremental,
-    calibration_of,
-    cluster_calibrated,
-)
+from cv.cluster import calibration_of, cluster_calibrated, replay_arrivals  # noqa: E402
 from cv.embed import EmbeddingModel, embed_files, load_default_model  # noqa: E402
-from cv.index import VectorIndex  # noqa: E402
 from cv.metrics import clustering_scores  # noqa: E402
-
-
-def replay(x: np.ndarray, calibration: Calibration, order: np.ndarray) -> np.ndarray:
-    """Cluster labels after assigning the rows of ``x`` one at a time in ``order``, with the
-    pipeline's decisions (an offsets cache as the assigner keeps one)."""
-    index = VectorIndex(x.shape[1])
-    slip_cluster: dict[int, int] = {}
-    sizes: Counter[int] = Counter()
-    offsets: dict[int, float] = {}
-    fresh_id = 0
-    for i in order.tolist():
-        a = assign_incremental(
-            x[i],
-            index=index,
-            slip_cluster=slip_cluster,
-            calibration=calibration,
-            k=10,
-            cluster_sizes=sizes,
-            offsets=offsets,
-        )
-        offsets.update(a.new_offsets)
-        if a.offset is not None:
-            offsets[i] = a.offset
-        joined = (
-            [i]
-            if a.cluster_id is not None
-            else ([i, *a.joined_slip_ids] if a.starts_cluster else [])
-        )
-        target = a.cluster_id if a.cluster_id is not None else fresh_id
-        if a.starts_cluster:
-            fresh_id += 1
-        for j in joined:
-            slip_cluster[j] = target
-            sizes[target] += 1
-        index.add(np.array([i], dtype=np.int64), x[i : i + 1])
-    return np.array([slip_cluster.get(i, -1) for i in range(len(x))], dtype=np.int64)
 
 
 def _figures(writers: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -122,10 +74,8 @@ def main() -> None:
     result: dict[str, object] = {"model": model.version, "slips": len(x)}
     for name, cal in points.items():
         batch = _figures(writers, cluster_calibrated(x, cal)[0])
-        runs = [
-            _figures(writers, replay(x, cal, np.random.default_rng(seed).permutation(len(x))))
-            for seed in range(args.orders)
-        ]
+        orders = [np.random.default_rng(seed).permutation(len(x)) for seed in range(args.orders)]
+        runs = [_figures(writers, replay_arrivals(x, cal, order)) for order in orders]
         mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
         result[name] = {
             "merge_threshold": cal.merge_threshold,

@@ -10,7 +10,7 @@ from workers import pipeline
 
 def test_the_assigners_offset_cache_is_dropped_as_the_index_grows():
     """Cached score offsets of indexed slips go stale as look-alikes arrive: measured again
-    once the index has grown by a quarter (workers.pipeline.OFFSETS_REFRESH)."""
+    once the index has grown by a quarter (cv.cluster.OFFSETS_REFRESH)."""
     from cv.cluster import Assignment
     from cv.index import VectorIndex
 
