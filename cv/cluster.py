@@ -58,7 +58,6 @@ __all__ = [
     "Calibration",
     "assign_incremental",
     "calibrate_clustering",
-    "calibrate_live",
     "calibrate_threshold",
     "calibration_of",
     "cluster_calibrated",
@@ -122,14 +121,9 @@ DISTINCT_WRITERS_RATE = 0.025
 #: Writers of 4+ slips a source needs before its own bound counts (:func:`distinct_writers_bound`).
 MIN_BOUND_WRITERS = 20
 #: The live assigner's offsets cache is dropped when the index has grown by this factor since
-#: it was started (``workers.pipeline.Assigner.known_offsets``, :func:`replay_arrivals`): a
-#: slip's offset rises as look-alikes arrive.
+#: it was started (``workers.pipeline.Assigner.known_offsets``, and :func:`replay_arrivals` as
+#: the benchmarks replay it): a slip's offset rises as look-alikes arrive.
 OFFSETS_REFRESH = 1.25
-#: Step by which :func:`calibrate_live` raises the live points, and the most it raises them.
-LIVE_RAISE_STEP = 0.01
-LIVE_RAISE_LIMIT = 0.5
-#: Random arrival orders :func:`calibrate_live` replays per fold and source.
-LIVE_REPLAY_ORDERS = 3
 # Weight given to must-link edges: above any cosine similarity, so they merge first.
 _MUST_WEIGHT = 2.0
 
@@ -2071,75 +2065,6 @@ def replay_arrivals(
             sizes[target] += 1
         index.add(np.array([i], dtype=np.int64), x[i : i + 1])
     return np.array([slip_cluster.get(i, -1) for i in range(len(x))], dtype=np.int64)
-
-
-def calibrate_live(
-    folds: Iterable[tuple[ArrayLike, ArrayLike]],
-    live: Calibration,
-    *,
-    target_precision: float,
-    domains: Sequence[ArrayLike | None] | None = None,
-    orders: int = LIVE_REPLAY_ORDERS,
-    k: int = 10,
-) -> Calibration:
-    """Raise ``live``'s thresholds until live assignment itself reaches the target on the folds.
-
-    ``live`` holds operating points measured on whole folds clustered at once.  Live
-    assignment decides greedily as slips arrive, and one wrong early link draws the rest of
-    two writers' slips together, so at those points arrivals replayed on the shipped model's
-    fit folds were linked at pairwise precision 0.917 on generated slips, not the 0.995 the
-    points were chosen for.  Both thresholds are raised together by the smallest multiple of
-    :data:`LIVE_RAISE_STEP` at which replayed arrivals (:func:`replay_arrivals`, ``orders``
-    random orders, each source of a fold replayed as a collection of its own) reach the
-    target pairwise precision, pooled over folds and orders, within every source with
-    :data:`MIN_DOMAIN_PAIRS` true pairs (over all slips when none has).  ``recall`` becomes
-    the replays' pooled pairwise recall there.  Returns ``live`` unchanged when it is not
-    calibrated.
-    """
-    from cv.metrics import pair_counts
-
-    if not live.calibrated:
-        return live
-    given = [(np.asarray(f[0], dtype=np.float32), np.asarray(f[1])) for f in folds]
-    sources = [
-        np.full(len(w), "") if d is None else np.asarray(d).astype(str)
-        for (_, w), d in zip(given, domains or [None] * len(given), strict=True)
-    ]
-    collections = [
-        (x[src == s], w[src == s], s)
-        for (x, w), src in zip(given, sources, strict=True)
-        for s in np.unique(src)
-        if int((src == s).sum()) >= 3
-    ]
-
-    def counts(cal: Calibration) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-        for x, w, s in collections:
-            for seed in range(int(orders)):
-                order = np.random.default_rng(seed).permutation(len(w))
-                got = pair_counts(w, replay_arrivals(x, cal, order, k=k))
-                out[s] = [a + b for a, b in zip(out[s], got, strict=True)]
-        return dict(out)
-
-    def precise(c: dict[str, list[int]]) -> bool:
-        judged = {s: v for s, v in c.items() if v[2] >= MIN_DOMAIN_PAIRS}
-        if not judged:  # too few true pairs in every source: all of them pooled
-            judged = {"": [sum(v[i] for v in c.values()) for i in range(3)]}
-        return all(right >= target_precision * linked for right, linked, _ in judged.values())
-
-    steps = int(round(LIVE_RAISE_LIMIT / LIVE_RAISE_STEP))
-    for step in range(steps + 1):
-        raise_by = step * LIVE_RAISE_STEP
-        cal = replace(
-            live,
-            merge_threshold=live.merge_threshold + raise_by,
-            pair_threshold=live.pair_threshold + raise_by,
-        )
-        c = counts(cal)
-        if precise(c):
-            break  # else the limit's points stand: nothing found the target below them
-    right, true_pairs = sum(v[0] for v in c.values()), sum(v[2] for v in c.values())
-    return replace(cal, recall=right / true_pairs if true_pairs else 0.0)
 
 
 def _calibration(

@@ -684,8 +684,8 @@ class Assigner:
         """Cached score offsets of indexed slips for live assignment on normalised scores.
         A slip's offset (its mean similarity at neighbour ranks 5-15) rises as look-alikes
         arrive, so the cache is dropped whenever the index has grown by a quarter since it
-        was started (cv.cluster.OFFSETS_REFRESH, the growth the live points' calibration
-        replays with); each miss costs one index search."""
+        was started (cv.cluster.OFFSETS_REFRESH, which the benchmarks' replays use too);
+        each miss costs one index search."""
         from cv.cluster import OFFSETS_REFRESH
 
         size = len(self.index) if self.index is not None else 0
@@ -931,9 +931,9 @@ def live_calibration(model: Any) -> Calibration:
     registry (`sliplink models calibrate`, raw cosine on reviewed pairs) keeps the raw points.
 
     Raw cosine cannot part look-alike hands: replayed held-out generated arrivals linked
-    at pairwise precision 0.62 (60 writers) and 0.77 (240) on it, 0.84 and 0.94 on the
-    live points (raised until replayed fit-fold arrivals reach 0.99: cv.cluster.calibrate_live;
-    README, live assignment)."""
+    at pairwise precision 0.62 (60 writers) and 0.77 (240) on it, 0.84 and 0.88 on the
+    normalised points, with twice the recall; on smaller fits the trade can go the other
+    way (cv.embed.LIVE_FOLD_PRECISION)."""
     from cv.cluster import calibration_of
 
     calibration = calibration_of(model)

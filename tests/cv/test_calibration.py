@@ -3,7 +3,6 @@ measured separately on labelled fit data, and confidences are calibrated probabi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,12 +10,9 @@ import pytest
 
 from cv.cluster import (
     DEFAULT_TEMPERATURE,
-    LIVE_RAISE_STEP,
-    LIVE_REPLAY_ORDERS,
     Calibration,
     assign_incremental,
     calibrate_clustering,
-    calibrate_live,
     calibration_of,
     cluster_embeddings,
     confidence_from_evidence,
@@ -224,37 +220,3 @@ def test_replayed_arrivals_link_each_writer_and_leave_strangers_alone():
         assert labels[-1] == -1
         right, linked, true_pairs = pair_counts(w[:-1], labels[:-1])
         assert right == linked == true_pairs  # every writer whole, no two writers together
-
-
-def _replayed_precision(folds, cal: Calibration) -> float:
-    right = linked = 0
-    for x, w in folds:
-        for seed in range(LIVE_REPLAY_ORDERS):
-            order = np.random.default_rng(seed).permutation(len(w))
-            r, n, _ = pair_counts(w, replay_arrivals(x, cal, order))
-            right, linked = right + r, linked + n
-    return right / max(linked, 1)
-
-
-def test_live_points_rise_until_arrivals_replayed_one_at_a_time_are_precise(calibration):
-    """Points measured on whole folds are looser when slips are assigned greedily as they
-    arrive; calibrate_live raises both by the smallest step that reaches the target."""
-    folds = [_writers(1, 60, 6), _writers(2, 60, 6)]  # the fixture's fit folds
-    assert _replayed_precision(folds, calibration) < 0.98
-    live = calibrate_live(folds, calibration, target_precision=0.98)
-    raised = live.merge_threshold - calibration.merge_threshold
-    assert raised >= LIVE_RAISE_STEP
-    assert live.pair_threshold - calibration.pair_threshold == pytest.approx(raised)
-    assert _replayed_precision(folds, live) >= 0.98
-    one_step_less = replace(
-        live,
-        merge_threshold=live.merge_threshold - LIVE_RAISE_STEP,
-        pair_threshold=live.pair_threshold - LIVE_RAISE_STEP,
-    )
-    assert _replayed_precision(folds, one_step_less) < 0.98
-    assert live.recall is not None and 0.0 < live.recall < calibration.recall
-    # already precise points stay; uncalibrated ones are not touched
-    again = calibrate_live(folds, live, target_precision=0.98)
-    assert again.merge_threshold == live.merge_threshold
-    single = Calibration.uncalibrated(0.1)
-    assert calibrate_live(folds, single, target_precision=0.98) is single
