@@ -391,21 +391,21 @@ def _clustering(
     s = clustering_scores(writers, labels)
     keys = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "ari", "bcubed_f1")
     out = {k: float(s[k]) for k in keys}
-    # the calibration aside: the best recall any merge threshold reaches at precision 0.98 on
-    # these slips (an oracle), so features compare at equal precision; a calibrated point's
-    # precision moves with each fit's fold tail and drags its recall along
     # live assignment (the model's live points): arrivals replayed one at a time, 3 orders,
     # pairs pooled (cv.cluster.replay_arrivals)
     out["live_precision"], out["live_recall"] = float("nan"), float("nan")
     if cal.live is not None and usable.sum() >= 2:
         counts = np.zeros(3)
         for seed in range(3):
-            labels = np.full(len(z), -1, dtype=np.int64)
+            replayed = np.full(len(z), -1, dtype=np.int64)
             order = np.random.default_rng(seed).permutation(int(usable.sum()))
-            labels[usable] = replay_arrivals(z[usable], cal.live, order)
-            counts += pair_counts(writers, labels)
+            replayed[usable] = replay_arrivals(z[usable], cal.live, order)
+            counts += pair_counts(writers, replayed)
         out["live_precision"] = counts[0] / counts[1] if counts[1] else 1.0
         out["live_recall"] = counts[0] / max(counts[2], 1)
+    # the calibration aside: the best recall any merge threshold reaches at precision 0.98 on
+    # these slips (an oracle), so features compare at equal precision; a calibrated point's
+    # precision moves with each fit's fold tail and drags its recall along
     out["oracle_threshold"], out["oracle_recall"] = float("nan"), 0.0
     if cal.batch is not None:
         centre = cal.batch.merge_threshold
