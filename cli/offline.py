@@ -224,6 +224,7 @@ def evaluate_embeddings(
     kinds: np.ndarray | None = None,
     usable: np.ndarray | None = None,
     distinct_writers: float | None = None,
+    live=None,
 ) -> dict:
     """All eval figures for L2-normalised embeddings ``x`` (n, d) with true ``writers``.
 
@@ -243,7 +244,9 @@ def evaluate_embeddings(
     ``usable`` (False where preprocessing found no usable handwriting) leaves those slips
     out of the clustering, on their own, as the service leaves them.  With
     ``distinct_writers`` (the model's calibrated bound), how often these writers' split
-    halves cross it (:func:`_split_writers`).
+    halves cross it (:func:`_split_writers`).  With ``live`` (the model's live operating
+    points, `cv.cluster.Calibration.live`), the pairwise precision and recall of these slips
+    assigned one at a time as they arrive (:func:`_live_replay`).
     """
     from cv import metrics
 
@@ -323,12 +326,41 @@ def evaluate_embeddings(
         best = max(curve, key=lambda c: c["f1"])
         result["best_threshold"] = best["threshold"]
         result["best_pairwise_f1"], result["best_ari"] = best["f1"], best["ari"]
+        if live is not None:
+            result.update(_live_replay(plain, writers, keep, live))
     result.update(metrics.clustering_scores(writers, labels))
     if distinct_writers is not None:
         result.update(_split_writers(vectors, writers, distinct_writers))
     if labels_out is not None:
         labels_out.append(labels)
     return result
+
+
+#: Random arrival orders the live replay of `sliplink eval` pools.
+LIVE_REPLAY_ORDERS = 3
+
+
+def _live_replay(x: np.ndarray, writers: np.ndarray, usable: np.ndarray, live) -> dict:
+    """Pairwise precision and recall of live assignment on these slips: the usable ones
+    assigned one at a time from an empty index, as the workers assign arriving slips between
+    re-clusters (`cv.cluster.replay_arrivals`), pairs pooled over random arrival orders."""
+    from cv.cluster import replay_arrivals
+    from cv.metrics import pair_counts
+
+    counts = np.zeros(3)
+    if usable.sum() >= 2:
+        for seed in range(LIVE_REPLAY_ORDERS):
+            labels = np.full(len(x), -1, dtype=np.int64)
+            order = np.random.default_rng(seed).permutation(int(usable.sum()))
+            labels[usable] = replay_arrivals(x[usable], live, order)
+            counts += pair_counts(writers, labels)
+    right, linked, true_pairs = counts
+    return {
+        "live_merge_threshold": float(live.merge_threshold),
+        "live_pair_threshold": float(live.pair_threshold),
+        "live_precision": float(right / linked) if linked else 1.0,
+        "live_recall": float(right / true_pairs) if true_pairs else 0.0,
+    }
 
 
 def _split_writers(x: np.ndarray, writers: np.ndarray, bound: float) -> dict:
@@ -357,6 +389,14 @@ def _model_calibration(model):
     calibration = calibration_of(model)
     # batch clustering's operating point (normalised scores) where the model has one
     return (calibration.batch or calibration) if calibration.calibrated else None
+
+
+def _live_points(model):
+    """The model's live assignment points (`cv.cluster.Calibration.live`), None without."""
+    from cv.cluster import calibration_of
+
+    calibration = calibration_of(model)
+    return calibration.live if calibration.calibrated else None
 
 
 def _model_threshold(model) -> float | None:
@@ -415,6 +455,7 @@ def _folder_figures(
         kinds=np.array([r.get("kind", "") for r in rows]) if rows and "kind" in rows[0] else None,
         usable=usable,
         distinct_writers=getattr(getattr(model, "calibration_", None), "distinct_writers", None),
+        live=_live_points(model) if calibration is not None else None,
     )
     result["model"] = model.version
     result["skipped"] = int((~ok).sum()) + len(missing)
@@ -561,6 +602,12 @@ def eval_command(
         lines.append(
             f"                 best on these slips (oracle): threshold {r['best_threshold']:.2f}"
             f", pairwise F1 {r['best_pairwise_f1']:.3f}, ARI {r['best_ari']:.3f}"
+        )
+    if "live_precision" in r:
+        lines.append(
+            f"live             one slip at a time as they arrive ({LIVE_REPLAY_ORDERS} orders),"
+            f" merge {r['live_merge_threshold']:.3f} / pair {r['live_pair_threshold']:.3f}:"
+            f" pairwise P {r['live_precision']:.3f} R {r['live_recall']:.3f}"
         )
     if "split_writers_below" in r:
         lines.append(

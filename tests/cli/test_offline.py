@@ -90,9 +90,12 @@ def test_eval_prints_and_writes_all_figures(small_dir, tmp_path):
         "recall_at_p98",
         "template_rate",
         "template_chance",
+        "live_precision",
+        "live_recall",
     ):
         assert key in figures
     assert figures["n"] == 9 and 0.0 <= figures["map"] <= 1.0
+    assert "one slip at a time as they arrive" in res.stdout  # the shipped model's live points
     # slip_00001's faint handwriting is mostly lost by the separator (601 ink pixels kept on
     # its printed form): flagged too_little_handwriting, so left out of the clustering
     assert figures["no_handwriting"] == 1
@@ -224,3 +227,27 @@ def test_eval_measures_the_models_different_writers_bound_on_the_labelled_writer
     assert figures["split_writers_below"] == 0.5  # b reads as two writers
     assert figures["split_pairs_above"] == 0.0  # a's and b's halves are never one writer
     assert "split_writers" not in evaluate_embeddings(x, writers, threshold=0.9)
+
+
+def test_eval_replays_live_assignment_of_the_usable_slips():
+    """Slips assigned one at a time as they arrive: two writers' slips, alike within and
+    unlike between, link whole and apart; a slip without usable handwriting is left out
+    (it embeds like writer a's, so replayed it would make a wrong link)."""
+    from cli.offline import evaluate_embeddings
+    from cv.cluster import Calibration
+
+    e = np.eye(4, dtype=np.float32)
+    x = np.stack([e[0], e[0], e[0], e[1], e[1], e[1], e[0]])
+    writers = np.array(["a", "a", "a", "b", "b", "b", "c"])
+    usable = np.array([True] * 6 + [False])
+    live = Calibration.uncalibrated(0.9)
+    figures = evaluate_embeddings(x, writers, threshold=0.9, usable=usable, live=live)
+    assert figures["live_precision"] == 1.0 and figures["live_recall"] == 1.0
+    assert figures["live_merge_threshold"] == 0.9
+    everything = evaluate_embeddings(x, writers, threshold=0.9, live=live)
+    assert everything["live_precision"] < 1.0  # c's slip joined writer a's
+    strict = evaluate_embeddings(
+        x, writers, threshold=0.9, usable=usable, live=Calibration.uncalibrated(1.5)
+    )
+    assert strict["live_recall"] == 0.0 and strict["live_precision"] == 1.0
+    assert "live_precision" not in evaluate_embeddings(x, writers, threshold=0.9)
