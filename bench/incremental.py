@@ -54,12 +54,25 @@ def main() -> None:
     model = EmbeddingModel.load(args.model) if args.model else load_default_model()
     with args.labels.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
+    usable_out: list[bool] = []
     vectors, errors = embed_files(
-        [args.directory / r["image"] for r in rows], model=model, jobs=args.jobs
+        [args.directory / r["image"] for r in rows],
+        model=model,
+        jobs=args.jobs,
+        usable_out=usable_out,
     )
     keep = [i for i, e in enumerate(errors) if e is None]
     x = np.stack([vectors[i] for i in keep]).astype(np.float32)
     writers = np.array([rows[i]["writer"] for i in keep])
+    # slips without usable handwriting are never indexed or clustered by the service: they
+    # stay on their own here too (they all embed alike, so replayed they would link)
+    usable = np.array([usable_out[i] for i in keep], dtype=bool)
+
+    def on_usable(labels_of_usable: np.ndarray) -> np.ndarray:
+        labels = np.full(len(x), -1, dtype=np.int64)
+        labels[usable] = labels_of_usable
+        return labels
+
     calibration = calibration_of(model)
     points = {"raw": replace(calibration, batch=None, live=None)}
     if calibration.live is not None:  # what the pipeline assigns with when the model has it
@@ -71,11 +84,16 @@ def main() -> None:
         # ones); an arriving slip is scored on its own vector, so these points do not apply
         print("normalised: the model's batch points are on augmented vectors; skipped",
               file=sys.stderr)  # fmt: skip
-    result: dict[str, object] = {"model": model.version, "slips": len(x)}
+    result: dict[str, object] = {
+        "model": model.version,
+        "slips": len(x),
+        "no_handwriting": int((~usable).sum()),
+    }
     for name, cal in points.items():
-        batch = _figures(writers, cluster_calibrated(x, cal)[0])
-        orders = [np.random.default_rng(seed).permutation(len(x)) for seed in range(args.orders)]
-        runs = [_figures(writers, replay_arrivals(x, cal, order)) for order in orders]
+        xu = x[usable]
+        batch = _figures(writers, on_usable(cluster_calibrated(xu, cal)[0]))
+        orders = [np.random.default_rng(seed).permutation(len(xu)) for seed in range(args.orders)]
+        runs = [_figures(writers, on_usable(replay_arrivals(xu, cal, o))) for o in orders]
         mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
         result[name] = {
             "merge_threshold": cal.merge_threshold,
