@@ -54,7 +54,7 @@ from cv.cluster import (  # noqa: E402
     calibration_of,
     cluster_calibrated,
     ranking_scores,
-    replay_arrivals,
+    replayed_pair_counts,
 )
 from cv.design import DESIGN_PENALTY, design_penalised, signature_rows  # noqa: E402
 from cv.embed import (  # noqa: E402
@@ -392,17 +392,12 @@ def _clustering(
     keys = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "ari", "bcubed_f1")
     out = {k: float(s[k]) for k in keys}
     # live assignment (the model's live points): arrivals replayed one at a time, 3 orders,
-    # pairs pooled (cv.cluster.replay_arrivals)
+    # pairs pooled (cv.cluster.replayed_pair_counts)
     out["live_precision"], out["live_recall"] = float("nan"), float("nan")
-    if cal.live is not None and usable.sum() >= 2:
-        counts = np.zeros(3)
-        for seed in range(3):
-            replayed = np.full(len(z), -1, dtype=np.int64)
-            order = np.random.default_rng(seed).permutation(int(usable.sum()))
-            replayed[usable] = replay_arrivals(z[usable], cal.live, order)
-            counts += pair_counts(writers, replayed)
-        out["live_precision"] = counts[0] / counts[1] if counts[1] else 1.0
-        out["live_recall"] = counts[0] / max(counts[2], 1)
+    if cal.live is not None:
+        right, linked, true = replayed_pair_counts(z, writers, cal.live, usable=usable)
+        out["live_precision"] = right / linked if linked else 1.0
+        out["live_recall"] = right / max(true, 1)
     # the calibration aside: the best recall any merge threshold reaches at precision 0.98 on
     # these slips (an oracle), so features compare at equal precision; a calibrated point's
     # precision moves with each fit's fold tail and drags its recall along

@@ -343,23 +343,17 @@ LIVE_REPLAY_ORDERS = 3
 def _live_replay(x: np.ndarray, writers: np.ndarray, usable: np.ndarray, live) -> dict:
     """Pairwise precision and recall of live assignment on these slips: the usable ones
     assigned one at a time from an empty index, as the workers assign arriving slips between
-    re-clusters (`cv.cluster.replay_arrivals`), pairs pooled over random arrival orders."""
-    from cv.cluster import replay_arrivals
-    from cv.metrics import pair_counts
+    re-clusters (`cv.cluster.replayed_pair_counts`), pairs pooled over random arrival orders."""
+    from cv.cluster import replayed_pair_counts
 
-    counts = np.zeros(3)
-    if usable.sum() >= 2:
-        for seed in range(LIVE_REPLAY_ORDERS):
-            labels = np.full(len(x), -1, dtype=np.int64)
-            order = np.random.default_rng(seed).permutation(int(usable.sum()))
-            labels[usable] = replay_arrivals(x[usable], live, order)
-            counts += pair_counts(writers, labels)
-    right, linked, true_pairs = counts
+    right, linked, true_pairs = replayed_pair_counts(
+        x, writers, live, orders=LIVE_REPLAY_ORDERS, usable=usable
+    )
     return {
         "live_merge_threshold": float(live.merge_threshold),
         "live_pair_threshold": float(live.pair_threshold),
-        "live_precision": float(right / linked) if linked else 1.0,
-        "live_recall": float(right / true_pairs) if true_pairs else 0.0,
+        "live_precision": right / linked if linked else 1.0,
+        "live_recall": right / true_pairs if true_pairs else 0.0,
     }
 
 

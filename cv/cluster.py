@@ -73,6 +73,7 @@ __all__ = [
     "indexed_offsets",
     "ranking_scores",
     "replay_arrivals",
+    "replayed_pair_counts",
     "same_account",
     "score_offsets",
     "stable_relabel",
@@ -2065,6 +2066,32 @@ def replay_arrivals(
             sizes[target] += 1
         index.add(np.array([i], dtype=np.int64), x[i : i + 1])
     return np.array([slip_cluster.get(i, -1) for i in range(len(x))], dtype=np.int64)
+
+
+def replayed_pair_counts(
+    X: ArrayLike,
+    writers: ArrayLike,
+    calibration: Calibration,
+    *,
+    orders: int = 3,
+    usable: ArrayLike | None = None,
+) -> tuple[int, int, int]:
+    """(right, linked, true) slip pairs (:func:`cv.metrics.pair_counts`) pooled over ``orders``
+    random arrival orders (seeds 0, 1, ...) of :func:`replay_arrivals`.  Only the ``usable``
+    rows are replayed (the service never indexes a slip without usable handwriting); the rest
+    stay on their own but count among their writers' true pairs."""
+    from cv.metrics import pair_counts
+
+    x = np.asarray(X, dtype=np.float32)
+    keep = np.ones(len(x), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+    totals = [0, 0, 0]
+    for seed in range(int(orders)):
+        labels = np.full(len(x), -1, dtype=np.int64)
+        if keep.sum() >= 2:
+            order = np.random.default_rng(seed).permutation(int(keep.sum()))
+            labels[keep] = replay_arrivals(x[keep], calibration, order)
+        totals = [a + b for a, b in zip(totals, pair_counts(writers, labels), strict=True)]
+    return totals[0], totals[1], totals[2]
 
 
 def _calibration(

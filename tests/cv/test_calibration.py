@@ -18,6 +18,7 @@ from cv.cluster import (
     confidence_from_evidence,
     distinct_writers_bound,
     replay_arrivals,
+    replayed_pair_counts,
 )
 from cv.index import VectorIndex, normalise_rows
 from cv.metrics import clustering_scores, pair_counts
@@ -220,3 +221,10 @@ def test_replayed_arrivals_link_each_writer_and_leave_strangers_alone():
         assert labels[-1] == -1
         right, linked, true_pairs = pair_counts(w[:-1], labels[:-1])
         assert right == linked == true_pairs  # every writer whole, no two writers together
+    # pooled over orders; a row left out of the replay stays alone but keeps its true pairs
+    twin = np.vstack([x, x[:1]]).astype(np.float32)  # one more slip of writer 0
+    w2 = np.append(w, w[0])
+    usable = np.ones(len(w2), dtype=bool)
+    assert replayed_pair_counts(twin, w2, cal, orders=2, usable=usable) == (250, 250, 250)
+    usable[-1] = False
+    assert replayed_pair_counts(twin, w2, cal, orders=2, usable=usable) == (240, 240, 250)
