@@ -712,8 +712,11 @@ def train_command(
     register: bool = False,
     actor: str = "cli",
     fold_by: str | None = None,
+    learned_net: Path | None = None,
+    learned_steps: int | None = None,
 ) -> None:
     from cv.embed import EmbeddingModel, extract_files
+    from cv.features.learned import load_learned_model
     from sample_slips.splits import unipen_split
 
     _check_jobs(jobs)
@@ -734,6 +737,7 @@ def train_command(
         accounts += a
         groups += g
         sources += [str(d)] * len(p)
+    n_slips = len(paths)  # the --unipen-fit images (plain crops) come after
     for folder in unipen_fit:
         lab = folder / "labels.csv"
         rows = read_labels(lab)
@@ -748,9 +752,14 @@ def train_command(
                 accounts.append("")
                 groups.append("")
                 sources.append(str(folder))
+    crops = [i >= n_slips for i in range(len(paths))]
     try:
-        model = EmbeddingModel(**params)
-        model._validate()
+        net = None if learned_net is None else load_learned_model(learned_net)
+        model = EmbeddingModel(**params, learned_net=net)
+        if "learned" in model.families and net is None:
+            _require_torch()
+        else:
+            model._validate()
     except (TypeError, ValueError) as exc:
         _fail(str(exc))
     review_groups: list[list[int]] = []
@@ -765,6 +774,25 @@ def train_command(
         + (f" ({len(review_groups)} from reviewed links)" if from_reviews else ""),
         file=sys.stderr,
     )
+    if "learned" in model.families and model.learned_net is None:
+        from cv.learned_train import train_family_net
+
+        net_out = out.with_name(f"{out.stem}.net.npz")
+        model.learned_net = train_family_net(
+            paths,
+            writers,
+            net_out,
+            crops=crops,
+            embed_stroke_width=model.stroke_width,
+            jobs=jobs,
+            steps=learned_steps,
+            seed=model.random_state,
+        )
+        print(
+            f"wrote {net_out}: the learned family's network {model.learned_net.version}"
+            " (--learned-net reuses it)",
+            file=sys.stderr,
+        )
     raws, errors = extract_files(paths, model=model, jobs=jobs, progress=_Progress("features"))
     for err in errors:
         if err is not None:
@@ -816,6 +844,17 @@ def train_command(
             model.transform_raw(fit_raws), source=f"fitting data ({len(fit_raws)} images)"
         )
         register_loaded(model, out, fit_data=fit_data, actor=actor)
+
+
+def _require_torch() -> None:
+    """Fail clearly when the learned family must be trained and torch is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _fail(
+            "training the learned family needs torch (pip install torch, CPU build);"
+            " or give an already trained network with --learned-net FILE"
+        )
 
 
 def _review_writer_groups() -> list[list[int]]:
@@ -1089,6 +1128,22 @@ def register(app: typer.Typer) -> None:
                 " calibration's held-out folds; default: writers.",
             ),
         ] = None,
+        learned_net: Annotated[
+            Path | None,
+            typer.Option(
+                "--learned-net",
+                help="The learned family's trained network (.npz) to use instead of"
+                " training one (training needs torch).",
+            ),
+        ] = None,
+        learned_steps: Annotated[
+            int | None,
+            typer.Option(
+                "--learned-steps",
+                min=1,
+                help="Training steps of the learned family's network (default 2000).",
+            ),
+        ] = None,
     ) -> None:
         """Fit the embedding model on labelled slips and save it."""
         params = dict(
@@ -1122,4 +1177,6 @@ def register(app: typer.Typer) -> None:
             register=register_model,
             actor=actor or _default_actor(),
             fold_by=fold_by or None,
+            learned_net=learned_net,
+            learned_steps=learned_steps,
         )

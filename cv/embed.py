@@ -8,7 +8,8 @@ Pipeline (fit on labelled training slips of *other* writers, then frozen):
    co-occurrence (Bulacu & Schomaker 2007), run lengths and LBP, RootSIFT-VLAD
    (Christlein et al. 2017) with a k-means vocabulary fitted on the training ink; hinge and
    LBP averaged over the normalised scale and ``pool_scales`` around it; global style
-   measurements; optionally oBIF columns of the grey crop (Newell & Griffin 2014);
+   measurements; optionally oBIF columns of the grey crop (Newell & Griffin 2014) and a
+   small CNN's writer vector (:mod:`cv.features.learned`, trained by ``sliplink train``);
 3. each family is power-normalised (square root: Hellinger kernel on histograms), L2
    normalised, centred on the training mean, re-normalised and weighted, then all
    families are concatenated;
@@ -51,10 +52,12 @@ from cv.features import chaincode as _chaincode
 from cv.features import cold as _cold
 from cv.features import hinge as _hinge
 from cv.features import inkviews as _inkviews
+from cv.features import learned as _learned
 from cv.features import local as _local
 from cv.features import obif as _obif
 from cv.features import style as _style
 from cv.features import texture as _texture
+from cv.features.learned import LearnedModel
 
 if TYPE_CHECKING:
     from cv.cluster import Calibration
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAMILIES",
     "FORMAT_VERSION",
+    "HANDCRAFTED_FAMILIES",
     "EmbeddingModel",
     "RawFeatures",
     "embed_files",
@@ -75,7 +79,10 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL_NAME = "sliplink-writer"
 METHOD_VERSION = "1.0"
-FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif", "cold", "chaincode")
+# the families computed from the ink alone, and all of them: "learned" also needs a trained
+# network (cv.features.learned), which a model carries in its file
+HANDCRAFTED_FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif", "cold", "chaincode")
+FAMILIES = (*HANDCRAFTED_FAMILIES, "learned")
 # Fusion weight of a family when a model names none (others weigh 1). With size, pen width
 # and ink alone the style family helped at half weight and swamped the shape families at
 # full weight; since it also measures slant, letter spacing and the darkest ink, full
@@ -87,7 +94,11 @@ FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif", "cold", "chain
 # fusion (ranked generated mAP 0.762 -> 0.735, scratch screen); at 0.25 / 0.5 / 0.75 the
 # ranked fusion scored alike (validation, 3 seeds: generated 0.759 / 0.760 / 0.759, UNIPEN
 # 0.563 / 0.568 / 0.570 against 0.757 / 0.552 without it).
-DEFAULT_FAMILY_WEIGHTS = {"style": 1.0, "cold": 0.5}
+#
+# The learned family (a small CNN's vector, cv.features.learned) at 1.5: validation writers,
+# fold 0, as `similar` ranks, generated mAP 0.756 -> 0.770 at 1.0, 0.780 at 1.5; 2 and 3 no
+# better (session 16, bench/ACCURACY.md).
+DEFAULT_FAMILY_WEIGHTS = {"style": 1.0, "cold": 0.5, "learned": 1.5}
 # LBP neighbour radii of new models
 LBP_RADII = (1, 2, 4)
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
@@ -175,7 +186,7 @@ class RawFeatures:
 def extract_raw(
     image: NDArray[np.uint8],
     *,
-    families: Sequence[str] = FAMILIES,
+    families: Sequence[str] = HANDCRAFTED_FAMILIES,
     stroke_width: float = DEFAULT_STROKE_WIDTH,
     hinge_legs: tuple[int, ...] = DEFAULT_HINGE_LEGS,
     lbp_radii: tuple[int, ...] = LBP_RADII,
@@ -185,6 +196,7 @@ def extract_raw(
     pool_scales: Sequence[float] = (),
     templates: Sequence[NDArray[np.uint8]] | None = None,
     design: bool = True,
+    learned_net: LearnedModel | None = None,
 ) -> RawFeatures:
     """Preprocess one greyscale slip or crop and compute the raw feature families.
 
@@ -215,6 +227,8 @@ def extract_raw(
         Blank slip designs for registration-based print removal.
     design : bool
         Also sign the printed design (``RawFeatures.design``); False skips it (~0.9 ms).
+    learned_net : LearnedModel, optional
+        The trained network of the ``learned`` family (required when it is listed).
 
     Returns
     -------
@@ -225,6 +239,8 @@ def extract_raw(
     unknown = set(families) - set(FAMILIES)
     if unknown:
         raise ValueError(f"families has unknown names {sorted(unknown)}; choose from {FAMILIES}")
+    if "learned" in families and learned_net is None:
+        raise ValueError("the learned family needs its trained network (learned_net)")
     prepared = preprocess(
         image, templates=templates, target_stroke_width=stroke_width, design=design
     )
@@ -280,6 +296,11 @@ def extract_raw(
             scale=prepared.scale,
             components=prepared.components,
         )
+    if "learned" in families and learned_net is not None:
+        # the network reads the same ink resized to the stroke width it was trained at: one
+        # resize, not a second preprocessing (which would cost ~16 ms)
+        net_ink = rescaled_ink(prepared, learned_net.stroke_width / stroke_width)
+        raw.hist["learned"] = _learned.learned_family(net_ink, learned_net)
     if "obif" in families:
         # oBIF columns see the grey levels (stroke rims, pen weight), not just the binary ink
         raw.hist["obif"] = _obif.obif_columns(prepared.grey, ink)
@@ -456,6 +477,10 @@ class EmbeddingModel:
         (the printed template) projected out of the embedding; 0 = off.
     random_state : int
         Seeds the vocabulary and the PCA solver.
+    learned_net : LearnedModel, optional
+        The trained network of the ``learned`` family (:mod:`cv.features.learned`, trained
+        by :func:`cv.learned_train.train_learned`); required when ``families`` lists it, and
+        saved inside the model file (its weights are part of the version hash).
     """
 
     # the clustering operating points measured at fit time (`cv.cluster.Calibration`); None
@@ -485,6 +510,7 @@ class EmbeddingModel:
         shrinkage: float = 0.1,
         nuisance_directions: int = 0,
         random_state: int = 0,
+        learned_net: LearnedModel | None = None,
     ) -> None:
         self.families = families
         self.family_weights = family_weights
@@ -506,6 +532,7 @@ class EmbeddingModel:
         self.shrinkage = shrinkage
         self.nuisance_directions = nuisance_directions
         self.random_state = random_state
+        self.learned_net = learned_net
 
     # ------------------------------------------------------------------ parameters
     def get_params(self) -> dict:
@@ -523,6 +550,11 @@ class EmbeddingModel:
         if unknown:
             raise ValueError(
                 f"families has unknown names {sorted(unknown)}; choose from {FAMILIES}"
+            )
+        if "learned" in self.families and self.learned_net is None:
+            raise ValueError(
+                "the learned family needs its trained network: give a net file"
+                " (sliplink train --learned-net) or install torch to train one"
             )
         if self.family_weights is not None and len(self.family_weights) != len(self.families):
             raise ValueError("family_weights must have one weight per family")
@@ -577,6 +609,7 @@ class EmbeddingModel:
             pool_scales=tuple(self.pool_scales),
             templates=templates,
             design=design,
+            learned_net=self.learned_net if "learned" in self.families else None,
         )
 
     def _codebooks(self) -> list[NDArray[np.float32]]:
@@ -949,6 +982,8 @@ class EmbeddingModel:
         if getattr(self, "descriptor_projection_", None) is not None:
             arrays["descriptor_mean"] = self.descriptor_mean_
             arrays["descriptor_projection"] = self.descriptor_projection_
+        if "learned" in self.families and self.learned_net is not None:
+            arrays.update(_learned.net_arrays(self.learned_net))
         return arrays
 
     def _digest(self, params: dict | None = None) -> str:
@@ -1026,7 +1061,7 @@ class EmbeddingModel:
         for key in ("families", "hinge_legs", "lbp_radii", "family_weights", "pool_scales"):
             if params.get(key) is not None:
                 params[key] = tuple(params[key])
-        model = cls(**params)
+        model = cls(**params, learned_net=_learned.net_from_arrays(arrays))
         model.codebook_ = arrays["codebook"]
         model.vlad_means_, model.vlad_projections_ = [], []
         model.vlad_projection_scales_ = arrays.get("vlad_projection_scale")

@@ -34,8 +34,11 @@ __all__ = [
     "default_learned_model",
     "learned_descriptor",
     "learned_descriptor_image",
+    "learned_family",
     "learned_feature_map",
     "load_learned_model",
+    "net_arrays",
+    "net_from_arrays",
 ]
 
 MODEL_NAME = "sliplink-learned-writer"
@@ -97,6 +100,49 @@ def load_learned_model(path: str | os.PathLike = DEFAULT_LEARNED_PATH) -> Learne
         stroke_width=float(header["stroke_width"]),
         version=str(header["version"]),
         header=header,
+    )
+
+
+def net_arrays(model: LearnedModel, prefix: str = "learned_") -> dict[str, NDArray]:
+    """The network as plain arrays (weights, a (layers, 3) kernel / stride / pad table and the
+    stroke width), for storing it inside another model file; :func:`net_from_arrays` reads it."""
+    arrays: dict[str, NDArray] = {}
+    for i, layer in enumerate(model.layers):
+        arrays[f"{prefix}conv{i}_weight"] = layer.weight
+        arrays[f"{prefix}conv{i}_bias"] = layer.bias
+    arrays[f"{prefix}layers"] = np.array(
+        [[lay.kernel, lay.stride, lay.pad] for lay in model.layers], np.int32
+    )
+    arrays[f"{prefix}fc_weight"] = model.fc_weight
+    arrays[f"{prefix}fc_bias"] = model.fc_bias
+    arrays[f"{prefix}stroke_width"] = np.array([model.stroke_width], np.float32)
+    return arrays
+
+
+def net_from_arrays(arrays: dict[str, NDArray], prefix: str = "learned_") -> LearnedModel | None:
+    """The network :func:`net_arrays` stored under ``prefix``; None when there is none."""
+    if f"{prefix}layers" not in arrays:
+        return None
+    spec = arrays[f"{prefix}layers"].astype(int)
+    layers = tuple(
+        ConvLayer(
+            weight=arrays[f"{prefix}conv{i}_weight"].astype(np.float32),
+            bias=arrays[f"{prefix}conv{i}_bias"].astype(np.float32),
+            kernel=int(k),
+            stride=int(s),
+            pad=int(p),
+        )
+        for i, (k, s, p) in enumerate(spec)
+    )
+    stored = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return LearnedModel(
+        layers=layers,
+        cell=int(np.prod([lay.stride for lay in layers])),
+        fc_weight=arrays[f"{prefix}fc_weight"].astype(np.float32),
+        fc_bias=arrays[f"{prefix}fc_bias"].astype(np.float32),
+        stroke_width=float(arrays[f"{prefix}stroke_width"][0]),
+        version=f"cnn{len(layers)}-{weights_digest(stored)[:8]}",
+        header={},
     )
 
 
@@ -219,6 +265,19 @@ def learned_descriptor(ink: NDArray, model: LearnedModel) -> NDArray[np.float32]
     z = feats.mean(axis=0, dtype=np.float64) @ model.fc_weight + model.fc_bias
     n = float(np.linalg.norm(z))
     return (z / n).astype(np.float32) if n > 0 else np.zeros(model.dim, np.float32)
+
+
+def learned_family(ink: NDArray, model: LearnedModel) -> NDArray[np.float32]:
+    """(2 * dim,) the :func:`learned_descriptor` of ``ink`` as a non-negative histogram-like
+    family for :mod:`cv.embed`: its positive parts, then its negated negative parts.
+
+    The embedding power-normalises every family (square root of each entry), which would
+    drop the sign of a signed vector; split in two, the sign survives as which half holds
+    the value (session 16, validation writers: the learned vector fused this way inside the
+    projection gained +0.02 generated mAP as ``similar`` ranks, fused after it +0.016 at best).
+    """
+    z = learned_descriptor(ink, model)
+    return np.concatenate([np.maximum(z, 0.0), np.maximum(-z, 0.0)]).astype(np.float32)
 
 
 def learned_descriptor_image(image: NDArray[np.uint8], model: LearnedModel) -> NDArray[np.float32]:

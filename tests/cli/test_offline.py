@@ -251,3 +251,68 @@ def test_eval_replays_live_assignment_of_the_usable_slips():
     )
     assert strict["live_recall"] == 0.0 and strict["live_precision"] == 1.0
     assert "live_precision" not in evaluate_embeddings(x, writers, threshold=0.9)
+
+
+def _train_args(small_dir: Path, out: Path) -> list[str]:
+    return [
+        "train",
+        str(small_dir),
+        "--labels",
+        str(small_dir / "labels.csv"),
+        "--out",
+        str(out),
+        "--n-components",
+        "4",
+        "--vlad-clusters",
+        "4",
+        "--split",
+        "",
+        "--families",
+        "hinge,lbp,vlad,style,learned",
+    ]
+
+
+def test_train_with_a_given_learned_network_saves_it_in_the_model(small_dir, tmp_path):
+    from cv.embed import EmbeddingModel
+    from cv.features.learned import DEFAULT_LEARNED_PATH, load_learned_model
+
+    out = tmp_path / "m.npz"
+    args = _train_args(small_dir, out) + ["--learned-net", str(DEFAULT_LEARNED_PATH)]
+    res = CliRunner().invoke(_app(), args)
+    assert res.exit_code == 0, res.output
+    model = EmbeddingModel.load(out)
+    assert model.families[-1] == "learned"
+    net = load_learned_model(DEFAULT_LEARNED_PATH)
+    np.testing.assert_array_equal(model.learned_net.fc_weight, net.fc_weight)
+    assert not (tmp_path / "m.net.npz").exists()  # nothing was trained
+
+
+def test_train_learned_family_without_torch_or_a_network_says_what_to_do(
+    small_dir, tmp_path, monkeypatch
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    out = tmp_path / "m.npz"
+    res = CliRunner().invoke(_app(), _train_args(small_dir, out))
+    assert res.exit_code != 0
+    assert "needs torch" in res.stderr and "--learned-net" in res.stderr
+    assert not out.exists()
+    res = CliRunner().invoke(
+        _app(), _train_args(small_dir, out) + ["--learned-net", str(tmp_path / "none.npz")]
+    )
+    assert res.exit_code != 0 and "does not exist" in res.stderr
+
+
+def test_train_learned_family_trains_its_network_first(small_dir, tmp_path):
+    pytest.importorskip("torch")
+    from cv.embed import EmbeddingModel
+    from cv.features.learned import load_learned_model
+
+    out = tmp_path / "m.npz"
+    res = CliRunner().invoke(_app(), _train_args(small_dir, out) + ["--learned-steps", "3"])
+    assert res.exit_code == 0, res.output
+    net = load_learned_model(tmp_path / "m.net.npz")
+    assert net.header["training"]["steps"] == 3 and net.stroke_width == 3.0
+    model = EmbeddingModel.load(out)
+    np.testing.assert_array_equal(model.learned_net.fc_weight, net.fc_weight)

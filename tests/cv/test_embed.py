@@ -498,3 +498,48 @@ def test_grouped_calibration_folds_keep_each_style_group_whole():
     assert len({tuple(rows.tolist()) for _, _, rows in folds}) > 2
     with pytest.raises(ValueError, match="groups has 2 entries"):
         fold_groups(writers, ["a", "b"])
+
+
+def test_the_learned_family_travels_inside_the_model_file(small_fit, tmp_path):
+    """A model with the learned family carries its network: the file alone embeds the same,
+    the network's weights are part of the version, and tampering fails the SHA-256 check."""
+    import dataclasses
+
+    from cv import npzfile
+    from cv.features.learned import DEFAULT_LEARNED_PATH, learned_family, load_learned_model
+
+    net = load_learned_model(DEFAULT_LEARNED_PATH)
+    _, others = small_fit
+    rows = _set_rows()
+    fit_rows = [r for i, r in enumerate(rows) if i % 4 == 0][:18]
+    images = [_image(r["image"]) for r in fit_rows]
+    params = dict(SMALL, families=("hinge", "lbp", "learned"))
+    with pytest.raises(ValueError, match="learned family needs its trained network"):
+        EmbeddingModel(**params).fit(images, [r["writer"] for r in fit_rows])
+    model = EmbeddingModel(**params, learned_net=net).fit(images, [r["writer"] for r in fit_rows])
+    raw = model.extract(others[0])
+    # the network reads the embedding's ink resized to its own stroke width
+    prep = preprocess(others[0], target_stroke_width=model.stroke_width)
+    want = learned_family(rescaled_ink(prep, net.stroke_width / model.stroke_width), net)
+    np.testing.assert_array_equal(raw.hist["learned"], want)
+    assert want.shape == (2 * net.dim,) and (want >= 0).all() and want.any()
+
+    model.save(tmp_path / "m.npz")
+    loaded = EmbeddingModel.load(tmp_path / "m.npz")
+    assert loaded.learned_net is not None and loaded.version == model.version
+    np.testing.assert_array_equal(loaded.transform(others), model.transform(others))
+
+    other_net = dataclasses.replace(net, fc_bias=net.fc_bias + np.float32(0.01))
+    digest = model._digest()
+    model.learned_net = other_net
+    try:
+        assert model._digest() != digest
+    finally:
+        model.learned_net = net
+
+    header, arrays = npzfile.read_with_header(tmp_path / "m.npz", what="model file")
+    arrays["learned_fc_bias"] = arrays["learned_fc_bias"] + np.float32(0.01)
+    arrays[npzfile.HEADER_KEY] = npzfile.header_array(header)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="SHA-256"):
+        EmbeddingModel.load(tmp_path / "bad.npz")
