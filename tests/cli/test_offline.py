@@ -285,6 +285,11 @@ def test_train_with_a_given_learned_network_saves_it_in_the_model(small_dir, tmp
     net = load_learned_model(DEFAULT_LEARNED_PATH)
     np.testing.assert_array_equal(model.learned_net.fc_weight, net.fc_weight)
     assert not (tmp_path / "m.net.npz").exists()  # nothing was trained
+    # a model file that carries a network gives it too
+    again = tmp_path / "again.npz"
+    res = CliRunner().invoke(_app(), _train_args(small_dir, again) + ["--learned-net", str(out)])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(EmbeddingModel.load(again).learned_net.fc_weight, net.fc_weight)
 
 
 def test_train_learned_family_without_torch_or_a_network_says_what_to_do(
@@ -302,6 +307,18 @@ def test_train_learned_family_without_torch_or_a_network_says_what_to_do(
         _app(), _train_args(small_dir, out) + ["--learned-net", str(tmp_path / "none.npz")]
     )
     assert res.exit_code != 0 and "does not exist" in res.stderr
+    res = CliRunner().invoke(
+        _app(), _train_args(small_dir, out) + ["--learned-net", str(small_dir / "labels.csv")]
+    )
+    assert res.exit_code != 0 and "not a sliplink model" in res.stderr
+    # an embedding model without the family has no network to give
+    plain = tmp_path / "plain.npz"
+    args = _train_args(small_dir, plain)
+    args[args.index("--families") + 1] = "hinge,lbp"
+    assert CliRunner().invoke(_app(), args).exit_code == 0
+    res = CliRunner().invoke(_app(), _train_args(small_dir, out) + ["--learned-net", str(plain)])
+    assert res.exit_code != 0 and "has no learned family network" in res.stderr
+    assert not out.exists()
 
 
 def test_train_learned_family_trains_its_network_first(small_dir, tmp_path):
