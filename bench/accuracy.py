@@ -129,8 +129,6 @@ METHODS: dict[str, dict] = {
 
 # the row whose parameters are the EmbeddingModel / `sliplink train` defaults
 DEFAULT_METHOD = "fusion hinge+LBP+VLAD+style, PCA + WCCN"
-# the shipped model's row (cv/models/default.npz adds the learned family, session 17)
-SHIPPED_METHOD = "fusion hinge+LBP+VLAD+style+learned x1.5, PCA + WCCN"
 
 
 def derived_rows(method: str) -> tuple[str, str, str]:
@@ -138,7 +136,7 @@ def derived_rows(method: str) -> tuple[str, str, str]:
     scores (cv.cluster.ranking_scores); pairs of one printed design (recognised without
     labels, cv.design) less DESIGN_PENALTY on raw cosine; and both, which is how
     `sliplink similar` ranks."""
-    shipped = " (shipped)" if method == SHIPPED_METHOD else ""
+    shipped = " (shipped)" if method == DEFAULT_METHOD else ""
     return (
         f"{method}, ranked (augmented, less offsets)",
         f"{method}, same-design pairs less {DESIGN_PENALTY:g} (cv.design)",
@@ -854,10 +852,8 @@ def _markdown(meta: dict, results: dict) -> str:
     ]
     for name, r in results.items():
         g, u = r["generated"], r["unipen"]
-        if name == SHIPPED_METHOD:
-            name = f"**{name} (shipped)**"
-        elif name == DEFAULT_METHOD:
-            name = f"**{name} (`sliplink train` default)**"
+        if name == DEFAULT_METHOD:
+            name = f"**{name} (shipped default)**"
         lines.append(
             f"| {name} | {g['map']:.3f} | {g['top1']:.3f} | {g['top5']:.3f} |"
             f" {g['template_rate']:.2f} ({g['template_chance']:.2f}) | {u['map']:.3f} |"
@@ -867,29 +863,16 @@ def _markdown(meta: dict, results: dict) -> str:
         "",
         "## The shipped model `cv/models/default.npz`",
         "",
-        "Fitted on fit-split data only (fit fonts, fit designs, fit writer ids, UNIPEN fit half)."
-        " The learned family's network is trained first on 1,200 more generated fit writers"
-        " (the first `sliplink train` writes it as `/tmp/net.net.npz`, beside a model that is"
-        " not used: fitted on 1,289 writers, its calibration found no threshold precise"
-        " enough; needs torch, about 27 minutes on 2 cores), then the projection on the usual"
-        " fit set:",
+        "Fitted on fit-split data only (fit fonts, fit designs, fit writer ids, UNIPEN fit half):",
         "",
         "```",
         "sliplink samples generate --writers 200 --slips-per-writer 6 --seed 11 --split fit \\",
         "    --out /tmp/gen_fit --jobs 2",
-        "sliplink samples generate --writers 1000 --slips-per-writer 6 --seed 21 --split fit \\",
-        "    --out /tmp/gen_fit1000 --jobs 2",
-        "sliplink train /tmp/gen_fit /tmp/gen_fit1000 --labels /tmp/gen_fit/labels.csv \\",
-        "    --labels /tmp/gen_fit1000/labels.csv --unipen-fit ../shared/data/unipen-dev \\",
-        "    --families hinge,lbp,vlad,style,learned --out /tmp/net.npz --jobs 2",
         "sliplink train /tmp/gen_fit --labels /tmp/gen_fit/labels.csv \\",
-        "    --unipen-fit ../shared/data/unipen-dev --families hinge,lbp,vlad,style,learned \\",
-        "    --learned-net /tmp/net.net.npz --out cv/models/default.npz --jobs 2",
+        "    --unipen-fit ../shared/data/unipen-dev --out cv/models/default.npz --jobs 2",
         "```",
         "",
-        "(`--learned-net cv/models/default.npz` reuses the shipped network without torch;"
-        " other defaults: hinge, LBP, VLAD and style at equal weights, the learned family at"
-        " 1.5,"
+        "(defaults: `--families hinge,lbp,vlad,style` at equal weights,"
         " `--vlad-clusters 64 --vlad-vocabularies 3 --vlad-components 256 --n-components 256"
         " --whiten 0.5 --shrinkage 0.1 --projection-bits 4"
         f" --stroke-width {meta['params'].get('stroke_width', 5.0):g} --seed 0`; hinge legs"
@@ -908,8 +891,12 @@ def _markdown(meta: dict, results: dict) -> str:
         f" oBIF columns {meta['speed_ms'].get('obif', float('nan')):.1f},"
         f" COLD {meta['speed_ms'].get('cold', float('nan')):.1f},"
         f" chain codes {meta['speed_ms'].get('chaincode', float('nan')):.1f},"
-        f" learned (resize and network) {meta['speed_ms'].get('learned', float('nan')):.1f},"
-        " scale pooling's extra"
+        + (
+            f" learned (resize and network) {meta['speed_ms']['learned']:.1f},"
+            if "learned" in meta["speed_ms"]
+            else ""
+        )
+        + " scale pooling's extra"
         f" scales (resize, hinge, LBP) {meta['speed_ms'].get('pool_resize', 0.0):.1f} +"
         f" {meta['speed_ms'].get('pool_hinge', 0.0):.1f} +"
         f" {meta['speed_ms'].get('pool_lbp', 0.0):.1f}; the shipped model's whole"
