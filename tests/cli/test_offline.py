@@ -156,31 +156,34 @@ def test_eval_splits_retrieval_by_the_kind_column(small_dir, tmp_path):
     assert ranked == pytest.approx(figures["norm_map"])
 
 
+def _train_args(small_dir: Path, out: Path, *extra: str) -> list[str]:
+    """`sliplink train` on the small set with a tiny projection and vocabulary."""
+    return [
+        "train",
+        str(small_dir),
+        "--labels",
+        str(small_dir / "labels.csv"),
+        "--out",
+        str(out),
+        "--n-components",
+        "4",
+        "--vlad-clusters",
+        "4",
+        "--split",
+        "",
+        *extra,
+    ]
+
+
+LEARNED = ("--families", "hinge,lbp,vlad,style,learned")
+
+
 def test_train_writes_a_loadable_model(small_dir, tmp_path):
     from cv.embed import EmbeddingModel
 
     out = tmp_path / "m.npz"
-    res = CliRunner().invoke(
-        _app(),
-        [
-            "train",
-            str(small_dir),
-            "--labels",
-            str(small_dir / "labels.csv"),
-            "--out",
-            str(out),
-            "--n-components",
-            "4",
-            "--vlad-clusters",
-            "4",
-            "--descriptor-components",
-            "32",
-            "--projection-bits",
-            "8",
-            "--split",
-            "",
-        ],
-    )
+    args = _train_args(small_dir, out, "--descriptor-components", "32", "--projection-bits", "8")
+    res = CliRunner().invoke(_app(), args)
     assert res.exit_code == 0, res.output
     model = EmbeddingModel.load(out)
     assert model.dim == 4
@@ -253,31 +256,12 @@ def test_eval_replays_live_assignment_of_the_usable_slips():
     assert "live_precision" not in evaluate_embeddings(x, writers, threshold=0.9)
 
 
-def _train_args(small_dir: Path, out: Path) -> list[str]:
-    return [
-        "train",
-        str(small_dir),
-        "--labels",
-        str(small_dir / "labels.csv"),
-        "--out",
-        str(out),
-        "--n-components",
-        "4",
-        "--vlad-clusters",
-        "4",
-        "--split",
-        "",
-        "--families",
-        "hinge,lbp,vlad,style,learned",
-    ]
-
-
 def test_train_with_a_given_learned_network_saves_it_in_the_model(small_dir, tmp_path):
     from cv.embed import EmbeddingModel
     from cv.features.learned import DEFAULT_LEARNED_PATH, load_learned_model
 
     out = tmp_path / "m.npz"
-    args = _train_args(small_dir, out) + ["--learned-net", str(DEFAULT_LEARNED_PATH)]
+    args = _train_args(small_dir, out, *LEARNED, "--learned-net", str(DEFAULT_LEARNED_PATH))
     res = CliRunner().invoke(_app(), args)
     assert res.exit_code == 0, res.output
     model = EmbeddingModel.load(out)
@@ -287,7 +271,9 @@ def test_train_with_a_given_learned_network_saves_it_in_the_model(small_dir, tmp
     assert not (tmp_path / "m.net.npz").exists()  # nothing was trained
     # a model file that carries a network gives it too
     again = tmp_path / "again.npz"
-    res = CliRunner().invoke(_app(), _train_args(small_dir, again) + ["--learned-net", str(out)])
+    res = CliRunner().invoke(
+        _app(), _train_args(small_dir, again, *LEARNED, "--learned-net", str(out))
+    )
     assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(EmbeddingModel.load(again).learned_net.fc_weight, net.fc_weight)
 
@@ -299,24 +285,26 @@ def test_train_learned_family_without_torch_or_a_network_says_what_to_do(
 
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     out = tmp_path / "m.npz"
-    res = CliRunner().invoke(_app(), _train_args(small_dir, out))
+    res = CliRunner().invoke(_app(), _train_args(small_dir, out, *LEARNED))
     assert res.exit_code != 0
     assert "needs torch" in res.stderr and "--learned-net" in res.stderr
     assert not out.exists()
     res = CliRunner().invoke(
-        _app(), _train_args(small_dir, out) + ["--learned-net", str(tmp_path / "none.npz")]
+        _app(), _train_args(small_dir, out, *LEARNED, "--learned-net", str(tmp_path / "none.npz"))
     )
     assert res.exit_code != 0 and "does not exist" in res.stderr
+    not_a_model = str(small_dir / "labels.csv")
     res = CliRunner().invoke(
-        _app(), _train_args(small_dir, out) + ["--learned-net", str(small_dir / "labels.csv")]
+        _app(), _train_args(small_dir, out, *LEARNED, "--learned-net", not_a_model)
     )
     assert res.exit_code != 0 and "not a sliplink model" in res.stderr
     # an embedding model without the family has no network to give
     plain = tmp_path / "plain.npz"
-    args = _train_args(small_dir, plain)
-    args[args.index("--families") + 1] = "hinge,lbp"
+    args = _train_args(small_dir, plain, "--families", "hinge,lbp")
     assert CliRunner().invoke(_app(), args).exit_code == 0
-    res = CliRunner().invoke(_app(), _train_args(small_dir, out) + ["--learned-net", str(plain)])
+    res = CliRunner().invoke(
+        _app(), _train_args(small_dir, out, *LEARNED, "--learned-net", str(plain))
+    )
     assert res.exit_code != 0 and "has no learned family network" in res.stderr
     assert not out.exists()
 
@@ -327,7 +315,7 @@ def test_train_learned_family_trains_its_network_first(small_dir, tmp_path):
     from cv.features.learned import load_learned_model
 
     out = tmp_path / "m.npz"
-    res = CliRunner().invoke(_app(), _train_args(small_dir, out) + ["--learned-steps", "3"])
+    res = CliRunner().invoke(_app(), _train_args(small_dir, out, *LEARNED, "--learned-steps", "3"))
     assert res.exit_code == 0, res.output
     net = load_learned_model(tmp_path / "m.net.npz")
     assert net.header["training"]["steps"] == 3 and net.stroke_width == 3.0
