@@ -479,8 +479,8 @@ class EmbeddingModel:
         Seeds the vocabulary and the PCA solver.
     learned_net : LearnedModel, optional
         The trained network of the ``learned`` family (:mod:`cv.features.learned`, trained
-        by :func:`cv.learned_train.train_learned`); required when ``families`` lists it, and
-        saved inside the model file (its weights are part of the version hash).
+        by :func:`cv.learned_train.train_family_net`); required when ``families`` lists it,
+        and saved inside the model file (its weights are part of the version hash).
     """
 
     # the clustering operating points measured at fit time (`cv.cluster.Calibration`); None
