@@ -152,6 +152,7 @@ FAMILY_TRAINING: dict = {
     "batch": 64,
     "steps": 2000,
     "lr": 3e-3,
+    "stroke_width": 3.0,  # of the ink the network reads (the embedding's, resized)
 }
 # share of training crops drawn from real handwriting crops when slips are also given
 FAMILY_CROP_SHARE = 0.3
@@ -453,28 +454,30 @@ def train_family_net(
     to ``out`` (the stand-alone ``.npz`` of :func:`export_npz`) and return it loaded.
 
     The inks are made as :func:`cv.embed.extract_raw` makes the family's: preprocessed at the
-    embedding's ``embed_stroke_width`` and resized to stroke width 3.  ``crops`` marks plain
-    handwriting crops (no form); when both kinds are present, ``FAMILY_CROP_SHARE`` of the
-    training crops come from them, whatever their count.  Needs torch.
+    embedding's ``embed_stroke_width`` and resized to the recipe's stroke width (3).
+    ``crops`` marks plain handwriting crops (no form); when both kinds are present,
+    ``FAMILY_CROP_SHARE`` of the training crops come from them, whatever their count.
+    Needs torch.
     """
     from cv.features.learned import load_learned_model
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    inks = prepared_inks(paths, stroke_width=3.0, via_stroke_width=embed_stroke_width, jobs=jobs)
+    recipe = {**FAMILY_TRAINING, **({"steps": steps} if steps else {})}
+    inks = prepared_inks(
+        paths, stroke_width=recipe["stroke_width"], via_stroke_width=embed_stroke_width, jobs=jobs
+    )
     log(f"learned family: prepared {len(inks)} inks in {time.perf_counter() - t0:.0f} s")
     sources = weights = None
     if crops is not None and 0 < sum(map(bool, crops)) < len(crops):
         sources = ["crop" if c else "slip" for c in crops]
         weights = {"crop": FAMILY_CROP_SHARE, "slip": 1.0 - FAMILY_CROP_SHARE}
-    recipe = {**FAMILY_TRAINING, **({"steps": steps} if steps else {})}
     train_learned(
         inks,
         writers,
         out,
         sources=sources,
         source_weights=weights,
-        stroke_width=3.0,
         seed=seed,
         log=log,
         **recipe,
