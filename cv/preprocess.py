@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cv.design import print_signature
+from cv.stamp import stamp_mask
 from cv.features import inkviews
 
 __all__ = [
@@ -68,6 +69,8 @@ PAGE_PIXELS = 1_100_000
 PAGE_STROKE_WIDTH = 4.9
 # Images with fewer rows or columns than this are flagged tiny.
 MIN_SIDE = 16
+# Clear the till stamp (:mod:`cv.stamp`) from the handwriting the separator kept.
+STAMPS = True
 # Minimum ink/background contrast (grey levels on the flattened image) to call ink.
 MIN_CONTRAST = 40.0
 # Ink at least this much darker than paper always counts, whatever Otsu says.
@@ -640,6 +643,8 @@ def _analyse(
 
     w = work_frame(image, deskew=deskew, work_pixels=work_pixels)
     hand = separate.separate(w.flat, w.ink, model=separator)  # type: ignore[arg-type]
+    if STAMPS:
+        hand &= ~stamp_mask(w.ink)
     if templates:
         # The registered design's print is removed from the separator's output, not before
         # it: the separator was fitted on whole pages, and a page with its form cut away
