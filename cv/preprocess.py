@@ -26,8 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cv.design import print_signature
-from cv.stamp import stamp_mask
 from cv.features import inkviews
+from cv.stamp import stamp_mask
 
 __all__ = [
     "Prepared",
