@@ -480,7 +480,7 @@ def test_a_model_of_the_default_shapes_fits_in_4_5_mb(tmp_path):
 
 
 def test_grouped_calibration_folds_keep_each_style_group_whole():
-    from cv.embed import GROUP_FOLD_SPLITS, fold_groups
+    from cv.embed import FOLD_SPLITS, fold_groups
 
     raws, writers = _synthetic_raws(n_writers=8, per=3)
     styles = [f"font{int(w[1:]) % 4}" for w in writers]  # two writers a style
@@ -489,7 +489,7 @@ def test_grouped_calibration_folds_keep_each_style_group_whole():
     model = EmbeddingModel(**VLAD_ONLY).fit_raw(raws, writers, groups=styles)
     x = model._fuse(model._family_blocks(raws)).astype(np.float64)
     folds = model._heldout_folds(x, np.asarray(writers), None, groups=groups)
-    assert len(folds) == 2 * GROUP_FOLD_SPLITS
+    assert len(folds) == 2 * FOLD_SPLITS
     for _, _, rows in folds:
         held = set(groups[rows].tolist())
         fitted = set(np.delete(groups, rows).tolist())
