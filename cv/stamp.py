@@ -78,15 +78,21 @@ def barcode_boxes(ink: NDArray[np.bool_]) -> list[tuple[int, int, int, int]]:
             stats[:, cv2.CC_STAT_HEIGHT] <= MAX_BAR_HEIGHT
         )
         alone[0] = False
-        # count bars along the block's middle row: each 0 -> 1 step is one bar
-        hit = labels[y + bh // 2 - r0, x - c0 : x - c0 + bw]
-        row = alone[hit]
-        count = int(np.count_nonzero(np.diff(np.concatenate([[0], row.astype(np.int8)])) == 1))
+        # count bars along each row of the block (each 0 -> 1 step is one bar): the block
+        # may hold other print too; the barcode spans the rows with most of the most bars
+        lone = alone[labels[y - r0 : y - r0 + bh, x - c0 : x - c0 + bw]].astype(np.int8)
+        counts = np.count_nonzero(np.diff(lone, axis=1, prepend=0) == 1, axis=1)
+        best = int(counts.max())
+        if best < MIN_BARS:
+            continue
+        on = np.flatnonzero(counts >= 0.5 * best)
+        top, bottom = y + int(on[0]), y + int(on[-1]) + 1
+        row = lone[int(np.argmax(counts))].astype(bool)
         # between a barcode's bars is paper from end to end; between the "bars" of light
         # letters in a dark band of print is mostly the band
-        gaps = ink[y : y + bh, x : x + bw][:, ~row]
-        if count >= MIN_BARS and gaps.size and gaps.mean() < MAX_GAP_INK:
-            out.append((y, y + bh, x, x + bw))
+        gaps = ink[top:bottom, x : x + bw][:, ~row]
+        if gaps.size and gaps.mean() < MAX_GAP_INK:
+            out.append((top, bottom, x, x + bw))
     return out
 
 
