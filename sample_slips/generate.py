@@ -90,9 +90,13 @@ def _stamp_lines(p: SlipPlan) -> list[str]:
     ]
 
 
-def _render(p: SlipPlan, *, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+def _render(
+    p: SlipPlan, *, seed: int, blank_design: bool = False
+) -> tuple[bytes, np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 31337, p.index])
     tmpl, lay = design(p.template)
+    if blank_design:
+        tmpl = np.zeros_like(tmpl)
     # About one slip in seven is written with another pen (weight and ink change).
     pen_change = bool(rng.random() < 0.15)
     w = p.writer
@@ -124,8 +128,14 @@ def _render(p: SlipPlan, *, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
     return buf.tobytes(), hmask, pmask
 
 
-def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_slip(
+    p: SlipPlan, *, seed: int, blank_design: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one planned slip (as :func:`generate` does, without writing files).
+
+    ``blank_design`` draws it without its printed form, with the same randomness: the
+    print mask is then the till stamp's alone, aligned with the full slip's (what
+    ``bench/stamp.py`` measures the stamp's leftovers against).
 
     Returns
     -------
@@ -133,7 +143,7 @@ def render_slip(p: SlipPlan, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
         The greyscale scan (JPEG artefacts included), and 255-where-ink masks of the
         handwriting and the printed ink (template, stamp, barcode), pixel-aligned with it.
     """
-    buf, hmask, pmask = _render(p, seed=seed)
+    buf, hmask, pmask = _render(p, seed=seed, blank_design=blank_design)
     image = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None:  # pragma: no cover - we just encoded it
         raise RuntimeError("JPEG decoding failed")

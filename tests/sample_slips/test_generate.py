@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sample_slips import generate, template_images
-from sample_slips.generate import _draw_hand
+from sample_slips.generate import _draw_hand, render_slip
 from sample_slips.plan import make_plan
 from sample_slips.splits import FIT_FONTS, TEMPLATES_FIT, TEMPLATES_HELDOUT
 from sample_slips.templates import DESIGNS, layout
@@ -104,3 +104,18 @@ def test_template_images(tmp_path: Path) -> None:
         assert img.dtype == np.uint8 and img.ndim == 2
         assert 1000 <= img.shape[1] <= 1400
         assert img.min() < 100 and np.median(img) > 200
+
+
+def test_blank_design_render_is_the_same_slip_without_its_form() -> None:
+    """Same handwriting, same scan; the print left is the till stamp (or nothing)."""
+    plan = make_plan(writers=2, slips_per_writer=3, seed=9, split="heldout")
+    stamped = [p for p in plan.slips if p.stamp][0]
+    plain = [p for p in plan.slips if not p.stamp]
+    for p in [stamped, *plain[:1]]:
+        image, hand, printed = render_slip(p, seed=9)
+        _, hand_b, printed_b = render_slip(p, seed=9, blank_design=True)
+        np.testing.assert_array_equal(hand, hand_b)
+        assert (printed_b > 0).sum() < 0.5 * (printed > 0).sum()
+        # the stamp lies where the full slip has print
+        assert ((printed_b > 0) & ~(printed > 0)).sum() <= 0.01 * max((printed_b > 0).sum(), 1)
+        assert ((printed_b > 0).sum() > 2000) == p.stamp
