@@ -28,8 +28,10 @@ __all__ = ["barcode_boxes", "stamp_mask"]
 MIN_BAR_HEIGHT = 14
 MAX_BAR_HEIGHT = 60
 #: A barcode has at least this many bars, each at most this wide, at most this far apart
-#: (px): a column of check boxes has as many edges, but a box's width apart.
-MIN_BARS = 8
+#: (px): a column of check boxes has as many edges, but a box's width apart, and a box a
+#: customer hatched with strokes had 8-9 (sample slip 64; held-out stamps found at 8 bars:
+#: 257 of 296, at 10: 250).
+MIN_BARS = 10
 MAX_BAR_WIDTH = 12
 MAX_BAR_GAP = 5
 #: Ink share between the bars above which they are the dark gaps between light letters in

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from sample_slips.generate import render_slip
 from sample_slips.plan import make_plan
 from sample_slips.scan import stamp
 
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_slips" / "set"
 LINES = ["SHOP S03  TILL 2", "21/11/26 14:02:37", "BET ID 01A7C93D55", "STAKE GBP 12.50"]
 
 
@@ -52,6 +55,13 @@ def test_no_barcode_no_stamp() -> None:
     cv2.putText(ink, "Lucky 15 Hove", (120, 340), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.2, 1, 3)
     ink = ink.astype(bool)
     assert barcode_boxes(ink) == []
+    assert not stamp_mask(ink).any()
+
+
+def test_a_hatched_box_is_not_a_barcode() -> None:
+    """Sample slip 64 has no stamp; its WIN box is hatched with a dozen pen strokes."""
+    image = cv2.imread(str(SAMPLES / "slip_00064.jpg"), cv2.IMREAD_GRAYSCALE)
+    ink = P.work_frame(image, deskew=True, work_pixels=P.WORK_PIXELS).ink
     assert not stamp_mask(ink).any()
 
 
