@@ -825,7 +825,7 @@ class EmbeddingModel:
         Several draws, because the operating points hang on a few wrong merges of look-alike
         writers, and whether two look-alikes share a fold is the draw's luck: with one draw
         the shipped model's batch point moved 0.41 -> 0.44 when the till stamp was cleared
-        from its fit slips (two wrong pairs among ~1,000 slips), with four 0.42 -> 0.41.
+        from its fit slips (two wrong pairs among ~1,700 slips), with four 0.42 -> 0.41.
 
         With ``groups`` (:func:`fold_groups`), each group stays in one fold: the held-out
         fold's styles are then new to the projection, as held-out fonts are (one

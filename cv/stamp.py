@@ -75,7 +75,7 @@ def barcode_boxes(ink: NDArray[np.bool_]) -> list[tuple[int, int, int, int]]:
         # than a bar and no taller than one (in a band of print they all join up)
         r0, c0 = max(0, y - 8), max(0, x - 8)
         window = runs[r0 : y + bh + 8, c0 : x + bw + 8]
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(window, connectivity=8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(window, connectivity=8)
         alone = (stats[:, cv2.CC_STAT_WIDTH] <= MAX_BAR_WIDTH) & (
             stats[:, cv2.CC_STAT_HEIGHT] <= MAX_BAR_HEIGHT
         )
