@@ -12,6 +12,7 @@ from cv.embed import (
     DEFAULT_HINGE_LEGS,
     DEFAULT_POOL_SCALES,
     DEFAULT_STROKE_WIDTH,
+    METHOD_VERSION,
     EmbeddingModel,
     embed_files,
     extract_raw,
@@ -98,7 +99,7 @@ def test_save_load_roundtrip_and_version(small_fit, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temp file
     loaded = EmbeddingModel.load(path)
     assert loaded.version == model.version
-    assert loaded.version.startswith("hinge-runlength-lbp-vlad-1.0+")
+    assert loaded.version.startswith(f"hinge-runlength-lbp-vlad-{METHOD_VERSION}+")
     np.testing.assert_array_equal(loaded.transform(others[:2]), model.transform(others[:2]))
     # same parameters and weights -> same version; different weights -> different version
     loaded.projection_ = loaded.projection_ * 2
