@@ -67,6 +67,8 @@ def barcode_boxes(ink: NDArray[np.bool_]) -> list[tuple[int, int, int, int]]:
             continue
         inside = bars[max(0, cy - 4) : cy + ch + 4, max(0, cx - 4) : cx + cw + 4]
         ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        if not ys.size:  # preprocessing never raises on a valid image
+            continue
         y, x = max(0, cy - 4) + int(ys[0]), max(0, cx - 4) + int(xs[0])
         bh, bw = int(ys[-1] - ys[0]) + 1, int(xs[-1] - xs[0]) + 1
         if bw < 3 * MIN_BAR_HEIGHT or bh > 2 * MAX_BAR_HEIGHT:
