@@ -195,9 +195,10 @@ def test_nuisance_projection_removes_template_directions(small_fit):
         images, [r["writer"] for r in fit_rows], nuisance=[r["template"] for r in fit_rows]
     )
     assert nap.dim == model.dim
-    # I - U U^T with 2 directions: the projection loses exactly 2 ranks
+    # I - U U^T with 2 directions: the projection loses exactly 2 ranks (the int8 storage
+    # leaves them about 1 % of the largest singular value; the next is above 20 %)
     sv = np.linalg.svd(nap.projection_.astype(np.float64), compute_uv=False)
-    assert (sv / sv.max() < 1e-2).sum() == 2
+    assert (sv / sv.max() < 0.05).sum() == 2
 
 
 def test_scale_pooling_averages_hinge_and_lbp_over_scales():
