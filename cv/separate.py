@@ -1084,7 +1084,7 @@ def collect_crops(
 # not where the four fit designs put it (precision on never-seen designs 0.63 -> 0.9+).
 # The last three (session 19) add writers: trained on 720 slips the classifier took neat
 # held-out hands for print (pixel recall 0.870 on 180 held-out slips, under 0.7 on 15 % of
-# them); on 3,420 slips 0.889, precision 0.953 -> 0.959 (bench/ACCURACY.md, session 19).
+# them); on these 3,420 and PASTED_SET 0.893, precision 0.953 -> 0.962 (bench/ACCURACY.md).
 TRAIN_SETS: tuple[tuple[int, int, float], ...] = (
     (60, 11, 0.0),
     (80, 21, 0.7),
