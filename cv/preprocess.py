@@ -75,6 +75,10 @@ STAMPS = True
 MIN_CONTRAST = 40.0
 # Ink at least this much darker than paper always counts, whatever Otsu says.
 FAINT_INK = 55.0
+# A page has contrast when its darkest 0.5 % is MIN_CONTRAST below paper, or when at least
+# this many work-frame pixels are: a few words on an otherwise blank sheet (a bet written on
+# plain paper) cover under 0.5 % of it and were flagged low_contrast.
+MIN_DARK_PIXELS = 120
 
 
 @dataclass(frozen=True)
@@ -599,8 +603,13 @@ def work_frame(
         work = _shrink(image, round(1.0 / f))
     bg = _background(work)
     flat = _divide(work, bg)
-    lo = _percentile_u8(flat[:: max(1, flat.shape[0] // 200)], 0.5)
+    step = max(1, flat.shape[0] // 200)
+    sample = flat[::step]
+    lo = _percentile_u8(sample, 0.5)
     low_contrast = 255.0 - lo < MIN_CONTRAST
+    if low_contrast:
+        dark = cv2.countNonZero(cv2.inRange(sample, 0, int(255.0 - MIN_CONTRAST)))
+        low_contrast = dark * step < MIN_DARK_PIXELS
     t = _threshold(flat)
     if _percentile_u8(bg, 50.0) < 2 * MIN_CONTRAST:
         # No paper anywhere (a black or lens-capped scan): nothing can be read.
