@@ -82,8 +82,10 @@ MODEL_NAME = "sliplink-writer"
 # preprocessing or the features changed without a refit), so that a service holding
 # embeddings of the old method re-embeds its slips (a new version is a rollout).  1.1: the
 # till stamp cleared from the handwriting (cv.stamp, session 18).  1.2: the print/handwriting
-# separator retrained on more writers and on real crops pasted on forms (session 19).
-METHOD_VERSION = "1.2"
+# separator retrained on more writers and on real crops pasted on forms (session 19).  1.3:
+# a page scanned at a lower resolution (0.3-0.75 MP) is brought to the reference page's size
+# first (cv.preprocess.SMALL_PAGE_PIXELS, session 20); other inputs embed as in 1.2.
+METHOD_VERSION = "1.3"
 # the families computed from the ink alone, and all of them: "learned" also needs a trained
 # network (cv.features.learned), which a model carries in its file
 HANDCRAFTED_FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif", "cold", "chaincode")

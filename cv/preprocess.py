@@ -67,6 +67,14 @@ MIN_FORM_INK_PIXELS = 1000  # at stroke width 5; it scales with the stroke width
 # 150 dpi), on which handwriting strokes are 4.9 px wide (median of generated fit slips).
 PAGE_PIXELS = 1_100_000
 PAGE_STROKE_WIDTH = 4.9
+# A page of this many pixels is a slip scanned at a lower resolution than the reference (a
+# generated slip at the reference resolution has 0.80-1.55 MP, designs differ in size): it
+# is first resized to PAGE_PIXELS.  The separator was fitted on work frames of pages near
+# the reference resolution and reads component sizes in work pixels; a 0.75x scan reached
+# it at 0.75 of that scale and lost handwriting (the 60 x 6 held-out slips rescanned at
+# 0.75x ranked at mAP 0.668 instead of 0.863; resized back up, 0.868).  Plain crops are
+# smaller (UNIPEN's 7-265 kP); larger pages keep their size.
+SMALL_PAGE_PIXELS = (300_000, 750_000)
 # Images with fewer rows or columns than this are flagged tiny.
 MIN_SIDE = 16
 # Clear the till stamp (:mod:`cv.stamp`) from the handwriting the separator kept.
@@ -119,6 +127,17 @@ class Prepared:
     components: tuple[int, NDArray[np.int32], NDArray[np.int32]] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+
+
+def _page_sized(image: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
+    """The image resized to :data:`PAGE_PIXELS` when its size is a low-resolution scan's
+    (:data:`SMALL_PAGE_PIXELS`), and the factor applied (1.0: unchanged)."""
+    n = image.shape[0] * image.shape[1]
+    if not SMALL_PAGE_PIXELS[0] <= n < SMALL_PAGE_PIXELS[1]:
+        return image, 1.0
+    up = math.sqrt(PAGE_PIXELS / n)
+    size = (int(round(image.shape[1] * up)), int(round(image.shape[0] * up)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), up
 
 
 def _check_image(image: object, name: str = "image") -> NDArray[np.uint8]:
@@ -736,8 +755,16 @@ def handwriting_mask(
     rows, cols = image.shape
     if rows < 4 or cols < 4:
         return np.zeros((rows, cols), dtype=bool)
-    a = _analyse(image, templates=templates, deskew=True, work_pixels=work_pixels or WORK_PIXELS)
-    return _full_mask(image, a)
+    page, up = _page_sized(image)
+    a = _analyse(page, templates=templates, deskew=True, work_pixels=work_pixels or WORK_PIXELS)
+    mask = _full_mask(page, a)
+    if up == 1.0:
+        return mask
+    # back to the input's pixels, kept where the input itself has ink
+    back = cv2.resize(
+        mask.view(np.uint8) * np.uint8(255), (cols, rows), interpolation=cv2.INTER_AREA
+    )
+    return (back > 63) & (flatten_background(image) < a.threshold)
 
 
 def _full_mask(image: NDArray[np.uint8], a: _Analysis) -> NDArray[np.bool_]:
@@ -931,6 +958,8 @@ def preprocess(
     flags: list[str] = []
     if rows * cols > HUGE_PIXELS:
         flags.append("huge_image")
+    image, page_up = _page_sized(image)
+    rows, cols = image.shape
 
     a = _analyse(image, templates=templates, deskew=deskew, work_pixels=work_pixels or WORK_PIXELS)
     # the print the separator removed tells the slip's design (cv.design: rankings discount it)
@@ -940,7 +969,9 @@ def preprocess(
     hand = a.hand
     if not hand.any():
         flags.append("blank" if not a.ink.any() or a.low_contrast else "too_little_handwriting")
-        return _empty(tuple(dict.fromkeys(flags)), skew=a.skew, scale=a.f, design=signature)
+        return _empty(
+            tuple(dict.fromkeys(flags)), skew=a.skew, scale=a.f * page_up, design=signature
+        )
 
     # bounding box from the row and column projections (a full nonzero() costs 10x more)
     ys, xs = np.flatnonzero(hand.any(axis=1)), np.flatnonzero(hand.any(axis=0))
@@ -1012,15 +1043,15 @@ def preprocess(
     q = Quality(
         ink_pixels=n_ink,
         handwriting_area=area_frac,
-        stroke_width=float(sw_work / a.f),
-        x_height=float(xh_work / a.f),
+        stroke_width=float(sw_work / a.f / page_up),  # in the input's pixels
+        x_height=float(xh_work / a.f / page_up),
         skew_degrees=float(a.skew),
         flags=tuple(dict.fromkeys(flags)),
     )
     return Prepared(
         ink=ink,
         grey=grey,
-        scale=s,
+        scale=s * page_up,
         quality=q,
         design=signature,
         crop=(h_crop, k),

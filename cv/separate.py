@@ -48,6 +48,14 @@ CLIP = 5.0
 # A generated fit set (writers, seed, randomised designs) whose slips get two crops of the fit
 # UNIPEN writers each pasted on (collect_pasted): real hands on printed forms (session 19).
 PASTED_SET: tuple[int, int, float] = (200, 54, 0.7)
+# Slips written with real handwriting only (sample_slips.real_hands: 1-3 crops of one fit
+# UNIPEN writer in a design's fields, strokes at a biro's width, through the scanner model,
+# a till stamp on most; fit designs, 70 % randomised; each writer's size 0.3-0.6 of the
+# crops'): (slips, seed), for ``--real``.  Measured in session 20 and not the default: real
+# hands on slips keep 80 % of their pixels instead of 75 %, but a design's hatched stripe
+# touched by real writing was kept, and one sample slip's separation changed at 0.75x
+# resolution (bench/ACCURACY.md).
+REAL_SET: tuple[int, int] = (600, 61)
 # Resize factors of the pasted crops: UNIPEN's crops are written about 2-3x larger than the
 # handwriting on a generated slip (capitals 100+ px tall against ~40); pasted at full size
 # they taught the classifier that big clean capitals are handwriting, and it kept printed
@@ -896,6 +904,40 @@ def collect_pasted(
     return out, writers
 
 
+def write_real_fit_set(folder: Path, unipen_dir: Path, *, slips: int, seed: int) -> Path:
+    """Write :data:`REAL_SET`'s slips into ``folder`` (a generated set's layout): each holds
+    1-3 crops of one *fit* UNIPEN writer (`sample_slips.splits.unipen_split`)."""
+    import csv
+
+    from sample_slips.real_hands import write_real_set
+    from sample_slips.splits import templates_for, unipen_split
+
+    with (Path(unipen_dir) / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    fit_writers, _ = unipen_split({r["writer"] for r in rows})
+    by_writer: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["writer"] in fit_writers:
+            by_writer.setdefault(r["writer"], []).append(r)
+    writers = sorted(by_writer)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for _ in range(slips):
+        crops = by_writer[writers[int(rng.integers(len(writers)))]]
+        k = min(int(rng.integers(1, 4)), len(crops))
+        chosen.append([crops[int(j)] for j in rng.choice(len(crops), size=k, replace=False)])
+    write_real_set(
+        chosen,
+        Path(folder),
+        designs=templates_for("fit"),
+        random_designs=0.7,
+        scale=(0.3, 0.6),
+        seed=seed,
+        unipen_dir=Path(unipen_dir),
+    )
+    return Path(folder)
+
+
 def labelled_components(
     image: NDArray[np.uint8],
     hand_mask: NDArray[np.uint8],
@@ -1103,6 +1145,7 @@ def train(
     unipen_dir: Path | None = None,
     unipen_crops: int = 300,
     pasted_set: tuple[int, int, float] | None = PASTED_SET,
+    real_set: tuple[int, int] | None = None,
     random_state: int = 0,
     jobs: int = 1,
 ) -> dict:
@@ -1111,7 +1154,8 @@ def train(
     Only ``split="fit"`` slips (fit fonts, fit and randomised designs) are used, plus,
     when ``unipen_dir`` is given, plain crops of the fit UNIPEN writers and, with
     ``pasted_set``, one more generated fit set with their crops pasted on
-    (:func:`collect_pasted`).
+    (:func:`collect_pasted`) and, with ``real_set``, slips written with their crops only
+    (:func:`write_real_fit_set`).
 
     Parameters
     ----------
@@ -1144,6 +1188,11 @@ def train(
         pasted = None
         if unipen_dir is not None and pasted_set is not None:
             pasted = generated("pasted", *pasted_set)
+        real = None
+        if unipen_dir is not None and real_set is not None:
+            real = write_real_fit_set(
+                Path(tmp) / "real", unipen_dir, slips=real_set[0], seed=real_set[1]
+            )
         slips, slip_writers = [], []
         for d in dirs:
             more, more_writers = collect(Path(d))
@@ -1151,6 +1200,9 @@ def train(
         if pasted is not None:
             more, more_writers = collect_pasted(pasted, unipen_dir, seed=random_state)
             slips, slip_writers = slips + more, slip_writers + more_writers
+        if real is not None:
+            more, more_writers = collect(real)
+            slips, slip_writers = slips + more, slip_writers + ["real:" + w for w in more_writers]
     if unipen_dir is not None and unipen_crops > 0:
         crops, crop_writers = collect_crops(unipen_dir, limit=unipen_crops)
         slips, slip_writers = slips + crops, slip_writers + crop_writers
@@ -1168,6 +1220,7 @@ def train(
         "components": int(x.shape[0]),
         "unipen_crops": int(sum(k.startswith("unipen:") for k in slip_writers)),
         "pasted_set": None if unipen_dir is None or pasted_set is None else list(pasted_set),
+        "real_set": None if unipen_dir is None or real_set is None else list(real_set),
         "handwriting_fraction": float(np.average(y, weights=w)),
         "fit_pixel_accuracy": acc,
     }
@@ -1221,6 +1274,11 @@ def _main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the generated set with UNIPEN crops pasted on (PASTED_SET)",
     )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="add slips written with UNIPEN crops only (REAL_SET; not in the shipped file)",
+    )
     args = p.parse_args(argv)
     if not args.train:
         p.print_help()
@@ -1235,6 +1293,7 @@ def _main(argv: list[str] | None = None) -> int:
         unipen_dir=args.unipen_dir,
         unipen_crops=args.unipen_crops,
         pasted_set=None if args.no_pasted else PASTED_SET,
+        real_set=REAL_SET if args.real else None,
     )
     print(json.dumps(report, indent=2))
     return 0
