@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.eval_runs import emit, eval_report  # noqa: E402
 from cv.preprocess import handwriting_mask  # noqa: E402
 from cv.separate import pixel_scores  # noqa: E402
 from sample_slips.real_hands import SLIP_SCALE, by_writer_slips, write_real_set  # noqa: E402
@@ -88,28 +87,6 @@ def separation(folder: Path, labels: Path) -> dict:
         "recall": round(found / max(hand, 1), 4),
         "print_kept": round(kept_print / max(n_print, 1), 5),
     }
-
-
-def evaluate(images: Path, labels: Path, *, jobs: int, model: str | None) -> dict:
-    """``sliplink eval``'s JSON report of one set."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "eval",
-            str(images),
-            "--labels",
-            str(labels),
-            "--jobs",
-            str(jobs),
-            "--json",
-            tmp.name,
-        ]
-        if model:
-            cmd += ["--model", model]
-        subprocess.run(cmd, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-        return json.loads(Path(tmp.name).read_text())
 
 
 SUMMARY_KEYS = (
@@ -191,13 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             sets[name] = (root / name, labels)
         for name, (images, labels) in sets.items():
             print(f"evaluating {name}", file=sys.stderr)
-            result[name] = _summary(evaluate(images, labels, jobs=args.jobs, model=args.model))
+            result[name] = _summary(eval_report(images, labels, jobs=args.jobs, model=args.model))
             if name != "plain":
                 result[name]["separation"] = separation(images, labels)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
     return 0
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +22,10 @@ from pathlib import Path
 import cv2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.eval_runs import emit, eval_report  # noqa: E402
 
 KEYS = (
     "norm_map", "norm_top1", "map", "top1", "pairwise_precision", "pairwise_recall",
@@ -56,13 +58,7 @@ def rescanned(src: Path, rows: list[dict], out: Path, factor: float, *, mixed: b
 
 
 def evaluate(folder: Path, *, jobs: int, model: str | None) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        cmd = [sys.executable, "-m", "cli.main", "eval", str(folder), "--labels",
-               str(folder / "labels.csv"), "--jobs", str(jobs), "--json", tmp.name]  # fmt: skip
-        if model:
-            cmd += ["--model", model]
-        subprocess.run(cmd, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-        report = json.loads(Path(tmp.name).read_text())
+    report = eval_report(folder, folder / "labels.csv", jobs=jobs, model=model)
     return {k: round(report[k], 4) for k in KEYS if k in report}
 
 
@@ -100,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry[key] = evaluate(folder, jobs=args.jobs, model=args.model)
                 shutil.rmtree(folder)
             result["factors"][str(f)] = entry
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
     return 0
 
 
