@@ -36,6 +36,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.eval_runs import emit, eval_report  # noqa: E402
+from bench.separate import add_scores, tally, tally_summary  # noqa: E402
 from cv.preprocess import handwriting_mask  # noqa: E402
 from cv.separate import pixel_scores  # noqa: E402
 from sample_slips.real_hands import SLIP_SCALE, by_writer_slips, write_real_set  # noqa: E402
@@ -67,7 +68,7 @@ def build(
 def separation(folder: Path, labels: Path) -> dict:
     """Pixel precision / recall of the kept handwriting (`cv.preprocess.handwriting_mask`)
     against the rendered masks, pooled over the set (as `bench/separate.py` scores)."""
-    tp = found = pred = hand = kept_print = n_print = 0
+    acc = tally()
     with labels.open() as fh:
         names = [r["image"] for r in csv.DictReader(fh)]
     for name in names:
@@ -75,18 +76,8 @@ def separation(folder: Path, labels: Path) -> dict:
         stem = Path(name).stem
         hm = cv2.imread(str(folder / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE) > 0
         pm = cv2.imread(str(folder / "masks" / f"{stem}_print.png"), cv2.IMREAD_GRAYSCALE) > 0
-        sc = pixel_scores(handwriting_mask(image), hm, pm)
-        tp += sc["tp"]
-        found += sc["recall"] * sc["hand"] if sc["hand"] else 0
-        pred += sc["pred"]
-        hand += sc["hand"]
-        kept_print += sc["print_kept"] * sc["print"] if sc["print"] else 0
-        n_print += sc["print"]
-    return {
-        "precision": round(tp / max(pred, 1), 4),
-        "recall": round(found / max(hand, 1), 4),
-        "print_kept": round(kept_print / max(n_print, 1), 5),
-    }
+        add_scores(acc, pixel_scores(handwriting_mask(image), hm, pm))
+    return tally_summary(acc)
 
 
 SUMMARY_KEYS = (

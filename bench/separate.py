@@ -47,11 +47,12 @@ def _pct(xs: list[float], q: float) -> float:
     return round(float(np.percentile(xs, q)), 2) if xs else float("nan")
 
 
-def _acc() -> dict[str, float]:
+def tally() -> dict[str, float]:
+    """An empty pooled count of `cv.separate.pixel_scores` results (:func:`add_scores`)."""
     return {"tp": 0.0, "pred": 0.0, "hand": 0.0, "rec_tp": 0.0, "kept": 0.0, "print": 0.0}
 
 
-def _add(acc: dict[str, float], sc: dict[str, float]) -> None:
+def add_scores(acc: dict[str, float], sc: dict[str, float]) -> None:
     acc["tp"] += sc["tp"]
     acc["pred"] += sc["pred"]
     acc["hand"] += sc["hand"]
@@ -60,7 +61,8 @@ def _add(acc: dict[str, float], sc: dict[str, float]) -> None:
     acc["print"] += sc["print"]
 
 
-def _summary(acc: dict[str, float]) -> dict[str, float]:
+def tally_summary(acc: dict[str, float]) -> dict[str, float]:
+    """Pixel precision, recall and print kept over everything added, pooled by pixels."""
     return {
         "precision": round(acc["tp"] / max(acc["pred"], 1.0), 4),
         "recall": round(acc["rec_tp"] / max(acc["hand"], 1.0), 4),
@@ -79,8 +81,8 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
         for p in sorted(templates_dir.glob("*.png"))
     ]
     t_load, t_pre, c_pre, t_pre_tmpl = [], [], [], []
-    plain, with_t = _acc(), _acc()
-    seen, unseen = _acc(), _acc()
+    plain, with_t = tally(), tally()
+    seen, unseen = tally(), tally()
     per_design: dict[str, dict[str, float]] = {}
     c_sep: list[float] = []
     c_sep_work: list[float] = []
@@ -113,10 +115,10 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
         c_sep_work.append((time.process_time() - c5) * 1000)
         c_sep.append((c4 - c3) * 1000)
         sc = S.pixel_scores(mask, hm, pm)
-        _add(plain, sc)
-        _add(per_design.setdefault(r["template"], _acc()), sc)
-        _add(unseen if r["template"] in TEMPLATES_HELDOUT else seen, sc)
-        _add(with_t, S.pixel_scores(P.handwriting_mask(img, templates=templates), hm, pm))
+        add_scores(plain, sc)
+        add_scores(per_design.setdefault(r["template"], tally()), sc)
+        add_scores(unseen if r["template"] in TEMPLATES_HELDOUT else seen, sc)
+        add_scores(with_t, S.pixel_scores(P.handwriting_mask(img, templates=templates), hm, pm))
     out: dict = {
         "slips": len(rows),
         "flagged_slips": flagged,
@@ -134,12 +136,12 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
             "median": _pct(t_pre_tmpl, 50),
             "p95": _pct(t_pre_tmpl, 95),
         },
-        "separation_no_templates": _summary(plain),
-        "separation_seen_designs": _summary(seen),
-        "separation_unseen_designs": _summary(unseen),
-        "separation_with_templates": _summary(with_t),
+        "separation_no_templates": tally_summary(plain),
+        "separation_seen_designs": tally_summary(seen),
+        "separation_unseen_designs": tally_summary(unseen),
+        "separation_with_templates": tally_summary(with_t),
         "separation_per_design": {
-            name: {**_summary(acc), "unseen": name in TEMPLATES_HELDOUT}
+            name: {**tally_summary(acc), "unseen": name in TEMPLATES_HELDOUT}
             for name, acc in sorted(per_design.items())
         },
     }
@@ -169,7 +171,7 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
             ("unipen_on_blank_slips_slip_size", 0.4),
         ):
             rng = np.random.default_rng(7)
-            pasted = _acc()
+            pasted = tally()
             for j in range(0, min(len(chosen), 120) - 1, 2):
                 page = blanks[(j // 2) % len(blanks)]
                 printed = P.binarise(P.flatten_background(page))
@@ -185,8 +187,10 @@ def run(data: Path, templates_dir: Path, *, unipen_limit: int) -> dict:
                 page, hand, only_print = S.paste_crops(
                     page, blank, printed.astype(np.uint8) * 255, crops, rng
                 )
-                _add(pasted, S.pixel_scores(P.handwriting_mask(page), hand > 0, only_print > 0))
-            out[key] = _summary(pasted)
+                add_scores(
+                    pasted, S.pixel_scores(P.handwriting_mask(page), hand > 0, only_print > 0)
+                )
+            out[key] = tally_summary(pasted)
         out["unipen_crops"] = {
             "crops": len(chosen),
             "ink_kept_median": round(float(np.median(kept)), 4),

@@ -13,7 +13,6 @@ training (``cv.separate``).
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from sample_slips.scan import paste_max, rotate_bound, scan, stamp
 from sample_slips.templates import design, random_design_name
+from sample_slips.writers import _unit as unit_interval
 
 UNIPEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unipen-dev"
 # Median stroke widths (px): generated handwriting on a slip, and UNIPEN's constant-width pen.
@@ -31,11 +31,6 @@ UNIPEN_STROKE_WIDTH = 6.0
 # to a slip's handwriting size.
 SLIP_SCALE = 0.4
 STAMP_RATE = 0.8  # as the generator's slips
-
-
-def _unit(key: str) -> float:
-    """Deterministic uniform [0, 1) from a string."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def hand_layer(crop: np.ndarray, scale: float) -> np.ndarray:
@@ -152,7 +147,7 @@ def write_real_set(
         else:
             template = str(designs[int(rng.integers(0, len(designs)))])
         lo, hi = (scale, scale) if isinstance(scale, int | float) else scale
-        f = lo + (hi - lo) * _unit(f"scale:{seed}:{writer}")
+        f = lo + (hi - lo) * unit_interval(f"scale:{seed}:{writer}")
         # the shop's pen, not the writer's: customers write with whatever pen is at the counter
         hand_ink = float(rng.uniform(0.6, 1.0))
         crops = [
