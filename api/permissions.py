@@ -111,6 +111,7 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "GET /ui/feed/runs": EVERYONE,
     "GET /ui/feed/events": EVERYONE,
     "GET /ui/slips/{slip_id}/boxes": EVERYONE,
+    "GET /ui/slips/{slip_id}/letters": MODELS,  # review evidence: clusters and alerts pages
     "GET /ui/upload": COUNTER,
     "GET /ui/lookup/customer": COUNTER,
     "GET /ui/customers": RISK,

@@ -703,6 +703,57 @@ def slip_boxes(slip_id: int, session: SessionDep, actor: AnyUser) -> JSONRespons
     )
 
 
+@lru_cache(maxsize=128)
+def _glyphs_for(sha256: str, png: bytes):  # type: ignore[no-untyped-def]  # -> cv.glyphs.Glyphs
+    # keyed by the image digest, as the boxes are
+    from cv.glyphs import glyph_set
+    from cv.imageio import decode_greyscale
+
+    image, _ = decode_greyscale(png, max_pixels=200_000_000)
+    return glyph_set(image)
+
+
+@router.get("/ui/slips/{slip_id}/letters")
+def slip_letters(
+    slip_id: int,
+    session: SessionDep,
+    actor: AnyUser,
+    other: Annotated[int, Query(description="the slip to compare with")],
+    top: Annotated[int, Query(ge=1, le=40)] = 12,
+) -> JSONResponse:
+    """The letters of two stored slips compared (``cv.glyphs``): glyph pairs that are each
+    other's closest match in shape, most alike first, as boxes in each slip's own pixels,
+    and the two slips' letter-match score.  Evidence for a person reviewing a link; it does
+    not change any cluster."""
+    from store import slips as slip_store
+
+    if other == slip_id:
+        raise Invalid("other: compare a slip with a different slip")
+    slips = [slip_store.get_slip(session=session, slip_id=i, actor=actor) for i in (slip_id, other)]
+    pngs = [slip_store.slip_png(session=session, slip_id=i) for i in (slip_id, other)]
+    try:
+        a, b = (_glyphs_for(s.sha256, png) for s, png in zip(slips, pngs, strict=True))
+    except Exception as exc:  # noqa: BLE001 - evidence is optional; the review page still works
+        return JSONResponse({"slip": slip_id, "other": other, "pairs": [], "score": None,
+                             "error": type(exc).__name__})  # fmt: skip
+    from cv.glyphs import compare_glyphs
+
+    match = compare_glyphs(a, b, top=top)
+    return JSONResponse(
+        {
+            "slip": slip_id,
+            "other": other,
+            "glyphs": [len(a), len(b)],
+            "score": match.score,
+            "pairs": [
+                {"slip": a.boxes[i].tolist(), "other": b.boxes[j].tolist(), "similarity": s}
+                for i, j, s in match.pairs
+            ],
+        },
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
 # ---------------------------------------------------------------- alerts (rules' tables)
 SEVERITY_ORDER = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -1115,8 +1166,10 @@ class SecurityHeaders:
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    if path.startswith("/ui/static") or path.startswith("/ui/feed/") or "/boxes" in path:
+    if path.startswith("/ui/static") or path.startswith("/ui/feed/"):
         return False
+    if path.startswith("/ui/slips/") and path.endswith(("/boxes", "/letters")):
+        return False  # JSON the review pages fetch
     if path.startswith("/ui/lookup"):
         return False
     return path.startswith("/ui") or path.startswith("/login") or path == "/logout"

@@ -129,6 +129,16 @@ def test_analyst_confirms_a_link_from_an_alert(live_server, page, tmp_path) -> N
     assert abs(first["y"] - second["y"]) < 2 and second["x"] > first["x"] + first["width"] - 1  # type: ignore[index]
     involved = page.locator("text=Customers involved").locator("..").inner_text()
     assert "Ann Archer" in involved and "Bob Bowman" in involved
+    # the two slips' letters side by side, pair by pair (one writer: sample slips 21 and 22)
+    page.wait_for_function("() => document.getElementById('letters').dataset.pairs", timeout=60_000)
+    letters = page.locator("#letters")
+    assert letters.is_visible() and letters.get_attribute("data-pairs") not in ("0", "error")
+    pairs = letters.locator(".letter-pair")
+    assert pairs.count() == int(letters.get_attribute("data-pairs") or 0) >= 5
+    assert pairs.first.locator("canvas").count() == 2
+    assert pairs.first.locator("canvas").first.evaluate("c => c.width > 0 && c.height === 44")
+    title = page.locator("#letters-title").inner_text()
+    assert f"slip {slip_a} and slip {slip_b}: letter match 0." in title, title
     screenshot(page, "alert_review")
     page.fill("#link-note", "same hand: slanted 7s, looped g")
     page.click("#confirm-link")

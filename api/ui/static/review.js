@@ -57,9 +57,67 @@
     return Array.prototype.map.call(document.querySelectorAll(".pick:checked"), function (el) { return parseInt(el.value, 10); });
   }
   document.querySelectorAll(".pick").forEach(function (el) {
-    el.addEventListener("change", function () { el.closest(".slip-card").classList.toggle("selected", el.checked); });
+    el.addEventListener("change", function () {
+      el.closest(".slip-card").classList.toggle("selected", el.checked);
+      compareLetters();
+    });
     el.closest(".slip-card").classList.toggle("selected", el.checked);
   });
+
+  // ---- letters compared: the two picked slips (or the first two) side by side, glyph by glyph
+  var letters = document.getElementById("letters");
+  function loaded(img) {
+    return new Promise(function (resolve) {
+      if (img.complete && img.naturalWidth) resolve(); else img.addEventListener("load", resolve, { once: true });
+    });
+  }
+  function glyphCanvas(img, b, height) {
+    var h = b[2] - b[0], w = b[3] - b[1], pad = 2;
+    var scale = height / (h + 2 * pad);
+    var canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round((w + 2 * pad) * scale));
+    canvas.height = Math.max(1, Math.round((h + 2 * pad) * scale));
+    canvas.getContext("2d").drawImage(img, b[1] - pad, b[0] - pad, w + 2 * pad, h + 2 * pad, 0, 0, canvas.width, canvas.height);
+    return canvas;
+  }
+  var compared = "";
+  function compareLetters() {
+    if (!letters) return;
+    var ids = picked();
+    if (!document.querySelector(".pick")) {
+      ids = Array.prototype.map.call(document.querySelectorAll(".slip-card"), function (c) { return parseInt(c.dataset.slipId, 10); });
+    }
+    if (ids.length !== 2) { letters.hidden = true; compared = ""; return; }
+    var key = ids.join("-");
+    if (key === compared) { letters.hidden = false; return; }
+    compared = key;
+    var imgs = ids.map(function (id) { return document.querySelector('.slip-card[data-slip-id="' + id + '"] .slip-view img'); });
+    Promise.all([sliplink.api("GET", "/ui/slips/" + ids[0] + "/letters?other=" + ids[1])].concat(imgs.map(loaded))).then(function (res) {
+      if (compared !== key) return;  // the picks changed meanwhile
+      var data = res[0], box = document.getElementById("letter-pairs");
+      box.innerHTML = "";
+      data.pairs.forEach(function (p) {
+        var el = document.createElement("div");
+        el.className = "letter-pair";
+        var row = document.createElement("div");
+        row.className = "glyphs";
+        row.appendChild(glyphCanvas(imgs[0], p.slip, 44));
+        row.appendChild(glyphCanvas(imgs[1], p.other, 44));
+        var cap = document.createElement("small");
+        cap.textContent = p.similarity.toFixed(2);
+        el.appendChild(row);
+        el.appendChild(cap);
+        box.appendChild(el);
+      });
+      document.getElementById("letters-title").textContent = data.score === null
+        ? "(slip " + ids[0] + " or " + ids[1] + " has no letters to compare)"
+        : "slip " + ids[0] + " and slip " + ids[1] + ": letter match " + data.score.toFixed(2) +
+          " over " + data.glyphs[0] + " and " + data.glyphs[1] + " letters";
+      letters.dataset.pairs = String(data.pairs.length);
+      letters.hidden = false;
+    }).catch(function (e) { letters.dataset.pairs = "error"; });
+  }
+  compareLetters();
   async function decide(decision) {
     var ids = picked();
     if (ids.length < 2) { sliplink.toast("Pick at least two slips to " + (decision === "confirmed" ? "confirm" : "reject") + " a link", "error"); return; }
