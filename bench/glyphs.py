@@ -29,7 +29,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from cv.glyphs import compare_glyphs, glyph_set  # noqa: E402
-from cv.metrics import retrieval_scores  # noqa: E402
+from cv.metrics import retrieval_by_kind, retrieval_scores, top1_attribute_rate  # noqa: E402
 from cv.preprocess import load_image  # noqa: E402
 
 
@@ -57,7 +57,9 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def _retrieval(sim: np.ndarray, writers: np.ndarray, kinds: np.ndarray | None) -> dict:
+def _retrieval(
+    sim: np.ndarray, writers: np.ndarray, kinds: np.ndarray | None, templates: np.ndarray | None
+) -> dict:
     filled = np.where(np.isnan(sim), -1.0, sim)
     out = {
         k: round(v, 4)
@@ -65,11 +67,15 @@ def _retrieval(sim: np.ndarray, writers: np.ndarray, kinds: np.ndarray | None) -
         if k in ("map", "top1", "top5")
     }
     if kinds is not None:
-        for kind in np.unique(kinds):
+        for kind, got in retrieval_by_kind(filled, writers, kinds).items():
+            out[f"{kind}_queries"] = {k: round(got[k], 4) for k in ("map", "top1")}
             m = kinds == kind
-            if m.sum() > 2:
+            if m.sum() > 2:  # and within a gallery of that kind only
                 sub = retrieval_scores(filled[np.ix_(m, m)], writers[m])
                 out[f"{kind}_only"] = {k: round(sub[k], 4) for k in ("map", "top1")}
+    if templates is not None:
+        got = top1_attribute_rate(filled, templates)
+        out["template_share"] = {k: round(float(v), 4) for k, v in got.items()}
     return out
 
 
@@ -87,14 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     paths = [args.folder / r["image"] for r in rows]
     writers = np.array([r["writer"] for r in rows])
     kinds = np.array([r["kind"] for r in rows]) if "kind" in rows[0] else None
+    templates = np.array([r["template"] for r in rows]) if "template" in rows[0] else None
     ranked = None
     if args.fused:  # first: worker processes forked after OpenCV has started threads can hang
-        from cv.cluster import calibration_of, ranking_scores
-        from cv.embed import embed_files, load_default_model
+        from cli.offline import _embed, _model_calibration
+        from cv.cluster import ranking_scores
+        from cv.design import design_penalised
+        from cv.embed import load_default_model
 
-        model = load_default_model()
-        x, _ = embed_files(paths, model=model, jobs=2)
-        ranked = ranking_scores(x, calibration_of(model))
+        model = load_default_model()  # ranked as `sliplink eval` ranks ("as similar ranks")
+        x, _, _, designs, _ = _embed(paths, model=model, jobs=2, templates=None)
+        ranked = design_penalised(ranking_scores(x, _model_calibration(model)), designs)
     sets, cpu = [], []
     for k, p in enumerate(paths):
         image = load_image(p.read_bytes())
@@ -115,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "glyphs_per_image_median": float(np.median([len(s) for s in sets])),
         "no_glyphs": int(sum(len(s) == 0 for s in sets)),
         "glyph_cpu_ms_median": round(float(np.median(cpu)), 2),
-        "glyph_score": _retrieval(sim, writers, kinds),
+        "glyph_score": _retrieval(sim, writers, kinds, templates),
         "same_writer_quantiles": {q: round(float(np.quantile(pos, q)), 4) for q in (0.1, 0.5, 0.9)},
         "different_writer_quantiles": {
             q: round(float(np.quantile(neg, q)), 4) for q in (0.5, 0.9, 0.99)
@@ -126,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         z_r = (ranked - ranked[iu].mean()) / ranked[iu].std()
         g = np.where(np.isnan(sim), np.nanmean(vals), sim)
         z_g = (g - g[iu].mean()) / g[iu].std()
-        report["ranked"] = _retrieval(ranked, writers, kinds)
+        report["ranked"] = _retrieval(ranked, writers, kinds, templates)
         for w in (float(v) for v in args.weights.split(",")):
-            report[f"ranked_plus_glyphs_{w}"] = _retrieval(z_r + w * z_g, writers, kinds)
+            report[f"ranked_plus_glyphs_{w}"] = _retrieval(z_r + w * z_g, writers, kinds, templates)
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.json:
