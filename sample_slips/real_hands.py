@@ -30,16 +30,26 @@ UNIPEN_STROKE_WIDTH = 6.0
 # UNIPEN's capitals are ~76 px tall (median), a generated writer's 24-40 px: 0.4 brings them
 # to a slip's handwriting size.
 SLIP_SCALE = 0.4
+# ... but no crop's letters come out smaller than this (median letter height, px at the
+# reference ~150 dpi: 2.3 mm).  UNIPEN's words vary in size more than slips' handwriting does:
+# at 0.4, 12 % of its crops (nearly all words) had smaller letters, a twentieth of the words
+# 10 px and less, and the smallest (a 20-px-wide "word") were specks no separator could keep.
+MIN_LETTER_HEIGHT = 14.0
 STAMP_RATE = 0.8  # as the generator's slips
 
 
 def hand_layer(crop: np.ndarray, scale: float) -> np.ndarray:
-    """A crop's ink as handwriting coverage (255 = ink) resized by ``scale``, its strokes
-    thickened back to about a biro's width on a slip (resizing alone thins UNIPEN's 6 px pen
-    to 2.4 px at 0.4)."""
-    from cv.preprocess import flatten_background
+    """A crop's ink as handwriting coverage (255 = ink) resized by ``scale`` (raised so its
+    letters reach :data:`MIN_LETTER_HEIGHT`), its strokes thickened back to about a biro's
+    width on a slip (resizing alone thins UNIPEN's 6 px pen to 2.4 px at 0.4)."""
+    from cv.features.style import letter_height
+    from cv.preprocess import binarise, flatten_background
 
-    cov = cv2.bitwise_not(flatten_background(crop))
+    flat = flatten_background(crop)
+    height = letter_height(binarise(flat).view(np.uint8))
+    if np.isfinite(height) and height * scale < MIN_LETTER_HEIGHT:
+        scale = MIN_LETTER_HEIGHT / height
+    cov = cv2.bitwise_not(flat)
     cov[cov < 40] = 0  # paper grain left by the flattening is not ink
     small = cv2.resize(cov, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     grow = int(round(SLIP_STROKE_WIDTH - UNIPEN_STROKE_WIDTH * scale))

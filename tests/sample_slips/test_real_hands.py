@@ -9,8 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from cv.features.style import letter_height
 from cv.preprocess import binarise, estimate_stroke_width, flatten_background
 from sample_slips.real_hands import (
+    MIN_LETTER_HEIGHT,
     SLIP_SCALE,
     SLIP_STROKE_WIDTH,
     UNIPEN_DIR,
@@ -53,6 +55,16 @@ def test_hand_layer_draws_a_slip_sized_biro_stroke() -> None:
     # thinned by the resize, thickened back to about a biro's on a slip
     assert abs(width - SLIP_STROKE_WIDTH) < 1.2, (width, original)
     assert original * SLIP_SCALE < width
+
+
+def test_tiny_writing_is_brought_up_to_a_legible_size() -> None:
+    crop = cv2.imread(str(UNIPEN_DIR / "images" / _rows()[0]["image"]), cv2.IMREAD_GRAYSCALE)
+    normal = letter_height((hand_layer(crop, SLIP_SCALE) > 90).view(np.uint8))
+    assert normal >= MIN_LETTER_HEIGHT  # as written: the factor alone
+    tiny = cv2.resize(crop, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    layer = hand_layer(tiny, SLIP_SCALE)
+    assert layer.shape[0] > round(tiny.shape[0] * SLIP_SCALE) + 5
+    assert abs(letter_height((layer > 90).view(np.uint8)) - MIN_LETTER_HEIGHT) <= 3
 
 
 def test_write_real_set_writes_a_labelled_set_with_masks(tmp_path: Path) -> None:
