@@ -17,8 +17,10 @@ The crops are resized by ``--scale`` (0.4: UNIPEN's capitals are ~76 px tall, a 
 writer's 24-40 px) and their strokes thickened back to a biro's width on a slip. Each set's
 pixel precision / recall of the kept handwriting is reported with it (``separation``).
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/real_slips.py [--split heldout|fit] [--out DIR]
-[--jobs 2] [--json F]``.  Prints the three sets' retrieval and clustering figures as JSON.
+Run: ``PYTHONPATH=. .venv/bin/python bench/real_slips.py [--split heldout|fit] [--seeds 0,1,2]
+[--out DIR] [--jobs 2] [--json F]``.  Prints the three sets' retrieval and clustering figures
+as JSON; with ``--seeds`` each draw's and the draws pooled (retrieval averaged, clustering
+pairs summed: one draw links too few pairs for its precision to mean much).
 """
 
 from __future__ import annotations
@@ -98,11 +100,33 @@ SUMMARY_KEYS = (
     "best_pairwise_f1",
     "live_precision",
     "live_recall",
+    "pairs_right",
+    "pairs_linked",
+    "pairs_true",
+    "live_pairs_right",
+    "live_pairs_linked",
+    "live_pairs_true",
 )
+# retrieval figures averaged over draws; pair counts summed (precision from the pooled pairs:
+# a draw links a handful of pairs, one wrong link moves its own precision by 0.1-0.7)
+MEAN_KEYS = ("norm_map", "norm_top1", "norm_top5", "map", "top1", "no_handwriting")
 
 
 def _summary(report: dict) -> dict:
     return {k: report[k] for k in SUMMARY_KEYS if k in report}
+
+
+def pooled(draws: list[dict]) -> dict:
+    """One set's figures over several draws: retrieval averaged, clustering pairs pooled."""
+    out: dict = {k: round(sum(d[k] for d in draws) / len(draws), 4) for k in MEAN_KEYS}
+    for prefix in ("", "live_"):
+        right, linked, true_pairs = (
+            sum(d[f"{prefix}pairs_{k}"] for d in draws) for k in ("right", "linked", "true")
+        )
+        out[f"{prefix}pairs"] = [right, linked, true_pairs]
+        out[f"{prefix}precision"] = round(right / linked, 4) if linked else None
+        out[f"{prefix}recall"] = round(right / true_pairs, 4) if true_pairs else None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=SLIP_SCALE)
     ap.add_argument("--per-slip", type=int, default=1, help="crops of one writer on a slip")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="several draws, e.g. 0,1,2: each one and all pooled (overrides --seed)",
+    )
     ap.add_argument(
         "--out", type=Path, default=None, help="keep the sets here (default: a temporary folder)"
     )
@@ -138,30 +167,37 @@ def main(argv: list[str] | None = None) -> int:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-        result = {
+        seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+        result: dict = {
             "split": args.split,
             "crops": len(rows),
             "scale": args.scale,
-            "seed": args.seed,
+            "seeds": seeds,
             "per_slip": args.per_slip,
         }
-        sets = {"plain": (UNIPEN / "images", plain_labels)}
+        print("evaluating plain", file=sys.stderr)
+        result["plain"] = _summary(
+            eval_report(UNIPEN / "images", plain_labels, jobs=args.jobs, model=args.model)
+        )
         for name, printed in (("blank", False), ("slips", True)):
-            labels = build(
-                rows,
-                root / name,
-                scale=args.scale,
-                printed=printed,
-                seed=args.seed,
-                split=args.split,
-                per_slip=args.per_slip,
-            )
-            sets[name] = (root / name, labels)
-        for name, (images, labels) in sets.items():
-            print(f"evaluating {name}", file=sys.stderr)
-            result[name] = _summary(eval_report(images, labels, jobs=args.jobs, model=args.model))
-            if name != "plain":
-                result[name]["separation"] = separation(images, labels)
+            draws = []
+            for seed in seeds:
+                folder = root / (name if len(seeds) == 1 else f"{name}_{seed}")
+                labels = build(
+                    rows,
+                    folder,
+                    scale=args.scale,
+                    printed=printed,
+                    seed=seed,
+                    split=args.split,
+                    per_slip=args.per_slip,
+                )
+                print(f"evaluating {name}, draw {seed}", file=sys.stderr)
+                draws.append(
+                    _summary(eval_report(folder, labels, jobs=args.jobs, model=args.model))
+                )
+                draws[-1]["separation"] = separation(folder, labels)
+            result[name] = draws[0] if len(seeds) == 1 else {"draws": draws, **pooled(draws)}
     emit(result, args.json)
     return 0
 

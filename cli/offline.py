@@ -329,6 +329,9 @@ def evaluate_embeddings(
         if live is not None:
             result.update(_live_replay(plain, writers, keep, live))
     result.update(metrics.clustering_scores(writers, labels))
+    # the counts behind the pairwise figures, so that runs on several sets can be pooled
+    right, linked, true_pairs = metrics.pair_counts(writers, labels)
+    result.update(pairs_right=right, pairs_linked=linked, pairs_true=true_pairs)
     if distinct_writers is not None:
         result.update(_split_writers(vectors, writers, distinct_writers))
     if labels_out is not None:
@@ -350,6 +353,9 @@ def _live_replay(x: np.ndarray, writers: np.ndarray, usable: np.ndarray, live) -
         x, writers, live, orders=LIVE_REPLAY_ORDERS, usable=usable
     )
     return {
+        "live_pairs_right": right,
+        "live_pairs_linked": linked,
+        "live_pairs_true": true_pairs,
         "live_merge_threshold": float(live.merge_threshold),
         "live_pair_threshold": float(live.pair_threshold),
         "live_precision": right / linked if linked else 1.0,

@@ -95,6 +95,12 @@ def test_eval_prints_and_writes_all_figures(small_dir, tmp_path):
     ):
         assert key in figures
     assert figures["n"] == 9 and 0.0 <= figures["map"] <= 1.0
+    # the counts behind the pairwise figures (for pooling several runs)
+    right, linked, true_pairs = (figures[f"pairs_{k}"] for k in ("right", "linked", "true"))
+    assert figures["pairwise_precision"] == (right / linked if linked else 1.0)
+    assert true_pairs > 0 and figures["pairwise_recall"] == right / true_pairs
+    live = [figures[f"live_pairs_{k}"] for k in ("right", "linked", "true")]
+    assert live[2] == 3 * true_pairs  # three arrival orders pooled
     assert "one slip at a time as they arrive" in res.stdout  # the shipped model's live points
     # every slip here keeps enough handwriting (slip_00001's faint hand was flagged
     # too_little_handwriting by the separator before session 19: 601 ink pixels kept)
