@@ -237,7 +237,10 @@ def test_analyst_rejects_a_cluster_link_and_sees_linked_customers(
         _, slip_b = _bet_with_slip(
             till, sample_slip(tmp_path, 32), customer_id=b["id"], selection="Misty Sovereign"
         )
-    # wait for the pipeline to assign both slips, then put them in one cluster (what the
+        _, slip_c = _bet_with_slip(
+            till, sample_slip(tmp_path, 33), customer_id=None, selection="Misty Sovereign"
+        )
+    # wait for the pipeline to assign the slips, then put them in one cluster (what the
     # clusterer does when one hand writes for two accounts; the clusterer has its own tests)
     deadline = time.monotonic() + 120
     while True:
@@ -245,12 +248,12 @@ def test_analyst_rejects_a_cluster_link_and_sees_linked_customers(
             version = active_model_version(session=s)
             members = s.exec(
                 select(ClusterMember).where(
-                    col(ClusterMember.slip_id).in_([slip_a, slip_b]),
+                    col(ClusterMember.slip_id).in_([slip_a, slip_b, slip_c]),
                     ClusterMember.model_version == version,
                 )
             ).all()
-            if len(members) == 2:
-                cluster = WriterCluster(model_version=version, size=2)
+            if len(members) == 3:
+                cluster = WriterCluster(model_version=version, size=3)
                 s.add(cluster)
                 s.flush()
                 for m in members:
@@ -269,12 +272,20 @@ def test_analyst_rejects_a_cluster_link_and_sees_linked_customers(
     assert "Ann Archer" in page.locator("table.grid tbody").inner_text()
     row.click()
     page.wait_for_url(f"{base}/ui/clusters/{cluster_id}")
-    assert page.locator(".slip-card").count() == 2
+    assert page.locator(".slip-card").count() == 3
     assert "confidence 0.91" in page.locator(".slip-card").first.inner_text()
     page.wait_for_function(
         "() => [...document.querySelectorAll('.slip-card')].every(c => c.dataset.boxes)",
         timeout=60_000,
     )
+    # three slips: nothing picked, no letters yet; picking two compares their letters
+    assert page.locator("#letters-hint").is_visible() and page.locator("#letters").is_hidden()
+    for slip in (slip_a, slip_b):
+        page.check(f'.pick[value="{slip}"]')
+    page.wait_for_function("() => document.getElementById('letters').dataset.pairs", timeout=60_000)
+    assert page.locator("#letters").is_visible()
+    assert page.locator("#letter-pairs .letter-pair").count() >= 5
+    assert f"slip {slip_a} and slip {slip_b}" in page.locator("#letters-title").inner_text()
     screenshot(page, "cluster_review")
     page.fill("#link-note", "different hands: the 7s differ")
     page.locator("body").click(position={"x": 5, "y": 5})

@@ -64,7 +64,7 @@
     el.closest(".slip-card").classList.toggle("selected", el.checked);
   });
 
-  // ---- letters compared: the two picked slips (or the first two) side by side, glyph by glyph
+  // ---- letters compared: the two picked slips side by side, glyph by glyph
   var letters = document.getElementById("letters");
   function loaded(img) {
     return new Promise(function (resolve) {
@@ -84,9 +84,6 @@
   function compareLetters() {
     if (!letters) return;
     var ids = picked();
-    if (!document.querySelector(".pick")) {
-      ids = Array.prototype.map.call(document.querySelectorAll(".slip-card"), function (c) { return parseInt(c.dataset.slipId, 10); });
-    }
     if (ids.length !== 2) { letters.hidden = true; compared = ""; return; }
     var key = ids.join("-");
     if (key === compared) { letters.hidden = false; return; }
