@@ -22,14 +22,26 @@ input image's pixels.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["GLYPH_SIZE", "GlyphMatch", "Glyphs", "compare_glyphs", "glyph_set", "glyphs_of_mask"]
+__all__ = [
+    "GLYPH_SIZE",
+    "GlyphMatch",
+    "Glyphs",
+    "compare_glyphs",
+    "different_writer_share",
+    "glyph_set",
+    "glyphs_of_mask",
+    "load_reference",
+]
 
 # Each glyph is padded to a square and resized to this side before its HOG is taken: letter
 # shape, not size, is compared (sizes differ with the scan's dpi and the box written in).
@@ -49,6 +61,14 @@ MAX_GLYPHS = 300  # the largest ones; a generated slip holds 35 (median), a line
 # The score averages the better half of each glyph's best match in the other slip: letters
 # written on one slip only (different text) have no counterpart and would only add noise.
 SCORE_SHARE = 0.5
+# What a score means: different writers' scores on real handwriting (fit-split writers only),
+# per bin of the smaller glyph count of the pair, as quantiles (bench/glyph_reference.py
+# writes the file).  Scores rise with the letters compared: the median different-writer pair
+# scores about 0.41 with 1-2 glyphs and 0.60 with 26 or more.
+REFERENCE_PATH = Path(__file__).resolve().parent / "models" / "glyph_reference.json"
+REFERENCE_BINS = (1, 3, 5, 8, 12, 18, 26, 10_000)
+REFERENCE_QUANTILES = (0.0, *(k / 20 for k in range(1, 20)), 0.99, 1.0)
+MIN_REFERENCE_PAIRS = 100  # a bin with fewer pairs says nothing
 
 
 @dataclass(frozen=True)
@@ -147,3 +167,31 @@ def compare_glyphs(a: Glyphs, b: Glyphs, *, top: int = 12) -> GlyphMatch:
 
     score = 0.5 * (better_half(sim.max(axis=1)) + better_half(sim.max(axis=0)))
     return GlyphMatch(pairs, round(score, 4))
+
+
+@lru_cache(maxsize=4)
+def load_reference(path: Path = REFERENCE_PATH) -> dict:
+    """The different-writer reference (see :data:`REFERENCE_PATH`); {} when there is none."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def different_writer_share(
+    score: float | None, glyphs: int, reference: dict | None = None
+) -> float | None:
+    """The share of different writers' pairs with as many glyphs (``glyphs``: the smaller
+    count of the two slips) that score below ``score`` on real handwriting, by linear
+    interpolation between the reference's quantiles; None without a score or a reference
+    bin of :data:`MIN_REFERENCE_PAIRS` pairs."""
+    ref = load_reference() if reference is None else reference
+    if score is None or not ref:
+        return None
+    for b in ref["bins"]:
+        lo, hi = b["glyphs"]
+        if lo <= glyphs <= hi:
+            if b["pairs"] < MIN_REFERENCE_PAIRS:
+                return None
+            return float(np.interp(score, b["quantiles"], ref["quantiles"]))
+    return None

@@ -736,7 +736,7 @@ def slip_letters(
     except Exception as exc:  # noqa: BLE001 - evidence is optional; the review page still works
         return JSONResponse({"slip": slip_id, "other": other, "pairs": [], "score": None,
                              "error": type(exc).__name__})  # fmt: skip
-    from cv.glyphs import compare_glyphs
+    from cv.glyphs import compare_glyphs, different_writer_share
 
     match = compare_glyphs(a, b, top=top)
     return JSONResponse(
@@ -745,6 +745,9 @@ def slip_letters(
             "other": other,
             "glyphs": [len(a), len(b)],
             "score": match.score,
+            # of different writers' pairs with as many letters (real handwriting), the share
+            # that scored lower; None where that reference has too few such pairs
+            "different_writers_below": different_writer_share(match.score, min(len(a), len(b))),
             "pairs": [
                 {"slip": a.boxes[i].tolist(), "other": b.boxes[j].tolist(), "similarity": s}
                 for i, j, s in match.pairs

@@ -45,9 +45,12 @@ def test_two_slips_of_one_writer_match_letter_for_letter(client, session, keys) 
             img = images[slip_id]
             assert 0 <= r0 < r1 <= img.shape[0] and 0 <= c0 < c1 <= img.shape[1]
             assert int(np.min(img[r0:r1, c0:c1])) < 128
+    # against different writers' real handwriting with as many letters: stands out
+    assert body["different_writers_below"] >= 0.95
     for other in (c, d):
         got = client.get(f"/ui/slips/{a}/letters", params={"other": other}).json()
         assert got["score"] < body["score"], (other, got["score"], body["score"])
+        assert got["different_writers_below"] < body["different_writers_below"]
     # ml reviews clusters too
     assert client.get(f"/ui/slips/{a}/letters", params={"other": b, "top": 3},
                       headers=auth(keys.ml)).json()["pairs"].__len__() == 3  # fmt: skip

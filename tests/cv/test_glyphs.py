@@ -102,3 +102,31 @@ def test_real_capitals_match_their_writer_better_than_other_writers() -> None:
             (same if rows[i]["writer"] == rows[j]["writer"] else other).append(score)
     assert len(same) > 100
     assert auc(np.array(same), np.array(other)) >= 0.8
+
+
+def test_the_shipped_reference_reads_a_score_against_different_writers() -> None:
+    from cv.glyphs import (
+        REFERENCE_BINS,
+        REFERENCE_QUANTILES,
+        different_writer_share,
+        load_reference,
+    )
+
+    ref = load_reference()
+    assert ref["quantiles"] == list(REFERENCE_QUANTILES)
+    assert [b["glyphs"][0] for b in ref["bins"]] == list(REFERENCE_BINS[:-1])
+    for b in ref["bins"]:
+        assert b["pairs"] >= 400 and b["quantiles"] == sorted(b["quantiles"])
+    # more letters compared, higher scores between different writers (so one number cannot serve)
+    medians = [b["quantiles"][ref["quantiles"].index(0.5)] for b in ref["bins"]]
+    assert medians == sorted(medians) and medians[-1] > medians[0] + 0.1
+    # the share below a score: monotone in the score, lower for the same score with more letters
+    shares = [different_writer_share(s, 10) for s in (0.3, 0.5, 0.6, 0.7, 0.95)]
+    assert shares == sorted(shares) and shares[0] < 0.05 and shares[-1] == 1.0  # type: ignore[operator]
+    assert different_writer_share(0.6, 30) < different_writer_share(0.6, 2)  # type: ignore[operator]
+    assert different_writer_share(None, 10) is None and different_writer_share(0.6, 0) is None
+    sparse = {
+        "quantiles": [0.0, 1.0],
+        "bins": [{"glyphs": [1, 99], "pairs": 5, "quantiles": [0.1, 0.9]}],
+    }
+    assert different_writer_share(0.5, 3, sparse) is None

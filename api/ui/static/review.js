@@ -109,7 +109,9 @@
       document.getElementById("letters-title").textContent = data.score === null
         ? "(slip " + ids[0] + " or " + ids[1] + " has no letters to compare)"
         : "slip " + ids[0] + " and slip " + ids[1] + ": letter match " + data.score.toFixed(2) +
-          " over " + data.glyphs[0] + " and " + data.glyphs[1] + " letters";
+          " over " + data.glyphs[0] + " and " + data.glyphs[1] + " letters" +
+          (data.different_writers_below === null ? "" : " (higher than " +
+            Math.floor(100 * data.different_writers_below) + " % of different writers' pairs with as many letters)");
       letters.dataset.pairs = String(data.pairs.length);
       letters.hidden = false;
     }).catch(function (e) { letters.dataset.pairs = "error"; });
