@@ -37,6 +37,7 @@ __all__ = [
     "estimate_stroke_width",
     "estimate_x_height",
     "flatten_background",
+    "boxes_of_mask",
     "handwriting_boxes",
     "handwriting_mask",
     "load_image",
@@ -869,7 +870,11 @@ def handwriting_boxes(
     gap : int
         Ink closer than this (px) joins one box; 0 = automatic (3 stroke widths, >= 8 px).
     """
-    hand = handwriting_mask(image, templates=templates)
+    return boxes_of_mask(handwriting_mask(image, templates=templates), gap=gap)
+
+
+def boxes_of_mask(hand: NDArray[np.bool_], *, gap: int = 0) -> list[tuple[int, int, int, int]]:
+    """:func:`handwriting_boxes` of a handwriting mask already computed."""
     if gap <= 0:
         sw = estimate_stroke_width(hand)
         gap = max(8, int(round(3 * sw))) if math.isfinite(sw) else 8

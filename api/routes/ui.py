@@ -674,14 +674,23 @@ def evidence_context(
 
 
 # ---------------------------------------------------------------- handwriting boxes
-@lru_cache(maxsize=512)
-def _boxes_for(sha256: str, png: bytes) -> tuple[tuple[int, int, int, int], ...]:
-    # keyed by the image digest, so a replaced slip never shows stale boxes
+@lru_cache(maxsize=8)
+def _hand_mask_for(sha256: str, png: bytes):  # type: ignore[no-untyped-def]  # -> bool array
+    # the separation, once for a page's boxes and letters (keyed by the image digest, so a
+    # replaced slip never shows stale ones; few kept: a 1.2 MP mask holds 1.2 MB)
     from cv.imageio import decode_greyscale
-    from cv.preprocess import handwriting_boxes
+    from cv.preprocess import handwriting_mask
 
     image, _ = decode_greyscale(png, max_pixels=200_000_000)
-    return tuple(tuple(int(v) for v in box) for box in handwriting_boxes(image))  # type: ignore[misc]
+    return handwriting_mask(image)
+
+
+@lru_cache(maxsize=512)
+def _boxes_for(sha256: str, png: bytes) -> tuple[tuple[int, int, int, int], ...]:
+    from cv.preprocess import boxes_of_mask
+
+    boxes = boxes_of_mask(_hand_mask_for(sha256, png))
+    return tuple(tuple(int(v) for v in box) for box in boxes)  # type: ignore[misc]
 
 
 @router.get("/ui/slips/{slip_id}/boxes")
@@ -705,12 +714,9 @@ def slip_boxes(slip_id: int, session: SessionDep, actor: AnyUser) -> JSONRespons
 
 @lru_cache(maxsize=128)
 def _glyphs_for(sha256: str, png: bytes):  # type: ignore[no-untyped-def]  # -> cv.glyphs.Glyphs
-    # keyed by the image digest, as the boxes are
-    from cv.glyphs import glyph_set
-    from cv.imageio import decode_greyscale
+    from cv.glyphs import glyphs_of_mask
 
-    image, _ = decode_greyscale(png, max_pixels=200_000_000)
-    return glyph_set(image)
+    return glyphs_of_mask(_hand_mask_for(sha256, png))
 
 
 @router.get("/ui/slips/{slip_id}/letters")
