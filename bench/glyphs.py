@@ -46,15 +46,11 @@ def score_matrix(sets: list) -> np.ndarray:
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a same-writer pair outscores a different-writer pair), ties half."""
-    allv = np.concatenate([pos, neg])
-    ranks = np.argsort(np.argsort(allv, kind="stable"), kind="stable").astype(np.float64) + 1
-    # average ranks of ties
-    _, inv, counts = np.unique(allv, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]
-    r_pos = ranks[: len(pos)].sum()
-    return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """P(a same-writer pair outscores a different-writer pair), ties half (ROC AUC)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return float(roc_auc_score(labels, np.r_[pos, neg]))
 
 
 def _retrieval(
