@@ -4,17 +4,18 @@
 (function () {
   var toggle = document.getElementById("show-boxes");
 
+  function loaded(img) {
+    return new Promise(function (resolve) {
+      if (img.complete && img.naturalWidth) resolve(); else img.addEventListener("load", resolve, { once: true });
+    });
+  }
+
   function drawBoxes(card) {
     var img = card.querySelector(".slip-view img");
     var view = card.querySelector(".slip-view");
     var crops = card.querySelector(".crops");
     var id = card.dataset.slipId;
-    Promise.all([
-      sliplink.api("GET", "/ui/slips/" + id + "/boxes"),
-      new Promise(function (resolve) {
-        if (img.complete && img.naturalWidth) resolve(); else img.addEventListener("load", resolve, { once: true });
-      })
-    ]).then(function (res) {
+    Promise.all([sliplink.api("GET", "/ui/slips/" + id + "/boxes"), loaded(img)]).then(function (res) {
       var data = res[0];
       var W = img.naturalWidth || data.width, H = img.naturalHeight || data.height;
       card.dataset.boxes = String(data.boxes.length);
@@ -66,11 +67,6 @@
 
   // ---- letters compared: the two picked slips side by side, glyph by glyph
   var letters = document.getElementById("letters");
-  function loaded(img) {
-    return new Promise(function (resolve) {
-      if (img.complete && img.naturalWidth) resolve(); else img.addEventListener("load", resolve, { once: true });
-    });
-  }
   function glyphCanvas(img, b, height) {
     var h = b[2] - b[0], w = b[3] - b[1], pad = 2;
     var scale = height / (h + 2 * pad);
