@@ -14,10 +14,9 @@ import json
 import secrets
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -674,23 +673,50 @@ def evidence_context(
 
 
 # ---------------------------------------------------------------- handwriting boxes
-@lru_cache(maxsize=8)
+class _DigestCache:
+    """The last ``size`` results computed for stored images, keyed by the image's digest only
+    (so a replaced slip never shows stale ones, and the cache holds no image bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self._items, self._lock = size, OrderedDict[str, Any](), threading.Lock()
+
+    def get(self, digest: str, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if digest in self._items:
+                self._items.move_to_end(digest)
+                return self._items[digest]
+        value = compute()  # outside the lock: a slow image does not hold up the others
+        with self._lock:
+            self._items[digest] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+# few masks (a 1.2 MP mask holds 1.2 MB): enough for one page's boxes and letters to share
+# one separation a slip; boxes and glyphs are small
+_MASKS, _BOXES, _GLYPHS = _DigestCache(8), _DigestCache(512), _DigestCache(128)
+
+
 def _hand_mask_for(sha256: str, png: bytes):  # type: ignore[no-untyped-def]  # -> bool array
-    # the separation, once for a page's boxes and letters (keyed by the image digest, so a
-    # replaced slip never shows stale ones; few kept: a 1.2 MP mask holds 1.2 MB)
-    from cv.imageio import decode_greyscale
-    from cv.preprocess import handwriting_mask
+    def separate():  # type: ignore[no-untyped-def]
+        from cv.imageio import decode_greyscale
+        from cv.preprocess import handwriting_mask
 
-    image, _ = decode_greyscale(png, max_pixels=200_000_000)
-    return handwriting_mask(image)
+        image, _ = decode_greyscale(png, max_pixels=200_000_000)
+        return handwriting_mask(image)
+
+    return _MASKS.get(sha256, separate)
 
 
-@lru_cache(maxsize=512)
 def _boxes_for(sha256: str, png: bytes) -> tuple[tuple[int, int, int, int], ...]:
     from cv.preprocess import boxes_of_mask
 
-    boxes = boxes_of_mask(_hand_mask_for(sha256, png))
-    return tuple(tuple(int(v) for v in box) for box in boxes)  # type: ignore[misc]
+    def boxes() -> tuple[tuple[int, int, int, int], ...]:
+        found = boxes_of_mask(_hand_mask_for(sha256, png))
+        return tuple(tuple(int(v) for v in box) for box in found)  # type: ignore[misc]
+
+    return _BOXES.get(sha256, boxes)  # type: ignore[no-any-return]
 
 
 @router.get("/ui/slips/{slip_id}/boxes")
@@ -712,11 +738,10 @@ def slip_boxes(slip_id: int, session: SessionDep, actor: AnyUser) -> JSONRespons
     )
 
 
-@lru_cache(maxsize=128)
 def _glyphs_for(sha256: str, png: bytes):  # type: ignore[no-untyped-def]  # -> cv.glyphs.Glyphs
     from cv.glyphs import glyphs_of_mask
 
-    return glyphs_of_mask(_hand_mask_for(sha256, png))
+    return _GLYPHS.get(sha256, lambda: glyphs_of_mask(_hand_mask_for(sha256, png)))
 
 
 @router.get("/ui/slips/{slip_id}/letters")

@@ -68,3 +68,26 @@ def test_bad_requests_get_a_clear_error_and_a_till_none(client, session, keys) -
     assert (
         client.get(f"/ui/slips/{a}/letters", params={"other": b}, headers=till).status_code == 403
     )
+
+
+def test_the_review_caches_keep_results_by_digest_not_image_bytes() -> None:
+    from api.routes.ui import _DigestCache
+
+    cache, calls = _DigestCache(2), []
+
+    def compute(name: str):  # type: ignore[no-untyped-def]
+        def run() -> str:
+            calls.append(name)
+            return name.upper()
+
+        return run
+
+    assert cache.get("a", compute("a")) == "A" and cache.get("a", compute("a")) == "A"
+    assert cache.get("b", compute("b")) == "B"
+    cache.get("a", compute("a"))  # a is now the most recent: c pushes b out
+    cache.get("c", compute("c"))
+    assert cache.get("a", compute("a")) == "A" and cache.get("b", compute("b")) == "B"
+    assert calls == ["a", "b", "c", "b"]
+    assert list(cache._items) == ["a", "b"] and all(
+        isinstance(v, str) for v in cache._items.values()
+    )
