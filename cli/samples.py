@@ -50,6 +50,13 @@ def generate_cmd(
             "--templates/--no-templates", help="Also write blank designs to OUT/templates/."
         ),
     ] = False,
+    first_writer: Annotated[
+        int,
+        typer.Option(
+            "--first-writer",
+            help="Number of the first writer (1 = w001); a writer is the same person in every set.",
+        ),
+    ] = 1,
 ) -> None:
     """Write slip images, labels.csv, bets.json and writers.json into OUT."""
     from sample_slips import generate, template_images
@@ -62,6 +69,8 @@ def generate_cmd(
         _fail(f"--seed must be >= 0, got {seed}")
     if jobs < 1:
         _fail(f"--jobs must be >= 1, got {jobs}")
+    if first_writer < 1:
+        _fail(f"--first-writer must be >= 1, got {first_writer}")
     if split not in ("heldout", "fit"):
         _fail(f"--split must be 'heldout' or 'fit', got {split!r}")
     total = writers * slips_per_writer
@@ -90,6 +99,7 @@ def generate_cmd(
             masks=masks,
             jobs=jobs,
             progress=progress,
+            first_writer=first_writer,
         )
         if templates:
             template_images(out / "templates")

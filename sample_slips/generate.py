@@ -199,6 +199,7 @@ def generate(
     jobs: int = 1,
     progress: Progress | None = None,
     random_designs: float = 0.0,
+    first_writer: int = 1,
 ) -> Path:
     """Generate a labelled set of slips.
 
@@ -227,6 +228,9 @@ def generate(
     random_designs : float
         Fit split only: fraction of slips drawn on procedurally randomised designs (for
         fitting the print/handwriting separator on more than four layouts); 0 = none.
+    first_writer : int
+        Number of the set's first writer in the split (1 = w001); writers past those of any
+        earlier set are writers no figure has seen.
 
     Returns
     -------
@@ -251,6 +255,7 @@ def generate(
         seed=seed,
         split=split,
         random_designs=random_designs,
+        first_writer=first_writer,
     )
     tasks = [(p, seed, str(out_dir), masks) for p in plan.slips]
     total = len(tasks)

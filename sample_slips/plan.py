@@ -394,9 +394,19 @@ SCENARIOS = (
 
 
 def make_plan(
-    *, writers: int, slips_per_writer: int, seed: int, split: str, random_designs: float = 0.0
+    *,
+    writers: int,
+    slips_per_writer: int,
+    seed: int,
+    split: str,
+    random_designs: float = 0.0,
+    first_writer: int = 1,
 ) -> Plan:
     """Decide every slip of a set. Deterministic in its arguments.
+
+    The set's writers are numbers ``first_writer`` .. ``first_writer + writers - 1`` of the
+    split (a writer is the same person in every set, :func:`sample_slips.writers.make_writer`),
+    so a set of writers no earlier set held starts past the largest one used.
 
     ``random_designs`` (fit split only) is the fraction of slips drawn on a procedurally
     randomised design (``sample_slips.templates.random_design_name``) instead of a fit
@@ -409,7 +419,9 @@ def make_plan(
     rng = np.random.default_rng([seed, 7919])
     # Its own stream: the other draws (and so every set without random designs) are unchanged.
     design_rng = np.random.default_rng([seed, 15485863])
-    ws = [make_writer(split, i) for i in range(writers)]
+    if first_writer < 1:
+        raise ValueError(f"first_writer must be >= 1, got {first_writer!r}")
+    ws = [make_writer(split, first_writer - 1 + i) for i in range(writers)]
     designs = templates_for(split)
     shops = [{"code": c, "name": n, "region": r} for c, n, r in SHOPS]
     customers: list[dict[str, object]] = []

@@ -38,6 +38,21 @@ def test_other_seed_other_slips_same_writers(tmp_path: Path) -> None:
     assert (a / "writers.json").read_bytes() == (b / "writers.json").read_bytes()
 
 
+def test_a_set_can_start_past_the_writers_of_earlier_sets(tmp_path: Path) -> None:
+    """--first-writer: writers 1001-1002 are new people; writer 2 is the same in both sets."""
+    late = generate(tmp_path / "late", writers=2, slips_per_writer=1, seed=4, first_writer=1001)
+    early = generate(tmp_path / "early", writers=2, slips_per_writer=1, seed=4)
+    with (late / "labels.csv").open(newline="") as fh:
+        assert [r["writer"] for r in csv.DictReader(fh)] == ["w1001", "w1002"]
+    shifted = generate(tmp_path / "shift", writers=1, slips_per_writer=1, seed=4, first_writer=2)
+    people = [json.loads((d / "writers.json").read_text()) for d in (early, shifted, late)]
+    assert people[1]["w002"] == people[0]["w002"] and "w001" not in people[1]
+    style = [{k: v for k, v in w.items() if k != "id"} for w in people[0].values()]
+    assert all({k: v for k, v in w.items() if k != "id"} not in style for w in people[2].values())
+    with pytest.raises(ValueError, match="first_writer"):
+        generate(tmp_path / "bad", writers=1, slips_per_writer=1, seed=4, first_writer=0)
+
+
 def test_fit_split_uses_fit_fonts_designs_and_ids(tmp_path: Path) -> None:
     out = generate(tmp_path / "f", writers=4, slips_per_writer=3, seed=5, split="fit")
     with (out / "labels.csv").open(newline="") as fh:
