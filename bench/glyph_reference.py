@@ -29,13 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cv.glyphs import (  # noqa: E402
-    REFERENCE_BINS,
-    REFERENCE_PATH,
-    REFERENCE_QUANTILES,
-    compare_glyphs,
-    glyph_set,
-)
+from bench.glyphs import score_matrix  # noqa: E402
+from cv.glyphs import REFERENCE_BINS, REFERENCE_PATH, REFERENCE_QUANTILES, glyph_set  # noqa: E402
 from sample_slips.real_hands import UNIPEN_DIR, by_writer_slips, write_real_set  # noqa: E402
 from sample_slips.splits import templates_for, unipen_split  # noqa: E402
 
@@ -46,17 +41,17 @@ SLIP_SETS = ((1, 7), (2, 8), (3, 10), (4, 9))  # (crops a slip, seed)
 def different_writer_scores(folder: Path, rows: list[dict], rng: np.random.Generator) -> list:
     """(smaller glyph count, score) of different writers' image pairs of one set."""
     sets = [glyph_set(cv2.imread(str(folder / r["image"]), cv2.IMREAD_GRAYSCALE)) for r in rows]
+    scores = score_matrix(sets)
     writers = [r["writer"] for r in rows]
     pairs = [(i, j) for i in range(len(rows)) for j in range(i + 1, len(rows))]
     pairs = [(i, j) for i, j in pairs if writers[i] != writers[j]]
     if len(pairs) > MAX_PAIRS:
         pairs = [pairs[k] for k in rng.choice(len(pairs), MAX_PAIRS, replace=False)]
-    out = []
-    for i, j in pairs:
-        score = compare_glyphs(sets[i], sets[j], top=0).score
-        if score is not None:
-            out.append((min(len(sets[i]), len(sets[j])), score))
-    return out
+    return [
+        (min(len(sets[i]), len(sets[j])), float(scores[i, j]))
+        for i, j in pairs
+        if not np.isnan(scores[i, j])
+    ]
 
 
 def build_reference(unipen_dir: Path = UNIPEN_DIR) -> dict:
