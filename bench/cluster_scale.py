@@ -250,6 +250,12 @@ def run_one(
         out["index_recall_at_k"] = _recall_at_k(X, index, k=k, rng=rng)
         slip_cluster = dict(enumerate(labels.tolist()))
         cluster_sizes = dict(enumerate(np.bincount(labels[labels >= 0]).tolist()))
+        # as the pipeline's assigner keeps them: a joining slip is averaged against them
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(len(cluster_sizes) + 1))
+        cluster_members = {
+            c: order[bounds[c] : bounds[c + 1]].tolist() for c in range(len(cluster_sizes))
+        }
         Q = more_slips(writers[rng.choice(n, size=queries)], params, seed=seed + 7)
         lat = []
         # the live points, as the pipeline assigns (raw cosine when the calibration has none),
@@ -267,6 +273,7 @@ def run_one(
                 k=k,
                 cluster_sizes=cluster_sizes,
                 offsets=cache,
+                cluster_members=cluster_members,
             )
             lat.append((time.perf_counter() - t) * 1000)
             cache.update(a.new_offsets)

@@ -15,7 +15,13 @@ available as ``linkage="single"`` (mutual kNN edges, Maier, Hein & von Luxburg 2
 Incremental assignment uses slip-to-cluster evidence over the slip's k neighbours: the mean
 of its top-m similarities to a cluster's members, members not among the k neighbours counted
 at the k-th neighbour's similarity (an upper bound on what they could score), so one lucky
-match to a large cluster is discounted while agreement with several members is not.
+match to a large cluster is discounted while agreement with several members is not.  A
+cluster that clears the merge threshold on that evidence must clear it again on the slip's
+average score to all its members (``cluster_members``), the quantity the threshold was
+calibrated on (average linkage): a cluster whose few members nearest the slip look like it
+while the rest do not drew wrong writers in one at a time.  Held-out generated slips replayed
+in arrival order (3 orders pooled), pairwise P / R: 60 x 6 0.802 / 0.132 -> 0.897 / 0.126,
+120 x 6 0.895 / 0.075 -> 0.955 / 0.071 (2026-12-07).
 
 Score normalisation: some slips are close to everything (a common font, little ink), so one
 global threshold is too low for them and too high for the rest.  A slip's *offset* is the
@@ -39,7 +45,7 @@ Everything here is pure: numpy arrays and mappings in, arrays, dicts and datacla
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -1894,6 +1900,7 @@ def assign_incremental(
     temperature: float = DEFAULT_TEMPERATURE,
     calibration: Calibration | None = None,
     offsets: Mapping[int, float] | None = None,
+    cluster_members: Mapping[int, Collection[int]] | None = None,
 ) -> Assignment:
     """Decide which cluster a new slip joins, from its neighbours in the index.
 
@@ -1926,6 +1933,12 @@ def assign_incremental(
         Known offsets of indexed slips, used when ``calibration.offset_ranks`` is set: the
         slip's own offset comes from its neighbours at those ranks (``Assignment.offset``),
         a neighbour's missing offset is computed from the index (``Assignment.new_offsets``).
+    cluster_members : mapping cluster id -> slip ids, optional
+        When given, a cluster whose top-m evidence clears the merge threshold must also clear
+        it on the slip's average score to all its indexed members (up to
+        :data:`MEMBERS_AVERAGED` of them), the quantity the merge threshold was calibrated on
+        (batch average linkage), and that average is the evidence.  Without it the top-m
+        evidence decides alone.
 
     Returns
     -------
@@ -1981,6 +1994,16 @@ def assign_incremental(
     g_rows, g_lab, ev = _group_evidence(
         np.zeros(int(ok.sum()), dtype=np.int64), labs[ok], sc[ok], kth, avail, top_m=int(top_m)
     )
+    if cluster_members is not None and ev.size:
+        unit = normalise_rows(v, name="vector")[0]
+        known = dict(offsets or {}) | fresh
+        for j in np.flatnonzero(ev >= cal.merge_threshold).tolist():
+            members = [
+                m for m in cluster_members.get(int(g_lab[j]), ()) if m != slip_id and m in index
+            ]
+            ev[j], measured = _average_evidence(unit, members, index, own_offset, known, cal)
+            known |= measured
+            fresh |= measured
     best_cluster, best_ev = None, -1.0
     if ev.size:
         j = int(np.lexsort((g_lab, -ev))[0])
@@ -2020,6 +2043,40 @@ def assign_incremental(
     )
 
 
+#: Members of a cluster a joining slip is averaged against (:func:`assign_incremental`);
+#: a larger cluster is represented by an evenly spaced sample of its member ids, which keeps
+#: a join's cost bounded (one batched search for their missing offsets).
+MEMBERS_AVERAGED = 64
+
+
+def _average_evidence(
+    vector: NDArray[np.float32],
+    members: Sequence[int],
+    index: VectorIndex,
+    own_offset: float | None,
+    offsets: Mapping[int, float],
+    cal: Calibration,
+) -> tuple[float, dict[int, float]]:
+    """The slip's average (adjusted) score to the cluster's members and the member offsets
+    it had to measure.  Average linkage: ``mean cos - (b_slip + mean b_member) / 2``."""
+    if not members:
+        return -1.0, {}
+    ids = sorted(members)
+    if len(ids) > MEMBERS_AVERAGED:
+        ids = [ids[i] for i in np.linspace(0, len(ids) - 1, MEMBERS_AVERAGED).astype(int)]
+    mean_cos = float((index.reconstruct(ids) @ vector).mean())
+    if own_offset is None or cal.offset_ranks is None:
+        return mean_cos, {}
+    missing = [i for i in ids if i not in offsets]
+    measured: dict[int, float] = {}
+    if missing:
+        raw = indexed_offsets(index, missing, cal.offset_ranks, fill=cal.typical_offset)
+        shrunk = cal.shrink(list(raw.values()), collection=len(index)).tolist()
+        measured = dict(zip(raw, shrunk, strict=True))
+    mean_offset = float(np.mean([offsets.get(i, measured.get(i, 0.0)) for i in ids]))
+    return mean_cos - 0.5 * (own_offset + mean_offset), measured
+
+
 def replay_arrivals(
     X: ArrayLike,
     calibration: Calibration,
@@ -2037,6 +2094,7 @@ def replay_arrivals(
     index = VectorIndex(x.shape[1])
     slip_cluster: dict[int, int] = {}
     sizes: Counter[int] = Counter()
+    members: defaultdict[int, list[int]] = defaultdict(list)
     offsets: dict[int, float] = {}
     offsets_at, fresh_id = 0, 0
     for i in np.asarray(order, dtype=np.int64).tolist():
@@ -2050,6 +2108,7 @@ def replay_arrivals(
             k=k,
             cluster_sizes=sizes,
             offsets=offsets,
+            cluster_members=members,
         )
         offsets.update(a.new_offsets)
         if a.offset is not None:
@@ -2064,6 +2123,7 @@ def replay_arrivals(
         for j in joined:
             slip_cluster[j] = target
             sizes[target] += 1
+            members[target].append(j)
         index.add(np.array([i], dtype=np.int64), x[i : i + 1])
     return np.array([slip_cluster.get(i, -1) for i in range(len(x))], dtype=np.int64)
 

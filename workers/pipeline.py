@@ -30,7 +30,7 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -670,6 +670,8 @@ class Assigner:
         self.index: Any = None
         self.slip_cluster: dict[int, int] = {}
         self.sizes: Counter[int] = Counter()
+        # cluster id -> its slips: a joining slip is averaged against them all
+        self.members: defaultdict[int, set[int]] = defaultdict(set)
         self.last_embedding = 0
         # ids below last_embedding not visible yet when last read (see _read_embeddings)
         self.pending: set[int] = set()
@@ -721,6 +723,7 @@ class Assigner:
             self.index, self.epoch = VectorIndex(dim), epoch
         elif epoch != self.epoch:
             self.slip_cluster, self.sizes, self.last_member = {}, Counter(), 0
+            self.members = defaultdict(set)
             self.epoch = epoch
         self._read_embeddings(session, top_embedding)
         members = session.exec(
@@ -776,9 +779,13 @@ class Assigner:
         before = self.slip_cluster.pop(slip_id, None)
         if before is not None:
             self.sizes[before] -= 1
+            self.members[before].discard(slip_id)
+            if not self.members[before]:
+                del self.members[before]
         if cluster_id is not None:
             self.slip_cluster[slip_id] = int(cluster_id)
             self.sizes[int(cluster_id)] += 1
+            self.members[int(cluster_id)].add(slip_id)
 
     def assign(self, job: SlipJob) -> int | None:
         """Decide and write the membership of ``job.slip_id``; returns its cluster id."""
@@ -819,6 +826,7 @@ class Assigner:
             slip_id=mine,
             cluster_sizes=self.sizes,
             offsets=self.known_offsets(),
+            cluster_members=self.members,
         )
         self.remember_offsets(a, mine)
         if a.cluster_id is not None:
@@ -1035,6 +1043,7 @@ def match_slip(
             k=int(k),
             cluster_sizes=assigner.sizes,
             offsets=assigner.known_offsets(),
+            cluster_members=assigner.members,
         )
         assigner.remember_offsets(found, None)  # the checked slip is not stored
     cluster = None if found.cluster_id is None else (int(found.cluster_id), float(found.confidence))

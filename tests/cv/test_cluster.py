@@ -207,6 +207,32 @@ def test_assign_discounts_a_single_lucky_match_to_a_large_cluster():
     assert sized.cluster_id is None  # 39 members unseen count at the 3rd neighbour's score
 
 
+def test_assign_with_members_averages_the_whole_cluster():
+    # a cluster of six: three members near the query (cosine ~0.96), three far from it
+    # (~-0.45).  Its top three pass 0.5; its average over all six (~0.26) does not, and the
+    # merge threshold is calibrated on that average (batch average linkage).
+    d = 8
+    e = np.eye(d)
+    near = [e[0] + 0.3 * e[j] for j in (1, 2, 3)]
+    far = [-0.5 * e[0] + e[j] for j in (4, 5, 6)]
+    x = normalise_rows(np.array(near + far)).astype(np.float32)
+    ids = [31, 32, 33, 34, 35, 36]
+    index = _index_with(x, ids)
+    clusters = dict.fromkeys(ids, 7)
+    kwargs = dict(index=index, slip_cluster=clusters, threshold=0.5, k=6, cluster_sizes={7: 6})
+    q = e[0].astype(np.float32)
+    top_only = assign_incremental(q, **kwargs)
+    assert top_only.cluster_id == 7
+    assert top_only.evidence == pytest.approx(float(x[:3].dot(q).mean()), abs=1e-5)
+    whole = assign_incremental(q, **kwargs, cluster_members={7: ids})
+    assert whole.cluster_id is None and whole.confidence < 0.5
+    assert whole.evidence == pytest.approx(float(x.dot(q).mean()), abs=1e-5)
+    # a cluster of its three near members only: the average is theirs, and it joins
+    tight = assign_incremental(q, **kwargs, cluster_members={7: ids[:3]})
+    assert tight.cluster_id == 7
+    assert tight.evidence == pytest.approx(float(x[:3].dot(q).mean()), abs=1e-5)
+
+
 def test_assign_starts_a_cluster_with_unclustered_neighbours():
     x = normalise_rows(np.array([[1, 0.1, 0], [1, 0, 0.1], [0, 0, 1]]))
     index = _index_with(x, [21, 22, 23])
