@@ -84,8 +84,10 @@ MODEL_NAME = "sliplink-writer"
 # till stamp cleared from the handwriting (cv.stamp, session 18).  1.2: the print/handwriting
 # separator retrained on more writers and on real crops pasted on forms (session 19).  1.3:
 # a page scanned at a lower resolution (0.3-0.75 MP) is brought to the reference page's size
-# first (cv.preprocess.SMALL_PAGE_PIXELS, session 20); other inputs embed as in 1.2.
-METHOD_VERSION = "1.3"
+# first (cv.preprocess.SMALL_PAGE_PIXELS, session 20); other inputs embed as in 1.2.  1.4: a
+# fold's crease is removed from pages without a printed form (cv.separate.remove_creases,
+# session 22); printed slips and plain crops embed as in 1.3.
+METHOD_VERSION = "1.4"
 # the families computed from the ink alone, and all of them: "learned" also needs a trained
 # network (cv.features.learned), which a model carries in its file
 HANDCRAFTED_FAMILIES = ("hinge", "runlength", "lbp", "vlad", "style", "obif", "cold", "chaincode")

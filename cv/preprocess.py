@@ -80,6 +80,8 @@ SMALL_PAGE_PIXELS = (300_000, 750_000)
 MIN_SIDE = 16
 # Clear the till stamp (:mod:`cv.stamp`) from the handwriting the separator kept.
 STAMPS = True
+# Remove a fold's crease from pages without a printed form (cv.separate.remove_creases).
+CREASES = True
 # Minimum ink/background contrast (grey levels on the flattened image) to call ink.
 MIN_CONTRAST = 40.0
 # Ink at least this much darker than paper always counts, whatever Otsu says.
@@ -681,11 +683,16 @@ def _analyse(
     from cv import separate
 
     w = work_frame(image, deskew=deskew, work_pixels=work_pixels)
+    ink = w.ink
+    if not w.printed_form and CREASES:
+        # a fold across a sheet of plain paper would be kept as handwriting (on a printed
+        # form the classifier, fitted on folded slips, drops it)
+        ink = separate.remove_creases(ink)[0]
     # A plain crop of handwriting has no print to classify away, and the classifier (fitted
     # on forms) can take a long cursive word for print (the session-19 separator emptied 11
     # of 913 UNIPEN crops); ruled lines are still removed.
-    plain = not w.printed_form and _ink_components(w.ink) <= PLAIN_CROP_COMPONENTS
-    hand = separate.separate(w.flat, w.ink, model=separator, plain=plain)  # type: ignore[arg-type]
+    plain = not w.printed_form and _ink_components(ink) <= PLAIN_CROP_COMPONENTS
+    hand = separate.separate(w.flat, ink, model=separator, plain=plain)  # type: ignore[arg-type]
     if STAMPS:
         hand &= ~stamp_mask(w.ink)
     if templates:

@@ -36,6 +36,7 @@ __all__ = [
     "Separator",
     "component_features",
     "default_separator",
+    "remove_creases",
     "remove_lines",
     "separate",
 ]
@@ -206,6 +207,77 @@ def remove_lines(
     )
     repaired = cv2.bitwise_and(cv2.bitwise_or(kept, bridge), u8)
     return repaired > 0, lines_d > 0
+
+
+#: Crease candidates: straight lines within this many degrees of the page's axes (a fold runs
+#: along the paper, which deskewing leaves within a few degrees of the frame).
+CREASE_MAX_TILT = 10.0
+
+
+def remove_creases(
+    ink: NDArray[np.bool_],
+    *,
+    band: float = 2.0,
+    purity: float = 0.9,
+    min_length: float = 0.2,
+    min_span: float = 0.5,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Remove a paper fold's crease from the ink of a page without a printed form.
+
+    A fold leaves a faint straight line across the whole page, which binarisation breaks
+    into dashes; slightly tilted, it escapes :func:`remove_lines` (axis-aligned openings),
+    and on a sheet without print every component is kept as handwriting, so a few words
+    on folded paper were described mostly by their crease (sheets of different writers
+    linked through it).  A crease is found as a Hough line near the page's axes whose
+    components lie almost wholly (``purity``) within ``band`` px of it, together at least
+    ``min_length`` of the page's extent along the line long and spread over ``min_span`` of
+    it; only those components are removed (a letter the crease runs through keeps its ink).
+
+    Returns
+    -------
+    (kept, creases) : two (rows, cols) bool arrays.
+    """
+    rows, cols = ink.shape
+    none = np.zeros(ink.shape, dtype=bool)
+    u8 = ink.astype(np.uint8)
+    if not u8.any():
+        return ink.astype(bool, copy=True), none
+    votes = max(20, int(min_length * min(rows, cols) / 3))
+    found = cv2.HoughLines(u8 * np.uint8(255), 1, np.pi / 360, threshold=votes)
+    if found is None:
+        return ink.astype(bool, copy=True), none
+    n, labels = cv2.connectedComponents(u8, connectivity=8)
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    sizes = np.bincount(lab, minlength=n)
+    tilt = np.radians(CREASE_MAX_TILT)
+    removed = np.zeros(n, dtype=bool)
+    for rho, theta in found[:8, 0]:
+        # theta is the normal's angle: ~0 / pi for a vertical line, ~pi/2 for a horizontal one
+        horizontal = abs(theta - np.pi / 2) <= tilt
+        if not horizontal and min(theta, np.pi - theta) > tilt:
+            continue
+        near = np.abs(xs * np.cos(theta) + ys * np.sin(theta) - rho) <= band
+        inside = np.bincount(lab[near], minlength=n)
+        pure = (inside >= purity * np.maximum(sizes, 1)) & (sizes > 0)
+        pure[0] = False
+        if not pure.any():
+            continue
+        along = xs if horizontal else ys
+        on_line = pure[lab]
+        first = np.full(n, np.iinfo(np.int64).max)
+        last = np.full(n, -1)
+        np.minimum.at(first, lab[on_line], along[on_line])
+        np.maximum.at(last, lab[on_line], along[on_line])
+        length = float((last[pure] - first[pure] + 1).sum())
+        span = float(last[pure].max() - first[pure].min() + 1)
+        extent = cols if horizontal else rows
+        if length >= min_length * extent and span >= min_span * extent:
+            removed |= pure
+    if not removed.any():
+        return ink.astype(bool, copy=True), none
+    creases = removed[labels]
+    return ink & ~creases, creases
 
 
 # --------------------------------------------------------------------------- features
