@@ -86,7 +86,8 @@ MODEL_NAME = "sliplink-writer"
 # a page scanned at a lower resolution (0.3-0.75 MP) is brought to the reference page's size
 # first (cv.preprocess.SMALL_PAGE_PIXELS, session 20); other inputs embed as in 1.2.  1.4: a
 # fold's crease is removed from pages without a printed form (cv.separate.remove_creases,
-# session 22); printed slips and plain crops embed as in 1.3.
+# session 22); printed slips and plain crops embed as in 1.3, and a printed slip needs 500
+# kept ink pixels instead of 1,000 to count as usable (cv.preprocess.MIN_FORM_INK_PIXELS).
 METHOD_VERSION = "1.4"
 # the families computed from the ink alone, and all of them: "learned" also needs a trained
 # network (cv.features.learned), which a model carries in its file

@@ -60,10 +60,14 @@ MIN_INK_PIXELS = 150
 # On a printed form so little kept ink (a few letters' worth) means the separator lost the
 # handwriting (faint ink, a till stamp across it) and kept specks and print: such slips
 # embed alike and linked each other across writers (three such slips made the only false
-# link among 240 of 1,000 held-out writers, 2026-12-06).  0.9 % of held-out generated slips
-# and 1 of the 120 sample slips fall below it; plain crops keep MIN_INK_PIXELS (4.6 % of
-# UNIPEN's real handwriting crops hold under 1,000 ink pixels: short words, rightly kept).
-MIN_FORM_INK_PIXELS = 1000  # at stroke width 5; it scales with the stroke width's square
+# link among 240 of 1,000 held-out writers, 2026-12-06, at a floor of 1,000).  Plain crops
+# keep MIN_INK_PIXELS (4.6 % of UNIPEN's real handwriting crops hold under 1,000 ink pixels:
+# short words, rightly kept).  500 since session 22: a real customer's one word or
+# selection on a slip keeps 500-1,000 (the 1,000 floor left 60 % of real hands on slips out
+# of clustering); chosen on fit-split real hands on fit designs (bench/real_slips.py --split
+# fit, 3 draws pooled, batch / live right of linked pairs): floor 1,000 39 / 43, 34 / 43;
+# 700 48 / 52, 56 / 66; 500 55 / 61, 88 / 100; 300 53 / 63, 83 / 102.
+MIN_FORM_INK_PIXELS = 500  # at stroke width 5; it scales with the stroke width's square
 # The reference slip page: 1.1 MP (a betting slip scanned as the generated ones are, about
 # 150 dpi), on which handwriting strokes are 4.9 px wide (median of generated fit slips).
 PAGE_PIXELS = 1_100_000

@@ -228,7 +228,7 @@ def test_printed_form_with_a_few_letters_of_handwriting_is_flagged(name: str) ->
     1,568 ink pixels in all.)"""
     from cv.preprocess import MIN_FORM_INK_PIXELS, MIN_INK_PIXELS
 
-    whole, cut = _slip_with_handwriting_cut_to(name, 40)
+    whole, cut = _slip_with_handwriting_cut_to(name, 15)
     assert preprocess(whole, target_stroke_width=5.0).quality.ok
     q = preprocess(cut, target_stroke_width=5.0).quality
     assert MIN_INK_PIXELS <= q.ink_pixels < MIN_FORM_INK_PIXELS, q
