@@ -44,7 +44,7 @@ Everything here is pure: numpy arrays and mappings in, arrays, dicts and datacla
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import ChainMap, Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -1996,14 +1996,13 @@ def assign_incremental(
     )
     if cluster_members is not None and ev.size:
         unit = normalise_rows(v, name="vector")[0]
-        known = dict(offsets or {}) | fresh
+        known = ChainMap(fresh, offsets or {})  # the caller's cache is not copied
         for j in np.flatnonzero(ev >= cal.merge_threshold).tolist():
             members = [
                 m for m in cluster_members.get(int(g_lab[j]), ()) if m != slip_id and m in index
             ]
             ev[j], measured = _average_evidence(unit, members, index, own_offset, known, cal)
-            known |= measured
-            fresh |= measured
+            fresh.update(measured)
     best_cluster, best_ev = None, -1.0
     if ev.size:
         j = int(np.lexsort((g_lab, -ev))[0])
