@@ -242,38 +242,51 @@ def remove_creases(
     u8 = ink.astype(np.uint8)
     if not u8.any():
         return ink.astype(bool, copy=True), none
-    votes = max(20, int(min_length * min(rows, cols) / 3))
-    found = cv2.HoughLines(u8 * np.uint8(255), 1, np.pi / 360, threshold=votes)
-    if found is None:
-        return ink.astype(bool, copy=True), none
-    n, labels = cv2.connectedComponents(u8, connectivity=8)
-    ys, xs = np.nonzero(labels)
-    lab = labels[ys, xs]
-    sizes = np.bincount(lab, minlength=n)
     tilt = np.radians(CREASE_MAX_TILT)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(u8, connectivity=8)
+    width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     removed = np.zeros(n, dtype=bool)
-    for rho, theta in found[:8, 0]:
-        # theta is the normal's angle: ~0 / pi for a vertical line, ~pi/2 for a horizontal one
-        horizontal = abs(theta - np.pi / 2) <= tilt
-        if not horizontal and min(theta, np.pi - theta) > tilt:
+    # theta is the normal's angle: ~pi/2 for a horizontal line, ~0 or ~pi for a vertical one
+    for horizontal, ranges in (
+        (True, ((np.pi / 2 - tilt, np.pi / 2 + tilt),)),
+        (False, ((0.0, tilt), (np.pi - tilt, np.pi))),
+    ):
+        # only pieces thin across such a line can lie within its band: the transform runs on
+        # them alone (a plain crop's letters never vote), at angles near the axis only
+        across, along_size = (height, width) if horizontal else (width, height)
+        thin = across <= 2 * band + 1 + along_size * np.tan(tilt)
+        thin[0] = False
+        if not thin.any():
             continue
-        near = np.abs(xs * np.cos(theta) + ys * np.sin(theta) - rho) <= band
-        inside = np.bincount(lab[near], minlength=n)
-        pure = (inside >= purity * np.maximum(sizes, 1)) & (sizes > 0)
-        pure[0] = False
-        if not pure.any():
-            continue
-        along = xs if horizontal else ys
-        on_line = pure[lab]
-        first = np.full(n, np.iinfo(np.int64).max)
-        last = np.full(n, -1)
-        np.minimum.at(first, lab[on_line], along[on_line])
-        np.maximum.at(last, lab[on_line], along[on_line])
-        length = float((last[pure] - first[pure] + 1).sum())
-        span = float(last[pure].max() - first[pure].min() + 1)
+        pieces = thin[labels]
         extent = cols if horizontal else rows
-        if length >= min_length * extent and span >= min_span * extent:
-            removed |= pure
+        votes = max(20, int(min_length * extent / 3))
+        hits = [
+            cv2.HoughLines(pieces.view(np.uint8), 1, np.pi / 360, votes, min_theta=lo, max_theta=hi)
+            for lo, hi in ranges
+        ]
+        found = [h[:8, 0] for h in hits if h is not None]
+        if not found:
+            continue
+        ys, xs = np.nonzero(pieces)
+        lab = labels[ys, xs]
+        sizes = np.bincount(lab, minlength=n)
+        along = xs if horizontal else ys
+        for rho, theta in np.concatenate(found):
+            near = np.abs(xs * np.cos(theta) + ys * np.sin(theta) - rho) <= band
+            inside = np.bincount(lab[near], minlength=n)
+            pure = thin & (inside >= purity * np.maximum(sizes, 1))
+            if not pure.any():
+                continue
+            on_line = pure[lab]
+            first = np.full(n, np.iinfo(np.int64).max)
+            last = np.full(n, -1)
+            np.minimum.at(first, lab[on_line], along[on_line])
+            np.maximum.at(last, lab[on_line], along[on_line])
+            length = float((last[pure] - first[pure] + 1).sum())
+            span = float(last[pure].max() - first[pure].min() + 1)
+            if length >= min_length * extent and span >= min_span * extent:
+                removed |= pure
     if not removed.any():
         return ink.astype(bool, copy=True), none
     creases = removed[labels]
