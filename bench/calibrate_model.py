@@ -34,6 +34,14 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, required=True)
     parser.add_argument("--split", default="fit", help="labels.csv rows of this split")
     parser.add_argument("--unipen-fit", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--real-fit",
+        type=Path,
+        action="append",
+        default=[],
+        help="a labelled folder of fit UNIPEN writers' crops written on slips or sheets "
+        "(bench/real_slips.py --split fit --out): a source of its own, its writers the crops'",
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument(
@@ -62,6 +70,18 @@ def main() -> None:
                 accounts.append("")
                 groups.append("")
                 sources.append(str(folder))
+    for folder in args.real_fit:
+        # the same people as the --unipen-fit crops: named alike, so that a writer's crops
+        # and slips fall in one fold (a projection never sees the writers it is scored on)
+        fit = unipen_split({r["writer"] for r in read_labels(folder / "labels.csv")})[0]
+        for r in read_labels(folder / "labels.csv"):
+            if r["writer"] not in fit:
+                sys.exit(f"{folder}: writer {r['writer']} is not a fit UNIPEN writer")
+            paths.append(folder / r["image"])
+            writers.append(f"unipen:{r['writer']}")
+            accounts.append("")
+            groups.append("")
+            sources.append(str(folder))
     raws, errors = extract_files(paths, model=model, jobs=args.jobs)
     keep = [i for i, e in enumerate(errors) if e is None and raws[i] is not None]
     x = model._fuse(model._family_blocks([raws[i] for i in keep])).astype(np.float64)

@@ -1,0 +1,150 @@
+"""Accounts of one writer found as wholes (`cv.accounts`), against slip-level clustering.
+
+Each labelled folder's writers get customer accounts: every writer's usable slips are dealt,
+in a seeded random order, into accounts of ``--sizes`` slips (as many as the slips fill), so
+two accounts of one writer are the same person behind two names.  Then:
+
+- ``ratio``: `cv.accounts.account_links` (the shipped rule, or every ``--thresholds`` value):
+  account pairs linked, right, and the recall of the true account pairs;
+- ``clusters``: what slip-level batch clustering (`cv.cluster.cluster_calibrated`, accounts
+  given) links: two accounts are linked when one cluster holds slips of both;
+- ``tail`` (with ``--fit``): the normal fitted to the different-writer ratios' upper tail,
+  for `cv.accounts.IMPOSTOR_TAIL`.
+
+    PYTHONPATH=. .venv/bin/python bench/account_links.py DIR [DIR ...] [--sizes 8,8]
+        [--thresholds 0.9,0.95] [--fit] [--jobs 2] [--json F]
+
+Choose thresholds with ``--fit`` on fit-split writers the model was not fitted on
+(``sliplink samples generate --split fit --first-writer 1001 --slips-per-writer 20``); judge
+on held-out ones.  Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from cv.accounts import account_links, ratio_threshold  # noqa: E402
+
+
+def deal_accounts(writers: np.ndarray, sizes: list[int], seed: int) -> np.ndarray:
+    """An account key per slip ("" = none): each writer's slips dealt into accounts of
+    ``sizes`` slips in a random order."""
+    rng = np.random.default_rng(seed)
+    out = np.full(len(writers), "", dtype=object)
+    for w in sorted(set(writers.tolist())):
+        idx = rng.permutation(np.flatnonzero(writers == w))
+        at = 0
+        for k, size in enumerate(sizes):
+            if at + size > len(idx):
+                break
+            out[idx[at : at + size]] = f"{w}#{k}"
+            at += size
+    return out
+
+
+def tally(pairs: set[tuple[str, str]], owner: dict[str, str], true_pairs: int) -> dict:
+    right = sum(owner[a] == owner[b] for a, b in pairs)
+    return {
+        "linked": len(pairs),
+        "right": right,
+        "precision": round(right / len(pairs), 4) if pairs else None,
+        "recall": round(right / true_pairs, 4) if true_pairs else None,
+    }
+
+
+def cluster_pairs(x: np.ndarray, accounts: np.ndarray, calibration) -> set[tuple[str, str]]:
+    """Account pairs that share a batch cluster."""
+    from cv.cluster import cluster_calibrated
+
+    keyed = np.array([a if a else None for a in accounts.tolist()], dtype=object)
+    labels, _ = cluster_calibrated(x, calibration, accounts=keyed)
+    by_cluster: dict[int, set[str]] = {}
+    for lab, acc in zip(labels.tolist(), accounts.tolist(), strict=True):
+        if lab >= 0 and acc:
+            by_cluster.setdefault(lab, set()).add(acc)
+    out = set()
+    for accs in by_cluster.values():
+        ordered = sorted(accs)
+        out |= {(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dirs", nargs="+", type=Path, help="labelled folders (labels.csv)")
+    ap.add_argument("--sizes", default="8,8", help="account sizes dealt per writer")
+    ap.add_argument("--thresholds", default=None, help="ratios to tally besides the shipped rule")
+    ap.add_argument("--fit", action="store_true", help="also fit the impostor tail")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from cv.cluster import calibration_of, impostor_tail
+    from cv.embed import embed_files, load_default_model
+
+    model = load_default_model()
+    xs, ws = [], []
+    for d in args.dirs:
+        with (d / "labels.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        usable: list[bool] = []
+        x, errors = embed_files(
+            [d / r["image"] for r in rows], model=model, jobs=args.jobs, usable_out=usable
+        )
+        ok = np.array([e is None for e in errors]) & np.array(usable, dtype=bool)
+        xs.append(x[ok])
+        ws.append(np.array([f"{d.name}:{r['writer']}" for r in rows], dtype=object)[ok])
+    x, writers = np.vstack(xs), np.concatenate(ws)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    accounts = deal_accounts(writers, sizes, args.seed)
+    owner = {a: w for a, w in zip(accounts.tolist(), writers.tolist(), strict=True) if a}
+    per_writer: dict[str, int] = {}
+    for a in set(owner):
+        per_writer[owner[a]] = per_writer.get(owner[a], 0) + 1
+    true_pairs = sum(k * (k - 1) // 2 for k in per_writer.values())
+    vectors = {a: x[accounts == a] for a in sorted(set(owner))}
+    eligible = sum(len(v) >= min(sizes) for v in vectors.values())
+    result: dict = {
+        "model": model.version,
+        "slips": int(len(x)),
+        "writers": len(set(writers.tolist())),
+        "accounts": len(vectors),
+        "sizes": sizes,
+        "true_account_pairs": true_pairs,
+        "shipped_threshold": round(ratio_threshold(len(vectors)), 4),
+    }
+    every = account_links(vectors, threshold=-np.inf, candidates=len(vectors) - 1)
+
+    def at(t: float) -> dict:
+        return tally({(lk.a, lk.b) for lk in every if lk.ratio >= t}, owner, true_pairs)
+
+    result["ratio"] = at(result["shipped_threshold"])
+    for t in [float(v) for v in args.thresholds.split(",")] if args.thresholds else []:
+        result[f"ratio_at_{t}"] = at(t)
+    result["clusters"] = tally(cluster_pairs(x, accounts, calibration_of(model)), owner, true_pairs)
+    if args.fit:
+        impostors = np.array([lk.ratio for lk in every if owner[lk.a] != owner[lk.b]])
+        tail = impostor_tail(impostors)
+        result["eligible_accounts"] = eligible
+        result["impostor_pairs"] = int(impostors.size)
+        result["impostor_tail"] = None if tail is None else [round(v, 4) for v in tail]
+        result["impostor_max"] = round(float(impostors.max()), 4) if impostors.size else None
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
