@@ -22,8 +22,9 @@ Pure functions: vectors in, links out.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -59,8 +60,8 @@ IMPOSTOR_TAIL = (0.424, 0.135)
 class AccountLink:
     """Two accounts whose slips are one hand: their ratio and their usable slips."""
 
-    a: Hashable
-    b: Hashable
+    a: Any
+    b: Any
     ratio: float
     slips_a: int
     slips_b: int
@@ -85,7 +86,7 @@ def _normalised(x: NDArray) -> NDArray[np.float64]:
 
 
 def account_links(
-    vectors: Mapping[Hashable, ArrayLike],
+    vectors: Mapping[Any, ArrayLike],
     *,
     min_slips: int = ACCOUNT_MIN_SLIPS,
     threshold: float | None = None,

@@ -193,6 +193,59 @@ def test_linked_accounts_reads_the_active_models_calibrated_bound(session):
     assert alert.figures["max_cluster_similarity"] == 0.5
 
 
+# ---------------------------------------------------------------- 2b. matching accounts
+def _accounts_with_hands(session: Session, hands: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+    """One account per (writer axis, slips): each slip's vector is its writer's direction
+    plus per-slip noise (slips of one writer ~0.5 apart in cosine, as real slips are)."""
+    import numpy as np
+
+    from store.clustering import store_embedding
+    from tests.rules.scenario import MODEL, _slip_of
+
+    activate(session)
+    rng = np.random.default_rng(7)
+    accounts = []
+    for axis, n in hands:
+        c = make_customer(session)
+        accounts.append(c)
+        for i in range(n):
+            b = bet(session, at=T0 - days(1 + i), stake=5, customer=c.id)
+            v = np.zeros(32)
+            v[axis] = 1.0
+            v += 0.9 * rng.standard_normal(32) / np.sqrt(32)
+            store_embedding(
+                session=session,
+                slip_id=int(_slip_of(session, b).id),  # type: ignore[arg-type]
+                model_version=MODEL,
+                vector=(v / np.linalg.norm(v)).astype(np.float32),
+                usable=True,
+                quality={},
+            )
+    session.commit()
+    return accounts
+
+
+def test_matching_accounts_one_hand_behind_two_accounts_by_screening(session):
+    """No cluster holds both accounts' slips (linked_accounts stays quiet): compared as wholes,
+    the two accounts of writer 0 match and the third account, another hand, does not."""
+    a, b_, c = _accounts_with_hands(session, [(0, 8), (0, 9), (1, 10)])
+    alerts = run_screening(session=session, now=T0)
+    assert alerts_of(alerts, "linked_accounts") == []
+    [alert] = alerts_of(alerts, "matching_accounts")
+    assert (alert.pivot_kind, alert.pivot_id, alert.value) == ("customer", a.id, 2.0)
+    assert alert.inbox == "link_verification" and alert.severity == 2
+    assert alert.evidence["customers"] == [a.id, b_.id] and len(alert.evidence["bets"]) == 17
+    assert alert.figures["slips"] == 17 and alert.figures["accounts_compared"] == 3
+    assert alert.figures["ratio"] > 0.95 and alert.link_confidence > 0.99
+    assert "one hand" in alert.reason
+
+
+def test_matching_accounts_near_misses_are_quiet(session):
+    # one hand, but 7 slips on each account (min_slips 8); two hands with plenty of slips
+    _accounts_with_hands(session, [(0, 7), (0, 7), (1, 12), (2, 12)])
+    assert alerts_of(run_screening(session=session, now=T0), "matching_accounts") == []
+
+
 # ---------------------------------------------------------------- 3. stake factor evasion
 def _factored(session: Session, stake: float, conf: float = 0.95):  # type: ignore[no-untyped-def]
     activate(session)

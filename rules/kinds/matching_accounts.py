@@ -1,0 +1,134 @@
+"""Rule kind: customer accounts whose slips, taken together, are one hand.
+
+`linked_accounts` finds two accounts in one handwriting cluster.  But slip-level clustering
+keeps pairwise precision at 0.98 slip by slip, so it links few of a regular's slips, and two
+accounts of one person often share no cluster at all (held-out generated writers with 16 slips
+each, dealt into two accounts of 8: clustering linked none of 240 such account pairs).
+Compared as wholes (`cv.accounts.account_links`: the mean cosine over every cross pair of
+their slips against each account's own cohesion), 218 of those 240 were found, 6 wrongly
+(bench/account_links.py, bench/ACCURACY.md session 23).
+
+Screened on the schedule over every account with ``min_slips`` usable slips in the window
+(active model's vectors).  Accounts linked to one another form one finding, pivoted on the
+lowest customer id.  Value: the number of accounts.  Link confidence: one less the number of
+different-writer accounts expected to score as high among those compared (the fitted
+impostor tail, `cv.accounts.IMPOSTOR_TAIL`), at least 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from sqlmodel import Session, col, select
+
+from cv.accounts import ACCOUNT_MIN_SLIPS, IMPOSTOR_TAIL, AccountLink, account_links
+from rules import context
+from rules.types import Finding, Rule, Trigger
+from store.clustering import Embedding
+from store.models import Bet, Slip
+
+
+class MatchingAccounts:
+    name = "matching_accounts"
+    defaults = {
+        "min_slips": ACCOUNT_MIN_SLIPS,
+        # None: cv.accounts.ratio_threshold for the accounts compared (a number overrides it)
+        "min_ratio": None,
+    }
+    triggers = frozenset({"schedule"})
+
+    def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
+        since = trigger.at - rule.window if rule.window else None
+        vectors = _account_vectors(session, since=since, until=trigger.at)
+        minimum = rule.params.get("min_ratio")
+        links = account_links(
+            vectors,
+            min_slips=int(rule.params["min_slips"]),
+            threshold=None if minimum is None else float(minimum),
+        )
+        compared = sum(len(v) >= int(rule.params["min_slips"]) for v in vectors.values())
+        out = []
+        for group, inside in _groups(links):
+            rows = [
+                r
+                for c in group
+                for r in context.customer_rows(
+                    session=session, customer_id=c, since=since, until=trigger.at
+                )
+            ]
+            weakest = min(lk.ratio for lk in inside)
+            out.append(
+                Finding(
+                    pivot_kind="customer",
+                    pivot_id=group[0],
+                    value=float(len(group)),
+                    figures={
+                        "accounts": len(group),
+                        "slips": sum(len(vectors[c]) for c in group),
+                        "ratio": round(weakest, 4),
+                        "accounts_compared": compared,
+                        "what": "customer accounts whose slips are one hand",
+                    },
+                    evidence=context.evidence(rows, customers=group),
+                    window_start=since,
+                    window_end=trigger.at,
+                    link_confidence=_confidence(weakest, compared),
+                )
+            )
+        return out
+
+
+KIND = MatchingAccounts()
+
+
+def _account_vectors(session: Session, *, since, until) -> Mapping[int, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Each customer's usable slip vectors under the active model, bets placed in the window."""
+    query = (
+        select(Bet.customer_id, Embedding.vector)
+        .join(Slip, col(Slip.bet_id) == col(Bet.id))
+        .join(Embedding, col(Embedding.slip_id) == col(Slip.id))
+        .where(
+            Embedding.model_version == context.model_version(session),
+            col(Embedding.usable).is_(True),
+            col(Bet.customer_id).is_not(None),
+            col(Bet.placed_at) <= until,
+        )
+    )
+    if since is not None:
+        query = query.where(col(Bet.placed_at) >= since)
+    per: dict[int, list[np.ndarray]] = {}
+    for customer_id, blob in session.exec(query).all():
+        if customer_id is not None:
+            per.setdefault(int(customer_id), []).append(np.frombuffer(blob, dtype="<f4"))
+    return {c: np.stack(v) for c, v in sorted(per.items())}
+
+
+def _groups(links: list[AccountLink]) -> list[tuple[list[int], list[AccountLink]]]:
+    """Accounts joined by links (connected components), each with its links."""
+    parent: dict[int, int] = {}
+
+    def root(c: int) -> int:
+        parent.setdefault(c, c)
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for lk in links:
+        parent[root(int(lk.a))] = root(int(lk.b))
+    members: dict[int, list[int]] = {}
+    for c in parent:
+        members.setdefault(root(c), []).append(c)
+    inside: dict[int, list[AccountLink]] = {}
+    for lk in links:
+        inside.setdefault(root(int(lk.a)), []).append(lk)
+    return sorted(((sorted(m), inside[r]) for r, m in members.items()), key=lambda g: g[0])
+
+
+def _confidence(ratio: float, compared: int) -> float:
+    from scipy.special import ndtr
+
+    mean, sd = IMPOSTOR_TAIL
+    expected = (1.0 - float(ndtr((ratio - mean) / sd))) * max(compared - 1, 1)
+    return round(max(0.0, 1.0 - expected), 4)
