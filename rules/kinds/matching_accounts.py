@@ -106,24 +106,23 @@ def _account_vectors(session: Session, *, since, until) -> Mapping[int, np.ndarr
 
 def _groups(links: list[AccountLink]) -> list[tuple[list[int], list[AccountLink]]]:
     """Accounts joined by links (connected components), each with its links."""
-    parent: dict[int, int] = {}
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def root(c: int) -> int:
-        parent.setdefault(c, c)
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        return c
-
+    if not links:
+        return []
+    ids = sorted({int(lk.a) for lk in links} | {int(lk.b) for lk in links})
+    at = {c: i for i, c in enumerate(ids)}
+    rows = [at[int(lk.a)] for lk in links]
+    cols = [at[int(lk.b)] for lk in links]
+    graph = coo_matrix((np.ones(len(links)), (rows, cols)), shape=(len(ids), len(ids)))
+    _, label = connected_components(graph, directed=False)
+    groups: dict[int, tuple[list[int], list[AccountLink]]] = {}
+    for c in ids:
+        groups.setdefault(int(label[at[c]]), ([], []))[0].append(c)
     for lk in links:
-        parent[root(int(lk.a))] = root(int(lk.b))
-    members: dict[int, list[int]] = {}
-    for c in parent:
-        members.setdefault(root(c), []).append(c)
-    inside: dict[int, list[AccountLink]] = {}
-    for lk in links:
-        inside.setdefault(root(int(lk.a)), []).append(lk)
-    return sorted(((sorted(m), inside[r]) for r, m in members.items()), key=lambda g: g[0])
+        groups[int(label[at[int(lk.a)]])][1].append(lk)
+    return sorted(groups.values(), key=lambda g: g[0])
 
 
 def _confidence(ratio: float, compared: int) -> float:

@@ -240,6 +240,13 @@ def test_matching_accounts_one_hand_behind_two_accounts_by_screening(session):
     assert "one hand" in alert.reason
 
 
+def test_matching_accounts_three_accounts_of_one_hand_make_one_high_alert(session):
+    a, b_, c, _ = _accounts_with_hands(session, [(0, 8), (0, 8), (0, 8), (1, 8)])
+    [alert] = alerts_of(run_screening(session=session, now=T0), "matching_accounts")
+    assert (alert.pivot_id, alert.value, alert.severity) == (a.id, 3.0, 3)
+    assert alert.evidence["customers"] == [a.id, b_.id, c.id]
+
+
 def test_matching_accounts_near_misses_are_quiet(session):
     # one hand, but 7 slips on each account (min_slips 8); two hands with plenty of slips
     _accounts_with_hands(session, [(0, 7), (0, 7), (1, 12), (2, 12)])
