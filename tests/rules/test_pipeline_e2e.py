@@ -3,7 +3,8 @@ scenario (the customer's own slip and four anonymous slips) plus an anonymous re
 customer's own slip are uploaded through the HTTP API; the in-process pipeline embeds,
 clusters and runs the rules.  The alert on the self-excluded customer appears, and counts
 the re-scan exactly when the clusterer's link confidence reaches the rule's 0.7; with
-calibrated confidences a re-scan of the same slip reaches 0.9."""
+calibrated confidences a re-scan of the same slip reaches 0.9.  And `matching_accounts`: two
+accounts of one generated writer, found as wholes by the daily screening."""
 
 from __future__ import annotations
 
