@@ -5,7 +5,7 @@ keeps pairwise precision at 0.98 slip by slip, so it links few of a regular's sl
 accounts of one person often share no cluster at all (held-out generated writers with 16 slips
 each, dealt into two accounts of 8: clustering linked none of 240 such account pairs).
 Compared as wholes (`cv.accounts.account_links`: the mean cosine over every cross pair of
-their slips against each account's own cohesion), 218 of those 240 were found, 6 wrongly
+their slips against each account's own cohesion), 216 of those 240 were found, 5 wrongly
 (bench/account_links.py, bench/ACCURACY.md session 23).
 
 Screened on the schedule over every account with ``min_slips`` usable slips in the window

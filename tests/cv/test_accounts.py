@@ -24,11 +24,11 @@ def test_two_accounts_of_one_writer_link_and_different_writers_do_not() -> None:
     rng = np.random.default_rng(0)
     vectors = {}
     for w in range(5):
-        slips = _writer(rng, w, 20)
-        vectors[f"w{w}-a"], vectors[f"w{w}-b"] = slips[:10], slips[10:]
+        slips = _writer(rng, w, 32)
+        vectors[f"w{w}-a"], vectors[f"w{w}-b"] = slips[:16], slips[16:]
     links = account_links(vectors)
     assert {(lk.a, lk.b) for lk in links} == {(f"w{w}-a", f"w{w}-b") for w in range(5)}
-    assert all(0.9 < lk.ratio < 1.1 and lk.slips_a == lk.slips_b == 10 for lk in links)
+    assert all(0.9 < lk.ratio < 1.1 and lk.slips_a == lk.slips_b == 16 for lk in links)
 
 
 def test_ratio_does_not_reward_an_account_for_being_large() -> None:
@@ -56,7 +56,7 @@ def test_small_and_incoherent_accounts_are_left_out() -> None:
 
 def test_threshold_rises_with_the_accounts_compared() -> None:
     assert ratio_threshold(10) == ratio_threshold(REFERENCE_ACCOUNTS) == ACCOUNT_RATIO_THRESHOLD
-    grown = [ratio_threshold(n) for n in (1_000, 10_000, 100_000)]
+    grown = [ratio_threshold(n) for n in (2_000, 10_000, 100_000)]
     assert ACCOUNT_RATIO_THRESHOLD < grown[0] < grown[1] < grown[2] < 1.3
 
 
