@@ -35,6 +35,7 @@ __all__ = [
     "ACCOUNT_RATIO_THRESHOLD",
     "AccountLink",
     "account_links",
+    "eligible_accounts",
     "ratio_threshold",
 ]
 
@@ -86,6 +87,37 @@ def _normalised(x: NDArray) -> NDArray[np.float64]:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def _summaries(
+    vectors: Mapping[Any, ArrayLike], min_slips: int
+) -> tuple[list[Any], list[NDArray[np.float64]], list[int], list[float]]:
+    """The accounts compared (enough slips, one hand), their slips' vector sums, slip counts
+    and cohesions (mean cosine over their slip pairs)."""
+    keys, sums, counts, cohesion = [], [], [], []
+    for key, v in vectors.items():
+        x = np.asarray(v, dtype=np.float64)
+        if x.ndim != 2 or len(x) < max(int(min_slips), 2):
+            continue
+        x = _normalised(x)
+        s = x.sum(axis=0)
+        n = len(x)
+        within = (float(s @ s) - n) / (n * (n - 1))
+        if within < ACCOUNT_MIN_COHESION:
+            continue
+        keys.append(key)
+        sums.append(s)
+        counts.append(n)
+        cohesion.append(within)
+    return keys, sums, counts, cohesion
+
+
+def eligible_accounts(
+    vectors: Mapping[Any, ArrayLike], *, min_slips: int = ACCOUNT_MIN_SLIPS
+) -> list[Any]:
+    """The accounts :func:`account_links` compares: ``min_slips`` or more slips and a
+    cohesion of at least :data:`ACCOUNT_MIN_COHESION`."""
+    return _summaries(vectors, min_slips)[0]
+
+
 def account_links(
     vectors: Mapping[Any, ArrayLike],
     *,
@@ -113,21 +145,7 @@ def account_links(
     -------
     list of AccountLink, ``a`` before ``b`` in the mapping's order, highest ratio first.
     """
-    keys, sums, counts, cohesion = [], [], [], []
-    for key, v in vectors.items():
-        x = np.asarray(v, dtype=np.float64)
-        if x.ndim != 2 or len(x) < max(int(min_slips), 2):
-            continue
-        x = _normalised(x)
-        s = x.sum(axis=0)
-        n = len(x)
-        within = (float(s @ s) - n) / (n * (n - 1))  # mean cosine over its slip pairs
-        if within < ACCOUNT_MIN_COHESION:
-            continue
-        keys.append(key)
-        sums.append(s)
-        counts.append(n)
-        cohesion.append(within)
+    keys, sums, counts, cohesion = _summaries(vectors, min_slips)
     if len(keys) < 2:
         return []
     t = ratio_threshold(len(keys)) if threshold is None else float(threshold)

@@ -22,7 +22,13 @@ from collections.abc import Mapping
 import numpy as np
 from sqlmodel import Session, col, select
 
-from cv.accounts import ACCOUNT_MIN_SLIPS, IMPOSTOR_TAIL, AccountLink, account_links
+from cv.accounts import (
+    ACCOUNT_MIN_SLIPS,
+    IMPOSTOR_TAIL,
+    AccountLink,
+    account_links,
+    eligible_accounts,
+)
 from rules import context
 from rules.types import Finding, Rule, Trigger
 from store.clustering import Embedding
@@ -47,7 +53,7 @@ class MatchingAccounts:
             min_slips=int(rule.params["min_slips"]),
             threshold=None if minimum is None else float(minimum),
         )
-        compared = sum(len(v) >= int(rule.params["min_slips"]) for v in vectors.values())
+        compared = len(eligible_accounts(vectors, min_slips=int(rule.params["min_slips"])))
         out = []
         for group, inside in _groups(links):
             rows = [

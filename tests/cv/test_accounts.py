@@ -8,6 +8,7 @@ from cv.accounts import (
     ACCOUNT_RATIO_THRESHOLD,
     REFERENCE_ACCOUNTS,
     account_links,
+    eligible_accounts,
     ratio_threshold,
 )
 
@@ -47,6 +48,7 @@ def test_small_and_incoherent_accounts_are_left_out() -> None:
     one = _writer(rng, 0, 20)
     noise = rng.standard_normal((12, 32))  # several writers: no one hand to match
     vectors = {"few-a": one[:5], "few-b": one[5:10], "many": one[10:], "mixed": noise}
+    assert eligible_accounts(vectors) == ["many"]
     assert account_links(vectors, threshold=-1.0) == []
     links = account_links(vectors, min_slips=5, threshold=-1.0)
     assert {frozenset((lk.a, lk.b)) for lk in links} == {
