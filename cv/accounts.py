@@ -82,22 +82,19 @@ def ratio_threshold(accounts: int, *, base: float = ACCOUNT_RATIO_THRESHOLD) -> 
     return float(mean + sd * ndtri(1.0 - beyond)) if beyond > 0 else float("inf")
 
 
-def _normalised(x: NDArray) -> NDArray[np.float64]:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _summaries(
     vectors: Mapping[Any, ArrayLike], min_slips: int
 ) -> tuple[list[Any], list[NDArray[np.float64]], list[int], list[float]]:
     """The accounts compared (enough slips, one hand), their slips' vector sums, slip counts
     and cohesions (mean cosine over their slip pairs)."""
+    from cv.index import normalise_rows  # faiss stays out of the rules' import
+
     keys, sums, counts, cohesion = [], [], [], []
     for key, v in vectors.items():
-        x = np.asarray(v, dtype=np.float64)
+        x = np.asarray(v)
         if x.ndim != 2 or len(x) < max(int(min_slips), 2):
             continue
-        x = _normalised(x)
+        x = normalise_rows(x, name=f"account {key!r}").astype(np.float64)
         s = x.sum(axis=0)
         n = len(x)
         within = (float(s @ s) - n) / (n * (n - 1))
