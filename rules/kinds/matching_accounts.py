@@ -53,6 +53,8 @@ class MatchingAccounts:
             min_slips=int(rule.params["min_slips"]),
             threshold=None if minimum is None else float(minimum),
         )
+        if not links:  # the usual day: no second pass over the vectors
+            return []
         compared = len(eligible_accounts(vectors, min_slips=int(rule.params["min_slips"])))
         out = []
         for group, inside in _groups(links):
