@@ -1104,6 +1104,15 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option("--descriptor-whiten", help="Whitening power of that PCA, 0-1."),
         ] = 0.0,
+        descriptor_ink: Annotated[
+            str,
+            typer.Option(
+                "--descriptor-ink",
+                help="What the dense RootSIFT descriptors read: binary (the blurred binary"
+                " ink, the shipped model's) or grey (the handwriting's darkness with its"
+                " anti-aliased rims: ranks better, calibrates stricter; bench/ACCURACY.md).",
+            ),
+        ] = "binary",
         projection_bits: Annotated[
             int,
             typer.Option(
@@ -1180,6 +1189,7 @@ def register(app: typer.Typer) -> None:
             vlad_components=vlad_components,
             descriptor_components=descriptor_components,
             descriptor_whiten=descriptor_whiten,
+            descriptor_ink=descriptor_ink,
             projection_bits=projection_bits,
             stroke_width=stroke_width,
             hinge_legs=(round(stroke_width), round(2 * stroke_width)),

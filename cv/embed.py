@@ -152,6 +152,7 @@ _PARAM_NAMES = (
     "max_keypoints",
     "dense_step",
     "local_descriptor",
+    "descriptor_ink",
     "pool_scales",
     "n_components",
     "whiten",
@@ -170,6 +171,7 @@ _LEGACY_PARAMS: dict[str, object] = {
     "descriptor_components": 0,  # RootSIFT at 128 dims
     "descriptor_whiten": 0.0,
     "projection_bits": 16,  # float16 projections
+    "descriptor_ink": "binary",  # dense descriptors on the blurred binary ink
 }
 # Descriptors sampled (seeded) to fit the descriptor PCA: 128 x 128 covariance, so a few
 # tens of thousands of rows pin it down and the millions of a training set only cost time.
@@ -203,6 +205,7 @@ def extract_raw(
     max_keypoints: int = 1600,
     dense_step: int = 2,
     local_descriptor: str = "dense",
+    descriptor_ink: str = "binary",
     pool_scales: Sequence[float] = (),
     templates: Sequence[NDArray[np.uint8]] | None = None,
     design: bool = True,
@@ -229,6 +232,10 @@ def extract_raw(
     local_descriptor : {"dense", "sift"}
         ``dense``: SIFT-layout descriptors sampled along the contours (~10 ms);
         ``sift``: the SIFT detector's keypoints (more faithful, ~200-300 ms per slip).
+    descriptor_ink : {"grey", "binary"}
+        What the dense descriptors' gradients are read from: ``grey``, the handwriting's
+        darkness with its anti-aliased rims (:func:`cv.features.inkviews.smoothed_grey`);
+        ``binary``, the blurred binary ink (the shipped model's).
     pool_scales : sequence of float
         Factors of the normalised scale at which the ``POOLED_FAMILIES`` histograms are
         computed again (on :func:`cv.preprocess.rescaled_ink`) and averaged with the
@@ -318,6 +325,12 @@ def extract_raw(
         if local_descriptor == "sift":
             raw.descriptors = _local.rootsift(ink, max_keypoints=max_keypoints)
         elif local_descriptor == "dense":
+            if descriptor_ink == "grey":
+                smooth = _inkviews.smoothed_grey(prepared.grey, ink)
+            elif descriptor_ink != "binary":
+                raise ValueError(
+                    f"descriptor_ink must be 'grey' or 'binary', got {descriptor_ink!r}"
+                )
             raw.descriptors = _local.dense_rootsift(
                 ink, step=dense_step, max_points=max_keypoints, smooth=smooth, contours=contours
             )
@@ -471,6 +484,14 @@ class EmbeddingModel:
         session 9); small crops, which never reached 800, get twice as many.
     local_descriptor : {"dense", "sift"}
         How the VLAD family samples its descriptors (see :func:`extract_raw`).
+    descriptor_ink : {"grey", "binary"}
+        What the dense descriptors read (see :func:`extract_raw`); ``binary`` by default and
+        for model files from before the parameter.  ``grey`` (the anti-aliased rims keep the
+        gradients steadier under resampling) ranks better but calibrates stricter, so it is
+        an option, not the default (bench/ACCURACY.md, session 24): held-out, refitted
+        against the same recipe on the binary ink, as `similar` ranks 60 x 6 0.865 / 0.900 ->
+        0.875 / 0.917, UNIPEN 0.366 / 0.517 -> 0.380 / 0.531, while the batch merge point
+        rose 0.38 -> 0.44 and the 60 x 6 pairwise recall fell 0.168 -> 0.062.
     pool_scales : tuple of float
         Scale factors over which hinge and LBP are averaged (see :func:`extract_raw`);
         ``DEFAULT_POOL_SCALES`` by default, () for the normalised scale only (models saved
@@ -514,6 +535,7 @@ class EmbeddingModel:
         max_keypoints: int = 1600,
         dense_step: int = 2,
         local_descriptor: str = "dense",
+        descriptor_ink: str = "binary",
         pool_scales: tuple[float, ...] = DEFAULT_POOL_SCALES,
         n_components: int = 256,
         whiten: float = 0.5,
@@ -536,6 +558,7 @@ class EmbeddingModel:
         self.max_keypoints = max_keypoints
         self.dense_step = dense_step
         self.local_descriptor = local_descriptor
+        self.descriptor_ink = descriptor_ink
         self.pool_scales = pool_scales
         self.n_components = n_components
         self.whiten = whiten
@@ -593,6 +616,10 @@ class EmbeddingModel:
             raise ValueError(f"descriptor_whiten must be in [0, 1], got {self.descriptor_whiten}")
         if self.projection_bits not in (4, 8, 16):
             raise ValueError(f"projection_bits must be 4, 8 or 16, got {self.projection_bits}")
+        if self.descriptor_ink not in ("grey", "binary"):
+            raise ValueError(
+                f"descriptor_ink must be 'grey' or 'binary', got {self.descriptor_ink!r}"
+            )
         if not all(f > 0 for f in self.pool_scales):
             raise ValueError(f"pool_scales must be positive, got {self.pool_scales}")
 
@@ -616,6 +643,7 @@ class EmbeddingModel:
             max_keypoints=self.max_keypoints,
             dense_step=self.dense_step,
             local_descriptor=self.local_descriptor,
+            descriptor_ink=self.descriptor_ink,
             pool_scales=tuple(self.pool_scales),
             templates=templates,
             design=design,

@@ -1,9 +1,9 @@
 """Views of a prepared ink image that several feature families read.
 
 :func:`cv.embed.extract_raw` computes each once per slip and hands it to the families
-(LBP and dense RootSIFT both read the smoothed ink, contour hinge and dense RootSIFT both
-walk the contours: ~0.5 ms per slip saved); a family called on its own computes them
-itself, identically.
+(LBP reads the smoothed ink, and dense RootSIFT too in models fitted before its grey view;
+contour hinge and dense RootSIFT both walk the contours: ~0.5 ms per slip saved); a family
+called on its own computes them itself, identically.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["binary", "components", "contours", "smoothed"]
+__all__ = ["binary", "components", "contours", "smoothed", "smoothed_grey"]
 
 
 def binary(ink: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -37,6 +37,41 @@ def smoothed(binary01: NDArray[np.uint8]) -> NDArray[np.float32]:
     if min(u8.shape) < 2:  # GaussianBlur filters a single row or column in 1-D only
         return cv2.GaussianBlur(u8.astype(np.float32), (0, 0), 1.0)
     return cv2.sepFilter2D(u8, cv2.CV_32F, _GAUSSIAN_1PX, _GAUSSIAN_1PX)
+
+
+# The darkness read as solid ink: that of the darkest quarter of the handwriting's pixels.
+SOLID_INK_PERCENTILE = 75.0
+
+
+def smoothed_grey(grey: NDArray[np.uint8], ink: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """The handwriting's darkness from its flattened grey, blurred as :func:`smoothed`.
+
+    0 = paper, 1 = the slip's own solid ink (the darkness its darkest quarter of ink pixels
+    reaches, so a faint pen or a carbon copy reads like a dark one), the anti-aliased rims in
+    between.  The binary ink's outline moves with the resampling grid (a slip resized by
+    0.1 % kept only 0.64 of its VLAD's cosine, bench/ACCURACY.md session 3); the rims keep
+    where within a pixel an edge lies, so gradients read here are steadier.
+
+    Parameters
+    ----------
+    grey : (rows, cols) uint8
+        The crop's flattened grey, dark ink on white, everything but the handwriting and its
+        rims whitened (``Prepared.grey``).
+    ink : (rows, cols) uint8
+        Non-zero = handwriting ink, same shape.
+    """
+    g = np.asarray(grey)
+    hand = np.asarray(ink) > 0
+    if g.shape != hand.shape:
+        raise ValueError(f"grey and ink must have equal shapes, got {g.shape}, {hand.shape}")
+    dark = 255.0 - g.astype(np.float32)
+    if not hand.any():
+        return smoothed(hand.view(np.uint8))
+    solid = max(float(np.percentile(dark[hand], SOLID_INK_PERCENTILE)), 1.0)
+    level = np.clip(dark / np.float32(solid), 0.0, 1.0, out=dark)
+    if min(level.shape) < 2:
+        return cv2.GaussianBlur(level, (0, 0), 1.0)
+    return cv2.sepFilter2D(level, cv2.CV_32F, _GAUSSIAN_1PX, _GAUSSIAN_1PX)
 
 
 def contours(binary01: NDArray[np.uint8]) -> Sequence[NDArray[np.int32]]:

@@ -299,6 +299,7 @@ def test_model_files_from_before_dense_step_and_lbp_radii_embed_as_before(small_
     loaded = EmbeddingModel.load(path)
     assert loaded.dense_step == 4 and loaded.lbp_radii == (1, 2, 4)
     assert loaded.pool_scales == () and (loaded.vlad_vocabularies, loaded.vlad_components) == (1, 0)
+    assert loaded.descriptor_ink == "binary"
     assert loaded.version == old.version
     np.testing.assert_array_equal(loaded.transform(others[:2]), old.transform(others[:2]))
     # and a model saved with today's parameters keeps them
@@ -545,3 +546,23 @@ def test_the_learned_family_travels_inside_the_model_file(small_fit, tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="SHA-256"):
         EmbeddingModel.load(tmp_path / "bad.npz")
+
+
+def test_descriptor_ink_chooses_what_the_dense_descriptors_read():
+    """The shipped recipe reads the blurred binary ink (and so do files from before the
+    parameter); ``grey`` reads the darkness with its anti-aliased rims. Same sample points,
+    other gradients."""
+    from cv.embed import _LEGACY_PARAMS
+
+    img = _image(_set_rows()[0]["image"])
+    grey = extract_raw(img, families=("vlad",), descriptor_ink="grey")
+    binary = extract_raw(img, families=("vlad",))
+    assert EmbeddingModel().descriptor_ink == "binary" == _LEGACY_PARAMS["descriptor_ink"]
+    assert grey.descriptors.shape == binary.descriptors.shape and len(grey.descriptors) > 100
+    assert not np.allclose(grey.descriptors, binary.descriptors, atol=0.05)
+    again = EmbeddingModel(descriptor_ink="grey").extract(img)
+    np.testing.assert_array_equal(again.descriptors, grey.descriptors)
+    with pytest.raises(ValueError, match="descriptor_ink"):
+        extract_raw(img, families=("vlad",), descriptor_ink="colour")
+    with pytest.raises(ValueError, match="descriptor_ink"):
+        EmbeddingModel(descriptor_ink="colour")._validate()

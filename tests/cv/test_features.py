@@ -186,3 +186,29 @@ def test_components_equal_opencv_labels_and_statistics(seed):
         got, want = inkviews.components(edge), cv2.connectedComponentsWithStats(edge, 8, cv2.CV_32S)
         assert got[0] == want[0]
         np.testing.assert_array_equal(got[2], want[2])
+
+
+def test_smoothed_grey_reads_the_slips_own_ink_as_one_and_keeps_the_rims():
+    import cv2
+
+    from cv.features import inkviews
+
+    # a bar drawn anti-aliased at a sub-pixel position: its rim pixels are part-grey
+    big = np.full((40 * 8, 40 * 8), 255, np.uint8)
+    big[10 * 8 + 3 : 30 * 8 + 3, 15 * 8 + 3 : 25 * 8 + 3] = 60
+    grey = cv2.resize(big, (40, 40), interpolation=cv2.INTER_AREA)
+    ink = (grey < 160).astype(np.uint8) * 255
+    level = inkviews.smoothed_grey(grey, ink)
+    assert level.dtype == np.float32 and level.shape == grey.shape
+    assert level[0, 0] == 0.0  # paper
+    assert level[20, 20] == pytest.approx(1.0, abs=1e-3)  # the middle of the stroke
+    # across the bar the rims step between 0 and 1 where the binary ink jumps
+    row = level[20]
+    assert 0.05 < row[15] < 0.95 and 0.05 < row[25] < 0.95
+    # a faint pen (a carbon copy) reads the same as a dark one
+    faint = (255 - (255 - grey.astype(np.int32)) // 3).astype(np.uint8)
+    np.testing.assert_allclose(inkviews.smoothed_grey(faint, ink), level, atol=0.02)
+    # no ink: all paper; shapes must agree
+    assert not inkviews.smoothed_grey(grey, np.zeros_like(ink)).any()
+    with pytest.raises(ValueError, match="equal shapes"):
+        inkviews.smoothed_grey(grey, ink[:-1])
