@@ -491,7 +491,8 @@ class EmbeddingModel:
         an option, not the default (bench/ACCURACY.md, session 24): held-out, refitted
         against the same recipe on the binary ink, as `similar` ranks 60 x 6 0.865 / 0.900 ->
         0.875 / 0.917, UNIPEN 0.366 / 0.517 -> 0.380 / 0.531, while the batch merge point
-        rose 0.38 -> 0.44 and the 60 x 6 pairwise recall fell 0.168 -> 0.062.
+        rose 0.38 -> 0.44 (real handwriting in the fit folds links wrongly more often) and
+        the 60 x 6 pairwise recall fell 0.168 -> 0.062.
     pool_scales : tuple of float
         Scale factors over which hinge and LBP are averaged (see :func:`extract_raw`);
         ``DEFAULT_POOL_SCALES`` by default, () for the normalised scale only (models saved
