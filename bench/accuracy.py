@@ -488,6 +488,13 @@ def main() -> None:
         default=",".join(f"{f:g}" for f in DEFAULT_POOL_SCALES),
         help="scale factors hinge and LBP are averaged over (cv.embed.extract_raw); '' = none",
     )
+    ap.add_argument(
+        "--descriptor-ink",
+        default=EmbeddingModel().descriptor_ink,
+        choices=("binary", "grey"),
+        help="what the dense descriptors read (EmbeddingModel.descriptor_ink), at extraction"
+        " and in every fitted method; 2026-12-07: grey ranks better, calibrates stricter",
+    )
     ap.add_argument("--render", type=Path, default=None, help="only re-render this JSON")
     ap.add_argument(
         "--validation",
@@ -572,6 +579,7 @@ def main() -> None:
         lbp_radii=EmbeddingModel().lbp_radii,
         max_keypoints=EmbeddingModel().max_keypoints,
         dense_step=EmbeddingModel().dense_step,
+        descriptor_ink=args.descriptor_ink,
         vlad_clusters=64,
         pool_scales=tuple(float(f) for f in args.pool_scales.split(",") if f.strip()),
     )
@@ -606,6 +614,8 @@ def main() -> None:
         tag += f"_{params['learned_net'].version}"
     if params["pool_scales"]:
         tag += "_pool" + ",".join(f"{f:g}" for f in params["pool_scales"])
+    if args.descriptor_ink != "binary":
+        tag += f"_{args.descriptor_ink}"
 
     def raws_of(name: str, folder: Path, rows: list[dict[str, str]]) -> list[RawFeatures]:
         paths = [folder / r["image"] for r in rows]
