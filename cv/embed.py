@@ -258,6 +258,8 @@ def extract_raw(
         raise ValueError(f"families has unknown names {sorted(unknown)}; choose from {FAMILIES}")
     if "learned" in families and learned_net is None:
         raise ValueError("the learned family needs its trained network (learned_net)")
+    if descriptor_ink not in ("grey", "binary"):
+        raise ValueError(f"descriptor_ink must be 'grey' or 'binary', got {descriptor_ink!r}")
     prepared = preprocess(
         image, templates=templates, target_stroke_width=stroke_width, design=design
     )
@@ -270,7 +272,8 @@ def extract_raw(
     dense = "vlad" in families and local_descriptor == "dense"
     walks = {"hinge", "cold", "chaincode"} & set(families)
     contours = _inkviews.contours(binary) if walks or dense else None
-    smooth = _inkviews.smoothed(binary) if "lbp" in families or dense else None
+    on_binary = dense and descriptor_ink == "binary"
+    smooth = _inkviews.smoothed(binary) if "lbp" in families or on_binary else None
     if "hinge" in families:
         raw.hist["hinge"] = _hinge.contour_features(ink, legs=tuple(hinge_legs), contours=contours)
     if "runlength" in families:
@@ -327,10 +330,6 @@ def extract_raw(
         elif local_descriptor == "dense":
             if descriptor_ink == "grey":
                 smooth = _inkviews.smoothed_grey(prepared.grey, ink)
-            elif descriptor_ink != "binary":
-                raise ValueError(
-                    f"descriptor_ink must be 'grey' or 'binary', got {descriptor_ink!r}"
-                )
             raw.descriptors = _local.dense_rootsift(
                 ink, step=dense_step, max_points=max_keypoints, smooth=smooth, contours=contours
             )

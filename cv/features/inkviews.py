@@ -1,9 +1,9 @@
 """Views of a prepared ink image that several feature families read.
 
 :func:`cv.embed.extract_raw` computes each once per slip and hands it to the families
-(LBP reads the smoothed ink, and dense RootSIFT too in models fitted before its grey view;
-contour hinge and dense RootSIFT both walk the contours: ~0.5 ms per slip saved); a family
-called on its own computes them itself, identically.
+(LBP and dense RootSIFT both read the smoothed ink, unless the descriptors read the grey,
+``descriptor_ink``; contour hinge and dense RootSIFT both walk the contours: ~0.5 ms per slip
+saved); a family called on its own computes them itself, identically.
 """
 
 from __future__ import annotations
