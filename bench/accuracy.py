@@ -493,7 +493,7 @@ def main() -> None:
         default=EmbeddingModel().descriptor_ink,
         choices=("binary", "grey"),
         help="what the dense descriptors read (EmbeddingModel.descriptor_ink), at extraction"
-        " and in every fitted method; 2026-12-07: grey ranks better, calibrates stricter",
+        " and in every fitted method (bench/ACCURACY.md, session 24)",
     )
     ap.add_argument("--render", type=Path, default=None, help="only re-render this JSON")
     ap.add_argument(

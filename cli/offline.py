@@ -1110,7 +1110,7 @@ def register(app: typer.Typer) -> None:
                 "--descriptor-ink",
                 help="What the dense RootSIFT descriptors read: binary (the blurred binary"
                 " ink, the shipped model's) or grey (the handwriting's darkness with its"
-                " anti-aliased rims: ranks better, calibrates stricter; bench/ACCURACY.md).",
+                " anti-aliased rims; bench/ACCURACY.md, session 24).",
             ),
         ] = "binary",
         projection_bits: Annotated[

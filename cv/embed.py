@@ -486,12 +486,12 @@ class EmbeddingModel:
     descriptor_ink : {"grey", "binary"}
         What the dense descriptors read (see :func:`extract_raw`); ``binary`` by default and
         for model files from before the parameter.  ``grey`` (the anti-aliased rims keep the
-        gradients steadier under resampling) ranks better but calibrates stricter, so it is
-        an option, not the default (bench/ACCURACY.md, session 24): held-out, refitted
-        against the same recipe on the binary ink, as `similar` ranks 60 x 6 0.865 / 0.900 ->
-        0.875 / 0.917, UNIPEN 0.366 / 0.517 -> 0.380 / 0.531, while the batch merge point
-        rose 0.38 -> 0.44 (real handwriting in the fit folds links wrongly more often) and
-        the 60 x 6 pairwise recall fell 0.168 -> 0.062.
+        gradients steadier under resampling) is an option, not yet the default (bench/
+        ACCURACY.md, session 24): held-out, refitted with the documented recipe, as
+        `similar` ranks 60 x 6 0.865 / 0.900 (shipped) -> 0.871 / 0.903, UNIPEN 0.373 /
+        0.495 -> 0.373 / 0.519, live precision 0.905 -> 0.951, batch clustering alike
+        (pairwise F1 0.226 -> 0.228); the account rule's constants were fitted on the
+        shipped model and would need refitting with it.
     pool_scales : tuple of float
         Scale factors over which hinge and LBP are averaged (see :func:`extract_raw`);
         ``DEFAULT_POOL_SCALES`` by default, () for the normalised scale only (models saved

@@ -39,18 +39,15 @@ def smoothed(binary01: NDArray[np.uint8]) -> NDArray[np.float32]:
     return cv2.sepFilter2D(u8, cv2.CV_32F, _GAUSSIAN_1PX, _GAUSSIAN_1PX)
 
 
-# The darkness read as solid ink: that of the darkest quarter of the handwriting's pixels.
-SOLID_INK_PERCENTILE = 75.0
-
-
 def smoothed_grey(grey: NDArray[np.uint8], ink: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """The handwriting's darkness from its flattened grey, blurred as :func:`smoothed`.
+    """The handwriting's darkness from its flattened grey (0 = paper, 1 = black), blurred as
+    :func:`smoothed`.
 
-    0 = paper, 1 = the slip's own solid ink (the darkness its darkest quarter of ink pixels
-    reaches, so a faint pen or a carbon copy reads like a dark one), the anti-aliased rims in
-    between.  The binary ink's outline moves with the resampling grid (a slip resized by
-    0.1 % kept only 0.64 of its VLAD's cosine, bench/ACCURACY.md session 3); the rims keep
-    where within a pixel an edge lies, so gradients read here are steadier.
+    The binary ink's outline moves with the resampling grid (a slip resized by 0.1 % kept
+    only 0.64 of its VLAD's cosine, bench/ACCURACY.md session 3); the grey's anti-aliased
+    rims keep where within a pixel an edge lies.  The darkness is not rescaled to the slip's
+    own ink: RootSIFT normalises each descriptor anyway, and rescaling it (the darkest
+    quarter of the ink read as 1) calibrated the clustering stricter (session 24).
 
     Parameters
     ----------
@@ -58,17 +55,12 @@ def smoothed_grey(grey: NDArray[np.uint8], ink: NDArray[np.uint8]) -> NDArray[np
         The crop's flattened grey, dark ink on white, everything but the handwriting and its
         rims whitened (``Prepared.grey``).
     ink : (rows, cols) uint8
-        Non-zero = handwriting ink, same shape.
+        Non-zero = handwriting ink, same shape (only checked: the rims lie outside it).
     """
     g = np.asarray(grey)
-    hand = np.asarray(ink) > 0
-    if g.shape != hand.shape:
-        raise ValueError(f"grey and ink must have equal shapes, got {g.shape}, {hand.shape}")
-    dark = 255.0 - g.astype(np.float32)
-    if not hand.any():
-        return smoothed(hand.view(np.uint8))
-    solid = max(float(np.percentile(dark[hand], SOLID_INK_PERCENTILE)), 1.0)
-    level = np.clip(dark / np.float32(solid), 0.0, 1.0, out=dark)
+    if g.shape != np.shape(ink):
+        raise ValueError(f"grey and ink must have equal shapes, got {g.shape}, {np.shape(ink)}")
+    level = (255.0 - g.astype(np.float32)) / np.float32(255.0)
     if min(level.shape) < 2:
         return cv2.GaussianBlur(level, (0, 0), 1.0)
     return cv2.sepFilter2D(level, cv2.CV_32F, _GAUSSIAN_1PX, _GAUSSIAN_1PX)

@@ -188,7 +188,7 @@ def test_components_equal_opencv_labels_and_statistics(seed):
         np.testing.assert_array_equal(got[2], want[2])
 
 
-def test_smoothed_grey_reads_the_slips_own_ink_as_one_and_keeps_the_rims():
+def test_smoothed_grey_reads_darkness_and_keeps_the_rims():
     import cv2
 
     from cv.features import inkviews
@@ -201,14 +201,18 @@ def test_smoothed_grey_reads_the_slips_own_ink_as_one_and_keeps_the_rims():
     level = inkviews.smoothed_grey(grey, ink)
     assert level.dtype == np.float32 and level.shape == grey.shape
     assert level[0, 0] == 0.0  # paper
-    assert level[20, 20] == pytest.approx(1.0, abs=1e-3)  # the middle of the stroke
-    # across the bar the rims step between 0 and 1 where the binary ink jumps
+    assert level[20, 20] == pytest.approx((255 - 60) / 255, abs=1e-3)  # the stroke's middle
+    # the rims: part-way between paper and the stroke, and where the edges lie within a
+    # pixel: the bar spans columns 15.375-25.375, and the darkness-weighted centre of a row
+    # finds its middle, 20.375, where the binary ink's blur says 20.0
     row = level[20]
-    assert 0.05 < row[15] < 0.95 and 0.05 < row[25] < 0.95
-    # a faint pen (a carbon copy) reads the same as a dark one
+    assert 0.05 < row[15] < 0.7 and 0.05 < row[25] < 0.7
+    centres = np.arange(40) + 0.5
+    assert float((row * centres).sum() / row.sum()) == pytest.approx(20.375, abs=0.05)
+    binary = inkviews.smoothed(inkviews.binary(ink))[20]
+    assert abs(float((binary * centres).sum() / binary.sum()) - 20.375) > 0.3
+    # darkness, not a mask: a fainter pen reads fainter
     faint = (255 - (255 - grey.astype(np.int32)) // 3).astype(np.uint8)
-    np.testing.assert_allclose(inkviews.smoothed_grey(faint, ink), level, atol=0.02)
-    # no ink: all paper; shapes must agree
-    assert not inkviews.smoothed_grey(grey, np.zeros_like(ink)).any()
+    assert inkviews.smoothed_grey(faint, ink)[20, 20] == pytest.approx(level[20, 20] / 3, abs=0.01)
     with pytest.raises(ValueError, match="equal shapes"):
         inkviews.smoothed_grey(grey, ink[:-1])
