@@ -12,7 +12,7 @@ two accounts of one writer are the same person behind two names.  Then:
   for `cv.accounts.IMPOSTOR_TAIL`.
 
     PYTHONPATH=. .venv/bin/python bench/account_links.py DIR [DIR ...] [--sizes 8,8]
-        [--thresholds 0.9,0.95] [--fit] [--jobs 2] [--json F]
+        [--thresholds 0.9,0.95] [--fit] [--jobs 2] [--json F] [--model M]
 
 Choose thresholds with ``--fit`` on fit-split writers the model was not fitted on
 (``sliplink samples generate --split fit --first-writer 1001 --slips-per-writer 20``); judge
@@ -87,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=None, help="model file (default: shipped)")
     args = ap.parse_args(argv)
 
     from cv.cluster import calibration_of, impostor_tail
-    from cv.embed import embed_files, load_default_model
+    from cv.embed import EmbeddingModel, embed_files, load_default_model
 
-    model = load_default_model()
+    model = EmbeddingModel.load(args.model) if args.model else load_default_model()
     xs, ws = [], []
     for d in args.dirs:
         with (d / "labels.csv").open() as fh:
