@@ -60,6 +60,7 @@ from cv.design import DESIGN_PENALTY, design_penalised, signature_rows  # noqa: 
 from cv.embed import (  # noqa: E402
     DEFAULT_POOL_SCALES,
     DEFAULT_STROKE_WIDTH,
+    DESCRIPTOR_INKS,
     FAMILIES,
     HANDCRAFTED_FAMILIES,
     POOLED_FAMILIES,
@@ -491,7 +492,7 @@ def main() -> None:
     ap.add_argument(
         "--descriptor-ink",
         default=EmbeddingModel().descriptor_ink,
-        choices=("binary", "grey"),
+        choices=DESCRIPTOR_INKS,
         help="what the dense descriptors read (EmbeddingModel.descriptor_ink), at extraction"
         " and in every fitted method (bench/ACCURACY.md, session 24)",
     )
