@@ -1108,11 +1108,11 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--descriptor-ink",
-                help="What the dense RootSIFT descriptors read: binary (the blurred binary"
-                " ink, the shipped model's) or grey (the handwriting's darkness with its"
-                " anti-aliased rims; bench/ACCURACY.md, session 24).",
+                help="What the dense RootSIFT descriptors read: grey (the handwriting's"
+                " darkness with its anti-aliased rims, the shipped model's) or binary (the"
+                " blurred binary ink of models before session 25; bench/ACCURACY.md).",
             ),
-        ] = "binary",
+        ] = "grey",
         projection_bits: Annotated[
             int,
             typer.Option(

@@ -207,7 +207,7 @@ def extract_raw(
     max_keypoints: int = 1600,
     dense_step: int = 2,
     local_descriptor: str = "dense",
-    descriptor_ink: str = "binary",
+    descriptor_ink: str = "grey",
     pool_scales: Sequence[float] = (),
     templates: Sequence[NDArray[np.uint8]] | None = None,
     design: bool = True,
@@ -236,8 +236,9 @@ def extract_raw(
         ``sift``: the SIFT detector's keypoints (more faithful, ~200-300 ms per slip).
     descriptor_ink : {"grey", "binary"}
         What the dense descriptors' gradients are read from: ``grey``, the handwriting's
-        darkness with its anti-aliased rims (:func:`cv.features.inkviews.smoothed_grey`);
-        ``binary``, the blurred binary ink (the shipped model's).
+        darkness with its anti-aliased rims (:func:`cv.features.inkviews.smoothed_grey`,
+        the shipped model's since session 25); ``binary``, the blurred binary ink (models
+        fitted before it).
     pool_scales : sequence of float
         Factors of the normalised scale at which the ``POOLED_FAMILIES`` histograms are
         computed again (on :func:`cv.preprocess.rescaled_ink`) and averaged with the
@@ -486,14 +487,13 @@ class EmbeddingModel:
     local_descriptor : {"dense", "sift"}
         How the VLAD family samples its descriptors (see :func:`extract_raw`).
     descriptor_ink : {"grey", "binary"}
-        What the dense descriptors read (see :func:`extract_raw`); ``binary`` by default and
-        for model files from before the parameter.  ``grey`` (the anti-aliased rims keep the
-        gradients steadier under resampling) is an option, not yet the default (bench/
-        ACCURACY.md, session 24): held-out, refitted with the documented recipe, as
-        `similar` ranks 60 x 6 0.865 / 0.900 (shipped) -> 0.871 / 0.903, UNIPEN 0.373 /
-        0.495 -> 0.373 / 0.519, live precision 0.905 -> 0.951, batch clustering alike
-        (pairwise F1 0.226 -> 0.228); the account rule's constants carry over to it
-        (2,426 accounts: P 0.985, R 0.770 at the rule's ratio).
+        What the dense descriptors read (see :func:`extract_raw`); ``grey`` by default
+        since session 25 (the anti-aliased rims keep the gradients steadier under
+        resampling), ``binary`` for model files from before the parameter.  Refitted with
+        the documented recipe, held-out, as `similar` ranks (bench/ACCURACY.md, session 24):
+        60 x 6 0.865 / 0.900 (binary) -> 0.871 / 0.903, UNIPEN 0.373 / 0.495 -> 0.373 /
+        0.519, live precision 0.905 -> 0.951, batch clustering alike (pairwise F1 0.226 ->
+        0.228); the account rule's constants carry over (2,426 accounts: P 0.985, R 0.770).
     pool_scales : tuple of float
         Scale factors over which hinge and LBP are averaged (see :func:`extract_raw`);
         ``DEFAULT_POOL_SCALES`` by default, () for the normalised scale only (models saved
@@ -537,7 +537,7 @@ class EmbeddingModel:
         max_keypoints: int = 1600,
         dense_step: int = 2,
         local_descriptor: str = "dense",
-        descriptor_ink: str = "binary",
+        descriptor_ink: str = "grey",
         pool_scales: tuple[float, ...] = DEFAULT_POOL_SCALES,
         n_components: int = 256,
         whiten: float = 0.5,

@@ -549,15 +549,15 @@ def test_the_learned_family_travels_inside_the_model_file(small_fit, tmp_path):
 
 
 def test_descriptor_ink_chooses_what_the_dense_descriptors_read():
-    """The shipped recipe reads the blurred binary ink (and so do files from before the
-    parameter); ``grey`` reads the darkness with its anti-aliased rims. Same sample points,
-    other gradients."""
+    """The shipped recipe reads the darkness with its anti-aliased rims; files from before
+    the parameter read the blurred binary ink. Same sample points, other gradients."""
     from cv.embed import _LEGACY_PARAMS
 
     img = _image(_set_rows()[0]["image"])
-    grey = extract_raw(img, families=("vlad",), descriptor_ink="grey")
-    binary = extract_raw(img, families=("vlad",))
-    assert EmbeddingModel().descriptor_ink == "binary" == _LEGACY_PARAMS["descriptor_ink"]
+    grey = extract_raw(img, families=("vlad",))
+    binary = extract_raw(img, families=("vlad",), descriptor_ink="binary")
+    assert EmbeddingModel().descriptor_ink == "grey" == load_default_model().descriptor_ink
+    assert _LEGACY_PARAMS["descriptor_ink"] == "binary"
     assert grey.descriptors.shape == binary.descriptors.shape and len(grey.descriptors) > 100
     assert not np.allclose(grey.descriptors, binary.descriptors, atol=0.05)
     again = EmbeddingModel(descriptor_ink="grey").extract(img)
