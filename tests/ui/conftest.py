@@ -139,6 +139,13 @@ def login(page: Any, base: str, username: str, next_path: str) -> None:
     page.wait_for_url(f"{base}{next_path}*")
 
 
+def settled(page: Any) -> None:
+    """Wait until the page's deferred scripts have run (readyState 'complete'): an element
+    can appear while the document still parses, before the keyboard handlers exist, and a
+    key pressed then is lost (seen under load after a reload)."""
+    page.wait_for_function("() => document.readyState === 'complete'")
+
+
 def screenshot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

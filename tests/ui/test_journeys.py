@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from tests.conftest import REPO_ROOT
 from tests.factories import scan_bytes
-from tests.ui.conftest import login, screenshot
+from tests.ui.conftest import login, screenshot, settled
 
 pytestmark = pytest.mark.browser
 SAMPLES = REPO_ROOT / "sample_slips" / "set"
@@ -152,11 +152,14 @@ def test_analyst_confirms_a_link_from_an_alert(live_server, page, tmp_path) -> N
             ("confirmed", "ana", {slip_a, slip_b})
         ]
     # triage by keyboard: a = assign (to me), then a note, then r = resolve with an outcome
+    settled(page)  # the confirm reloaded the page
     page.keyboard.press("a")
     page.wait_for_selector("#history li:has-text('assign')")
+    settled(page)  # the assignment reloaded the page
     page.fill("#alert-note", "linked accounts confirmed by handwriting")
     page.click("#do-note")
     page.wait_for_selector("#notes li:has-text('linked accounts confirmed')")
+    settled(page)  # the note reloaded the page
     page.select_option("#outcome", "confirmed_risk")
     page.locator("body").click(position={"x": 5, "y": 300})
     page.keyboard.press("r")
