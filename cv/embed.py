@@ -492,8 +492,9 @@ class EmbeddingModel:
         resampling), ``binary`` for model files from before the parameter.  Refitted with
         the documented recipe, held-out, as `similar` ranks (bench/ACCURACY.md, session 24):
         60 x 6 0.865 / 0.900 (binary) -> 0.871 / 0.903, UNIPEN 0.373 / 0.495 -> 0.373 /
-        0.519, live precision 0.905 -> 0.951, batch clustering alike (pairwise F1 0.226 ->
-        0.228); the account rule's constants carry over (2,426 accounts: P 0.985, R 0.770).
+        0.519, batch clustering alike (pairwise F1 0.226 -> 0.228); over four generated
+        held-out sets mAP moved -0.005 to +0.011, a small gain (session 25); the account
+        rule's constants carry over (2,426 accounts: P 0.985, R 0.770).
     pool_scales : tuple of float
         Scale factors over which hinge and LBP are averaged (see :func:`extract_raw`);
         ``DEFAULT_POOL_SCALES`` by default, () for the normalised scale only (models saved
