@@ -8,11 +8,15 @@ two accounts of one writer are the same person behind two names.  Then:
   account pairs linked, right, and the recall of the true account pairs;
 - ``clusters``: what slip-level batch clustering (`cv.cluster.cluster_calibrated`, accounts
   given) links: two accounts are linked when one cluster holds slips of both;
-- ``tail`` (with ``--fit``): the normal fitted to the different-writer ratios' upper tail,
-  for `cv.accounts.IMPOSTOR_TAIL`.
+- with ``--fit``, the rule's constants: ``reference``, the lowest ratio at which the account
+  pairs reach precision 0.98 pooled over ``--draws`` random halves of the writers and those
+  halves' mean eligible accounts (`cv.accounts.ACCOUNT_RATIO_THRESHOLD`,
+  `REFERENCE_ACCOUNTS`); ``impostor_tail``, the generalised Pareto tail of all the
+  different-writer ratios (`cv.accounts.fit_impostor_tail`, `IMPOSTOR_TAIL`); and
+  ``fitted_rule``, what the rule with those constants links on the whole set.
 
     PYTHONPATH=. .venv/bin/python bench/account_links.py DIR [DIR ...] [--sizes 8,8]
-        [--thresholds 0.9,0.95] [--fit] [--jobs 2] [--json F] [--model M]
+        [--thresholds 0.9,0.95] [--fit] [--jobs 2] [--json F] [--model M] [--cache V.npz]
 
 Choose thresholds with ``--fit`` on fit-split writers the model was not fitted on
 (``sliplink samples generate --split fit --first-writer 1001 --slips-per-writer 20``); judge
@@ -32,7 +36,14 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cv.accounts import account_links, eligible_accounts, ratio_threshold  # noqa: E402
+from cv.accounts import (  # noqa: E402
+    account_links,
+    eligible_accounts,
+    fit_impostor_tail,
+    ratio_threshold,
+)
+
+TARGET_PRECISION = 0.98
 
 
 def deal_accounts(writers: np.ndarray, sizes: list[int], seed: int) -> np.ndarray:
@@ -78,34 +89,76 @@ def cluster_pairs(x: np.ndarray, accounts: np.ndarray, calibration) -> set[tuple
     return out
 
 
+def embed_dirs(dirs: list[Path], model, jobs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The usable slips' vectors of these labelled folders and their writers (folder:writer)."""
+    from cv.embed import embed_files
+
+    xs, ws = [], []
+    for d in dirs:
+        with (d / "labels.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        usable: list[bool] = []
+        x, errors = embed_files(
+            [d / r["image"] for r in rows], model=model, jobs=jobs, usable_out=usable
+        )
+        ok = np.array([e is None for e in errors]) & np.array(usable, dtype=bool)
+        xs.append(x[ok])
+        ws.append(np.array([f"{d.name}:{r['writer']}" for r in rows], dtype=object)[ok])
+    return np.vstack(xs), np.concatenate(ws)
+
+
+def reference_point(every: list, owner: dict[str, str], draws: int, seed: int) -> tuple[float, int]:
+    """The lowest ratio at which account pairs reach :data:`TARGET_PRECISION`, pooled over
+    ``draws`` random halves of the writers, and the halves' mean number of accounts."""
+    rng = np.random.default_rng(seed)
+    writers = sorted(set(owner.values()))
+    scores: list[float] = []
+    right: list[bool] = []
+    sizes = []
+    for _ in range(draws):
+        half = set(rng.choice(writers, len(writers) // 2, replace=False).tolist())
+        sizes.append(sum(w in half for w in owner.values()))
+        for lk in every:
+            if owner[lk.a] in half and owner[lk.b] in half:
+                scores.append(lk.ratio)
+                right.append(owner[lk.a] == owner[lk.b])
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = np.cumsum(np.asarray(right)[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(precision >= TARGET_PRECISION)
+    base = float(np.asarray(scores)[order][ok[-1]]) if len(ok) else float("inf")
+    return base, int(round(float(np.mean(sizes))))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="labelled folders (labels.csv)")
     ap.add_argument("--sizes", default="8,8", help="account sizes dealt per writer")
     ap.add_argument("--thresholds", default=None, help="ratios to tally besides the shipped rule")
     ap.add_argument("--fit", action="store_true", help="also fit the impostor tail")
+    ap.add_argument("--draws", type=int, default=8, help="halves of the writers for --fit")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--model", type=Path, default=None, help="model file (default: shipped)")
+    ap.add_argument(
+        "--cache", type=Path, default=None, help="vectors file: read if it exists, else written"
+    )
     args = ap.parse_args(argv)
 
-    from cv.cluster import calibration_of, impostor_tail
-    from cv.embed import EmbeddingModel, embed_files, load_default_model
+    from cv.cluster import calibration_of
+    from cv.embed import EmbeddingModel, load_default_model
 
     model = EmbeddingModel.load(args.model) if args.model else load_default_model()
-    xs, ws = [], []
-    for d in args.dirs:
-        with (d / "labels.csv").open() as fh:
-            rows = list(csv.DictReader(fh))
-        usable: list[bool] = []
-        x, errors = embed_files(
-            [d / r["image"] for r in rows], model=model, jobs=args.jobs, usable_out=usable
-        )
-        ok = np.array([e is None for e in errors]) & np.array(usable, dtype=bool)
-        xs.append(x[ok])
-        ws.append(np.array([f"{d.name}:{r['writer']}" for r in rows], dtype=object)[ok])
-    x, writers = np.vstack(xs), np.concatenate(ws)
+    if args.cache and args.cache.exists():
+        cached = np.load(args.cache)
+        if str(cached["version"]) != model.version:
+            ap.error(f"{args.cache} holds vectors of {cached['version']}, not {model.version}")
+        x, writers = cached["x"], cached["writer"].astype(object)
+    else:
+        x, writers = embed_dirs(args.dirs, model, args.jobs)
+        if args.cache:
+            np.savez(args.cache, x=x, writer=writers.astype(str), version=model.version)
     sizes = [int(v) for v in args.sizes.split(",")]
     accounts = deal_accounts(writers, sizes, args.seed)
     owner = {a: w for a, w in zip(accounts.tolist(), writers.tolist(), strict=True) if a}
@@ -138,11 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     result["clusters"] = tally(cluster_pairs(x, accounts, calibration_of(model)), owner, true_pairs)
     if args.fit:
         impostors = np.array([lk.ratio for lk in every if owner[lk.a] != owner[lk.b]])
-        tail = impostor_tail(impostors)
+        compared = {lk.a for lk in every} | {lk.b for lk in every}
+        base, reference = reference_point(
+            every, {a: owner[a] for a in compared}, args.draws, args.seed
+        )
+        tail = fit_impostor_tail(impostors)
         result["eligible_accounts"] = eligible
         result["impostor_pairs"] = int(impostors.size)
-        result["impostor_tail"] = None if tail is None else [round(v, 4) for v in tail]
         result["impostor_max"] = round(float(impostors.max()), 4) if impostors.size else None
+        result["reference"] = {"ratio": round(base, 4), "accounts": reference}
+        if tail is not None:
+            result["impostor_tail"] = {
+                "start": round(tail.start, 4),
+                "share": round(tail.share, 6),
+                "shape": round(tail.shape, 4),
+                "scale": round(tail.scale, 4),
+                "end": round(tail.start - tail.scale / tail.shape, 4) if tail.shape < 0 else None,
+            }
+            t = ratio_threshold(eligible, base=base, reference=reference, tail=tail)
+            result["fitted_rule"] = {"threshold": round(t, 4), **at(t)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -134,8 +134,5 @@ def _groups(links: list[AccountLink]) -> list[tuple[list[int], list[AccountLink]
 
 
 def _confidence(ratio: float, compared: int) -> float:
-    from scipy.special import ndtr
-
-    mean, sd = IMPOSTOR_TAIL
-    expected = (1.0 - float(ndtr((ratio - mean) / sd))) * max(compared - 1, 1)
+    expected = IMPOSTOR_TAIL.sf(ratio) * max(compared - 1, 1)
     return round(max(0.0, 1.0 - expected), 4)

@@ -6,9 +6,12 @@ import pytest
 
 from cv.accounts import (
     ACCOUNT_RATIO_THRESHOLD,
+    IMPOSTOR_TAIL,
     REFERENCE_ACCOUNTS,
+    ImpostorTail,
     account_links,
     eligible_accounts,
+    fit_impostor_tail,
     ratio_threshold,
 )
 
@@ -56,10 +59,45 @@ def test_small_and_incoherent_accounts_are_left_out() -> None:
     }
 
 
-def test_threshold_rises_with_the_accounts_compared() -> None:
+def test_threshold_rises_with_the_accounts_compared_towards_the_tails_end() -> None:
     assert ratio_threshold(10) == ratio_threshold(REFERENCE_ACCOUNTS) == ACCOUNT_RATIO_THRESHOLD
-    grown = [ratio_threshold(n) for n in (2_000, 10_000, 100_000)]
-    assert ACCOUNT_RATIO_THRESHOLD < grown[0] < grown[1] < grown[2] < 1.3
+    grown = [ratio_threshold(n) for n in (2_000, 10_000, 100_000, 10**7)]
+    end = IMPOSTOR_TAIL.start - IMPOSTOR_TAIL.scale / IMPOSTOR_TAIL.shape
+    assert ACCOUNT_RATIO_THRESHOLD < grown[0] < grown[1] < grown[2] < grown[3] < end < 1.05
+    # each account expects as many false matches as at the reference size
+    for n, t in zip((2_000, 10_000), grown, strict=False):
+        ratio = (
+            IMPOSTOR_TAIL.sf(t)
+            * (n - 1)
+            / (IMPOSTOR_TAIL.sf(ACCOUNT_RATIO_THRESHOLD) * (REFERENCE_ACCOUNTS - 1))
+        )
+        assert ratio == pytest.approx(1.0, rel=1e-6)
+
+
+def test_tail_fit_reads_a_bounded_tail_where_a_normal_overshoots() -> None:
+    """Scores with a ceiling (a beta's upper tail ends at 1): the fitted generalised Pareto
+    tail puts the 1-in-a-million score within 0.01 of the true one (0.927); a normal fitted to
+    the same top 0.1 % and 0.01 % (`cv.cluster.impostor_tail`) puts it over 0.02 higher."""
+    from scipy.stats import beta
+
+    from cv.cluster import impostor_tail
+
+    rng = np.random.default_rng(5)
+    fit = beta.rvs(2, 6, size=2_000_000, random_state=rng)
+    tail = fit_impostor_tail(fit)
+    assert tail is not None and tail.shape < 0 and tail.share == pytest.approx(1e-3, rel=0.01)
+    far = beta.isf(1e-6, 2, 6)  # the true score one pair in a million reaches
+    assert tail.isf(1e-6) == pytest.approx(far, abs=0.01)
+    assert tail.isf(tail.sf(0.8)) == pytest.approx(0.8, abs=1e-9)
+    assert tail.sf(tail.start - tail.scale / tail.shape + 0.01) == 0.0  # beyond its end
+    normal = impostor_tail(fit)
+    assert normal is not None
+    from scipy.special import ndtri
+
+    assert normal[0] + normal[1] * float(ndtri(1 - 1e-6)) > far + 0.02
+    assert fit_impostor_tail(fit[:100_000]) is None  # 100 in the top: too few
+    exponential = ImpostorTail(0.5, 1e-3, 0.0, 0.1)
+    assert exponential.isf(exponential.sf(0.9)) == pytest.approx(0.9)
 
 
 @pytest.fixture(scope="module")
