@@ -1,18 +1,20 @@
 """Accounts of one writer found as wholes (`cv.accounts`), against slip-level clustering.
 
 Each labelled folder's writers get customer accounts: every writer's usable slips are dealt,
-in a seeded random order, into accounts of ``--sizes`` slips (as many as the slips fill), so
+in a seeded random order, into accounts of ``--sizes`` slips (as many as the slips fill; a
+range such as ``6-8`` draws each account's size), so
 two accounts of one writer are the same person behind two names.  Then:
 
-- ``ratio``: `cv.accounts.account_links` (the shipped rule, or every ``--thresholds`` value):
-  account pairs linked, right, and the recall of the true account pairs;
+- ``ratio``: `cv.accounts.account_links` (the shipped rule, each pair at its smaller
+  account's size class, when every account holds 6+ slips; and every ``--thresholds``
+  value): account pairs linked, right, and the recall of the true account pairs;
 - ``clusters``: what slip-level batch clustering (`cv.cluster.cluster_calibrated`, accounts
   given) links: two accounts are linked when one cluster holds slips of both;
-- with ``--fit``, the rule's constants: ``reference``, the lowest ratio at which the account
+- with ``--fit``, a size class's constants (`cv.accounts.SizeClass`, for accounts of the
+  smallest of ``--sizes``): ``reference``, the lowest ratio at which the account
   pairs reach precision 0.98 pooled over ``--draws`` random halves of the writers and those
-  halves' mean eligible accounts (`cv.accounts.ACCOUNT_RATIO_THRESHOLD`,
-  `REFERENCE_ACCOUNTS`); ``impostor_tail``, the generalised Pareto tail of all the
-  different-writer ratios (`cv.accounts.fit_impostor_tail`, `IMPOSTOR_TAIL`); and
+  halves' mean eligible accounts; ``impostor_tail``, the generalised Pareto tail of all the
+  different-writer ratios (`cv.accounts.fit_impostor_tail`); and
   ``fitted_rule``, what the rule with those constants links on the whole set.
 
     PYTHONPATH=. .venv/bin/python bench/account_links.py DIR [DIR ...] [--sizes 8,8]
@@ -37,6 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cv.accounts import (  # noqa: E402
+    SIZE_CLASSES,
+    SizeClass,
     account_links,
     eligible_accounts,
     fit_impostor_tail,
@@ -46,15 +50,25 @@ from cv.accounts import (  # noqa: E402
 TARGET_PRECISION = 0.98
 
 
-def deal_accounts(writers: np.ndarray, sizes: list[int], seed: int) -> np.ndarray:
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """ "8,8" -> [(8, 8), (8, 8)]; "6-8,6-8": each account's size drawn from 6 to 8."""
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.append((int(lo), int(hi or lo)))
+    return out
+
+
+def deal_accounts(writers: np.ndarray, sizes: list[tuple[int, int]], seed: int) -> np.ndarray:
     """An account key per slip ("" = none): each writer's slips dealt into accounts of
-    ``sizes`` slips in a random order."""
+    ``sizes`` slips (a size range: drawn for each account) in a random order."""
     rng = np.random.default_rng(seed)
     out = np.full(len(writers), "", dtype=object)
     for w in sorted(set(writers.tolist())):
         idx = rng.permutation(np.flatnonzero(writers == w))
         at = 0
-        for k, size in enumerate(sizes):
+        for k, (lo, hi) in enumerate(sizes):
+            size = lo if lo == hi else int(rng.integers(lo, hi + 1))
             if at + size > len(idx):
                 break
             out[idx[at : at + size]] = f"{w}#{k}"
@@ -133,7 +147,9 @@ def reference_point(every: list, owner: dict[str, str], draws: int, seed: int) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="labelled folders (labels.csv)")
-    ap.add_argument("--sizes", default="8,8", help="account sizes dealt per writer")
+    ap.add_argument(
+        "--sizes", default="8,8", help='account sizes dealt per writer ("6-8": drawn per account)'
+    )
     ap.add_argument("--thresholds", default=None, help="ratios to tally besides the shipped rule")
     ap.add_argument("--fit", action="store_true", help="also fit the impostor tail")
     ap.add_argument("--draws", type=int, default=8, help="halves of the writers for --fit")
@@ -159,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         x, writers = embed_dirs(args.dirs, model, args.jobs)
         if args.cache:
             np.savez(args.cache, x=x, writer=writers.astype(str), version=model.version)
-    sizes = [int(v) for v in args.sizes.split(",")]
+    sizes = parse_sizes(args.sizes)
+    smallest = min(lo for lo, _ in sizes)
     accounts = deal_accounts(writers, sizes, args.seed)
     owner = {a: w for a, w in zip(accounts.tolist(), writers.tolist(), strict=True) if a}
     per_writer: dict[str, int] = {}
@@ -168,24 +185,28 @@ def main(argv: list[str] | None = None) -> int:
     true_pairs = sum(k * (k - 1) // 2 for k in per_writer.values())
     vectors = {a: x[accounts == a] for a in sorted(set(owner))}
     # the accounts as dealt are compared (the rule's ACCOUNT_MIN_SLIPS would drop smaller ones)
-    eligible = len(eligible_accounts(vectors, min_slips=min(sizes)))
+    eligible = len(eligible_accounts(vectors, min_slips=smallest))
     result: dict = {
         "model": model.version,
         "slips": int(len(x)),
         "writers": len(set(writers.tolist())),
         "accounts": len(vectors),
-        "sizes": sizes,
+        "sizes": args.sizes,
         "true_account_pairs": true_pairs,
-        "shipped_threshold": round(ratio_threshold(eligible), 4),
     }
+    if smallest >= SIZE_CLASSES[0].slips:  # the shipped rule, each pair by its smaller account
+        shipped = account_links(vectors, min_slips=smallest)
+        result["shipped_thresholds"] = {
+            c.slips: round(ratio_threshold(eligible, constants=c), 4) for c in SIZE_CLASSES
+        }
+        result["ratio"] = tally({(lk.a, lk.b) for lk in shipped}, owner, true_pairs)
     every = account_links(
-        vectors, min_slips=min(sizes), threshold=-np.inf, candidates=len(vectors) - 1
+        vectors, min_slips=smallest, threshold=-np.inf, candidates=len(vectors) - 1
     )
 
     def at(t: float) -> dict:
         return tally({(lk.a, lk.b) for lk in every if lk.ratio >= t}, owner, true_pairs)
 
-    result["ratio"] = at(result["shipped_threshold"])
     for t in [float(v) for v in args.thresholds.split(",")] if args.thresholds else []:
         result[f"ratio_at_{t}"] = at(t)
     result["clusters"] = tally(cluster_pairs(x, accounts, calibration_of(model)), owner, true_pairs)
@@ -208,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 "scale": round(tail.scale, 4),
                 "end": round(tail.start - tail.scale / tail.shape, 4) if tail.shape < 0 else None,
             }
-            t = ratio_threshold(eligible, base=base, reference=reference, tail=tail)
+            fitted = SizeClass(smallest, base, reference, tail)
+            t = ratio_threshold(eligible, constants=fitted)
             result["fitted_rule"] = {"threshold": round(t, 4), **at(t)}
     text = json.dumps(result, indent=2)
     print(text)

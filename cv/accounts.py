@@ -15,14 +15,17 @@ score about 1 whatever their sizes (their slips are as alike across the accounts
 each); two writers score what their hands share relative to how consistent each is, and the
 noise of both means falls with the number of slips.  So a writer with a few slips in each
 account is found where no slip pair clears the clustering's threshold.  Measured on held-out
-generated writers (bench/account_links.py, bench/ACCURACY.md, session 23).
+generated writers (bench/account_links.py, bench/ACCURACY.md, sessions 23-26).
+
+The noise is why the ratio needed depends on the smaller account's size (:data:`SIZE_CLASSES`:
+6, 7, 8 or more slips) and on how many accounts are compared (:func:`ratio_threshold`).
 
 Pure functions: vectors in, links out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,24 +38,30 @@ __all__ = [
     "ACCOUNT_RATIO_THRESHOLD",
     "IMPOSTOR_TAIL",
     "REFERENCE_ACCOUNTS",
+    "SIZE_CLASSES",
     "AccountLink",
     "ImpostorTail",
+    "SizeClass",
     "account_links",
     "eligible_accounts",
     "fit_impostor_tail",
     "ratio_threshold",
+    "size_class",
 ]
 
 #: Accounts with fewer usable slips are not compared: the cohesion of a handful of slips is
-#: too noisy (held-out accounts of three slips: the ratio's impostor tail reached 1.07).
-ACCOUNT_MIN_SLIPS = 8
+#: too noisy.  Two accounts of 5 slips reach precision 0.98 only above a ratio of 1.01-1.03,
+#: where 0.26-0.31 of such pairs are found, and of 4 only above 1.09 (0.04); of 6, 0.43-0.56
+#: (bench/ACCURACY.md, session 26).
+ACCOUNT_MIN_SLIPS = 6
 #: An account whose slips hardly resemble each other (several writers, or slips of little
 #: ink) has no one hand to match; its ratio would be a small number's quotient.
 ACCOUNT_MIN_COHESION = 0.15
-#: The ratio two accounts need, in a collection of up to :data:`REFERENCE_ACCOUNTS` eligible
-#: accounts: the lowest ratio at which account pairs reach precision 0.98, pooled over 8
-#: random halves of 1,250 fit-split writers the shipped model was not fitted on (16 slips
-#: each, two accounts of 8; `bench/account_links.py --fit`, bench/ACCURACY.md session 26).
+#: The ratio two accounts of 8 or more slips need, in a collection of up to
+#: :data:`REFERENCE_ACCOUNTS` eligible accounts: the lowest ratio at which account pairs
+#: reach precision 0.98, pooled over 8 random halves of 1,250 fit-split writers the shipped
+#: model was not fitted on (16 slips each, two accounts of 8; `bench/account_links.py
+#: --fit`, bench/ACCURACY.md session 26).
 #: Session 23 chose 0.97 on other writers and the model of then; today's model needs 0.978.
 ACCOUNT_RATIO_THRESHOLD = 0.978
 #: Eligible accounts in those halves.  With more accounts each one meets more look-alikes,
@@ -117,6 +126,28 @@ IMPOSTOR_TAIL = ImpostorTail(0.8725, 1e-3, -0.302, 0.0429)
 
 
 @dataclass(frozen=True)
+class SizeClass:
+    """The rule's constants for account pairs whose smaller account holds ``slips`` usable
+    slips (the largest class: that many or more): ``base``, the ratio needed among up to
+    ``reference`` eligible accounts, and the different-writer ratios' ``tail``.  Each comes
+    from `bench/account_links.py DIR --sizes k,k --fit` on fit-split writers the shipped model
+    was not fitted on (bench/ACCURACY.md, session 26)."""
+
+    slips: int
+    base: float
+    reference: int
+    tail: ImpostorTail
+
+
+#: Smallest first.  Fewer slips, noisier means: a higher base and a tail that ends later.
+SIZE_CLASSES = (
+    SizeClass(6, 1.0018, 1244, ImpostorTail(0.8787, 1e-3, -0.2459, 0.0440)),
+    SizeClass(7, 0.9917, 1238, ImpostorTail(0.8757, 1e-3, -0.2673, 0.0424)),
+    SizeClass(8, ACCOUNT_RATIO_THRESHOLD, REFERENCE_ACCOUNTS, IMPOSTOR_TAIL),
+)
+
+
+@dataclass(frozen=True)
 class AccountLink:
     """Two accounts whose slips are one hand: their ratio and their usable slips."""
 
@@ -127,19 +158,28 @@ class AccountLink:
     slips_b: int
 
 
+def size_class(slips: int, classes: Sequence[SizeClass] = SIZE_CLASSES) -> SizeClass:
+    """The constants for a pair whose smaller account holds ``slips`` usable slips."""
+    if slips < classes[0].slips:
+        raise ValueError(
+            f"accounts of {slips} slips have no calibrated ratio (the rule compares"
+            f" {classes[0].slips} or more; give a threshold to compare fewer)"
+        )
+    return [c for c in classes if c.slips <= slips][-1]
+
+
 def ratio_threshold(
-    accounts: int,
-    *,
-    base: float = ACCOUNT_RATIO_THRESHOLD,
-    reference: int = REFERENCE_ACCOUNTS,
-    tail: ImpostorTail = IMPOSTOR_TAIL,
+    accounts: int, *, slips: int = SIZE_CLASSES[-1].slips, constants: SizeClass | None = None
 ) -> float:
-    """The ratio needed among ``accounts`` eligible accounts: ``base`` up to ``reference``
-    accounts, above it the ratio whose share under the impostor tail is cut in proportion
-    (``sf(t') = sf(t) (m - 1) / (n - 1)``), so each account expects as many false matches."""
-    if accounts <= reference:
-        return base
-    return max(base, tail.isf(tail.sf(base) * (reference - 1.0) / (accounts - 1.0)))
+    """The ratio two accounts need, the smaller holding ``slips`` usable slips, among
+    ``accounts`` eligible accounts: the size class's base up to its reference count, above it
+    the ratio whose share under the class's impostor tail is cut in proportion
+    (``sf(t') = sf(t) (m - 1) / (n - 1)``), so each account expects as many false matches.
+    ``constants`` replaces the shipped class (as `bench/account_links.py --fit` fits one)."""
+    c = constants or size_class(slips)
+    if accounts <= c.reference:
+        return c.base
+    return max(c.base, c.tail.isf(c.tail.sf(c.base) * (c.reference - 1.0) / (accounts - 1.0)))
 
 
 def _summaries(
@@ -181,6 +221,7 @@ def account_links(
     min_slips: int = ACCOUNT_MIN_SLIPS,
     threshold: float | None = None,
     candidates: int = 20,
+    classes: Sequence[SizeClass] = SIZE_CLASSES,
 ) -> list[AccountLink]:
     """Pairs of accounts whose slips are one hand, best first.
 
@@ -191,7 +232,10 @@ def account_links(
     min_slips : int
         Accounts with fewer slips are left out.
     threshold : float, optional
-        The ratio a pair needs; default :func:`ratio_threshold` for the eligible accounts.
+        The ratio a pair needs; default :func:`ratio_threshold` for the eligible accounts
+        and the smaller account's size (then ``min_slips`` must be 6 or more).
+    classes : sequence of SizeClass
+        The size classes, smallest first (default the shipped ones).
     candidates : int
         Each account keeps its this many highest ratios (an account of one hand matching
         more accounts than that is the operator's to find in the alerts already raised).
@@ -202,10 +246,17 @@ def account_links(
     -------
     list of AccountLink, ``a`` before ``b`` in the mapping's order, highest ratio first.
     """
+    if threshold is None:
+        size_class(min_slips, classes)  # fewer slips than any class: refuse before any work
     keys, sums, counts, cohesion = _summaries(vectors, min_slips)
     if len(keys) < 2:
         return []
-    t = ratio_threshold(len(keys)) if threshold is None else float(threshold)
+    # the ratio each size class needs among these accounts (one number when given)
+    needed = {
+        c.slips: ratio_threshold(len(keys), constants=c) if threshold is None else float(threshold)
+        for c in classes
+    }
+    floor = min(needed.values())
     s = np.asarray(sums)
     n = np.asarray(counts, dtype=np.float64)
     w = np.asarray(cohesion)
@@ -221,7 +272,12 @@ def account_links(
         for r, cols in enumerate(top):
             for c in cols.tolist():
                 ratio = float(block[r, c])
-                if ratio >= t:
-                    found[(min(start + r, c), max(start + r, c))] = ratio
+                if ratio < floor:
+                    continue
+                if threshold is None:
+                    smaller = min(counts[start + r], counts[c])
+                    if ratio < needed[size_class(smaller, classes).slips]:
+                        continue
+                found[(min(start + r, c), max(start + r, c))] = ratio
     links = [AccountLink(keys[i], keys[j], r, int(n[i]), int(n[j])) for (i, j), r in found.items()]
     return sorted(links, key=lambda link: -link.ratio)

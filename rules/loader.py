@@ -229,6 +229,10 @@ def parse_rule(data: Mapping[str, Any], *, source: str = "<memory>", version: in
         raise fail("inbox", f"must be one of {', '.join(INBOXES)}")
     scope = _parse_scope(data.get("scope", {"kind": "all"}), fail)
     params = _parse_params(data.get("params") or {}, kind.defaults, fail)
+    check = getattr(kind, "check_params", None)  # a kind's own rule among its parameters
+    problem = check(params) if check is not None else None
+    if problem is not None:
+        raise fail(f"params.{problem[0]}", problem[1])
     bands = _parse_bands(data.get("bands"), fail)
     return Rule(
         id=rid,

@@ -12,7 +12,7 @@ Screened on the schedule over every account with ``min_slips`` usable slips in t
 (active model's vectors).  Accounts linked to one another form one finding, pivoted on the
 lowest customer id.  Value: the number of accounts.  Link confidence: one less the number of
 different-writer accounts expected to score as high among those compared (the fitted
-impostor tail, `cv.accounts.IMPOSTOR_TAIL`), at least 0.
+impostor tail of the weakest link's size class, `cv.accounts.SIZE_CLASSES`), at least 0.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from sqlmodel import Session, col, select
 
 from cv.accounts import (
     ACCOUNT_MIN_SLIPS,
-    IMPOSTOR_TAIL,
+    SIZE_CLASSES,
     AccountLink,
     account_links,
     eligible_accounts,
+    size_class,
 )
 from rules import context
 from rules.types import Finding, Rule, Trigger
@@ -43,6 +44,14 @@ class MatchingAccounts:
         "min_ratio": None,
     }
     triggers = frozenset({"schedule"})
+
+    def check_params(self, params: Mapping[str, object]) -> tuple[str, str] | None:
+        """The rule loader's check: accounts smaller than any size class need a ratio."""
+        smallest, fewest = SIZE_CLASSES[0].slips, params["min_slips"]
+        uncalibrated = isinstance(fewest, int | float) and fewest < smallest
+        if uncalibrated and params.get("min_ratio") is None:
+            return "min_slips", f"below {smallest} the ratio is not calibrated: set min_ratio too"
+        return None
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         since = trigger.at - rule.window if rule.window else None
@@ -65,7 +74,7 @@ class MatchingAccounts:
                     session=session, customer_id=c, since=since, until=trigger.at
                 )
             ]
-            weakest = min(lk.ratio for lk in inside)
+            weakest = min(inside, key=lambda lk: lk.ratio)
             out.append(
                 Finding(
                     pivot_kind="customer",
@@ -74,7 +83,7 @@ class MatchingAccounts:
                     figures={
                         "accounts": len(group),
                         "slips": sum(len(vectors[c]) for c in group),
-                        "ratio": round(weakest, 4),
+                        "ratio": round(weakest.ratio, 4),
                         "accounts_compared": compared,
                         "what": "customer accounts whose slips are one hand",
                     },
@@ -133,6 +142,7 @@ def _groups(links: list[AccountLink]) -> list[tuple[list[int], list[AccountLink]
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def _confidence(ratio: float, compared: int) -> float:
-    expected = IMPOSTOR_TAIL.sf(ratio) * max(compared - 1, 1)
+def _confidence(link: AccountLink, compared: int) -> float:
+    smaller = max(min(link.slips_a, link.slips_b), SIZE_CLASSES[0].slips)  # min_ratio's own
+    expected = size_class(smaller).tail.sf(link.ratio) * max(compared - 1, 1)
     return round(max(0.0, 1.0 - expected), 4)

@@ -8,11 +8,14 @@ from cv.accounts import (
     ACCOUNT_RATIO_THRESHOLD,
     IMPOSTOR_TAIL,
     REFERENCE_ACCOUNTS,
+    SIZE_CLASSES,
     ImpostorTail,
+    SizeClass,
     account_links,
     eligible_accounts,
     fit_impostor_tail,
     ratio_threshold,
+    size_class,
 )
 
 
@@ -131,3 +134,28 @@ def test_real_slips_of_one_writer_link_as_accounts(many_slip_writers: Path) -> N
         vectors.setdefault(f"{r['writer']}:{k % 2}", []).append(v)
     links = account_links({a: np.array(v) for a, v in vectors.items()})
     assert {(lk.a, lk.b) for lk in links} == {(f"{w}:0", f"{w}:1") for w in seen}
+
+
+def test_smaller_accounts_need_more_and_fewer_than_six_need_a_threshold() -> None:
+    for n in (100, 1_500, 5_000, 50_000):
+        six, seven, eight = (ratio_threshold(n, slips=k) for k in (6, 7, 8))
+        assert six > seven > eight and ratio_threshold(n, slips=40) == eight
+    assert size_class(6) is SIZE_CLASSES[0] and size_class(100) is SIZE_CLASSES[-1]
+    rng = np.random.default_rng(4)
+    one = _writer(rng, 0, 10)
+    with pytest.raises(ValueError, match="accounts of 5 slips have no calibrated ratio"):
+        account_links({"a": one[:5], "b": one[5:]}, min_slips=5)
+    assert len(account_links({"a": one[:5], "b": one[5:]}, min_slips=5, threshold=0.5)) == 1
+
+
+def test_each_pair_is_held_to_its_smaller_accounts_class() -> None:
+    """Classes that never link a pair with an account under 8 slips and always link two of 8+:
+    the 6- and 7-slip accounts stay out however alike, the 8- and 9-slip ones link."""
+    rng = np.random.default_rng(6)
+    slips = _writer(rng, 0, 30)
+    vectors = {"six": slips[:6], "seven": slips[6:13], "eight": slips[13:21], "nine": slips[21:]}
+    never = SizeClass(6, 9.0, 10**6, IMPOSTOR_TAIL)
+    always = SizeClass(8, -9.0, 10**6, IMPOSTOR_TAIL)
+    links = account_links(vectors, classes=(never, always))
+    assert {(lk.a, lk.b) for lk in links} == {("eight", "nine")}
+    assert len(account_links(vectors, threshold=-9.0)) == 6  # one number: every pair

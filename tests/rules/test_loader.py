@@ -140,3 +140,19 @@ def test_an_optional_number_takes_a_number_or_nothing(tmp_path):
     bad = linked.replace("{threshold_gbp: 1000}", "{max_cluster_similarity: low}")
     with pytest.raises(RuleFileError, match="params.max_cluster_similarity: expected NoneType"):
         load_file(write(tmp_path, bad))
+
+
+def test_matching_accounts_below_six_slips_needs_its_own_ratio(tmp_path):
+    """The account rule's ratios are calibrated for accounts of 6+ slips: a file asking for
+    fewer must set min_ratio as well, and is refused, naming the field, when it does not."""
+    accounts = GOOD.replace("kind: structuring", "kind: matching_accounts").replace(
+        'reason: "{value} over {threshold_gbp}"', 'reason: "{value} accounts"'
+    )
+    [rule] = load_file(write(tmp_path, accounts.replace("{threshold_gbp: 1000}", "{}")))
+    assert rule.params["min_slips"] == 6 and rule.params["min_ratio"] is None
+    bad = accounts.replace("{threshold_gbp: 1000}", "{min_slips: 5}")
+    with pytest.raises(RuleFileError, match="params.min_slips: below 6 the ratio is not"):
+        load_file(write(tmp_path, bad))
+    own = accounts.replace("{threshold_gbp: 1000}", "{min_slips: 5, min_ratio: 1.03}")
+    [rule] = load_file(write(tmp_path, own))
+    assert (rule.params["min_slips"], rule.params["min_ratio"]) == (5, 1.03)
