@@ -40,6 +40,7 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "POST /bets/{bet_id}/slip": COUNTER,
     "GET /slips/{slip_id}": EVERYONE,
     "GET /slips/{slip_id}/image": EVERYONE,
+    "GET /slips/{slip_id}/accounts": RISK,  # names the customers a slip resembles
     "POST /checks": COUNTER,
     "POST /observations": COUNTER,
     # shops and events: reference data everyone reads, few write

@@ -10,6 +10,10 @@ two accounts of one writer are the same person behind two names.  Then:
   value): account pairs linked, right, and the recall of the true account pairs;
 - ``clusters``: what slip-level batch clustering (`cv.cluster.cluster_calibrated`, accounts
   given) links: two accounts are linked when one cluster holds slips of both;
+- ``slips`` (with ``--slips``): one slip against the accounts (`cv.accounts.likely_accounts`,
+  GET /slips/{id}/accounts): half the writers, drawn, keep an account of the first size's
+  slips; every other slip is a query.  How often the writer's account ranks in the top 1 /
+  3 / 5 / 10, and how many slips one best score could attribute at precision 0.9-0.99;
 - with ``--fit``, a size class's constants (`cv.accounts.SizeClass`, for accounts of the
   smallest of ``--sizes``): ``reference``, the lowest ratio at which the account
   pairs reach precision 0.98 pooled over ``--draws`` random halves of the writers and those
@@ -121,6 +125,48 @@ def embed_dirs(dirs: list[Path], model, jobs: int) -> tuple[np.ndarray, np.ndarr
     return np.vstack(xs), np.concatenate(ws)
 
 
+def slips_to_accounts(
+    x: np.ndarray, writers: np.ndarray, size: int, seed: int
+) -> dict[str, object]:
+    """One slip against accounts of ``size`` slips held by half the writers (module doc)."""
+    from cv.accounts import slip_account_scores
+
+    rng = np.random.default_rng(seed)
+    names = sorted(set(writers.tolist()))
+    held = set(rng.choice(names, len(names) // 2, replace=False).tolist())
+    vectors, queries = {}, []
+    for w in names:
+        idx = rng.permutation(np.flatnonzero(writers == w))
+        if w in held and len(idx) > size:
+            vectors[w] = x[idx[:size]]
+            idx = idx[size:]
+        queries += idx.tolist()
+    keys, scores, _ = slip_account_scores(x[queries], vectors, min_slips=size)
+    owner = np.asarray(keys, dtype=object)
+    qw = writers[queries]
+    has = np.isin(qw, owner)
+    own = np.array([keys.index(w) if h else -1 for w, h in zip(qw, has, strict=True)])
+    rank = (scores[has] > scores[has, own[has]][:, None]).sum(axis=1)
+    best = scores.argmax(axis=1)
+    right = owner[best] == qw
+    order = np.argsort(-scores[np.arange(len(qw)), best], kind="stable")
+    precision = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    out: dict[str, object] = {
+        "accounts": len(keys),
+        "queries": len(qw),
+        "queries_with_account": int(has.sum()),
+        **{f"top_{k}": round(float((rank < k).mean()), 4) for k in (1, 3, 5, 10)},
+    }
+    for target in (0.9, 0.95, 0.98, 0.99):
+        ok = np.flatnonzero(precision >= target)
+        found = int(right[order][: ok[-1] + 1].sum()) if len(ok) else 0
+        out[f"attributed_at_p{target}"] = {
+            "slips": found,
+            "recall": round(found / max(int(has.sum()), 1), 4),
+        }
+    return out
+
+
 def reference_point(every: list, owner: dict[str, str], draws: int, seed: int) -> tuple[float, int]:
     """The lowest ratio at which account pairs reach :data:`TARGET_PRECISION`, pooled over
     ``draws`` random halves of the writers, and the halves' mean number of accounts."""
@@ -153,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thresholds", default=None, help="ratios to tally besides the shipped rule")
     ap.add_argument("--fit", action="store_true", help="also fit the impostor tail")
     ap.add_argument("--draws", type=int, default=8, help="halves of the writers for --fit")
+    ap.add_argument("--slips", action="store_true", help="also one slip against accounts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
@@ -210,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in [float(v) for v in args.thresholds.split(",")] if args.thresholds else []:
         result[f"ratio_at_{t}"] = at(t)
     result["clusters"] = tally(cluster_pairs(x, accounts, calibration_of(model)), owner, true_pairs)
+    if args.slips:
+        result["slips"] = slips_to_accounts(x, writers, sizes[0][0], args.seed)
     if args.fit:
         impostors = np.array([lk.ratio for lk in every if owner[lk.a] != owner[lk.b]])
         compared = {lk.a for lk in every} | {lk.b for lk in every}

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from store import audit
-from store.errors import Invalid, NotFound
+from store.errors import Conflict, Invalid, NotFound
 from store.models import Bet, Slip, _enum, utcnow
 
 
@@ -400,6 +400,68 @@ def slip_features(*, session: Session, slip_id: int) -> dict[str, object]:
     found = cluster_of_slip(session=session, slip_id=slip_id, model_version=version)
     out: dict[str, object] = {"features": features, "cluster_id": found[0] if found else None}
     return out
+
+
+def account_vectors(
+    *,
+    session: Session,
+    model_version: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    leave_out: int | None = None,
+) -> dict[int, NDArray[np.float32]]:
+    """Each customer's usable slip vectors under ``model_version``, bets placed in
+    [``since``, ``until``], without slip ``leave_out``; customers in id order."""
+    query = (
+        select(Bet.customer_id, Embedding.vector)
+        .join(Slip, col(Slip.bet_id) == col(Bet.id))
+        .join(Embedding, col(Embedding.slip_id) == col(Slip.id))
+        .where(
+            Embedding.model_version == model_version,
+            col(Embedding.usable).is_(True),
+            col(Bet.customer_id).is_not(None),
+        )
+    )
+    if since is not None:
+        query = query.where(col(Bet.placed_at) >= since)
+    if until is not None:
+        query = query.where(col(Bet.placed_at) <= until)
+    if leave_out is not None:
+        query = query.where(col(Slip.id) != leave_out)
+    per: dict[int, list[NDArray[np.float32]]] = {}
+    for customer_id, blob in session.exec(query).all():
+        if customer_id is not None:
+            per.setdefault(int(customer_id), []).append(np.frombuffer(blob, dtype="<f4"))
+    return {c: np.stack(v) for c, v in sorted(per.items())}
+
+
+def likely_accounts_of_slip(
+    *, session: Session, slip_id: int, k: int, since: datetime | None
+) -> dict[str, Any]:
+    """The customer accounts whose slips this slip's handwriting most resembles
+    (`cv.accounts.likely_accounts`), under the active model: a reviewer's shortlist."""
+    from cv.accounts import ACCOUNT_MIN_SLIPS, likely_accounts
+
+    version = active_model_version(session=session)
+    emb = get_embedding(session=session, slip_id=slip_id, model_version=version)
+    if emb is None:
+        raise Conflict(f"slip {slip_id}: no features under the active model {version!r} yet")
+    if not emb.usable:
+        flags = ", ".join((emb.quality or {}).get("flags", [])) or "none"
+        raise Conflict(f"slip {slip_id}: no usable handwriting to compare (quality flags: {flags})")
+    vectors = account_vectors(
+        session=session, model_version=version, since=since, leave_out=slip_id
+    )
+    ranked = likely_accounts(np.frombuffer(emb.vector, dtype="<f4"), vectors, k=k)
+    return {
+        "slip_id": slip_id,
+        "model_version": version,
+        "since": since.isoformat() if since else None,
+        "min_slips": ACCOUNT_MIN_SLIPS,
+        "accounts": [
+            {"customer_id": int(c), "score": round(score, 4), "slips": n} for c, score, n in ranked
+        ],
+    }
 
 
 def link_constraints(

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cv.accounts import (
     ACCOUNT_MIN_SLIPS,
@@ -32,8 +32,7 @@ from cv.accounts import (
 )
 from rules import context
 from rules.types import Finding, Rule, Trigger
-from store.clustering import Embedding
-from store.models import Bet, Slip
+from store.clustering import account_vectors
 
 
 class MatchingAccounts:
@@ -55,7 +54,12 @@ class MatchingAccounts:
 
     def evaluate(self, *, session: Session, rule: Rule, trigger: Trigger) -> list[Finding]:
         since = trigger.at - rule.window if rule.window else None
-        vectors = _account_vectors(session, since=since, until=trigger.at)
+        vectors = account_vectors(
+            session=session,
+            model_version=context.model_version(session),
+            since=since,
+            until=trigger.at,
+        )
         minimum = rule.params.get("min_ratio")
         links = account_links(
             vectors,
@@ -97,28 +101,6 @@ class MatchingAccounts:
 
 
 KIND = MatchingAccounts()
-
-
-def _account_vectors(session: Session, *, since, until) -> Mapping[int, np.ndarray]:  # type: ignore[no-untyped-def]
-    """Each customer's usable slip vectors under the active model, bets placed in the window."""
-    query = (
-        select(Bet.customer_id, Embedding.vector)
-        .join(Slip, col(Slip.bet_id) == col(Bet.id))
-        .join(Embedding, col(Embedding.slip_id) == col(Slip.id))
-        .where(
-            Embedding.model_version == context.model_version(session),
-            col(Embedding.usable).is_(True),
-            col(Bet.customer_id).is_not(None),
-            col(Bet.placed_at) <= until,
-        )
-    )
-    if since is not None:
-        query = query.where(col(Bet.placed_at) >= since)
-    per: dict[int, list[np.ndarray]] = {}
-    for customer_id, blob in session.exec(query).all():
-        if customer_id is not None:
-            per.setdefault(int(customer_id), []).append(np.frombuffer(blob, dtype="<f4"))
-    return {c: np.stack(v) for c, v in sorted(per.items())}
 
 
 def _groups(links: list[AccountLink]) -> list[tuple[list[int], list[AccountLink]]]:

@@ -14,8 +14,10 @@ from cv.accounts import (
     account_links,
     eligible_accounts,
     fit_impostor_tail,
+    likely_accounts,
     ratio_threshold,
     size_class,
+    slip_account_scores,
 )
 
 
@@ -159,3 +161,19 @@ def test_each_pair_is_held_to_its_smaller_accounts_class() -> None:
     links = account_links(vectors, classes=(never, always))
     assert {(lk.a, lk.b) for lk in links} == {("eight", "nine")}
     assert len(account_links(vectors, threshold=-9.0)) == 6  # one number: every pair
+
+
+def test_a_slip_ranks_its_writers_account_first_among_accounts_of_six_or_more() -> None:
+    rng = np.random.default_rng(8)
+    hands = {w: _writer(rng, w, 13) for w in range(4)}
+    vectors = {f"w{w}": slips[1:] for w, slips in hands.items()}  # 12 slips each
+    vectors["few"] = _writer(rng, 0, 5)  # the query's hand, but too few slips to stand for it
+    ranked = likely_accounts(hands[2][0], vectors, k=3)
+    assert [a for a, _, _ in ranked][0] == "w2" and len(ranked) == 3
+    assert all(n == 12 for _, _, n in ranked) and ranked[0][1] > ranked[1][1] >= ranked[2][1]
+    keys, scores, counts = slip_account_scores(np.stack([h[0] for h in hands.values()]), vectors)
+    assert keys == ["w0", "w1", "w2", "w3"] and scores.shape == (4, 4) and counts == [12] * 4
+    assert (scores.argmax(axis=1) == np.arange(4)).all()
+    assert likely_accounts(hands[0][0], {"few": vectors["few"]}) == []
+    with pytest.raises(ValueError, match="dimensions"):
+        likely_accounts(np.ones(8), vectors)
