@@ -129,7 +129,7 @@ def slips_to_accounts(
     x: np.ndarray, writers: np.ndarray, size: int, seed: int
 ) -> dict[str, object]:
     """One slip against accounts of ``size`` slips held by half the writers (module doc)."""
-    from cv.accounts import slip_account_scores
+    from cv.accounts import account_profiles, slip_account_scores
 
     rng = np.random.default_rng(seed)
     names = sorted(set(writers.tolist()))
@@ -141,7 +141,8 @@ def slips_to_accounts(
             vectors[w] = x[idx[:size]]
             idx = idx[size:]
         queries += idx.tolist()
-    keys, scores, _ = slip_account_scores(x[queries], vectors, min_slips=size)
+    profiles = account_profiles(vectors, min_slips=size)
+    keys, scores = profiles.keys, slip_account_scores(x[queries], profiles)
     owner = np.asarray(keys, dtype=object)
     qw = writers[queries]
     has = np.isin(qw, owner)

@@ -36,6 +36,8 @@ __all__ = [
     "ACCOUNT_MIN_COHESION",
     "ACCOUNT_MIN_SLIPS",
     "ACCOUNT_RATIO_THRESHOLD",
+    "AccountProfiles",
+    "account_profiles",
     "IMPOSTOR_TAIL",
     "REFERENCE_ACCOUNTS",
     "SIZE_CLASSES",
@@ -285,40 +287,56 @@ def account_links(
     return sorted(links, key=lambda link: -link.ratio)
 
 
-def slip_account_scores(
-    slips: ArrayLike, vectors: Mapping[Any, ArrayLike], *, min_slips: int = ACCOUNT_MIN_SLIPS
-) -> tuple[list[Any], NDArray[np.float64], list[int]]:
-    """Each slip's score against each eligible account: the slip's mean cosine with the
-    account's slips over the root of the account's cohesion (the ratio's form, one slip having
-    no cohesion of its own).  Returns the accounts, the (slips, accounts) scores and the
-    accounts' usable slips."""
+@dataclass(frozen=True)
+class AccountProfiles:
+    """Accounts as one slip is compared with them: each eligible account's slip-vector sum
+    over its slips times the root of its cohesion (``scaled``), and its usable slips."""
+
+    keys: list[Any]
+    scaled: NDArray[np.float32]
+    counts: list[int]
+
+
+def account_profiles(
+    vectors: Mapping[Any, ArrayLike], *, min_slips: int = ACCOUNT_MIN_SLIPS
+) -> AccountProfiles:
+    """:class:`AccountProfiles` of the accounts with ``min_slips`` or more slips and one hand."""
+    keys, sums, counts, cohesion = _summaries(vectors, min_slips)
+    if not keys:
+        return AccountProfiles([], np.zeros((0, 0), np.float32), [])
+    scale = np.asarray(counts, dtype=np.float64) * np.sqrt(np.asarray(cohesion))
+    return AccountProfiles(keys, (np.asarray(sums) / scale[:, None]).astype(np.float32), counts)
+
+
+def slip_account_scores(slips: ArrayLike, profiles: AccountProfiles) -> NDArray[np.float64]:
+    """Each slip's score against each account, (slips, accounts): the slip's mean cosine with
+    the account's slips over the root of the account's cohesion (the ratio's form, one slip
+    having no cohesion of its own)."""
     from cv.index import normalise_rows
 
-    keys, sums, counts, cohesion = _summaries(vectors, min_slips)
     q = normalise_rows(np.atleast_2d(np.asarray(slips, dtype=np.float64)), name="slips")
-    if not keys:
-        return [], np.zeros((len(q), 0)), []
-    s = np.asarray(sums)
-    if s.shape[1] != q.shape[1]:
-        raise ValueError(f"slips have {q.shape[1]} dimensions, the accounts' slips {s.shape[1]}")
-    scale = np.asarray(counts, dtype=np.float64) * np.sqrt(np.asarray(cohesion))
-    return keys, (q @ s.T) / scale, counts
+    if not profiles.keys:
+        return np.zeros((len(q), 0))
+    if profiles.scaled.shape[1] != q.shape[1]:
+        raise ValueError(
+            f"slips have {q.shape[1]} dimensions, the accounts' slips {profiles.scaled.shape[1]}"
+        )
+    return q @ profiles.scaled.T.astype(np.float64)
 
 
 def likely_accounts(
-    slip: ArrayLike,
-    vectors: Mapping[Any, ArrayLike],
-    *,
-    min_slips: int = ACCOUNT_MIN_SLIPS,
-    k: int = 5,
+    slips: ArrayLike, profiles: AccountProfiles, *, k: int = 5
 ) -> list[tuple[Any, float, int]]:
-    """The ``k`` accounts whose slips one slip's handwriting most resembles, best first, as
+    """The ``k`` accounts whose slips the handwriting of one slip, or of several slips of one
+    hand (a cluster's anonymous slips; their scores averaged), most resembles, best first, as
     (account, score, usable slips) (:func:`slip_account_scores`).
 
     A shortlist for a reviewer, not a link: one slip carries too little evidence to name a
-    writer at precision 0.98 (held-out writers, 625 accounts of 8 slips, one slip of the
+    writer at precision 0.98 (held-out writers, 624 accounts of 8 slips, one slip of the
     account's writer against all: its account ranked first for 0.80 of slips, in the top 5 for
     0.95, but P 0.98 only for the 0.7 % scoring highest; bench/ACCURACY.md, session 26)."""
-    keys, scores, counts = slip_account_scores(slip, vectors, min_slips=min_slips)
-    best = np.argsort(-scores[0], kind="stable")[: max(int(k), 0)] if keys else []
-    return [(keys[i], float(scores[0, i]), int(counts[i])) for i in best]
+    if not profiles.keys:
+        return []
+    mean = slip_account_scores(slips, profiles).mean(axis=0)
+    best = np.argsort(-mean, kind="stable")[: max(int(k), 0)]
+    return [(profiles.keys[i], float(mean[i]), int(profiles.counts[i])) for i in best]

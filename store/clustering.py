@@ -10,6 +10,8 @@ membership: inserts go through :func:`insert_or_ignore` (a savepoint + Integrity
 from __future__ import annotations
 
 import enum
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -408,10 +410,9 @@ def account_vectors(
     model_version: str,
     since: datetime | None = None,
     until: datetime | None = None,
-    leave_out: int | None = None,
 ) -> dict[int, NDArray[np.float32]]:
     """Each customer's usable slip vectors under ``model_version``, bets placed in
-    [``since``, ``until``], without slip ``leave_out``; customers in id order."""
+    [``since``, ``until``]; customers in id order."""
     query = (
         select(Bet.customer_id, Embedding.vector)
         .join(Slip, col(Slip.bet_id) == col(Bet.id))
@@ -426,8 +427,6 @@ def account_vectors(
         query = query.where(col(Bet.placed_at) >= since)
     if until is not None:
         query = query.where(col(Bet.placed_at) <= until)
-    if leave_out is not None:
-        query = query.where(col(Slip.id) != leave_out)
     per: dict[int, list[NDArray[np.float32]]] = {}
     for customer_id, blob in session.exec(query).all():
         if customer_id is not None:
@@ -435,12 +434,75 @@ def account_vectors(
     return {c: np.stack(v) for c, v in sorted(per.items())}
 
 
+#: Account profiles a reviewer's shortlist reads are kept this long (seconds) per database,
+#: model version and window start day: every customer's vectors are read once, not per page
+#: view, and a slip stored since shows in them within this time.
+PROFILES_TTL = 600.0
+_profiles: dict[tuple[str, str, str], tuple[float, Any]] = {}
+_profiles_lock = threading.Lock()
+_clock = time.monotonic  # the profiles' age (a test moves it on)
+
+
+def account_profiles(*, session: Session, model_version: str, since: datetime | None) -> Any:
+    """`cv.accounts.account_profiles` of every customer's usable slips under
+    ``model_version`` in the window from ``since``'s day, cached for :data:`PROFILES_TTL`."""
+    from cv.accounts import account_profiles as profiles_of
+
+    day = since.date().isoformat() if since is not None else ""
+    key = (str(session.get_bind().engine.url), model_version, day)
+    now = _clock()
+    with _profiles_lock:
+        found = _profiles.get(key)
+        if found is not None and found[0] > now:
+            return found[1]
+    start = datetime.fromisoformat(day).replace(tzinfo=since.tzinfo) if since else None
+    vectors = account_vectors(session=session, model_version=model_version, since=start)
+    profiles = profiles_of(vectors)
+    with _profiles_lock:
+        for stale in [k for k, (until, _) in _profiles.items() if until <= now]:
+            del _profiles[stale]
+        _profiles[key] = (now + PROFILES_TTL, profiles)
+    return profiles
+
+
+def clear_account_profiles() -> None:
+    """Forget the cached profiles (a database emptied under the same address, in tests)."""
+    with _profiles_lock:
+        _profiles.clear()
+
+
+def resembling_accounts(
+    *, session: Session, slip_ids: list[int], model_version: str, k: int, since: datetime | None
+) -> tuple[int, list[tuple[int, float, int]]]:
+    """The customer accounts whose slips these slips' handwriting (one hand, e.g. a cluster's
+    anonymous slips) most resembles: (slips with usable vectors, [(customer id, score, its
+    slips)]) best first (`cv.accounts.likely_accounts`)."""
+    from cv.accounts import likely_accounts
+
+    rows = (
+        session.exec(
+            select(Embedding.vector).where(
+                col(Embedding.slip_id).in_(slip_ids),
+                Embedding.model_version == model_version,
+                col(Embedding.usable).is_(True),
+            )
+        ).all()
+        if slip_ids
+        else []
+    )
+    if not rows:
+        return 0, []
+    slips = np.stack([np.frombuffer(blob, dtype="<f4") for blob in rows])
+    profiles = account_profiles(session=session, model_version=model_version, since=since)
+    return len(rows), [(int(c), s, n) for c, s, n in likely_accounts(slips, profiles, k=k)]
+
+
 def likely_accounts_of_slip(
     *, session: Session, slip_id: int, k: int, since: datetime | None
 ) -> dict[str, Any]:
-    """The customer accounts whose slips this slip's handwriting most resembles
-    (`cv.accounts.likely_accounts`), under the active model: a reviewer's shortlist."""
-    from cv.accounts import ACCOUNT_MIN_SLIPS, likely_accounts
+    """The customer accounts whose slips this slip's handwriting most resembles, under the
+    active model: a reviewer's shortlist (a known customer's slip counts in its own account)."""
+    from cv.accounts import ACCOUNT_MIN_SLIPS
 
     version = active_model_version(session=session)
     emb = get_embedding(session=session, slip_id=slip_id, model_version=version)
@@ -449,17 +511,16 @@ def likely_accounts_of_slip(
     if not emb.usable:
         flags = ", ".join((emb.quality or {}).get("flags", [])) or "none"
         raise Conflict(f"slip {slip_id}: no usable handwriting to compare (quality flags: {flags})")
-    vectors = account_vectors(
-        session=session, model_version=version, since=since, leave_out=slip_id
+    _, ranked = resembling_accounts(
+        session=session, slip_ids=[slip_id], model_version=version, k=k, since=since
     )
-    ranked = likely_accounts(np.frombuffer(emb.vector, dtype="<f4"), vectors, k=k)
     return {
         "slip_id": slip_id,
         "model_version": version,
-        "since": since.isoformat() if since else None,
+        "since": since.date().isoformat() if since else None,
         "min_slips": ACCOUNT_MIN_SLIPS,
         "accounts": [
-            {"customer_id": int(c), "score": round(score, 4), "slips": n} for c, score, n in ranked
+            {"customer_id": c, "score": round(score, 4), "slips": n} for c, score, n in ranked
         ],
     }
 

@@ -81,9 +81,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = request.getfixturevalue("postgres_database")
         _truncate_all(url)
         yield url
+    from store.clustering import clear_account_profiles
     from store.db import dispose_engines
 
     dispose_engines()
+    clear_account_profiles()  # the next test's database may have this one's address
 
 
 @pytest.fixture

@@ -104,9 +104,10 @@ def get_slip_accounts(
     days: int = Query(180, ge=1, le=3650, description="accounts' bets placed in these days"),
 ) -> dict[str, object]:
     """The customer accounts whose slips this slip's handwriting most resembles, best first
-    (accounts of 6+ usable slips; the slip itself left out): a shortlist for a reviewer, not
-    a link.  On held-out writers the writer's own account was first for 0.80 of slips and in
-    the top 5 for 0.95 (625 accounts).  409 while the slip has no usable features."""
+    (accounts of 6+ usable slips; a known customer's slip counts in its own account; the
+    accounts are re-read every 10 minutes): a shortlist for a reviewer, not a link.  On
+    held-out writers the writer's own account was first for 0.80 of slips and in the top 5
+    for 0.95 (624 accounts).  409 while the slip has no usable features."""
     slip = slips.get_slip(session=session, slip_id=slip_id, actor=actor)
     since = datetime.now(UTC) - timedelta(days=days)
     return clustering.likely_accounts_of_slip(

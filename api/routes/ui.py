@@ -574,7 +574,48 @@ def cluster_page(
         .order_by(col(clustering.ClusterEvent.at))
     ).all()
     context = evidence_context(session, actor=actor, slip_ids=slip_ids)
-    return render(request, "cluster.html", {"cluster": cluster, "events": events} | context)
+    resembles = _resembling(session, cluster, context["cards"], actor=actor)
+    return render(
+        request,
+        "cluster.html",
+        {"cluster": cluster, "events": events, "resembles": resembles} | context,
+    )
+
+
+#: The accounts a cluster's anonymous slips are compared with: bets of these last days, as
+#: the matching_accounts rule's window.
+RESEMBLING_DAYS = 180
+
+
+def _resembling(
+    session: Session, cluster: Any, cards: list[dict[str, Any]], *, actor: Actor
+) -> Any:
+    """The customer accounts a cluster's anonymous slips most resemble, for the reviewer."""
+    from store import clustering
+
+    anonymous = [int(c["slip"].id) for c in cards if c["customer"] is None]
+    used, ranked = clustering.resembling_accounts(
+        session=session,
+        slip_ids=anonymous,
+        model_version=cluster.model_version,
+        k=3,
+        since=datetime.now(UTC) - timedelta(days=RESEMBLING_DAYS),
+    )
+    if not used:
+        return None
+    accounts = []
+    for customer_id, score, slips in ranked:
+        customer = session.get(Customer, customer_id)
+        accounts.append(
+            {
+                "id": customer_id,
+                "label": customer_label(customer, actor),
+                "score": score,
+                "slips": slips,
+                "link": actor.role != Role.ml,
+            }  # fmt: skip
+        )
+    return SimpleNamespace(slips=used, days=RESEMBLING_DAYS, accounts=accounts)
 
 
 def _confidences(session: Session, slip_ids: list[int]) -> dict[int, float]:

@@ -73,11 +73,11 @@ def test_only_the_risk_team_sees_whom_a_slip_resembles(client, session, keys) ->
     assert r.status_code == 403 and "ml" in r.text
 
 
-def test_a_known_customers_slip_is_left_out_of_its_own_account(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_known_customers_slip_counts_in_its_own_account(client, session) -> None:  # type: ignore[no-untyped-def]
     w = _world(session)
     own = _slip(session, w["rng"], axis=1, customer=w["bob"])
     [first, _] = client.get(f"/slips/{own}/accounts").json()["accounts"]
-    assert (first["customer_id"], first["slips"]) == (w["bob"], 8)  # 9 stored, itself left out
+    assert (first["customer_id"], first["slips"]) == (w["bob"], 9)
 
 
 def test_slips_without_usable_features_unknown_ids_and_bad_k(client, session) -> None:  # type: ignore[no-untyped-def]
@@ -91,3 +91,19 @@ def test_slips_without_usable_features_unknown_ids_and_bad_k(client, session) ->
     assert client.get("/slips/999999/accounts").status_code == 404
     r = client.get(f"/slips/{blank}/accounts", params={"k": 0})
     assert r.status_code == 422 and "k" in r.text
+
+
+def test_accounts_are_read_once_per_ten_minutes(client, session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The shortlist reads every customer's vectors once and keeps them for PROFILES_TTL: a
+    slip stored since shows in its account after that, not at once."""
+    from store import clustering
+
+    w = _world(session)
+    anon = _slip(session, w["rng"], axis=0)
+    before = client.get(f"/slips/{anon}/accounts").json()["accounts"][0]
+    _slip(session, w["rng"], axis=0, customer=w["alice"])
+    assert client.get(f"/slips/{anon}/accounts").json()["accounts"][0] == before  # cached
+    later = clustering._clock() + clustering.PROFILES_TTL + 1
+    monkeypatch.setattr(clustering, "_clock", lambda: later)
+    after = client.get(f"/slips/{anon}/accounts").json()["accounts"][0]
+    assert (after["customer_id"], after["slips"]) == (w["alice"], 9)

@@ -12,6 +12,7 @@ from cv.accounts import (
     ImpostorTail,
     SizeClass,
     account_links,
+    account_profiles,
     eligible_accounts,
     fit_impostor_tail,
     likely_accounts,
@@ -168,12 +169,21 @@ def test_a_slip_ranks_its_writers_account_first_among_accounts_of_six_or_more() 
     hands = {w: _writer(rng, w, 13) for w in range(4)}
     vectors = {f"w{w}": slips[1:] for w, slips in hands.items()}  # 12 slips each
     vectors["few"] = _writer(rng, 0, 5)  # the query's hand, but too few slips to stand for it
-    ranked = likely_accounts(hands[2][0], vectors, k=3)
+    profiles = account_profiles(vectors)
+    assert profiles.keys == ["w0", "w1", "w2", "w3"] and profiles.counts == [12] * 4
+    ranked = likely_accounts(hands[2][0], profiles, k=3)
     assert [a for a, _, _ in ranked][0] == "w2" and len(ranked) == 3
     assert all(n == 12 for _, _, n in ranked) and ranked[0][1] > ranked[1][1] >= ranked[2][1]
-    keys, scores, counts = slip_account_scores(np.stack([h[0] for h in hands.values()]), vectors)
-    assert keys == ["w0", "w1", "w2", "w3"] and scores.shape == (4, 4) and counts == [12] * 4
-    assert (scores.argmax(axis=1) == np.arange(4)).all()
-    assert likely_accounts(hands[0][0], {"few": vectors["few"]}) == []
+    scores = slip_account_scores(np.stack([h[0] for h in hands.values()]), profiles)
+    assert scores.shape == (4, 4) and (scores.argmax(axis=1) == np.arange(4)).all()
+    # the score is the ratio's form: the mean cross cosine over the account's cohesion's root
+    x = vectors["w1"] / np.linalg.norm(vectors["w1"], axis=1, keepdims=True)
+    q = hands[1][0] / np.linalg.norm(hands[1][0])
+    cohesion = (np.sum(x @ x.T) - 12) / (12 * 11)
+    assert scores[1, 1] == pytest.approx(float(np.mean(x @ q)) / np.sqrt(cohesion), rel=1e-5)
+    # two slips of one hand: their scores averaged
+    both = likely_accounts(np.stack([hands[3][0], hands[3][0]]), profiles, k=1)
+    assert both[0][0] == "w3" and both[0][1] == pytest.approx(scores[3, 3], rel=1e-6)
+    assert likely_accounts(hands[0][0], account_profiles({"few": vectors["few"]})) == []
     with pytest.raises(ValueError, match="dimensions"):
-        likely_accounts(np.ones(8), vectors)
+        likely_accounts(np.ones(8), profiles)

@@ -304,3 +304,74 @@ def test_analyst_rejects_a_cluster_link_and_sees_linked_customers(
     linked = page.locator("text=Handwriting clusters and linked customers").locator("..")
     assert f"cluster {cluster_id}" in linked.inner_text() and "Bob Bowman" in linked.inner_text()
     screenshot(page, "customer_360")
+
+
+def test_cluster_page_lists_the_accounts_its_anonymous_slips_resemble(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    """A cluster of two anonymous slips in Ann's hand: its page names Ann's account first
+    (Bob's, another hand, after it) as a shortlist, linked to her page for the analyst; the
+    ml role sees the same shortlist under customer numbers, without links."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from store import users
+    from store.access import SYSTEM
+    from store.clustering import ClusterMember, WriterCluster, store_embedding
+    from store.models import Role
+    from tests.factories import make_customer
+    from tests.rules.scenario import bet, slip
+    from tests.ui.conftest import PASSWORD
+
+    version = "ui-resembling-v1"
+    rng = np.random.default_rng(5)
+
+    def hand(axis: int) -> np.ndarray:
+        v = np.zeros(32)
+        v[axis] = 1.0
+        v += 0.9 * rng.standard_normal(32) / np.sqrt(32)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    now = datetime.now(UTC)
+    with live_server.session() as s:
+        users.create_user(session=s, username="mel", password=PASSWORD, role=Role.ml,
+                          actor=SYSTEM)  # fmt: skip
+        ann = make_customer(s, name="Ann Archer")
+        bob = make_customer(s, name="Bob Bowman")
+
+        def stored(customer: int | None, axis: int, days_ago: int) -> int:
+            b = bet(s, at=now - timedelta(days=days_ago), stake=5, customer=customer)
+            sid = int(slip(s, b).id)  # type: ignore[arg-type]
+            store_embedding(session=s, slip_id=sid, model_version=version, vector=hand(axis),
+                            usable=True, quality={})  # fmt: skip
+            return sid
+
+        for i in range(8):
+            stored(ann.id, 0, 2 + i)
+            stored(bob.id, 1, 2 + i)
+        anonymous = [stored(None, 0, 1), stored(None, 0, 1)]
+        s.commit()
+        cluster = WriterCluster(model_version=version, size=len(anonymous))
+        s.add(cluster)
+        s.flush()
+        for sid in anonymous:
+            s.add(ClusterMember(slip_id=sid, model_version=version, cluster_id=cluster.id,
+                                confidence=0.9))  # fmt: skip
+        s.commit()
+        cluster_id, ann_id, bob_id = int(cluster.id), int(ann.id), int(bob.id)  # type: ignore[arg-type]
+    base = live_server.url
+    login(page, base, "ana", f"/ui/clusters/{cluster_id}")
+    shortlist = page.locator("#resembles")
+    assert "2 anonymous slips compared" in shortlist.inner_text()
+    items = shortlist.locator("ol li")
+    assert items.count() == 2
+    first = items.nth(0).inner_text()
+    assert first.startswith("Ann Archer") and "8 slips" in first
+    assert items.nth(1).inner_text().startswith("Bob Bowman")
+    assert items.nth(0).locator("a").get_attribute("href") == f"/ui/customers/{ann_id}"
+    screenshot(page, "cluster_resembles")
+    page.context.clear_cookies()
+    login(page, base, "mel", f"/ui/clusters/{cluster_id}")
+    items = page.locator("#resembles ol li")
+    assert items.nth(0).inner_text().startswith(f"customer #{ann_id}")
+    assert items.nth(1).inner_text().startswith(f"customer #{bob_id}")
+    assert page.locator("#resembles a").count() == 0 and "Ann Archer" not in page.content()
