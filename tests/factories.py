@@ -58,3 +58,21 @@ def scan_bytes(*, seed: int = 0, size: tuple[int, int] = (300, 400), fmt: str = 
     buf = io.BytesIO()
     pil.save(buf, format=fmt)
     return buf.getvalue()
+
+
+def make_cluster(
+    session: Session, slip_ids: list[int], *, model_version: str, confidence: float = 0.9
+) -> int:
+    """A writer cluster of these slips (what the clusterer would make), with its created
+    event; returns its id."""
+    from store.clustering import ClusterEvent, ClusterMember, WriterCluster
+
+    cluster = WriterCluster(model_version=model_version, size=len(slip_ids))
+    session.add(cluster)
+    session.flush()
+    for sid in slip_ids:
+        session.add(ClusterMember(slip_id=sid, model_version=model_version,
+                                  cluster_id=cluster.id, confidence=confidence))  # fmt: skip
+    session.add(ClusterEvent(cluster_id=cluster.id, kind="created", detail={"slip_ids": slip_ids}))
+    session.commit()
+    return int(cluster.id)  # type: ignore[arg-type]

@@ -15,10 +15,9 @@ from api.privacy import REDACTED, redact
 from api.routes.feed import FeedFilter, _new_rows
 from store import clustering, users
 from store.access import SYSTEM, Actor, create_api_key
-from store.clustering import ClusterEvent, ClusterMember, WriterCluster
 from store.models import Role
 from tests.conftest import auth
-from tests.factories import make_bet, make_customer, make_shop, scan_bytes
+from tests.factories import make_bet, make_cluster, make_customer, make_shop, scan_bytes
 
 PASSWORD = "correct horse battery"
 VERSION = "privacy-test-v1"
@@ -44,19 +43,12 @@ def _world(app, session, keys) -> dict[str, int]:  # type: ignore[no-untyped-def
             up = c.post(f"/bets/{bet.id}/slip", files={"slip": ("s.png", scan_bytes(seed=seed))})
             assert up.status_code == 202, up.text
             slips.append(up.json()["id"])
-    cluster = WriterCluster(model_version=VERSION, size=len(slips))
-    session.add(cluster)
-    session.flush()
-    for sid in slips:
-        session.add(ClusterMember(slip_id=sid, model_version=VERSION, cluster_id=cluster.id,
-                                  confidence=0.9))  # fmt: skip
-    session.add(ClusterEvent(cluster_id=cluster.id, kind="created", detail={"slip_ids": slips}))
-    session.commit()
+    cluster_id = make_cluster(session, slips, model_version=VERSION)
     clustering.record_link_decision(session=session, slip_a=slips[0], slip_b=slips[1],
                                     decision="rejected", actor="ana-reviewer",
                                     note="Quill's brother writes like this")  # fmt: skip
     session.commit()
-    return {"bet_id": bet.id, "slip_id": slips[0], "cluster_id": cluster.id,  # type: ignore[dict-item]
+    return {"bet_id": bet.id, "slip_id": slips[0], "cluster_id": cluster_id,  # type: ignore[dict-item]
             "shop_id": shop.id, "version": VERSION}  # fmt: skip
 
 

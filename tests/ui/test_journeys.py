@@ -316,9 +316,9 @@ def test_cluster_page_lists_the_accounts_its_anonymous_slips_resemble(live_serve
 
     from store import users
     from store.access import SYSTEM
-    from store.clustering import ClusterMember, WriterCluster, store_embedding
+    from store.clustering import store_embedding
     from store.models import Role
-    from tests.factories import make_customer
+    from tests.factories import make_cluster, make_customer
     from tests.rules.scenario import bet, slip
     from tests.ui.conftest import PASSWORD
 
@@ -350,14 +350,8 @@ def test_cluster_page_lists_the_accounts_its_anonymous_slips_resemble(live_serve
             stored(bob.id, 1, 2 + i)
         anonymous = [stored(None, 0, 1), stored(None, 0, 1)]
         s.commit()
-        cluster = WriterCluster(model_version=version, size=len(anonymous))
-        s.add(cluster)
-        s.flush()
-        for sid in anonymous:
-            s.add(ClusterMember(slip_id=sid, model_version=version, cluster_id=cluster.id,
-                                confidence=0.9))  # fmt: skip
-        s.commit()
-        cluster_id, ann_id, bob_id = int(cluster.id), int(ann.id), int(bob.id)  # type: ignore[arg-type]
+        cluster_id = make_cluster(s, anonymous, model_version=version)
+        ann_id, bob_id = int(ann.id), int(bob.id)  # type: ignore[arg-type]
     base = live_server.url
     login(page, base, "ana", f"/ui/clusters/{cluster_id}")
     shortlist = page.locator("#resembles")
