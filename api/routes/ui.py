@@ -612,8 +612,8 @@ def _resembling(
                 "label": customer_label(customer, actor),
                 "score": score,
                 "slips": slips,
-                "link": actor.role != Role.ml,
-            }  # fmt: skip
+                "link": actor.role != Role.ml,  # the ml role has no customer pages
+            }
         )
     return SimpleNamespace(slips=used, days=RESEMBLING_DAYS, accounts=accounts)
 

@@ -125,6 +125,7 @@ def _groups(links: list[AccountLink]) -> list[tuple[list[int], list[AccountLink]
 
 
 def _confidence(link: AccountLink, compared: int) -> float:
-    smaller = max(min(link.slips_a, link.slips_b), SIZE_CLASSES[0].slips)  # min_ratio's own
+    # accounts under the smallest class (an operator's min_slips with min_ratio): its tail
+    smaller = max(min(link.slips_a, link.slips_b), SIZE_CLASSES[0].slips)
     expected = size_class(smaller).tail.sf(link.ratio) * max(compared - 1, 1)
     return round(max(0.0, 1.0 - expected), 4)
