@@ -36,15 +36,15 @@ __all__ = [
     "ACCOUNT_MIN_COHESION",
     "ACCOUNT_MIN_SLIPS",
     "ACCOUNT_RATIO_THRESHOLD",
+    "AccountLink",
     "AccountProfiles",
-    "account_profiles",
     "IMPOSTOR_TAIL",
+    "ImpostorTail",
     "REFERENCE_ACCOUNTS",
     "SIZE_CLASSES",
-    "AccountLink",
-    "ImpostorTail",
     "SizeClass",
     "account_links",
+    "account_profiles",
     "eligible_accounts",
     "fit_impostor_tail",
     "likely_accounts",
@@ -219,6 +219,28 @@ def eligible_accounts(
     return _summaries(vectors, min_slips)[0]
 
 
+@dataclass(frozen=True)
+class AccountProfiles:
+    """Eligible accounts as the ratio reads them: each account's slip-vector sum divided by
+    its slips times the root of its cohesion (``scaled``: the ratio of two accounts is the dot
+    product of their rows), and its usable slips."""
+
+    keys: list[Any]
+    scaled: NDArray[np.float64]
+    counts: list[int]
+
+
+def account_profiles(
+    vectors: Mapping[Any, ArrayLike], *, min_slips: int = ACCOUNT_MIN_SLIPS
+) -> AccountProfiles:
+    """:class:`AccountProfiles` of the accounts with ``min_slips`` or more slips and one hand."""
+    keys, sums, counts, cohesion = _summaries(vectors, min_slips)
+    if not keys:
+        return AccountProfiles([], np.zeros((0, 0)), [])
+    scale = np.asarray(counts, dtype=np.float64) * np.sqrt(np.asarray(cohesion))
+    return AccountProfiles(keys, np.asarray(sums) / scale[:, None], counts)
+
+
 def account_links(
     vectors: Mapping[Any, ArrayLike],
     *,
@@ -252,7 +274,8 @@ def account_links(
     """
     if threshold is None:
         size_class(min_slips, classes)  # fewer slips than any class: refuse before any work
-    keys, sums, counts, cohesion = _summaries(vectors, min_slips)
+    profiles = account_profiles(vectors, min_slips=min_slips)
+    keys, counts, unit = profiles.keys, profiles.counts, profiles.scaled
     if len(keys) < 2:
         return []
     # the ratio each size class needs among these accounts (one number when given)
@@ -261,11 +284,6 @@ def account_links(
         for c in classes
     }
     floor = min(needed.values())
-    s = np.asarray(sums)
-    n = np.asarray(counts, dtype=np.float64)
-    w = np.asarray(cohesion)
-    scale = n * np.sqrt(w)  # ratio = (s_a . s_b) / (scale_a * scale_b)
-    unit = s / scale[:, None]
     k = min(int(candidates), len(keys) - 1)
     found: dict[tuple[int, int], float] = {}
     for start in range(0, len(keys), 2048):  # exact: eligible accounts are few
@@ -283,29 +301,8 @@ def account_links(
                     if ratio < needed[size_class(smaller, classes).slips]:
                         continue
                 found[(min(start + r, c), max(start + r, c))] = ratio
-    links = [AccountLink(keys[i], keys[j], r, int(n[i]), int(n[j])) for (i, j), r in found.items()]
+    links = [AccountLink(keys[i], keys[j], r, counts[i], counts[j]) for (i, j), r in found.items()]
     return sorted(links, key=lambda link: -link.ratio)
-
-
-@dataclass(frozen=True)
-class AccountProfiles:
-    """Accounts as one slip is compared with them: each eligible account's slip-vector sum
-    over its slips times the root of its cohesion (``scaled``), and its usable slips."""
-
-    keys: list[Any]
-    scaled: NDArray[np.float32]
-    counts: list[int]
-
-
-def account_profiles(
-    vectors: Mapping[Any, ArrayLike], *, min_slips: int = ACCOUNT_MIN_SLIPS
-) -> AccountProfiles:
-    """:class:`AccountProfiles` of the accounts with ``min_slips`` or more slips and one hand."""
-    keys, sums, counts, cohesion = _summaries(vectors, min_slips)
-    if not keys:
-        return AccountProfiles([], np.zeros((0, 0), np.float32), [])
-    scale = np.asarray(counts, dtype=np.float64) * np.sqrt(np.asarray(cohesion))
-    return AccountProfiles(keys, (np.asarray(sums) / scale[:, None]).astype(np.float32), counts)
 
 
 def slip_account_scores(slips: ArrayLike, profiles: AccountProfiles) -> NDArray[np.float64]:
@@ -321,7 +318,7 @@ def slip_account_scores(slips: ArrayLike, profiles: AccountProfiles) -> NDArray[
         raise ValueError(
             f"slips have {q.shape[1]} dimensions, the accounts' slips {profiles.scaled.shape[1]}"
         )
-    return q @ profiles.scaled.T.astype(np.float64)
+    return q @ profiles.scaled.T
 
 
 def likely_accounts(
